@@ -1,0 +1,22 @@
+#ifndef MULTILEVEL_CCHOLMOD_SHIM_H
+#define MULTILEVEL_CCHOLMOD_SHIM_H
+#include <suitesparse/cholmod.h>
+
+/* Macros that do not import into Swift. */
+static inline int mlm_cholmod_real(void) { return CHOLMOD_REAL; }
+static inline int mlm_cholmod_double(void) { return CHOLMOD_DOUBLE; }
+static inline int mlm_cholmod_A(void) { return CHOLMOD_A; }
+static inline int mlm_cholmod_L(void) { return CHOLMOD_L; }
+static inline int mlm_cholmod_Lt(void) { return CHOLMOD_Lt; }
+static inline int mlm_cholmod_P(void) { return CHOLMOD_P; }
+static inline int mlm_cholmod_Pt(void) { return CHOLMOD_Pt; }
+static inline int mlm_cholmod_natural(void) { return CHOLMOD_NATURAL; }
+static inline int mlm_cholmod_amd(void) { return CHOLMOD_AMD; }
+static inline int mlm_cholmod_metis(void) { return CHOLMOD_METIS; }
+static inline int mlm_cholmod_given(void) { return CHOLMOD_GIVEN; }
+static inline int mlm_cholmod_supernodal(void) { return CHOLMOD_SUPERNODAL; }
+static inline int mlm_cholmod_simplicial(void) { return CHOLMOD_SIMPLICIAL; }
+static inline int mlm_cholmod_auto(void) { return CHOLMOD_AUTO; }
+static inline int mlm_cholmod_ok(void) { return CHOLMOD_OK; }
+static inline int mlm_cholmod_not_posdef(void) { return CHOLMOD_NOT_POSDEF; }
+#endif
