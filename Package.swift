@@ -36,7 +36,7 @@ let package = Package(
         .testTarget(
             name: "MultilevelTests",
             dependencies: ["Multilevel"],
-            resources: [.copy("Fixtures")]
+            exclude: ["Fixtures"]
         ),
     ]
 )
