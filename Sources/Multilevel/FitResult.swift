@@ -1,0 +1,138 @@
+import Foundation
+
+/// One row of lme4's `as.data.frame(VarCorr(m))`: a variance (var2 nil), a covariance, or the residual.
+public struct VarCorrEntry: Sendable, Equatable {
+    /// The group name, made unique as lme4 does (`Subject`, `Subject.1`), or `Residual`.
+    public let group: String
+    public let var1: String?
+    public let var2: String?
+    /// The variance or covariance.
+    public let vcov: Double
+    /// The standard deviation (variances) or correlation (covariances).
+    public let sdcor: Double
+}
+
+/// A fitted linear mixed model: estimates, variance components, fit statistics, conditional modes.
+public struct FitResult: Sendable {
+    /// The formula as written, the data's name, and the rows dropped for missing values.
+    public internal(set) var formula = ""
+    public internal(set) var dataName = ""
+    public internal(set) var droppedRows = 0
+
+    /// REML (true) or maximum likelihood.
+    public let reml: Bool
+    /// n: the number of observations used.
+    public let nobs: Int
+    /// The random-effects terms, in lme4's order.
+    public let terms: [RandomEffectsTerm]
+    /// θ and lme4's names for it.
+    public let theta: [Double]
+    public let thetaNames: [String]
+    /// Fixed effects: names, estimates, standard errors, and the covariance matrix (p × p, column-major).
+    public let fixedNames: [String]
+    public let beta: [Double]
+    public let standardErrors: [Double]
+    public let fixedCovariance: [Double]
+    /// The residual standard deviation σ.
+    public let sigma: Double
+    /// The REML criterion (REML fits) or the deviance −2 log L (ML fits) at the optimum.
+    public let objective: Double
+    /// lme4's `as.data.frame(VarCorr(m))`, residual last.
+    public let varcorr: [VarCorrEntry]
+    /// Conditional modes b̂ per term: `levels × p_k` values, row-major (level by level).
+    public let conditionalModes: [[Double]]
+    /// How the optimiser went.
+    public let optimizer: OptimizerSummary
+    /// Messages for the reader: dropped columns, convergence, singular fit.
+    public let notes: [String]
+
+    /// The number of parameters: p + length(θ) + 1.
+    public var df: Int { fixedNames.count + theta.count + 1 }
+    /// The log-likelihood (REML fits: the restricted log-likelihood, as lme4 reports).
+    public var logLik: Double { -objective / 2 }
+    public var aic: Double { objective + 2 * Double(df) }
+    public var bic: Double { objective + Double(df) * log(Double(nobs)) }
+    /// Residual degrees of freedom n − df, as lme4's summary shows for ML fits.
+    public var residualDF: Int { nobs - df }
+
+    /// The number of levels of each grouping factor, by lme4's group name (each factor once).
+    public var groupCounts: [(group: String, count: Int)] {
+        var seen: Set<String> = []
+        return terms.compactMap { seen.insert($0.group).inserted ? ($0.group, $0.levels.count) : nil }
+    }
+
+    /// The unique group names lme4 uses in `VarCorr`: a repeated group gets `.1`, `.2`, …
+    public var uniqueGroupNames: [String] {
+        var count: [String: Int] = [:]
+        return terms.map { t in
+            let k = count[t.group, default: 0]
+            count[t.group] = k + 1
+            return k == 0 ? t.group : "\(t.group).\(k)"
+        }
+    }
+
+    /// Intra-class correlations (variance partition coefficients) for a model whose random terms
+    /// are all random intercepts: each term's variance over the total. Nil otherwise.
+    public var intraclassCorrelations: [(group: String, icc: Double)]? {
+        guard terms.allSatisfy({ $0.effects == ["(Intercept)"] }) else { return nil }
+        let variances = varcorr.filter { $0.var2 == nil }.map(\.vcov)   // terms…, residual
+        let total = variances.reduce(0, +)
+        return zip(uniqueGroupNames, variances).map { ($0, $1 / total) }
+    }
+
+    init(crossProducts cp: CrossProducts, pls: PenalizedLeastSquares, theta: [Double],
+         evaluation e: PenalizedLeastSquares.Evaluation, optimizer: OptimizerSummary, notes: [String]) {
+        let p = cp.fixedCount, p1 = p + 1
+        let n = cp.rows
+        reml = pls.reml
+        nobs = n
+        terms = cp.terms
+        self.theta = theta
+        thetaNames = pls.factor.thetaNames
+        fixedNames = cp.fixedNames
+        objective = e.deviance
+        self.optimizer = optimizer
+        self.notes = notes
+
+        let cBeta = (0..<p).map { e.r[$0 + p * p1] }
+        let beta = DenseCholesky.solveUpper(e.r, leading: p1, order: p, cBeta)
+        self.beta = beta
+        let sigma2 = e.penalizedRSS / Double(reml ? n - p : n)
+        sigma = sigma2.squareRoot()
+        let unscaled = DenseCholesky.inverseOfCrossProduct(e.r, leading: p1, order: p)
+        fixedCovariance = unscaled.map { $0 * sigma2 }
+        standardErrors = (0..<p).map { (fixedCovariance[$0 + $0 * p]).squareRoot() }
+
+        let b = pls.conditionalModes(theta, e, beta: beta)
+        conditionalModes = cp.terms.map { Array(b[$0.offset..<($0.offset + $0.columns)]) }
+
+        // Σ_k = σ² T_k T_k'.
+        var entries: [VarCorrEntry] = []
+        var count: [String: Int] = [:]
+        for (k, t) in cp.terms.enumerated() {
+            let dim = t.dimension
+            let tk = pls.factor.template(k, theta: theta)
+            var sigmaK = [Double](repeating: 0, count: dim * dim)
+            for i in 0..<dim { for j in 0..<dim {
+                var s = 0.0
+                for m in 0...min(i, j) { s += tk[i + m * dim] * tk[j + m * dim] }
+                sigmaK[i + j * dim] = sigma2 * s
+            } }
+            let seen = count[t.group, default: 0]
+            count[t.group] = seen + 1
+            let name = seen == 0 ? t.group : "\(t.group).\(seen)"
+            for i in 0..<dim {
+                let v = sigmaK[i + i * dim]
+                entries.append(VarCorrEntry(group: name, var1: t.effects[i], var2: nil, vcov: v, sdcor: v.squareRoot()))
+            }
+            for i in 0..<dim { for j in (i + 1)..<max(i + 1, dim) {
+                let c = sigmaK[i + j * dim]
+                let denominator = (sigmaK[i + i * dim] * sigmaK[j + j * dim]).squareRoot()
+                entries.append(VarCorrEntry(group: name, var1: t.effects[i], var2: t.effects[j], vcov: c,
+                                            sdcor: denominator > 0 ? c / denominator : .nan))
+            } }
+        }
+        entries.append(VarCorrEntry(group: "Residual", var1: nil, var2: nil, vcov: sigma2, sdcor: sigma))
+        varcorr = entries
+    }
+}

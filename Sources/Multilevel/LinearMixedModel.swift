@@ -1,0 +1,138 @@
+import Foundation
+
+/// How to fit: criterion, reading and factorisation settings.
+public struct FitOptions: Sendable {
+    /// REML (the default, as in lme4) or maximum likelihood.
+    public var reml: Bool
+    /// Rows read per chunk; the fit does not depend on it.
+    public var chunkRows: Int
+    /// The fill-reducing ordering for the sparse Cholesky factor.
+    public var ordering: FillReducingOrdering
+
+    public init(reml: Bool = true, chunkRows: Int = 65_536, ordering: FillReducingOrdering = .best) {
+        self.reml = reml
+        self.chunkRows = chunkRows
+        self.ordering = ordering
+    }
+}
+
+/// Fits linear mixed models: parse → cross-products → optimise → result (lme4's
+/// `lFormula` → `mkLmerDevfun` → `optimizeLmer` → `mkMerMod`).
+///
+/// ```swift
+/// let data = try openTable(path: "sleepstudy.csv", table: nil)
+/// let fit = try LinearMixedModel.fit("Reaction ~ Days + (Days | Subject)", data: data)
+/// print(fit.summary())
+/// ```
+public enum LinearMixedModel {
+    /// Fits `formula` to `data`, reading the rows twice (levels, then cross-products) and never again.
+    public static func fit(_ formula: String, data: TableSource, options: FitOptions = FitOptions()) throws -> FitResult {
+        let parsed = try Formula.parse(formula)
+        let frame = try ModelFrame.scan(parsed, source: data, chunkRows: options.chunkRows)
+        let crossProducts = try frame.crossProducts()
+        var result = try fit(crossProducts, options: options)
+        result.formula = parsed.text
+        result.dataName = data.name
+        result.droppedRows = frame.droppedRows
+        return result
+    }
+
+    /// Fits from cross-products alone: no data are touched.
+    public static func fit(_ crossProducts: CrossProducts, options: FitOptions = FitOptions()) throws -> FitResult {
+        var notes: [String] = []
+        let keep = independentColumns(crossProducts)
+        var cp = crossProducts
+        if keep.count < crossProducts.fixedCount {
+            let dropped = crossProducts.fixedNames.indices.filter { !keep.contains($0) }.map { crossProducts.fixedNames[$0] }
+            notes.append("fixed-effect model matrix is rank deficient so dropping \(dropped.count) column\(dropped.count == 1 ? "" : "s") / coefficient\(dropped.count == 1 ? "" : "s"): \(dropped.joined(separator: ", "))")
+            cp = crossProducts.selectingFixed(keep)
+        }
+        let pls = try PenalizedLeastSquares(cp, reml: options.reml, ordering: options.ordering)
+        let factor = pls.factor
+        var summary = OptimizerSummary()
+        let (theta, _) = try Optimizer.minimize({ pls.objective($0) }, start: factor.initialTheta,
+                                                 lower: factor.lowerBounds, summary: &summary)
+        checkConvergence(pls, theta: theta, summary: &summary)
+        if let w = summary.warning { notes.append(w) }
+        if theta.indices.contains(where: { factor.isDiagonal($0) && theta[$0] < 1e-4 }) {
+            notes.append("boundary (singular) fit: a variance component is estimated at or near zero")
+        }
+        guard let e = pls.evaluate(theta) else {
+            throw InputError("the model could not be evaluated at the optimum: the response may be constant or fitted exactly")
+        }
+        return FitResult(crossProducts: cp, pls: pls, theta: theta, evaluation: e, optimizer: summary, notes: notes)
+    }
+
+    /// The fixed-effect columns kept: a column is dropped when it is (numerically) a linear
+    /// combination of the columns before it, as R's pivoting QR decides.
+    static func independentColumns(_ cp: CrossProducts) -> [Int] {
+        let p = cp.fixedCount
+        var keep: [Int] = []
+        var r: [[Double]] = []     // rows of the Cholesky factor of X'X restricted to kept columns
+        for j in 0..<p {
+            let xjj = cp.xx(j, j)
+            var col = [Double](repeating: 0, count: keep.count)
+            var d = xjj
+            for (a, ka) in keep.enumerated() {
+                var s = cp.xx(ka, j)
+                for b in 0..<a { s -= r[b][a] * col[b] }
+                col[a] = s / r[a][a]
+                d -= col[a] * col[a]
+            }
+            if xjj > 0 && d > 1e-10 * xjj {
+                let rjj = d.squareRoot()
+                for a in 0..<keep.count { r[a].append(col[a]) }
+                r.append(Array(repeating: 0, count: keep.count) + [rjj])
+                keep.append(j)
+            }
+        }
+        return keep
+    }
+
+    /// lme4's convergence check: at θ̂, the gradient scaled by the inverse Hessian (finite
+    /// differences, step 1e-4) must be below 0.002 in every coordinate not at a bound.
+    static func checkConvergence(_ pls: PenalizedLeastSquares, theta: [Double], summary: inout OptimizerSummary) {
+        let h = 1e-4
+        let lower = pls.factor.lowerBounds
+        let free = theta.indices.filter { theta[$0] - h > lower[$0] }
+        guard !free.isEmpty else { summary.converged = true; return }
+        let f0 = pls.objective(theta)
+        let m = free.count
+        var g = [Double](repeating: 0, count: m)
+        var hess = [Double](repeating: 0, count: m * m)
+        var plus = [Double](repeating: 0, count: m)
+        func at(_ shifts: [(Int, Double)]) -> Double {
+            var t = theta
+            for (i, s) in shifts { t[free[i]] += s }
+            return pls.objective(t)
+        }
+        for i in 0..<m {
+            plus[i] = at([(i, h)])
+            let minus = at([(i, -h)])
+            g[i] = (plus[i] - minus) / (2 * h)
+            hess[i + i * m] = (plus[i] - 2 * f0 + minus) / (h * h)
+        }
+        for i in 0..<m { for j in (i + 1)..<max(i + 1, m) {
+            let fij = at([(i, h), (j, h)])
+            let v = (fij - plus[i] - plus[j] + f0) / (h * h)
+            hess[i + j * m] = v
+            hess[j + i * m] = v
+        } }
+        var scaled = g
+        if let r = DenseCholesky.upper(hess, order: m) {
+            // H s = g with H = R'R: solve R'w = g, then R s = w.
+            var w = g
+            for i in 0..<m {
+                var s = w[i]
+                for k in 0..<i { s -= r[k + i * m] * w[k] }
+                w[i] = s / r[i + i * m]
+            }
+            scaled = DenseCholesky.solveUpper(r, leading: m, order: m, w)
+        }
+        summary.maxGradient = scaled.map(abs).max() ?? 0
+        summary.converged = summary.maxGradient.isFinite && summary.maxGradient < 2e-3
+        if !summary.converged {
+            summary.warning = String(format: "model failed to converge with max|grad| = %.6g (tol = 0.002)", summary.maxGradient)
+        }
+    }
+}

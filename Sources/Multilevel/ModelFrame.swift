@@ -1,0 +1,358 @@
+import Foundation
+
+/// A formula bound to a data source: which columns it reads, how each variable is coded, the
+/// levels of every factor, which rows are complete — and the conversion of a chunk of rows into
+/// model quantities (X, y, and each random term's memberships and covariates).
+///
+/// `ModelFrame.scan` reads the used columns once to learn the levels (lme4's model frame, without
+/// keeping the rows); `crossProducts()` then streams the rows once more into `CrossProducts`.
+/// Neither pass holds more than one chunk of rows.
+public struct ModelFrame {
+    public let formula: Formula
+    public let source: TableSource
+    public let chunkRows: Int
+    /// The fixed-effects design (all columns, before any aliased ones are dropped).
+    public let fixedDesign: Design
+    /// One per random term, sorted as lme4 sorts them (decreasing number of levels, stable).
+    let randomTerms: [BoundRandomTerm]
+    /// Rows used (complete cases) and rows dropped for missing values.
+    public let completeRows: Int
+    public let droppedRows: Int
+
+    struct BoundRandomTerm {
+        let term: RandomTerm
+        let effects: Design
+        let levels: LevelIndex
+    }
+
+    /// The random-effects terms in Z's column order.
+    public var randomEffectsTerms: [RandomEffectsTerm] {
+        var offset = 0
+        return randomTerms.map { bt in
+            let t = RandomEffectsTerm(group: bt.term.grouping.name, effects: bt.effects.columns.map(\.name),
+                                      levels: bt.levels.names, offset: offset)
+            offset += t.columns
+            return t
+        }
+    }
+
+    /// Reads the used columns once: checks types, finds complete rows and collects levels.
+    public static func scan(_ formula: Formula, source: TableSource, chunkRows: Int = 65_536) throws -> ModelFrame {
+        precondition(chunkRows > 0)
+        let columns = formula.columns
+        var types: [String: ColumnType] = [:]
+        for c in columns { types[c] = try source.columnType(c) }
+        let reader = ChunkReader(source: source, types: types, formula: formula)
+        try reader.checkNumeric(formula.response, role: "the response")
+
+        // Variables coded as factors, and the groupings, collect levels from complete rows.
+        let allVariables = formula.fixed.terms.flatMap(\.variables)
+            + formula.random.flatMap { $0.effects.terms.flatMap(\.variables) }
+        var categorical: [Variable] = []
+        for v in allVariables where !categorical.contains(v) {
+            switch v {
+            case .column(let c) where types[c] == .string: categorical.append(v)
+            case .factor: categorical.append(v)
+            case .column, .transform: try reader.checkNumeric(v, role: "variable")
+            }
+        }
+        for rt in formula.random {
+            if case .multipleMembership(let groups, let weights) = rt.grouping {
+                for w in weights { try reader.checkNumeric(.column(w), role: "weight of \(rt.grouping.name)") }
+                let kinds = Set(groups.map { types[$0]! })
+                if kinds.count > 1 {
+                    throw InputError("\(rt.grouping.name): the group columns mix string and numeric types (\(groups.joined(separator: ", ")))")
+                }
+            }
+        }
+        var variableLevels = [LevelSet](repeating: LevelSet(), count: categorical.count)
+        var groupingLevels = [[LevelSet]](repeating: [], count: formula.random.count)
+        var interactionKeys = [Set<[String]>](repeating: [], count: formula.random.count)
+        for (k, rt) in formula.random.enumerated() {
+            if case .factor(let cols) = rt.grouping { groupingLevels[k] = Array(repeating: LevelSet(), count: cols.count) }
+            else { groupingLevels[k] = [LevelSet()] }
+        }
+
+        var complete = 0, total = 0
+        var start = 0
+        while start < source.rowCount {
+            let rows = start..<min(start + chunkRows, source.rowCount)
+            let chunk = try reader.read(rows)
+            total += rows.count
+            for i in 0..<rows.count where chunk.complete[i] {
+                complete += 1
+                for (vi, v) in categorical.enumerated() {
+                    chunk.insertValue(of: v.factorColumn, row: i, into: &variableLevels[vi])
+                }
+                for (k, rt) in formula.random.enumerated() {
+                    switch rt.grouping {
+                    case .factor(let cols):
+                        for (ci, c) in cols.enumerated() { chunk.insertValue(of: c, row: i, into: &groupingLevels[k][ci]) }
+                        if cols.count > 1 { interactionKeys[k].insert(cols.map { chunk.levelName(of: $0, row: i)! }) }
+                    case .multipleMembership(let groups, let weights):
+                        for (m, g) in groups.enumerated() where chunk.isMember(group: g, weight: weights.isEmpty ? nil : weights[m], row: i) {
+                            chunk.insertValue(of: g, row: i, into: &groupingLevels[k][0])
+                        }
+                    }
+                }
+            }
+            start = rows.upperBound
+        }
+        if complete == 0 {
+            throw InputError(total == 0 ? "\(source.name) has no rows"
+                : "no complete rows: all \(total) rows of \(source.name) have a missing value in the columns used (\(columns.joined(separator: ", ")))")
+        }
+
+        var codings: [Variable: VariableCoding] = [:]
+        for (vi, v) in categorical.enumerated() { codings[v] = .categorical(levels: variableLevels[vi].sortedNames()) }
+        let coding: (Variable) -> VariableCoding = { codings[$0] ?? .numeric }
+        let fixedDesign = Design(formula.fixed, coding: coding)
+
+        var bound: [BoundRandomTerm] = []
+        for (k, rt) in formula.random.enumerated() {
+            let names: [String]
+            if case .factor(let cols) = rt.grouping, cols.count > 1 {
+                // The interaction a:b: levels ordered by a's level, then b's (R's `a:b` on factors).
+                let orders = groupingLevels[k].map { LevelIndex(names: $0.sortedNames()) }
+                let keys = interactionKeys[k].sorted { x, y in
+                    for c in 0..<x.count where x[c] != y[c] { return orders[c].code(x[c]) < orders[c].code(y[c]) }
+                    return false
+                }
+                names = keys.map { $0.joined(separator: ":") }
+            } else {
+                names = groupingLevels[k][0].sortedNames()
+            }
+            let effects = Design(rt.effects, coding: coding)
+            if effects.columns.isEmpty {
+                throw InputError("random term (\(rt.effects.terms.map(\.name).joined(separator: " + ")) | \(rt.grouping.name)) has no effects")
+            }
+            if names.count < 2 {
+                throw InputError("grouping factor '\(rt.grouping.name)' has \(names.count) level\(names.count == 1 ? "" : "s") in the complete rows; a random effect needs at least 2")
+            }
+            if names.count >= complete {
+                throw InputError("grouping factor '\(rt.grouping.name)' has \(names.count) levels for \(complete) observations; it must have fewer levels than observations")
+            }
+            if names.count * effects.columns.count >= complete {
+                throw InputError("term (… | \(rt.grouping.name)) has \(names.count * effects.columns.count) random effects for \(complete) observations; the variance components would be unidentifiable")
+            }
+            bound.append(BoundRandomTerm(term: rt, effects: effects, levels: LevelIndex(names: names)))
+        }
+        // lme4's order: by decreasing number of levels, ties in formula order.
+        let order = bound.indices.sorted { a, b in
+            bound[a].levels.names.count != bound[b].levels.names.count
+                ? bound[a].levels.names.count > bound[b].levels.names.count : a < b
+        }
+        return ModelFrame(formula: formula, source: source, chunkRows: chunkRows, fixedDesign: fixedDesign,
+                          randomTerms: order.map { bound[$0] }, completeRows: complete,
+                          droppedRows: total - complete, types: types, codings: codings)
+    }
+
+    private let types: [String: ColumnType]
+    private let codings: [Variable: VariableCoding]
+
+    private init(formula: Formula, source: TableSource, chunkRows: Int, fixedDesign: Design,
+                 randomTerms: [BoundRandomTerm], completeRows: Int, droppedRows: Int,
+                 types: [String: ColumnType], codings: [Variable: VariableCoding]) {
+        self.formula = formula
+        self.source = source
+        self.chunkRows = chunkRows
+        self.fixedDesign = fixedDesign
+        self.randomTerms = randomTerms
+        self.completeRows = completeRows
+        self.droppedRows = droppedRows
+        self.types = types
+        self.codings = codings
+    }
+
+    /// Streams the rows once into [Z X y]'[Z X y].
+    public func crossProducts() throws -> CrossProducts {
+        var acc = CrossProductAccumulator(terms: randomEffectsTerms, fixedNames: fixedDesign.columns.map(\.name))
+        let reader = ChunkReader(source: source, types: types, formula: formula)
+        var start = 0
+        while start < source.rowCount {
+            let rows = start..<min(start + chunkRows, source.rowCount)
+            acc.add(try modelChunk(reader.read(rows)))
+            start = rows.upperBound
+        }
+        return acc.finish()
+    }
+
+    /// The model quantities of a chunk's complete rows.
+    func modelChunk(_ chunk: RawChunk) throws -> ModelChunk {
+        let keep = chunk.complete.indices.filter { chunk.complete[$0] }
+        let n = keep.count
+        let y = chunk.numeric(formula.response, rows: keep)
+        var x = [Double](repeating: 0, count: n * fixedDesign.columns.count)
+        evaluate(fixedDesign, chunk, keep, into: &x)
+        var terms: [ModelChunk.TermRows] = []
+        terms.reserveCapacity(randomTerms.count)
+        for bt in randomTerms {
+            var z = [Double](repeating: 0, count: n * bt.effects.columns.count)
+            evaluate(bt.effects, chunk, keep, into: &z)
+            switch bt.term.grouping {
+            case .factor(let cols):
+                var levels = [Int32](repeating: -1, count: n)
+                for (r, i) in keep.enumerated() {
+                    let name = cols.count == 1 ? chunk.levelName(of: cols[0], row: i)!
+                                               : cols.map { chunk.levelName(of: $0, row: i)! }.joined(separator: ":")
+                    levels[r] = bt.levels.code(name)
+                }
+                terms.append(.init(memberships: 1, levels: levels, weights: Array(repeating: 1, count: n), z: z))
+            case .multipleMembership(let groups, let weights):
+                let m = groups.count
+                var levels = [Int32](repeating: -1, count: n * m)
+                var w = [Double](repeating: 0, count: n * m)
+                for (r, i) in keep.enumerated() {
+                    var present = 0
+                    for (g, col) in groups.enumerated() {
+                        let wcol = weights.isEmpty ? nil : weights[g]
+                        guard chunk.isMember(group: col, weight: wcol, row: i) else { continue }
+                        levels[r * m + g] = bt.levels.code(chunk.levelName(of: col, row: i)!)
+                        w[r * m + g] = wcol.map { chunk.numbers[$0]![i] } ?? 1
+                        present += 1
+                    }
+                    if weights.isEmpty && present > 0 {
+                        for g in 0..<m { w[r * m + g] /= Double(present) }
+                    }
+                }
+                terms.append(.init(memberships: m, levels: levels, weights: w, z: z))
+            }
+        }
+        return ModelChunk(count: n, x: x, y: y, terms: terms)
+    }
+
+    private func evaluate(_ design: Design, _ chunk: RawChunk, _ keep: [Int], into out: inout [Double]) {
+        var numeric: [[Double]] = []
+        var codes: [[Int32]] = []
+        for v in design.variables {
+            if case .categorical(let levels) = codings[v] ?? .numeric {
+                let index = LevelIndex(names: levels)
+                numeric.append([])
+                codes.append(keep.map { index.code(chunk.levelName(of: v.factorColumn, row: $0)!) })
+            } else {
+                numeric.append(chunk.numeric(v, rows: keep))
+                codes.append([])
+            }
+        }
+        design.evaluate(numeric: numeric, codes: codes, count: keep.count, into: &out)
+    }
+}
+
+extension Variable {
+    /// The data column a categorical variable takes its levels from.
+    var factorColumn: String {
+        switch self {
+        case .column(let c), .factor(let c): return c
+        case .transform(let name, _): return name
+        }
+    }
+}
+
+/// The used columns of one chunk of rows, as read, with each row's completeness.
+struct RawChunk {
+    let count: Int
+    var numbers: [String: [Double]] = [:]
+    var strings: [String: [String?]] = [:]
+    var complete: [Bool]
+
+    /// The level name of a value: the string, or R's name of the number; nil if missing.
+    func levelName(of column: String, row: Int) -> String? {
+        if let s = strings[column] { return s[row] }
+        let x = numbers[column]![row]
+        return x.isNaN ? nil : rLevelName(x)
+    }
+
+    func insertValue(of column: String, row: Int, into set: inout LevelSet) {
+        if let s = strings[column] { if let v = s[row] { set.insert(v) } } else {
+            let x = numbers[column]![row]
+            if !x.isNaN { set.insert(x) }
+        }
+    }
+
+    /// Whether a multiple-membership group column names a membership in this row:
+    /// present, and with a nonzero weight.
+    func isMember(group: String, weight: String?, row: Int) -> Bool {
+        guard levelName(of: group, row: row) != nil else { return false }
+        guard let weight else { return true }
+        return numbers[weight]![row] != 0
+    }
+
+    /// A numeric variable's values at `rows`.
+    func numeric(_ v: Variable, rows: [Int]) -> [Double] {
+        switch v {
+        case .column(let c):
+            let col = numbers[c]!
+            return rows.map { col[$0] }
+        case .transform(_, let e):
+            var values: [String: [Double]] = [:]
+            for c in e.columns { let col = numbers[c]!; values[c] = rows.map { col[$0] } }
+            return e.evaluate(values, count: rows.count)
+        case .factor:
+            preconditionFailure("factor() is categorical")
+        }
+    }
+}
+
+/// Reads the formula's columns for a range of rows and marks complete rows.
+///
+/// A row is complete when the response, every fixed and random-effect variable, every grouping
+/// column of an ordinary factor, and every weight of a present multiple membership are non-missing
+/// (a transformed value that is NaN, e.g. log of a negative number, counts as missing).
+/// A missing multiple-membership group column only means that membership is absent.
+struct ChunkReader {
+    let source: TableSource
+    let types: [String: ColumnType]
+    let formula: Formula
+
+    func checkNumeric(_ v: Variable, role: String) throws {
+        for c in v.columns where types[c] == .string {
+            if case .column = v {
+                throw InputError("\(role) '\(c)' is not numeric: column '\(c)' holds strings")
+            }
+            throw InputError("\(role) '\(v.name)' uses column '\(c)', which holds strings, not numbers")
+        }
+    }
+
+    func read(_ rows: Range<Int>) throws -> RawChunk {
+        var chunk = RawChunk(count: rows.count, complete: Array(repeating: true, count: rows.count))
+        for c in formula.columns {
+            switch types[c]! {
+            case .numeric: chunk.numbers[c] = try source.readNumeric(c, rows: rows)
+            case .string: chunk.strings[c] = try source.readStrings(c, rows: rows)
+            }
+        }
+        let all = Array(0..<rows.count)
+        // Plain columns: missing drops the row.
+        var required: Set<String> = []
+        for v in [formula.response] + formula.fixed.terms.flatMap(\.variables)
+            + formula.random.flatMap({ $0.effects.terms.flatMap(\.variables) }) {
+            if case .transform = v {
+                let values = chunk.numeric(v, rows: all)
+                for i in 0..<rows.count where values[i].isNaN || values[i].isInfinite { chunk.complete[i] = false }
+            } else {
+                required.insert(v.factorColumn)
+            }
+        }
+        for rt in formula.random { if case .factor(let cols) = rt.grouping { required.formUnion(cols) } }
+        for c in required { markMissing(c, in: &chunk) }
+        // Multiple membership: a present group needs its weight.
+        for rt in formula.random {
+            guard case .multipleMembership(let groups, let weights) = rt.grouping, !weights.isEmpty else { continue }
+            for (g, w) in zip(groups, weights) {
+                let wv = chunk.numbers[w]!
+                for i in 0..<rows.count where wv[i].isNaN && chunk.levelName(of: g, row: i) != nil {
+                    chunk.complete[i] = false
+                }
+            }
+        }
+        return chunk
+    }
+
+    private func markMissing(_ c: String, in chunk: inout RawChunk) {
+        if let s = chunk.strings[c] {
+            for i in 0..<chunk.count where s[i] == nil { chunk.complete[i] = false }
+        } else if let x = chunk.numbers[c] {
+            for i in 0..<chunk.count where x[i].isNaN { chunk.complete[i] = false }
+        }
+    }
+}

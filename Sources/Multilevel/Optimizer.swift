@@ -1,0 +1,66 @@
+import CNLopt
+import Foundation
+
+/// Settings and outcome of the derivative-free minimisation of the profiled deviance over θ.
+public struct OptimizerSummary: Sendable, Equatable {
+    /// NLopt's algorithm name.
+    public var algorithm = "NLOPT_LN_BOBYQA"
+    /// Stop when one step changes the objective by less than this (absolute).
+    public var ftolAbs = 1e-10
+    /// Stop when one step changes every θ entry by less than this (absolute).
+    public var xtolAbs = 1e-10
+    /// The most objective evaluations allowed.
+    public var maxEvaluations = 100_000
+    /// Filled in by the fit: evaluations used, NLopt's return code, the largest |scaled gradient|
+    /// at the optimum over the parameters not at a bound, and the convergence verdict.
+    public var evaluations = 0
+    public var returnCode = 0
+    public var maxGradient = 0.0
+    public var converged = false
+    /// A message for the reader when the fit did not converge cleanly; nil when it did.
+    public var warning: String?
+
+    public init() {}
+}
+
+/// Minimises f(θ) subject to θ ≥ lower with NLopt's BOBYQA (the optimiser lme4 uses by default).
+enum Optimizer {
+    private final class Box {
+        let f: ([Double]) -> Double
+        var evaluations = 0
+        init(_ f: @escaping ([Double]) -> Double) { self.f = f }
+    }
+
+    /// Returns the minimiser and minimum; `summary` gets the evaluation count and return code.
+    static func minimize(_ f: @escaping ([Double]) -> Double, start: [Double], lower: [Double],
+                         summary: inout OptimizerSummary) throws -> (theta: [Double], value: Double) {
+        let n = start.count
+        let box = Box(f)
+        guard let opt = nlopt_create(NLOPT_LN_BOBYQA, UInt32(n)) else {
+            throw InputError("optimizer: NLopt could not create BOBYQA for \(n) parameters")
+        }
+        defer { nlopt_destroy(opt) }
+        var lb = lower
+        nlopt_set_lower_bounds(opt, &lb)
+        nlopt_set_ftol_abs(opt, summary.ftolAbs)
+        nlopt_set_xtol_abs1(opt, summary.xtolAbs)
+        nlopt_set_maxeval(opt, Int32(summary.maxEvaluations))
+        let context = Unmanaged.passUnretained(box).toOpaque()
+        nlopt_set_min_objective(opt, { n, x, _, data in
+            let box = Unmanaged<Box>.fromOpaque(data!).takeUnretainedValue()
+            box.evaluations += 1
+            let theta = Array(UnsafeBufferPointer(start: x, count: Int(n)))
+            let v = box.f(theta)
+            return v.isFinite ? v : Double.greatestFiniteMagnitude
+        }, context)
+        var x = start
+        var value = 0.0
+        let code = withExtendedLifetime(box) { nlopt_optimize(opt, &x, &value) }
+        summary.evaluations = box.evaluations
+        summary.returnCode = Int(code.rawValue)
+        if code.rawValue < 0 {
+            throw InputError("optimizer: BOBYQA failed (NLopt code \(code.rawValue)) after \(box.evaluations) evaluations")
+        }
+        return (x, value)
+    }
+}

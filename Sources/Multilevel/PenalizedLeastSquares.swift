@@ -1,0 +1,217 @@
+import Foundation
+
+/// The penalised least-squares problem for one θ, and the profiled deviance it gives.
+///
+/// For θ: factor P(Λ'Z'ZΛ + I)P' = LL' (CHOLMOD, symbolic analysis once), then
+/// [R_ZX c_u] = L⁻¹PΛ'[Z'X Z'y], and the dense Cholesky of
+/// [X y]'[X y] − [R_ZX c_u]'[R_ZX c_u] = R'R gives R_X, c_β and r (its last diagonal entry).
+///
+///     ML:   log|L|² + n (1 + log(2π r²/n))
+///     REML: log|L|² + log|R_X|² + (n−p)(1 + log(2π r²/(n−p)))
+final class PenalizedLeastSquares {
+    let crossProducts: CrossProducts
+    let factor: RelativeCovarianceFactor
+    let reml: Bool
+    private let cholesky: SparseCholesky
+
+    init(_ crossProducts: CrossProducts, reml: Bool, ordering: FillReducingOrdering = .best) throws {
+        self.crossProducts = crossProducts
+        self.factor = RelativeCovarianceFactor(terms: crossProducts.terms)
+        self.reml = reml
+        cholesky = try SparseCholesky(dimension: crossProducts.randomEffectsCount,
+                                      columnStarts: crossProducts.zzColumnStarts,
+                                      rowIndices: crossProducts.zzRowIndices,
+                                      ordering: ordering)
+    }
+
+    /// Whether CHOLMOD chose a supernodal factor.
+    var isSupernodal: Bool { cholesky.isSupernodal }
+
+    /// The intermediate results for one θ.
+    struct Evaluation {
+        var logDetL2: Double
+        var logDetRX2: Double
+        var penalizedRSS: Double
+        /// R from the dense Cholesky of the (p+1) × (p+1) Schur complement, column-major upper.
+        var r: [Double]
+        /// [R_ZX c_u], q × (p+1) column-major.
+        var rzx: [Double]
+        var deviance: Double
+    }
+
+    /// The profiled deviance (REML criterion or −2 log-likelihood) at θ; +∞ where undefined.
+    func objective(_ theta: [Double]) -> Double {
+        evaluate(theta)?.deviance ?? .infinity
+    }
+
+    /// Solves the PLS problem at θ; nil if a factorisation fails.
+    func evaluate(_ theta: [Double]) -> Evaluation? {
+        let cp = crossProducts
+        let q = cp.randomEffectsCount, p = cp.fixedCount, p1 = p + 1
+        let templates = factor.templates(theta)
+        fillSystemMatrix(templates)
+        guard cholesky.factorize() else { return nil }
+        let logDetL2 = cholesky.logDeterminant()
+
+        var b = cp.zxy
+        factor.applyTranspose(templates, to: &b, columns: p1)
+        cholesky.solve(.permute, &b, columns: p1)
+        cholesky.solve(.forward, &b, columns: p1)
+
+        // S = [X y]'[X y] − B'B, then S = R'R.
+        var s = cp.xyxy
+        b.withUnsafeBufferPointer { bp in
+            for j in 0..<p1 {
+                for i in 0...j {
+                    var dot = 0.0
+                    let ci = i * q, cj = j * q
+                    for k in 0..<q { dot += bp[ci + k] * bp[cj + k] }
+                    s[i + j * p1] -= dot
+                }
+            }
+        }
+        guard let r = DenseCholesky.upper(s, order: p1) else { return nil }
+        var logDetRX2 = 0.0
+        for j in 0..<p { logDetRX2 += 2 * log(r[j + j * p1]) }
+        let rLast = r[p + p * p1]
+        let pwrss = rLast * rLast
+        let n = Double(cp.rows)
+        let deviance: Double
+        if reml {
+            let dof = n - Double(p)
+            deviance = logDetL2 + logDetRX2 + dof * (1 + log(2 * Double.pi * pwrss / dof))
+        } else {
+            deviance = logDetL2 + n * (1 + log(2 * Double.pi * pwrss / n))
+        }
+        guard deviance.isFinite else { return nil }
+        return Evaluation(logDetL2: logDetL2, logDetRX2: logDetRX2, penalizedRSS: pwrss, r: r, rzx: b,
+                          deviance: deviance)
+    }
+
+    /// The conditional modes b = Λû of the random effects, given an evaluation and β̂.
+    ///
+    /// û = P'L⁻ᵀ(c_u − R_ZX β̂).
+    func conditionalModes(_ theta: [Double], _ e: Evaluation, beta: [Double]) -> [Double] {
+        let q = crossProducts.randomEffectsCount, p = crossProducts.fixedCount
+        var u = Array(e.rzx[(p * q)..<((p + 1) * q)])
+        for j in 0..<p {
+            let bj = beta[j]
+            if bj == 0 { continue }
+            for k in 0..<q { u[k] -= e.rzx[k + j * q] * bj }
+        }
+        // The factor in `cholesky` is the one from `evaluate(theta)`, as long as nothing refactored since.
+        cholesky.solve(.backward, &u, columns: 1)
+        cholesky.solve(.unpermute, &u, columns: 1)
+        factor.apply(factor.templates(theta), to: &u)
+        return u
+    }
+
+    /// Fills CHOLMOD's values with Λ'Z'ZΛ + I on the fixed pattern.
+    ///
+    /// Block (a, b) of Λ'Z'ZΛ is T_k' (Z'Z)_ab T_l for a in term k and b in term l.
+    private func fillSystemMatrix(_ templates: [[Double]]) {
+        let cp = crossProducts
+        let out = cholesky.values
+        let zz = cp.zzValues
+        let cs = cp.zzColumnStarts
+        let terms = cp.terms
+        var a = [Double](), at = [Double]()
+        for b in 0..<cp.blockTerm.count {
+            let l = cp.blockTerm[b], pl = terms[l].dimension, cb = cp.blockStart[b]
+            let tl = templates[l]
+            var offset = 0
+            for idx in cp.blockRowStarts[b]..<cp.blockRowStarts[b + 1] {
+                let ra = cp.blockRows[idx]
+                let k = cp.blockTerm[ra], pk = terms[k].dimension
+                let tk = templates[k]
+                let diagonalBlock = ra == b
+                if pk == 1 && pl == 1 {
+                    let pos = cs[cb] + offset
+                    out[pos] = tk[0] * tl[0] * zz[pos]
+                    offset += 1
+                    continue
+                }
+                // Gather the p_k × p_l block (symmetric completion on the diagonal block).
+                a = [Double](repeating: 0, count: pk * pl)
+                for s in 0..<pl {
+                    let base = cs[cb + s] + offset
+                    if diagonalBlock {
+                        for t in 0...s { a[t + s * pk] = zz[base + t]; a[s + t * pk] = zz[base + t] }
+                    } else {
+                        for t in 0..<pk { a[t + s * pk] = zz[base + t] }
+                    }
+                }
+                // at = A T_l, then T_k' at.
+                at = [Double](repeating: 0, count: pk * pl)
+                for s in 0..<pl { for t in 0..<pk {
+                    var sum = 0.0
+                    for u in s..<pl { sum += a[t + u * pk] * tl[u + s * pl] }
+                    at[t + s * pk] = sum
+                } }
+                for s in 0..<pl {
+                    let base = cs[cb + s] + offset
+                    let rowsHere = diagonalBlock ? s + 1 : pk
+                    for t in 0..<rowsHere {
+                        var sum = 0.0
+                        for u in t..<pk { sum += tk[u + t * pk] * at[u + s * pk] }
+                        out[base + t] = sum
+                    }
+                }
+                offset += pk
+            }
+        }
+        for c in 0..<cp.randomEffectsCount { out[cs[c + 1] - 1] += 1 }
+    }
+}
+
+/// Small dense Cholesky factorisations and triangular solves (p × p, p small).
+enum DenseCholesky {
+    /// The upper-triangular R with R'R = S (S column-major, symmetric; only its upper triangle is read).
+    /// Returns nil if S is not positive definite.
+    static func upper(_ s: [Double], order n: Int) -> [Double]? {
+        var r = [Double](repeating: 0, count: n * n)
+        for j in 0..<n {
+            for i in 0...j {
+                var sum = s[i + j * n]
+                for k in 0..<i { sum -= r[k + i * n] * r[k + j * n] }
+                if i == j {
+                    guard sum > 0, sum.isFinite else { return nil }
+                    r[j + j * n] = sum.squareRoot()
+                } else {
+                    r[i + j * n] = sum / r[i + i * n]
+                }
+            }
+        }
+        return r
+    }
+
+    /// Solves R x = b for upper-triangular R (the leading `n × n` block of a matrix of order `ld`).
+    static func solveUpper(_ r: [Double], leading ld: Int, order n: Int, _ b: [Double]) -> [Double] {
+        var x = b
+        for i in stride(from: n - 1, through: 0, by: -1) {
+            var sum = x[i]
+            for k in (i + 1)..<max(i + 1, n) { sum -= r[i + k * ld] * x[k] }
+            x[i] = sum / r[i + i * ld]
+        }
+        return x
+    }
+
+    /// (R'R)⁻¹ = R⁻¹R⁻ᵀ for upper-triangular R (leading n × n block of order `ld`), column-major n × n.
+    static func inverseOfCrossProduct(_ r: [Double], leading ld: Int, order n: Int) -> [Double] {
+        // Rinv by columns: R Rinv = I.
+        var rinv = [Double](repeating: 0, count: n * n)
+        for j in 0..<n {
+            var e = [Double](repeating: 0, count: n)
+            e[j] = 1
+            let col = solveUpper(r, leading: ld, order: n, e)
+            for i in 0..<n { rinv[i + j * n] = col[i] }
+        }
+        var out = [Double](repeating: 0, count: n * n)
+        for j in 0..<n { for i in 0..<n {
+            var sum = 0.0
+            for k in max(i, j)..<n { sum += rinv[i + k * n] * rinv[j + k * n] }
+            out[i + j * n] = sum
+        } }
+        return out
+    }
+}

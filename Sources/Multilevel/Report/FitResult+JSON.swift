@@ -1,0 +1,61 @@
+/// The machine-readable form of a fit, with lme4's names (`getME(m, "theta")`, `fixef`,
+/// `as.data.frame(VarCorr(m))`), so that results can be compared with lme4's field by field.
+extension FitResult {
+    public func json() -> JSONValue {
+        let numbers: ([Double]) -> JSONValue = { .array($0.map(JSONValue.finite)) }
+        let named: ([Double]) -> JSONValue = { values in .object(zip(fixedNames, values).map { ($0, JSONValue.finite($1)) }) }
+        var fields: [(String, JSONValue)] = [
+            ("formula", .string(formula)),
+            ("data", .string(dataName)),
+            ("REML", .bool(reml)),
+            ("nobs", .number(Double(nobs))),
+            ("rows_dropped", .number(Double(droppedRows))),
+            ("ngroups", .object(groupCounts.map { ($0.group, .number(Double($0.count))) })),
+            ("theta", numbers(theta)),
+            ("theta_names", .array(thetaNames.map(JSONValue.string))),
+            ("beta", named(beta)),
+            ("se", named(standardErrors)),
+            ("sigma", .finite(sigma)),
+            ("logLik", .finite(logLik)),
+            ("deviance", reml ? .null : .finite(objective)),
+            ("REMLcrit", reml ? .finite(objective) : .null),
+            ("AIC", .finite(aic)),
+            ("BIC", .finite(bic)),
+            ("df", .number(Double(df))),
+            ("varcorr", .array(varcorr.map { e in
+                .object([("grp", .string(e.group)), ("var1", e.var1.map(JSONValue.string) ?? .null),
+                         ("var2", e.var2.map(JSONValue.string) ?? .null), ("vcov", .finite(e.vcov)),
+                         ("sdcor", .finite(e.sdcor))])
+            })),
+        ]
+        if let icc = intraclassCorrelations {
+            fields.append(("icc", .object(icc.map { ($0.group, .finite($0.icc)) })))
+        }
+        fields.append(("optimizer", .object([
+            ("algorithm", .string(optimizer.algorithm)),
+            ("evaluations", .number(Double(optimizer.evaluations))),
+            ("converged", .bool(optimizer.converged)),
+            ("max_scaled_gradient", .finite(optimizer.maxGradient)),
+        ])))
+        fields.append(("messages", .array(notes.map(JSONValue.string))))
+        return .object(fields)
+    }
+
+    /// The conditional modes as CSV: one line per (group, level, effect), like
+    /// `as.data.frame(ranef(m))` (columns grpvar, term, grp, condval).
+    public func conditionalModesCSV() -> String {
+        var out = "grpvar,term,grp,condval\n"
+        for (k, t) in terms.enumerated() {
+            for (l, level) in t.levels.enumerated() {
+                for (j, effect) in t.effects.enumerated() {
+                    out += "\(csvField(t.group)),\(csvField(effect)),\(csvField(level)),\(conditionalModes[k][l * t.dimension + j])\n"
+                }
+            }
+        }
+        return out
+    }
+
+    private func csvField(_ s: String) -> String {
+        "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+}

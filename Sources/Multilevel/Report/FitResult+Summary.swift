@@ -1,0 +1,113 @@
+import Foundation
+
+/// The printed summary, laid out like lme4's `summary()` of an `lmerMod`.
+///
+/// One difference: lme4's "Scaled residuals" need the rows, which a fit from cross-products
+/// never revisits, so they are not shown.
+extension FitResult {
+    public func summary() -> String {
+        var out = ""
+        out += reml ? "Linear mixed model fit by REML ['lmerMod']\n"
+                    : "Linear mixed model fit by maximum likelihood  ['lmerMod']\n"
+        out += "Formula: \(formula)\n"
+        if !dataName.isEmpty { out += "   Data: \(dataName)\n" }
+        out += "\n"
+        if reml {
+            out += "REML criterion at convergence: \(String(format: "%.1f", objective))\n\n"
+        } else {
+            out += table(header: ["AIC", "BIC", "logLik", "deviance", "df.resid"],
+                         rows: [[String(format: "%.1f", aic), String(format: "%.1f", bic), String(format: "%.1f", logLik),
+                                 String(format: "%.1f", objective), String(residualDF)]],
+                         leftColumns: 0, indent: " ") + "\n"
+        }
+
+        out += "Random effects:\n"
+        var rows: [[String]] = []
+        let maxDim = terms.map(\.dimension).max() ?? 1
+        let variances = columnFormat(varcorr.filter { $0.var2 == nil }.map(\.vcov), digits: 4)
+        let sds = columnFormat(varcorr.filter { $0.var2 == nil }.map(\.sdcor), digits: 4)
+        var vi = 0
+        for (k, t) in terms.enumerated() {
+            let group = uniqueGroupNames[k]
+            for i in 0..<t.dimension {
+                var row = [i == 0 ? group : "", t.effects[i], variances[vi], sds[vi]]
+                for j in 0..<i {
+                    let c = varcorr.first { $0.group == group && $0.var1 == t.effects[j] && $0.var2 == t.effects[i] }!
+                    row.append(String(format: "%.2f", c.sdcor))
+                }
+                rows.append(row)
+                vi += 1
+            }
+        }
+        rows.append(["Residual", "", variances[vi], sds[vi]])
+        let corrHeader = maxDim > 1 ? ["Corr"] + Array(repeating: "", count: maxDim - 2) : []
+        out += table(header: ["Groups", "Name", "Variance", "Std.Dev."] + corrHeader, rows: rows, leftColumns: 2, indent: " ")
+        out += "Number of obs: \(nobs), groups:  " + groupCounts.map { "\($0.group), \($0.count)" }.joined(separator: "; ") + "\n"
+        if droppedRows > 0 { out += "Rows dropped for missing values: \(droppedRows)\n" }
+        if let icc = intraclassCorrelations {
+            out += "Intra-class correlation (VPC): " + icc.map { "\($0.group) \(String(format: "%.4f", $0.icc))" }.joined(separator: ", ") + "\n"
+        }
+
+        out += "\nFixed effects:\n"
+        let t = zip(beta, standardErrors).map { $0 / $1 }
+        let est = columnFormat(beta, digits: 4), se = columnFormat(standardErrors, digits: 4)
+        let tv = t.map { String(format: "%.3f", $0) }
+        out += table(header: ["", "Estimate", "Std. Error", "t value"],
+                     rows: fixedNames.indices.map { [fixedNames[$0], est[$0], se[$0], tv[$0]] }, leftColumns: 1, indent: "")
+
+        let p = fixedNames.count
+        if p > 1 && p <= 12 {
+            out += "\nCorrelation of Fixed Effects:\n"
+            let short = fixedNames.map { abbreviate($0) }
+            var corr: [[String]] = []
+            for i in 1..<p {
+                var row = [fixedNames[i]]
+                for j in 0..<i {
+                    let c = fixedCovariance[i + j * p] / (standardErrors[i] * standardErrors[j])
+                    row.append(String(format: "%.3f", c))
+                }
+                corr.append(row)
+            }
+            out += table(header: [""] + short.dropLast(), rows: corr, leftColumns: 1, indent: "")
+        } else if p > 12 {
+            out += "\nCorrelation matrix not shown by default, as p = \(p) > 12.\n"
+        }
+        if !optimizer.converged || !notes.isEmpty {
+            out += "\n" + notes.map { "Note: \($0)\n" }.joined()
+        }
+        return out
+    }
+
+    /// R's `abbreviate(…, 6)` in its simplest form: parentheses dropped, then the first 6 characters.
+    private func abbreviate(_ name: String) -> String {
+        name == "(Intercept)" ? "(Intr)" : String(name.prefix(6))
+    }
+}
+
+/// Formats a column as R's `format(x, digits = d)` does: one number of decimals for the whole
+/// column, enough that every value shows `digits` significant digits (at most 8 decimals).
+func columnFormat(_ values: [Double], digits: Int) -> [String] {
+    var decimals = 0
+    for v in values where v.isFinite && v != 0 {
+        let magnitude = Int(floor(log10(abs(v))))
+        decimals = max(decimals, min(8, digits - 1 - magnitude))
+    }
+    return values.map { $0.isFinite ? String(format: "%.\(decimals)f", $0) : "NaN" }
+}
+
+/// A plain-text table: the first `leftColumns` columns left-aligned, the rest right-aligned.
+func table(header: [String], rows: [[String]], leftColumns: Int, indent: String) -> String {
+    let columns = header.count
+    var widths = header.map(\.count)
+    for row in rows { for (i, cell) in row.enumerated() where i < columns { widths[i] = max(widths[i], cell.count) } }
+    func line(_ cells: [String]) -> String {
+        var parts: [String] = []
+        for i in 0..<columns {
+            let cell = i < cells.count ? cells[i] : ""
+            let pad = String(repeating: " ", count: widths[i] - cell.count)
+            parts.append(i < leftColumns ? cell + pad : pad + cell)
+        }
+        return indent + parts.joined(separator: " ").replacingOccurrences(of: #"\s+$"#, with: "", options: .regularExpression) + "\n"
+    }
+    return line(header) + rows.map(line).joined()
+}

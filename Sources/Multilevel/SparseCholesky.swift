@@ -1,0 +1,163 @@
+import CCHOLMOD
+import Foundation
+
+/// The fill-reducing ordering used by the symbolic analysis.
+public enum FillReducingOrdering: String, CaseIterable, Sendable {
+    /// Let CHOLMOD try AMD and METIS and keep the one with the least fill (its default).
+    case best
+    /// Approximate minimum degree.
+    case amd
+    /// METIS nested dissection.
+    case metis
+    /// No permutation: the matrix's own order (terms sorted by decreasing number of levels).
+    case natural
+}
+
+/// A CHOLMOD sparse Cholesky factor `P A P' = L L'` of a symmetric positive-definite matrix
+/// with a fixed sparsity pattern.
+///
+/// The symbolic analysis (ordering, elimination tree, supernodes) is done once, in `init`;
+/// `factorize(values:)` refactors numerically for new values on the same pattern, which is
+/// what the optimiser needs for every θ. Only this file calls CHOLMOD.
+final class SparseCholesky {
+    let dimension: Int
+    private let common: UnsafeMutablePointer<cholmod_common>
+    private let matrix: UnsafeMutablePointer<cholmod_sparse>
+    private let factor: UnsafeMutablePointer<cholmod_factor>
+
+    /// Analyses the pattern of the upper triangle of `A`, given in compressed-column form.
+    ///
+    /// - Parameters:
+    ///   - dimension: the order of A.
+    ///   - columnStarts: `dimension + 1` offsets into `rowIndices`.
+    ///   - rowIndices: the row of each stored entry, sorted within a column, all `<=` the column.
+    ///   - ordering: the fill-reducing ordering.
+    init(dimension: Int, columnStarts: [Int], rowIndices: [Int], ordering: FillReducingOrdering) throws {
+        self.dimension = dimension
+        common = .allocate(capacity: 1)
+        cholmod_l_start(common)
+        common.pointee.print = 0
+        common.pointee.final_ll = 1          // simplicial factors in L L' form, like supernodal ones
+        common.pointee.quick_return_if_not_posdef = 1
+        switch ordering {
+        case .best:
+            break
+        case .amd:
+            common.pointee.nmethods = 1
+            common.pointee.method.0.ordering = mlm_cholmod_amd()
+            common.pointee.postorder = 1
+        case .metis:
+            common.pointee.nmethods = 1
+            common.pointee.method.0.ordering = mlm_cholmod_metis()
+            common.pointee.postorder = 1
+        case .natural:
+            common.pointee.nmethods = 1
+            common.pointee.method.0.ordering = mlm_cholmod_natural()
+            common.pointee.postorder = 0
+        }
+        let nnz = rowIndices.count
+        guard let a = cholmod_l_allocate_sparse(dimension, dimension, nnz, 1, 1, 1, mlm_cholmod_real(), common) else {
+            cholmod_l_finish(common)
+            common.deallocate()
+            throw InputError("sparse Cholesky: cannot allocate a \(dimension) × \(dimension) matrix with \(nnz) entries")
+        }
+        let p = a.pointee.p.assumingMemoryBound(to: Int.self)
+        let i = a.pointee.i.assumingMemoryBound(to: Int.self)
+        let x = a.pointee.x.assumingMemoryBound(to: Double.self)
+        for k in 0...dimension { p[k] = columnStarts[k] }
+        for k in 0..<nnz { i[k] = rowIndices[k]; x[k] = 0 }
+        // Analyse on the pattern with a unit diagonal so the analysis sees every stored entry.
+        matrix = a
+        guard let l = cholmod_l_analyze(a, common) else {
+            var m: UnsafeMutablePointer<cholmod_sparse>? = a
+            cholmod_l_free_sparse(&m, common)
+            cholmod_l_finish(common)
+            common.deallocate()
+            throw InputError("sparse Cholesky: symbolic analysis failed (CHOLMOD status \(common.pointee.status))")
+        }
+        factor = l
+    }
+
+    deinit {
+        var m: UnsafeMutablePointer<cholmod_sparse>? = matrix
+        cholmod_l_free_sparse(&m, common)
+        var f: UnsafeMutablePointer<cholmod_factor>? = factor
+        cholmod_l_free_factor(&f, common)
+        cholmod_l_finish(common)
+        common.deallocate()
+    }
+
+    /// The stored values of A (upper triangle, in the pattern's order), to fill before `factorize()`.
+    var values: UnsafeMutableBufferPointer<Double> {
+        UnsafeMutableBufferPointer(start: matrix.pointee.x.assumingMemoryBound(to: Double.self),
+                                   count: Int(matrix.pointee.nzmax))
+    }
+
+    /// Whether the analysis chose a supernodal factor.
+    var isSupernodal: Bool { factor.pointee.is_super != 0 }
+
+    /// The number of nonzeros in L predicted by the analysis.
+    var factorNonzeros: Double { common.pointee.lnz }
+
+    /// Numeric factorisation of the current `values`. Returns false if A is not positive definite.
+    func factorize() -> Bool {
+        let ok = cholmod_l_factorize(matrix, factor, common)
+        return ok != 0 && common.pointee.status == mlm_cholmod_ok()
+    }
+
+    /// log det(L)², i.e. log det(A).
+    func logDeterminant() -> Double {
+        var sum = 0.0
+        let f = factor.pointee
+        let x = f.x.assumingMemoryBound(to: Double.self)
+        if f.is_super != 0 {
+            let sup = f.super.assumingMemoryBound(to: Int.self)
+            let pi = f.pi.assumingMemoryBound(to: Int.self)
+            let px = f.px.assumingMemoryBound(to: Int.self)
+            for s in 0..<Int(f.nsuper) {
+                let ncols = sup[s + 1] - sup[s]
+                let nrows = pi[s + 1] - pi[s]
+                let start = px[s]
+                for k in 0..<ncols { sum += log(x[start + k * nrows + k]) }
+            }
+        } else {
+            let p = f.p.assumingMemoryBound(to: Int.self)
+            for j in 0..<dimension { sum += log(x[p[j]]) }
+        }
+        return 2 * sum
+    }
+
+    /// Solves in place on a dense column-major `dimension × columns` matrix.
+    ///
+    /// `system` is one of `.permute` (B ← P B), `.forward` (B ← L⁻¹ B), `.backward` (B ← L⁻ᵀ B),
+    /// `.unpermute` (B ← Pᵀ B).
+    func solve(_ system: SolveSystem, _ b: inout [Double], columns: Int) {
+        precondition(b.count == dimension * columns)
+        let sys: Int32
+        switch system {
+        case .permute: sys = mlm_cholmod_P()
+        case .forward: sys = mlm_cholmod_L()
+        case .backward: sys = mlm_cholmod_Lt()
+        case .unpermute: sys = mlm_cholmod_Pt()
+        }
+        b.withUnsafeMutableBufferPointer { buf in
+            var dense = cholmod_dense()
+            dense.nrow = dimension
+            dense.ncol = columns
+            dense.nzmax = dimension * columns
+            dense.d = dimension
+            dense.x = UnsafeMutableRawPointer(buf.baseAddress!)
+            dense.z = nil
+            dense.xtype = mlm_cholmod_real()
+            dense.dtype = mlm_cholmod_double()
+            guard let result = cholmod_l_solve(sys, factor, &dense, common) else { return }
+            let rx = result.pointee.x.assumingMemoryBound(to: Double.self)
+            for k in 0..<(dimension * columns) { buf[k] = rx[k] }
+            var r: UnsafeMutablePointer<cholmod_dense>? = result
+            cholmod_l_free_dense(&r, common)
+        }
+    }
+
+    enum SolveSystem { case permute, forward, backward, unpermute }
+}
+

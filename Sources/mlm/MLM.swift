@@ -1,0 +1,62 @@
+import ArgumentParser
+import Foundation
+import Multilevel
+
+@main
+struct MLM: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mlm",
+        abstract: "Fit linear mixed (multilevel) models by REML or ML, lme4-compatible, on large data.",
+        subcommands: [Fit.self, Ranef.self]
+    )
+}
+
+/// The data file, the formula and the fitting options shared by every subcommand that fits.
+struct ModelOptions: ParsableArguments {
+    @Argument(help: "The data: a .csv file, or an .h5 file (a group of 1-D column datasets, or a compound dataset).")
+    var file: String
+
+    @Option(help: "The model, in lme4 syntax, e.g. \"y ~ x + (1 + x | school)\".")
+    var formula: String
+
+    @Option(help: "For .h5 files: the group or compound dataset holding the table (default: the file's only one).")
+    var table: String?
+
+    @Flag(help: "Fit by maximum likelihood instead of REML.")
+    var ml = false
+
+    @Option(help: "Rows read per chunk (the fit does not depend on it).")
+    var chunkRows = 65_536
+
+    @Option(help: "Fill-reducing ordering for the sparse Cholesky factor: best, amd, metis or natural.")
+    var ordering: String = "best"
+
+    func fit() throws -> FitResult {
+        guard chunkRows > 0 else { throw InputError("--chunk-rows must be a positive number of rows") }
+        guard let order = FillReducingOrdering(rawValue: ordering) else {
+            throw InputError("--ordering must be one of \(FillReducingOrdering.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        let data = try openTable(path: file, table: table)
+        return try LinearMixedModel.fit(formula, data: data,
+                                        options: FitOptions(reml: !ml, chunkRows: chunkRows, ordering: order))
+    }
+}
+
+/// Runs `body`; bad input becomes one line on standard error and exit status 1.
+func reportingErrors(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let error as InputError {
+        FileHandle.standardError.write(Data("mlm: error: \(error.message)\n".utf8))
+        throw ExitCode.failure
+    }
+}
+
+/// Writes text to a file, or fails with one line naming the file.
+func write(_ text: String, to path: String) throws {
+    do {
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+    } catch {
+        throw InputError("cannot write '\(path)': \((error as NSError).localizedDescription)")
+    }
+}

@@ -1,0 +1,19 @@
+import ArgumentParser
+import Multilevel
+
+/// `mlm ranef`: fit a model and write its conditional modes.
+struct Ranef: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Fit a model and write the conditional modes (BLUPs) of its random effects as CSV.")
+
+    @OptionGroup var model: ModelOptions
+
+    @Option(help: "The CSV file to write (columns grpvar, term, grp, condval, as lme4's as.data.frame(ranef(m))).")
+    var out: String
+
+    func run() throws {
+        try reportingErrors {
+            try write(model.fit().conditionalModesCSV(), to: out)
+        }
+    }
+}
