@@ -10,6 +10,11 @@ static inline hid_t mlm_h5t_native_int32(void) { H5open(); return H5T_NATIVE_INT
 static inline hid_t mlm_h5t_c_s1(void) { H5open(); return H5T_C_S1; }
 static inline hid_t mlm_h5t_ieee_f64le(void) { H5open(); return H5T_IEEE_F64LE; }
 static inline hid_t mlm_h5t_std_i64le(void) { H5open(); return H5T_STD_I64LE; }
+static inline hid_t mlm_h5t_native_int8(void) { H5open(); return H5T_NATIVE_INT8; }
+static inline hid_t mlm_h5t_native_uint16(void) { H5open(); return H5T_NATIVE_UINT16; }
+static inline hid_t mlm_h5t_native_float(void) { H5open(); return H5T_NATIVE_FLOAT; }
+static inline hid_t mlm_h5p_group_create(void) { H5open(); return H5P_GROUP_CREATE; }
+static inline hid_t mlm_h5p_link_create(void) { H5open(); return H5P_LINK_CREATE; }
 static inline size_t mlm_h5t_variable(void) { return H5T_VARIABLE; }
 static inline unsigned mlm_h5f_acc_rdonly(void) { return H5F_ACC_RDONLY; }
 static inline unsigned mlm_h5f_acc_trunc(void) { return H5F_ACC_TRUNC; }

@@ -1,0 +1,145 @@
+import Foundation
+import XCTest
+
+/// End-to-end: the real `mlm` binary, its output files, and its answers to bad input.
+final class CommandLineTests: XCTestCase {
+    struct Run { let status: Int32; let stdout: String; let stderr: String; let signalled: Bool }
+
+    /// `mlm` is built beside the test bundle (`swift build --build-tests` builds every product).
+    static let binary: String = {
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        if dir.lastPathComponent == "MacOS" { dir = dir.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent() }
+        return dir.appendingPathComponent("mlm").path
+    }()
+
+    func mlm(_ arguments: [String]) throws -> Run {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Run(status: process.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+                   stderr: String(decoding: e, as: UTF8.self),
+                   signalled: process.terminationReason == .uncaughtSignal)
+    }
+
+    func temporary(_ name: String) -> String {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mlm-tests-\(getpid())")
+        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return dir.appendingPathComponent(name).path
+    }
+
+    /// Bad input: exit status 1, exactly one line on stderr containing `expected`, no trap.
+    func assertFails(_ arguments: [String], mentioning expected: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let run = try mlm(arguments)
+        XCTAssertFalse(run.signalled, "crashed: \(run.stderr)", file: file, line: line)
+        XCTAssertEqual(run.status, 1, run.stderr, file: file, line: line)
+        let lines = run.stderr.split(separator: "\n")
+        XCTAssertEqual(lines.count, 1, "expected one line, got: \(run.stderr)", file: file, line: line)
+        XCTAssertTrue(run.stderr.hasPrefix("mlm: error: "), run.stderr, file: file, line: line)
+        XCTAssertTrue(run.stderr.contains(expected), "'\(run.stderr)' should mention '\(expected)'", file: file, line: line)
+    }
+
+    func testFitPrintsSummaryAndWritesJSON() throws {
+        let json = temporary("sleep.json"), ranef = temporary("sleep-ranef.csv")
+        let run = try mlm(["fit", Fixtures.path("sleepstudy.h5"), "--formula", "Reaction ~ Days + (Days | Subject)",
+                           "--json", json, "--ranef", ranef])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        for expected in ["Linear mixed model fit by REML", "REML criterion at convergence: 1743.6", "Random effects:",
+                         "Subject", "Residual", "Number of obs: 180, groups:  Subject, 18", "Fixed effects:",
+                         "(Intercept)", "Correlation of Fixed Effects:"] {
+            XCTAssertTrue(run.stdout.contains(expected), "summary lacks '\(expected)':\n\(run.stdout)")
+        }
+        let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as! [String: Any]
+        for key in ["nobs", "REML", "theta", "theta_names", "beta", "se", "sigma", "logLik", "deviance", "REMLcrit",
+                    "AIC", "BIC", "df", "ngroups", "varcorr"] {
+            XCTAssertNotNil(object[key], "JSON lacks \(key)")
+        }
+        XCTAssertEqual(object["REML"] as? Bool, true)
+        XCTAssertEqual(object["nobs"] as? Int, 180)
+        XCTAssertEqual(object["REMLcrit"] as! Double, 1743.62827195995, accuracy: 1e-4)
+        XCTAssertEqual((object["beta"] as! [String: Double])["Days"]!, 10.467285959596, accuracy: 1e-4)
+        XCTAssertEqual(object["theta_names"] as! [String], ["Subject.(Intercept)", "Subject.Days.(Intercept)", "Subject.Days"])
+        let vc = object["varcorr"] as! [[String: Any]]
+        XCTAssertEqual(vc.map { $0["grp"] as! String }, ["Subject", "Subject", "Subject", "Residual"])
+        XCTAssertTrue(vc[3]["var1"] is NSNull)
+        // Conditional modes: 18 subjects × 2 effects; lme4's ranef(m)$Subject["308", "(Intercept)"] = 2.258551.
+        let lines = try String(contentsOfFile: ranef, encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.first, "grpvar,term,grp,condval")
+        XCTAssertEqual(lines.count, 1 + 36)
+        let first = lines[1].split(separator: ",")
+        XCTAssertEqual(first[0...2].joined(separator: ","), "\"Subject\",\"(Intercept)\",\"308\"")
+        XCTAssertEqual(Double(first[3])!, 2.2585, accuracy: 2e-3)
+    }
+
+    func testMaximumLikelihoodSummaryShowsInformationCriteria() throws {
+        let run = try mlm(["fit", Fixtures.path("dyestuff.csv"), "--formula", "Yield ~ 1 + (1 | Batch)", "--ml"])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertTrue(run.stdout.contains("fit by maximum likelihood"))
+        XCTAssertTrue(run.stdout.contains("AIC"))
+        XCTAssertTrue(run.stdout.contains("333.3"))          // lme4: AIC 333.3271
+        XCTAssertTrue(run.stdout.contains("Intra-class correlation"))
+    }
+
+    func testRanefSubcommandWritesConditionalModes() throws {
+        let out = temporary("pastes-ranef.csv")
+        let run = try mlm(["ranef", Fixtures.path("pastes.csv"), "--formula", "strength ~ 1 + (1 | batch/cask)", "--out", out])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let lines = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(lines.count, 1 + 30 + 10)
+        XCTAssertTrue(lines[1].hasPrefix("\"cask:batch\",\"(Intercept)\",\"a:A\""), String(lines[1]))
+    }
+
+    // MARK: bad input
+
+    func testMissingFile() throws {
+        try assertFails(["fit", "/nonexistent/data.csv", "--formula", "y ~ 1 + (1 | g)"], mentioning: "/nonexistent/data.csv")
+    }
+
+    func testUnknownColumn() throws {
+        try assertFails(["fit", Fixtures.path("sleepstudy.csv"), "--formula", "Reaction ~ Dayz + (1 | Subject)"], mentioning: "Dayz")
+    }
+
+    func testNonNumericResponse() throws {
+        try assertFails(["fit", Fixtures.path("sleepstudy.csv"), "--formula", "Subject ~ Days + (1 | Subject)"],
+                        mentioning: "Subject")
+    }
+
+    func testGroupingFactorWithOneLevel() throws {
+        let path = temporary("one-level.csv")
+        try "y,x,g\n1,1,\"a\"\n2,2,\"a\"\n3,1,\"a\"\n4,5,\"a\"\n".write(toFile: path, atomically: true, encoding: .utf8)
+        try assertFails(["fit", path, "--formula", "y ~ x + (1 | g)"], mentioning: "'g'")
+    }
+
+    func testFormulaSyntaxErrorSaysWhere() throws {
+        try assertFails(["fit", Fixtures.path("sleepstudy.csv"), "--formula", "Reaction ~ Days + (Days | Subject"],
+                        mentioning: "position")
+    }
+
+    func testMultipleMembershipListsOfDifferentLengths() throws {
+        try assertFails(["fit", Fixtures.path("multimember.csv"), "--formula",
+                         "y ~ x + (1 | mm(school1, school2, school3, weights = cbind(w1, w2)))"], mentioning: "mm(")
+    }
+
+    func testAllRowsMissing() throws {
+        let path = temporary("all-missing.csv")
+        try "y,x,g\nNA,1,\"a\"\n2,NA,\"b\"\n3,1,NA\n".write(toFile: path, atomically: true, encoding: .utf8)
+        try assertFails(["fit", path, "--formula", "y ~ x + (1 | g)"], mentioning: "no complete rows")
+    }
+
+    func testCorruptHDF5() throws {
+        let path = temporary("corrupt.h5")
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("dyestuff.h5")))
+        bytes.replaceSubrange(0..<min(4096, bytes.count), with: Data(repeating: 0x5a, count: min(4096, bytes.count)))
+        try bytes.write(to: URL(fileURLWithPath: path))
+        try assertFails(["fit", path, "--formula", "Yield ~ 1 + (1 | Batch)"], mentioning: path)
+        let text = temporary("text.h5")
+        try "this is not HDF5\n".write(toFile: text, atomically: true, encoding: .utf8)
+        try assertFails(["fit", text, "--formula", "Yield ~ 1 + (1 | Batch)"], mentioning: text)
+    }
+}
