@@ -100,8 +100,9 @@ public struct FitResult: Sendable {
         let sigma2 = e.penalizedRSS / Double(reml ? n - p : n)
         sigma = sigma2.squareRoot()
         let unscaled = DenseCholesky.inverseOfCrossProduct(e.r, leading: p1, order: p)
-        fixedCovariance = unscaled.map { $0 * sigma2 }
-        standardErrors = (0..<p).map { (fixedCovariance[$0 + $0 * p]).squareRoot() }
+        let covariance = unscaled.map { $0 * sigma2 }
+        fixedCovariance = covariance
+        standardErrors = (0..<p).map { covariance[$0 + $0 * p].squareRoot() }
 
         let b = pls.conditionalModes(theta, e, beta: beta)
         conditionalModes = cp.terms.map { Array(b[$0.offset..<($0.offset + $0.columns)]) }
