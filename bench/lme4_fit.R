@@ -4,7 +4,10 @@ suppressMessages(library(lme4))
 args <- commandArgs(TRUE)
 file <- args[1]; form <- as.formula(args[2]); reml <- !(length(args) >= 3 && args[3] == "ML")
 repeats <- if (length(args) >= 4) as.integer(args[4]) else 5
-d <- read.csv(file, stringsAsFactors = FALSE)
+# A column quoted in the first data row is a string column (as mlm reads R's write.csv files).
+header <- strsplit(readLines(file, n = 2), ",", fixed = TRUE)
+quoted <- grepl('^"', header[[2]])
+d <- read.csv(file, colClasses = ifelse(quoted, "character", NA))
 for (v in names(d)) if (is.character(d[[v]])) d[[v]] <- factor(d[[v]], levels = sort(unique(na.omit(d[[v]])), method = "radix"))
 times <- numeric(repeats)
 for (r in seq_len(repeats)) times[r] <- system.time(m <- lmer(form, d, REML = reml))[["elapsed"]]

@@ -18,6 +18,8 @@ public struct FitResult: Sendable {
     public internal(set) var formula = ""
     public internal(set) var dataName = ""
     public internal(set) var droppedRows = 0
+    /// Wall time of each stage of the fit (reading levels, cross-products, optimisation).
+    public internal(set) var timings: [(stage: String, duration: Duration)] = []
 
     /// REML (true) or maximum likelihood.
     public let reml: Bool

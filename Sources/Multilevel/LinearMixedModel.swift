@@ -27,10 +27,16 @@ public struct FitOptions: Sendable {
 public enum LinearMixedModel {
     /// Fits `formula` to `data`, reading the rows twice (levels, then cross-products) and never again.
     public static func fit(_ formula: String, data: TableSource, options: FitOptions = FitOptions()) throws -> FitResult {
+        let clock = ContinuousClock()
+        let t0 = clock.now
         let parsed = try Formula.parse(formula)
         let frame = try ModelFrame.scan(parsed, source: data, chunkRows: options.chunkRows)
+        let t1 = clock.now
         let crossProducts = try frame.crossProducts()
+        let t2 = clock.now
         var result = try fit(crossProducts, options: options)
+        let t3 = clock.now
+        result.timings = [("levels", t1 - t0), ("cross-products", t2 - t1), ("optimisation", t3 - t2)]
         result.formula = parsed.text
         result.dataName = data.name
         result.droppedRows = frame.droppedRows

@@ -68,13 +68,16 @@ final class CommandLineTests: XCTestCase {
         let vc = object["varcorr"] as! [[String: Any]]
         XCTAssertEqual(vc.map { $0["grp"] as! String }, ["Subject", "Subject", "Subject", "Residual"])
         XCTAssertTrue(vc[3]["var1"] is NSNull)
-        // Conditional modes: 18 subjects × 2 effects; lme4's ranef(m)$Subject["308", "(Intercept)"] = 2.258551.
+        // Conditional modes: 18 subjects × 2 effects; lme4's ranef(m)$Subject["308", ] = (2.25855095, 9.198975766).
         let lines = try String(contentsOfFile: ranef, encoding: .utf8).split(separator: "\n")
         XCTAssertEqual(lines.first, "grpvar,term,grp,condval")
         XCTAssertEqual(lines.count, 1 + 36)
         let first = lines[1].split(separator: ",")
         XCTAssertEqual(first[0...2].joined(separator: ","), "\"Subject\",\"(Intercept)\",\"308\"")
-        XCTAssertEqual(Double(first[3])!, 2.2585, accuracy: 2e-3)
+        XCTAssertEqual(Double(first[3])!, 2.25855095, accuracy: 2e-3)
+        let second = lines[2].split(separator: ",")
+        XCTAssertEqual(second[1], "\"Days\"")
+        XCTAssertEqual(Double(second[3])!, 9.198975766, accuracy: 2e-3)
     }
 
     func testMaximumLikelihoodSummaryShowsInformationCriteria() throws {
