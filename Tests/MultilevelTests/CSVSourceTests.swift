@@ -2,24 +2,8 @@ import Foundation
 import XCTest
 @testable import Multilevel
 
-final class CSVSourceTests: XCTestCase {
-    private var directory: URL!
-
-    override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("csv-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try FileManager.default.removeItem(at: directory)
-    }
-
-    /// Writes `text` to a file in the test's directory and returns its path.
-    private func file(_ name: String, _ text: String) throws -> String {
-        let url = directory.appendingPathComponent(name)
-        try text.write(to: url, atomically: true, encoding: .utf8)
-        return url.path
-    }
+final class CSVSourceTests: ScratchDirectoryTestCase {
+    private func file(_ name: String, _ text: String) throws -> String { try write(text, to: name) }
 
     /// The message of the `InputError` that `body` throws (failing if it throws none or another error).
     private func message(_ body: () throws -> Any, file: StaticString = #filePath, line: UInt = #line) -> String {

@@ -2,7 +2,7 @@ import Foundation
 import XCTest
 
 /// End-to-end: the real `mlm` binary, its output files, and its answers to bad input.
-final class CommandLineTests: XCTestCase {
+final class CommandLineTests: ScratchDirectoryTestCase {
     struct Run { let status: Int32; let stdout: String; let stderr: String; let signalled: Bool }
 
     /// `mlm` is built beside the test bundle (`swift build --build-tests` builds every product).
@@ -26,12 +26,6 @@ final class CommandLineTests: XCTestCase {
         return Run(status: process.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
                    stderr: String(decoding: e, as: UTF8.self),
                    signalled: process.terminationReason == .uncaughtSignal)
-    }
-
-    func temporary(_ name: String) -> String {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("mlm-tests-\(getpid())")
-        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        return dir.appendingPathComponent(name).path
     }
 
     /// Bad input: exit status 1, exactly one line on stderr containing `expected`, no trap.
@@ -114,8 +108,7 @@ final class CommandLineTests: XCTestCase {
     }
 
     func testGroupingFactorWithOneLevel() throws {
-        let path = temporary("one-level.csv")
-        try "y,x,g\n1,1,\"a\"\n2,2,\"a\"\n3,1,\"a\"\n4,5,\"a\"\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let path = try write("y,x,g\n1,1,\"a\"\n2,2,\"a\"\n3,1,\"a\"\n4,5,\"a\"\n", to: "one-level.csv")
         try assertFails(["fit", path, "--formula", "y ~ x + (1 | g)"], mentioning: "'g'")
     }
 
@@ -130,8 +123,7 @@ final class CommandLineTests: XCTestCase {
     }
 
     func testAllRowsMissing() throws {
-        let path = temporary("all-missing.csv")
-        try "y,x,g\nNA,1,\"a\"\n2,NA,\"b\"\n3,1,NA\n".write(toFile: path, atomically: true, encoding: .utf8)
+        let path = try write("y,x,g\nNA,1,\"a\"\n2,NA,\"b\"\n3,1,NA\n", to: "all-missing.csv")
         try assertFails(["fit", path, "--formula", "y ~ x + (1 | g)"], mentioning: "no complete rows")
     }
 
@@ -141,8 +133,7 @@ final class CommandLineTests: XCTestCase {
         bytes.replaceSubrange(0..<min(4096, bytes.count), with: Data(repeating: 0x5a, count: min(4096, bytes.count)))
         try bytes.write(to: URL(fileURLWithPath: path))
         try assertFails(["fit", path, "--formula", "Yield ~ 1 + (1 | Batch)"], mentioning: path)
-        let text = temporary("text.h5")
-        try "this is not HDF5\n".write(toFile: text, atomically: true, encoding: .utf8)
+        let text = try write("this is not HDF5\n", to: "text.h5")
         try assertFails(["fit", text, "--formula", "Yield ~ 1 + (1 | Batch)"], mentioning: text)
     }
 }

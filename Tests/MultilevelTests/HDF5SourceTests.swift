@@ -3,19 +3,7 @@ import Foundation
 import XCTest
 @testable import Multilevel
 
-final class HDF5SourceTests: XCTestCase {
-    private var directory: URL!
-
-    override func setUpWithError() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("h5-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    }
-
-    override func tearDownWithError() throws {
-        try FileManager.default.removeItem(at: directory)
-    }
-
-    private func temporary(_ name: String) -> String { directory.appendingPathComponent(name).path }
+final class HDF5SourceTests: ScratchDirectoryTestCase {
 
     /// The message of the `InputError` that `body` throws (failing if it throws none or another error).
     private func message(_ body: () throws -> Any, file: StaticString = #filePath, line: UInt = #line) -> String {

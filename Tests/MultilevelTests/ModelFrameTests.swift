@@ -3,16 +3,14 @@ import XCTest
 @testable import Multilevel
 
 /// How a formula meets the data: factor coding, missing rows, aliased columns, term expansion.
-final class ModelFrameTests: XCTestCase {
+final class ModelFrameTests: ScratchDirectoryTestCase {
     func fit(_ dataset: String, _ formula: String, reml: Bool = true) throws -> FitResult {
         try LinearMixedModel.fit(formula, data: openTable(path: Fixtures.path(dataset), table: nil),
                                  options: FitOptions(reml: reml))
     }
 
     func csv(_ name: String, _ text: String) throws -> CSVSource {
-        let path = FileManager.default.temporaryDirectory.appendingPathComponent("mlm-frame-\(getpid())-\(name).csv").path
-        try text.write(toFile: path, atomically: true, encoding: .utf8)
-        return try CSVSource(path: path)
+        try CSVSource(path: write(text, to: "\(name).csv"))
     }
 
     /// sleepstudy with Subject written as a number instead of a quoted string, and Days missing in `drop` rows.
