@@ -6,10 +6,12 @@ public struct FitOptions: Sendable {
     public var reml: Bool
     /// Rows read per chunk; the fit does not depend on it.
     public var chunkRows: Int
-    /// The fill-reducing ordering for the sparse Cholesky factor.
+    /// The ordering for the sparse Cholesky factor. `natural` eliminates the term with the most
+    /// levels first, which keeps its block diagonal: on InstEval it factors in 29 ms against
+    /// 44 ms for CHOLMOD's least-fill choice (fewer nonzeros, but smaller supernodes).
     public var ordering: FillReducingOrdering
 
-    public init(reml: Bool = true, chunkRows: Int = 65_536, ordering: FillReducingOrdering = .best) {
+    public init(reml: Bool = true, chunkRows: Int = 65_536, ordering: FillReducingOrdering = .natural) {
         self.reml = reml
         self.chunkRows = chunkRows
         self.ordering = ordering

@@ -14,7 +14,7 @@ final class PenalizedLeastSquares {
     let reml: Bool
     private let cholesky: SparseCholesky
 
-    init(_ crossProducts: CrossProducts, reml: Bool, ordering: FillReducingOrdering = .best) throws {
+    init(_ crossProducts: CrossProducts, reml: Bool, ordering: FillReducingOrdering) throws {
         self.crossProducts = crossProducts
         self.factor = RelativeCovarianceFactor(terms: crossProducts.terms)
         self.reml = reml
