@@ -144,15 +144,20 @@ public struct ModelFrame {
         }
         return ModelFrame(formula: formula, source: source, chunkRows: chunkRows, fixedDesign: fixedDesign,
                           randomTerms: order.map { bound[$0] }, completeRows: complete,
-                          droppedRows: total - complete, types: types, codings: codings)
+                          droppedRows: total - complete, types: types,
+                          factorLevels: codings.mapValues { coding in
+                              guard case .categorical(let levels) = coding else { preconditionFailure() }
+                              return LevelIndex(names: levels)
+                          })
     }
 
     private let types: [String: ColumnType]
-    private let codings: [Variable: VariableCoding]
+    /// The levels of every variable coded as a factor.
+    private let factorLevels: [Variable: LevelIndex]
 
     private init(formula: Formula, source: TableSource, chunkRows: Int, fixedDesign: Design,
                  randomTerms: [BoundRandomTerm], completeRows: Int, droppedRows: Int,
-                 types: [String: ColumnType], codings: [Variable: VariableCoding]) {
+                 types: [String: ColumnType], factorLevels: [Variable: LevelIndex]) {
         self.formula = formula
         self.source = source
         self.chunkRows = chunkRows
@@ -161,7 +166,7 @@ public struct ModelFrame {
         self.completeRows = completeRows
         self.droppedRows = droppedRows
         self.types = types
-        self.codings = codings
+        self.factorLevels = factorLevels
     }
 
     /// Streams the rows once into [Z X y]'[Z X y].
@@ -225,8 +230,7 @@ public struct ModelFrame {
         var numeric: [[Double]] = []
         var codes: [[Int32]] = []
         for v in design.variables {
-            if case .categorical(let levels) = codings[v] ?? .numeric {
-                let index = LevelIndex(names: levels)
+            if let index = factorLevels[v] {
                 numeric.append([])
                 codes.append(keep.map { index.code(chunk.levelName(of: v.factorColumn, row: $0)!) })
             } else {
