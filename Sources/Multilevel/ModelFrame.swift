@@ -22,7 +22,20 @@ public struct ModelFrame {
     struct BoundRandomTerm {
         let term: RandomTerm
         let effects: Design
-        let levels: LevelIndex
+        let levels: GroupingLevels
+    }
+
+    /// A grouping factor's levels: one column (or the columns of a multiple membership), or an interaction.
+    enum GroupingLevels {
+        case single(LevelIndex)
+        case interaction(InteractionIndex)
+
+        var names: [String] {
+            switch self {
+            case .single(let index): return index.names
+            case .interaction(let index): return index.names
+            }
+        }
     }
 
     /// The random-effects terms in Z's column order.
@@ -67,7 +80,7 @@ public struct ModelFrame {
         }
         var variableLevels = [LevelSet](repeating: LevelSet(), count: categorical.count)
         var groupingLevels = [[LevelSet]](repeating: [], count: formula.random.count)
-        var interactionKeys = [Set<[String]>](repeating: [], count: formula.random.count)
+        var interactionKeys = [Set<[LevelValue]>](repeating: [], count: formula.random.count)
         for (k, rt) in formula.random.enumerated() {
             if case .factor(let cols) = rt.grouping { groupingLevels[k] = Array(repeating: LevelSet(), count: cols.count) }
             else { groupingLevels[k] = [LevelSet()] }
@@ -82,16 +95,17 @@ public struct ModelFrame {
             for i in 0..<rows.count where chunk.complete[i] {
                 complete += 1
                 for (vi, v) in categorical.enumerated() {
-                    chunk.insertValue(of: v.factorColumn, row: i, into: &variableLevels[vi])
+                    variableLevels[vi].insert(chunk.value(of: v.factorColumn, row: i)!)
                 }
                 for (k, rt) in formula.random.enumerated() {
                     switch rt.grouping {
                     case .factor(let cols):
-                        for (ci, c) in cols.enumerated() { chunk.insertValue(of: c, row: i, into: &groupingLevels[k][ci]) }
-                        if cols.count > 1 { interactionKeys[k].insert(cols.map { chunk.levelName(of: $0, row: i)! }) }
+                        let values = cols.map { chunk.value(of: $0, row: i)! }
+                        for (ci, v) in values.enumerated() { groupingLevels[k][ci].insert(v) }
+                        if cols.count > 1 { interactionKeys[k].insert(values) }
                     case .multipleMembership(let groups, let weights):
                         for (m, g) in groups.enumerated() where chunk.isMember(group: g, weight: weights.isEmpty ? nil : weights[m], row: i) {
-                            chunk.insertValue(of: g, row: i, into: &groupingLevels[k][0])
+                            groupingLevels[k][0].insert(chunk.value(of: g, row: i)!)
                         }
                     }
                 }
@@ -103,25 +117,21 @@ public struct ModelFrame {
                 : "no complete rows: all \(total) rows of \(source.name) have a missing value in the columns used (\(columns.joined(separator: ", ")))")
         }
 
-        var codings: [Variable: VariableCoding] = [:]
-        for (vi, v) in categorical.enumerated() { codings[v] = .categorical(levels: variableLevels[vi].sortedNames()) }
-        let coding: (Variable) -> VariableCoding = { codings[$0] ?? .numeric }
+        var factorLevels: [Variable: LevelIndex] = [:]
+        for (vi, v) in categorical.enumerated() { factorLevels[v] = LevelIndex(variableLevels[vi]) }
+        let coding: (Variable) -> VariableCoding = { factorLevels[$0].map { .categorical(levels: $0.names) } ?? .numeric }
         let fixedDesign = Design(formula.fixed, coding: coding)
 
         var bound: [BoundRandomTerm] = []
         for (k, rt) in formula.random.enumerated() {
-            let names: [String]
+            let levels: GroupingLevels
             if case .factor(let cols) = rt.grouping, cols.count > 1 {
-                // The interaction a:b: levels ordered by a's level, then b's (R's `a:b` on factors).
-                let orders = groupingLevels[k].map { LevelIndex(names: $0.sortedNames()) }
-                let keys = interactionKeys[k].sorted { x, y in
-                    for c in 0..<x.count where x[c] != y[c] { return orders[c].code(x[c]) < orders[c].code(y[c]) }
-                    return false
-                }
-                names = keys.map { $0.joined(separator: ":") }
+                levels = .interaction(InteractionIndex(components: groupingLevels[k].map(LevelIndex.init),
+                                                       observed: interactionKeys[k]))
             } else {
-                names = groupingLevels[k][0].sortedNames()
+                levels = .single(LevelIndex(groupingLevels[k][0]))
             }
+            let names = levels.names
             let effects = Design(rt.effects, coding: coding)
             if effects.columns.isEmpty {
                 throw InputError("random term (\(rt.effects.terms.map(\.name).joined(separator: " + ")) | \(rt.grouping.name)) has no effects")
@@ -135,7 +145,7 @@ public struct ModelFrame {
             if names.count * effects.columns.count >= complete {
                 throw InputError("term (… | \(rt.grouping.name)) has \(names.count * effects.columns.count) random effects for \(complete) observations; the variance components would be unidentifiable")
             }
-            bound.append(BoundRandomTerm(term: rt, effects: effects, levels: LevelIndex(names: names)))
+            bound.append(BoundRandomTerm(term: rt, effects: effects, levels: levels))
         }
         // lme4's order: by decreasing number of levels, ties in formula order.
         let order = bound.indices.sorted { a, b in
@@ -144,11 +154,7 @@ public struct ModelFrame {
         }
         return ModelFrame(formula: formula, source: source, chunkRows: chunkRows, fixedDesign: fixedDesign,
                           randomTerms: order.map { bound[$0] }, completeRows: complete,
-                          droppedRows: total - complete, types: types,
-                          factorLevels: codings.mapValues { coding in
-                              guard case .categorical(let levels) = coding else { preconditionFailure() }
-                              return LevelIndex(names: levels)
-                          })
+                          droppedRows: total - complete, types: types, factorLevels: factorLevels)
     }
 
     private let types: [String: ColumnType]
@@ -194,16 +200,16 @@ public struct ModelFrame {
         for bt in randomTerms {
             var z = [Double](repeating: 0, count: n * bt.effects.columns.count)
             evaluate(bt.effects, chunk, keep, into: &z)
-            switch bt.term.grouping {
-            case .factor(let cols):
-                var levels = [Int32](repeating: -1, count: n)
-                for (r, i) in keep.enumerated() {
-                    let name = cols.count == 1 ? chunk.levelName(of: cols[0], row: i)!
-                                               : cols.map { chunk.levelName(of: $0, row: i)! }.joined(separator: ":")
-                    levels[r] = bt.levels.code(name)
+            switch (bt.term.grouping, bt.levels) {
+            case (.factor(let cols), .single(let index)):
+                let levels = keep.map { index.code(chunk.value(of: cols[0], row: $0)!) }
+                terms.append(.init(memberships: 1, levels: levels, weights: Array(repeating: 1, count: n), z: z))
+            case (.factor(let cols), .interaction(let index)):
+                let levels = keep.map { i in
+                    index.code(cols.indices.map { index.components[$0].code(chunk.value(of: cols[$0], row: i)!) })
                 }
                 terms.append(.init(memberships: 1, levels: levels, weights: Array(repeating: 1, count: n), z: z))
-            case .multipleMembership(let groups, let weights):
+            case (.multipleMembership(let groups, let weights), .single(let index)):
                 let m = groups.count
                 var levels = [Int32](repeating: -1, count: n * m)
                 var w = [Double](repeating: 0, count: n * m)
@@ -212,7 +218,7 @@ public struct ModelFrame {
                     for (g, col) in groups.enumerated() {
                         let wcol = weights.isEmpty ? nil : weights[g]
                         guard chunk.isMember(group: col, weight: wcol, row: i) else { continue }
-                        levels[r * m + g] = bt.levels.code(chunk.levelName(of: col, row: i)!)
+                        levels[r * m + g] = index.code(chunk.value(of: col, row: i)!)
                         w[r * m + g] = wcol.map { chunk.numbers[$0]![i] } ?? 1
                         present += 1
                     }
@@ -221,6 +227,8 @@ public struct ModelFrame {
                     }
                 }
                 terms.append(.init(memberships: m, levels: levels, weights: w, z: z))
+            case (.multipleMembership, .interaction):
+                preconditionFailure("a multiple membership has one level set")
             }
         }
         return ModelChunk(count: n, x: x, y: y, terms: terms)
@@ -232,7 +240,7 @@ public struct ModelFrame {
         for v in design.variables {
             if let index = factorLevels[v] {
                 numeric.append([])
-                codes.append(keep.map { index.code(chunk.levelName(of: v.factorColumn, row: $0)!) })
+                codes.append(keep.map { index.code(chunk.value(of: v.factorColumn, row: $0)!) })
             } else {
                 numeric.append(chunk.numeric(v, rows: keep))
                 codes.append([])
@@ -259,24 +267,17 @@ struct RawChunk {
     var strings: [String: [String?]] = [:]
     var complete: [Bool]
 
-    /// The level name of a value: the string, or R's name of the number; nil if missing.
-    func levelName(of column: String, row: Int) -> String? {
-        if let s = strings[column] { return s[row] }
+    /// A categorical column's value at `row`; nil if missing.
+    func value(of column: String, row: Int) -> LevelValue? {
+        if let s = strings[column] { return s[row].map(LevelValue.string) }
         let x = numbers[column]![row]
-        return x.isNaN ? nil : rLevelName(x)
-    }
-
-    func insertValue(of column: String, row: Int, into set: inout LevelSet) {
-        if let s = strings[column] { if let v = s[row] { set.insert(v) } } else {
-            let x = numbers[column]![row]
-            if !x.isNaN { set.insert(x) }
-        }
+        return x.isNaN ? nil : .number(x)
     }
 
     /// Whether a multiple-membership group column names a membership in this row:
     /// present, and with a nonzero weight.
     func isMember(group: String, weight: String?, row: Int) -> Bool {
-        guard levelName(of: group, row: row) != nil else { return false }
+        guard value(of: group, row: row) != nil else { return false }
         guard let weight else { return true }
         return numbers[weight]![row] != 0
     }
@@ -344,7 +345,7 @@ struct ChunkReader {
             guard case .multipleMembership(let groups, let weights) = rt.grouping, !weights.isEmpty else { continue }
             for (g, w) in zip(groups, weights) {
                 let wv = chunk.numbers[w]!
-                for i in 0..<rows.count where wv[i].isNaN && chunk.levelName(of: g, row: i) != nil {
+                for i in 0..<rows.count where wv[i].isNaN && chunk.value(of: g, row: i) != nil {
                     chunk.complete[i] = false
                 }
             }

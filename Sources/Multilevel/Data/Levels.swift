@@ -1,5 +1,11 @@
 import Foundation
 
+/// One value of a categorical column: a string, or a number (a numeric column used as a factor).
+enum LevelValue: Hashable {
+    case string(String)
+    case number(Double)
+}
+
 /// The levels of one categorical variable or grouping factor, collected from the data.
 ///
 /// String values sort in byte order (R's C-locale sort); numeric values sort numerically and
@@ -8,31 +14,62 @@ struct LevelSet {
     private var strings: Set<String> = []
     private var numbers: Set<Double> = []
 
-    mutating func insert(_ s: String) { strings.insert(s) }
-    mutating func insert(_ x: Double) { numbers.insert(x) }
+    mutating func insert(_ value: LevelValue) {
+        switch value {
+        case .string(let s): strings.insert(s)
+        case .number(let x): numbers.insert(x)
+        }
+    }
 
-    var isEmpty: Bool { strings.isEmpty && numbers.isEmpty }
-
-    /// The sorted level names.
-    func sortedNames() -> [String] {
-        numbers.sorted().map(rLevelName) + strings.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+    /// The values in level order.
+    func sorted() -> [LevelValue] {
+        numbers.sorted().map(LevelValue.number)
+            + strings.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }.map(LevelValue.string)
     }
 }
 
-/// Maps a variable's raw values to 0-based level codes.
+/// Maps a factor's values to 0-based level codes, and codes to level names.
 struct LevelIndex {
     let names: [String]
-    private let index: [String: Int32]
+    private let codes: [LevelValue: Int32]
 
-    init(names: [String]) {
-        self.names = names
-        var d: [String: Int32] = [:]
-        for (i, n) in names.enumerated() { d[n] = Int32(i) }
-        index = d
+    init(_ set: LevelSet) { self.init(values: set.sorted()) }
+
+    init(values: [LevelValue]) {
+        names = values.map {
+            switch $0 {
+            case .string(let s): return s
+            case .number(let x): return rLevelName(x)
+            }
+        }
+        var d: [LevelValue: Int32] = [:]
+        for (i, v) in values.enumerated() { d[v] = Int32(i) }
+        codes = d
     }
 
-    /// The code of a level name, or −1 for a value not among the levels.
-    func code(_ name: String) -> Int32 { index[name] ?? -1 }
+    /// The code of a value, or −1 for a value not among the levels.
+    func code(_ value: LevelValue) -> Int32 { codes[value] ?? -1 }
+}
+
+/// The levels of an interaction grouping `a:b:…`: the observed combinations, ordered by a's
+/// level, then b's (R's `a:b` on factors), and named `la:lb`.
+struct InteractionIndex {
+    let components: [LevelIndex]
+    let names: [String]
+    private let codes: [[Int32]: Int32]
+
+    init(components: [LevelIndex], observed: Set<[LevelValue]>) {
+        self.components = components
+        let keys = observed.map { key in key.enumerated().map { components[$0.offset].code($0.element) } }
+            .sorted { $0.lexicographicallyPrecedes($1) }
+        names = keys.map { key in key.enumerated().map { components[$0.offset].names[Int($0.element)] }.joined(separator: ":") }
+        var d: [[Int32]: Int32] = [:]
+        for (i, k) in keys.enumerated() { d[k] = Int32(i) }
+        codes = d
+    }
+
+    /// The code of a combination of component codes, or −1 if it was not observed.
+    func code(_ componentCodes: [Int32]) -> Int32 { codes[componentCodes] ?? -1 }
 }
 
 /// R's `as.character` of a double: up to 15 significant digits, fixed or scientific
