@@ -115,7 +115,8 @@ final class PenalizedLeastSquares {
         let zz = cp.zzValues
         let cs = cp.zzColumnStarts
         let terms = cp.terms
-        var a = [Double](), at = [Double]()
+        let maxP = terms.map(\.dimension).max() ?? 1
+        var a = [Double](repeating: 0, count: maxP * maxP), at = a
         for b in 0..<cp.blockTerm.count {
             let l = cp.blockTerm[b], pl = terms[l].dimension, cb = cp.blockStart[b]
             let tl = templates[l]
@@ -124,7 +125,6 @@ final class PenalizedLeastSquares {
                 let ra = cp.blockRows[idx]
                 let k = cp.blockTerm[ra], pk = terms[k].dimension
                 let tk = templates[k]
-                let diagonalBlock = ra == b
                 if pk == 1 && pl == 1 {
                     let pos = cs[cb] + offset
                     out[pos] = tk[0] * tl[0] * zz[pos]
@@ -132,7 +132,7 @@ final class PenalizedLeastSquares {
                     continue
                 }
                 // Gather the p_k × p_l block (symmetric completion on the diagonal block).
-                a = [Double](repeating: 0, count: pk * pl)
+                let diagonalBlock = ra == b
                 for s in 0..<pl {
                     let base = cs[cb + s] + offset
                     if diagonalBlock {
@@ -142,7 +142,6 @@ final class PenalizedLeastSquares {
                     }
                 }
                 // at = A T_l, then T_k' at.
-                at = [Double](repeating: 0, count: pk * pl)
                 for s in 0..<pl { for t in 0..<pk {
                     var sum = 0.0
                     for u in s..<pl { sum += a[t + u * pk] * tl[u + s * pl] }

@@ -2,7 +2,6 @@ import ArgumentParser
 import Foundation
 import Multilevel
 
-@main
 struct MLM: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mlm",
