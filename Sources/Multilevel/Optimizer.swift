@@ -6,9 +6,9 @@ public struct OptimizerSummary: Sendable, Equatable {
     /// NLopt's algorithm name.
     public var algorithm = "NLOPT_LN_BOBYQA"
     /// Stop when one step changes the objective by less than this (absolute).
-    public var ftolAbs = 1e-10
+    public var ftolAbs = 1e-8
     /// Stop when one step changes every θ entry by less than this (absolute).
-    public var xtolAbs = 1e-10
+    public var xtolAbs = 1e-8
     /// The most objective evaluations allowed.
     public var maxEvaluations = 100_000
     /// Filled in by the fit: evaluations used, NLopt's return code, the largest |scaled gradient|
