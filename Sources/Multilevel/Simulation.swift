@@ -1,0 +1,447 @@
+import Foundation
+
+// MARK: - Simulation
+
+/// Simulated data with known parameters, written to HDF5 in chunks: test data for benchmarks.
+///
+/// A simulation is a design (the model and its true parameters), a number of rows and a seed.
+/// `write(to:chunkRows:)` makes an HDF5 file whose group `data` holds one 1-D dataset per
+/// column (the layout `HDF5Source` reads) and, as attributes of the group, everything needed
+/// to fit it and check the fit:
+///
+/// - `design`, `formula` (the lme4 formula to fit): strings;
+/// - `rows`, `seed`: numbers (doubles, exact: seeds are limited to 2^53);
+/// - `levels_<factor>`: the number of levels of each grouping factor (see `levels`);
+/// - the true values, named by `SimulationDesign.parameters`: `beta_<coefficient>`,
+///   `sd_<factor>_<effect>`, `cor_<factor>` and `sigma`.
+///
+/// Grouping factors have fewer levels when `rows` is small: `min(full, max(minimum, rows / 20))`,
+/// so about 20 rows per level, and a small file is still fittable. The values depend only on
+/// the seed, never on the chunk size: the group-level effects are drawn first, in a fixed
+/// order, then the rows in order, all from one `Xoshiro256` stream. Memory is bounded by one
+/// chunk plus the group-level effects, whatever the number of rows.
+///
+/// ```swift
+/// let simulation = try Simulation(design: .crossed, rows: 1_000_000, seed: 7)
+/// try simulation.write(to: "crossed.h5")
+/// let fit = try LinearMixedModel.fit(simulation.formula, data: openTable(path: "crossed.h5", table: nil))
+/// ```
+public struct Simulation: Sendable {
+    /// The group that holds the columns and the attributes.
+    public static let group = "data"
+
+    /// The largest seed: seeds are stored exactly as a double attribute.
+    public static let maximumSeed: UInt64 = 1 << 53
+
+    public let design: SimulationDesign
+    public let rows: Int
+    public let seed: UInt64
+    /// Each grouping factor's name (as in the attribute names) and its number of levels in this simulation
+    /// (for nested3, `class` is the number of classes in each school: always 8).
+    public let levels: [(factor: String, count: Int)]
+
+    /// The lme4 formula that fits the simulated data.
+    public var formula: String { design.formula }
+
+    /// Validates the size and the seed and scales the grouping factors to `rows`.
+    ///
+    /// Throws `InputError` if `rows` is not positive or `seed` exceeds `maximumSeed`.
+    public init(design: SimulationDesign, rows: Int, seed: UInt64 = 1) throws {
+        guard rows > 0 else { throw InputError("--rows must be a positive number of rows, not \(rows)") }
+        guard seed <= Simulation.maximumSeed else {
+            throw InputError("--seed must be at most 2^53 = \(Simulation.maximumSeed), not \(seed)")
+        }
+        self.design = design
+        self.rows = rows
+        self.seed = seed
+        levels = design.process.factors.map { factor in
+            (factor.name, min(factor.full, max(factor.minimum, rows / 20)))
+        }
+    }
+
+    /// Writes the simulated table and its attributes to a new HDF5 file at `path` (replacing any).
+    ///
+    /// Rows are generated and appended `chunkRows` at a time; `chunkRows` is also the HDF5
+    /// chunk length (at most `rows`) and does not change the values. Throws `InputError` if
+    /// `chunkRows` is not positive or the file cannot be written; a partly written file is removed.
+    public func write(to path: String, chunkRows: Int = 65_536) throws {
+        guard chunkRows > 0 else { throw InputError("--chunk-rows must be a positive number of rows, not \(chunkRows)") }
+        try requireWritableFile(path)
+        do {
+            try writeFile(path, chunkRows: chunkRows)
+        } catch {
+            unlink(path)
+            throw error
+        }
+    }
+
+    /// Creates the file, writes the attributes, then the rows chunk by chunk; the writer closes the file if this throws.
+    private func writeFile(_ path: String, chunkRows: Int) throws {
+        let writer = try HDF5TableWriter(path: path, group: Simulation.group, columns: design.process.columns,
+                                         chunkRows: min(chunkRows, rows))
+        try writeAttributes(to: writer)
+        var random = Xoshiro256(seed: seed)
+        let process = design.process.init(levels: levels.map { $0.count }, random: &random)
+        for start in stride(from: 0, to: rows, by: chunkRows) {
+            try process.appendRows(min(chunkRows, rows - start), random: &random, to: writer)
+        }
+        try writer.close()
+    }
+
+    /// Writes the group's attributes: the description, the factors' sizes and the true values.
+    private func writeAttributes(to writer: HDF5TableWriter) throws {
+        try writer.setAttribute("design", design.rawValue)
+        try writer.setAttribute("formula", formula)
+        try writer.setAttribute("rows", Double(rows))
+        try writer.setAttribute("seed", Double(seed))
+        for (factor, count) in levels { try writer.setAttribute("levels_\(factor)", Double(count)) }
+        for (name, value) in design.parameters { try writer.setAttribute(name, value) }
+    }
+
+    /// Throws the system's reason, in one line, if `path` cannot be created for writing.
+    ///
+    /// HDF5's own failure names no reason; this check leaves an empty file that the writer truncates.
+    private func requireWritableFile(_ path: String) throws {
+        let descriptor = open(path, O_WRONLY | O_CREAT, 0o644)
+        guard descriptor >= 0 else {
+            throw InputError("cannot write '\(path)': \(String(cString: strerror(errno)))")
+        }
+        close(descriptor)
+    }
+}
+
+// MARK: - Designs
+
+/// The models `Simulation` can draw data from, each with its formula, columns and true values.
+///
+/// - `crossed`: `y ~ x + w + (1 + x | A) + (1 | B)`. A has 10,000 levels, B 2,000, each row
+///   draws both uniformly; x, w ~ N(0, 1); y = 1 + 0.5x − 0.3w + a0[A] + a1[A]·x + b[B] + ε,
+///   (a0, a1) bivariate normal with SDs 0.8 and 0.3 and correlation 0.3, b ~ N(0, 0.5²),
+///   ε ~ N(0, 1). Columns y, x, w (float64), A, B (int64 codes 1…levels).
+/// - `multimember`: `y ~ x + (1 | mm(school1, school2, school3, weights = cbind(w1, w2, w3))) + (1 | area)`.
+///   20,000 schools and 5,000 areas; a pupil attended 1 (60%), 2 (30%) or 3 (10%) distinct
+///   schools drawn uniformly, with weights normalised uniforms summing to 1 (0 for an absent
+///   membership); y = 2 + 0.7x + Σ w_k u[school_k] + v[area] + ε, u ~ N(0, 0.6²),
+///   v ~ N(0, 0.4²), ε ~ N(0, 1). Columns y, x, school1–3 (float64 codes 1…schools, NaN when
+///   absent; school1 always present), w1–w3 (float64), area (int64 codes).
+/// - `nested3`: `y ~ x + (1 | school/class)`. 2,000 schools of 8 classes, class coded 1…8
+///   within its school; a pupil draws a school, then a class, uniformly;
+///   y = 0.5 + 0.4x + s[school] + c[school, class] + ε, SDs 0.7 and 0.4, σ = 1.
+///   Columns y, x (float64), school, class (int64 codes).
+public enum SimulationDesign: String, CaseIterable, Sendable {
+    case crossed
+    case multimember
+    case nested3
+
+    /// The design called `name`, or an `InputError` listing the designs.
+    public init(named name: String) throws {
+        guard let design = SimulationDesign(rawValue: name) else {
+            let names = SimulationDesign.allCases.map(\.rawValue).joined(separator: ", ")
+            throw InputError("unknown design '\(name)': use one of \(names)")
+        }
+        self = design
+    }
+
+    /// The lme4 formula that fits the design's data.
+    public var formula: String { process.formula }
+
+    /// The true parameter values, by attribute name: fixed effects, random terms in lme4's order, σ.
+    ///
+    /// `beta_<coefficient>` for fixed effects (lme4's names), `sd_<group>_<effect>` for the
+    /// standard deviation of a random effect and `cor_<group>` for the correlation of a group's
+    /// two effects, then `sigma`. The groups are `A`, `B` (crossed); `school` (the
+    /// multiple-membership term) and `area` (multimember); `class:school` (lme4's name for
+    /// the classes nested in schools) and `school` (nested3).
+    public var parameters: [(name: String, value: Double)] { process.parameters }
+
+    /// The type that generates the design's data.
+    var process: any SimulatedProcess.Type {
+        switch self {
+        case .crossed: return CrossedProcess.self
+        case .multimember: return MultipleMembershipProcess.self
+        case .nested3: return NestedProcess.self
+        }
+    }
+}
+
+/// A grouping factor of a design: its name, its number of levels at full size, and the fewest it keeps.
+struct SimulatedFactor {
+    let name: String
+    let full: Int
+    let minimum: Int
+}
+
+/// One design's data-generating process: its description, its group-level effects and its rows.
+protocol SimulatedProcess {
+    static var formula: String { get }
+    /// The columns, in file order.
+    static var columns: [HDF5TableWriter.Column] { get }
+    /// The grouping factors, in the order of `init(levels:random:)`'s `levels`.
+    static var factors: [SimulatedFactor] { get }
+    /// The true values, as `SimulationDesign.parameters` documents.
+    static var parameters: [(name: String, value: Double)] { get }
+
+    /// Draws the group-level effects for factors with `levels` levels (in `factors` order).
+    init(levels: [Int], random: inout Xoshiro256)
+
+    /// Draws the next `count` rows and appends them to `writer`.
+    func appendRows(_ count: Int, random: inout Xoshiro256, to writer: HDF5TableWriter) throws
+}
+
+/// `crossed`: a random intercept and slope for A, crossed with a random intercept for B.
+///
+/// Effects are drawn level by level: A's (two normals each, intercept first), then B's.
+/// Each row draws A, B, x, w, ε in that order.
+struct CrossedProcess: SimulatedProcess {
+    static let formula = "y ~ x + w + (1 + x | A) + (1 | B)"
+    static let columns: [HDF5TableWriter.Column] = [.numeric("y"), .numeric("x"), .numeric("w"),
+                                                    .integer("A"), .integer("B")]
+    static let factors = [SimulatedFactor(name: "A", full: 10_000, minimum: 2),
+                          SimulatedFactor(name: "B", full: 2_000, minimum: 2)]
+    private static let intercept = 1.0, slopeX = 0.5, slopeW = -0.3
+    private static let sdIntercept = 0.8, sdSlope = 0.3, correlation = 0.3, sdB = 0.5, sigma = 1.0
+    static let parameters: [(name: String, value: Double)] = [
+        ("beta_(Intercept)", intercept), ("beta_x", slopeX), ("beta_w", slopeW),
+        ("sd_A_(Intercept)", sdIntercept), ("sd_A_x", sdSlope), ("cor_A", correlation),
+        ("sd_B_(Intercept)", sdB), ("sigma", sigma),
+    ]
+
+    private let interceptA: [Double]
+    private let slopeA: [Double]
+    private let effectB: [Double]
+
+    init(levels: [Int], random: inout Xoshiro256) {
+        let c = Self.self
+        var interceptA: [Double] = [], slopeA: [Double] = []
+        interceptA.reserveCapacity(levels[0])
+        slopeA.reserveCapacity(levels[0])
+        let residualScale = (1 - c.correlation * c.correlation).squareRoot()
+        for _ in 0..<levels[0] {
+            let z0 = random.nextNormal(), z1 = random.nextNormal()
+            interceptA.append(c.sdIntercept * z0)
+            slopeA.append(c.sdSlope * (c.correlation * z0 + residualScale * z1))
+        }
+        self.interceptA = interceptA
+        self.slopeA = slopeA
+        effectB = (0..<levels[1]).map { _ in c.sdB * random.nextNormal() }
+    }
+
+    func appendRows(_ count: Int, random: inout Xoshiro256, to writer: HDF5TableWriter) throws {
+        let c = Self.self
+        var y = [Double](repeating: 0, count: count), x = y, w = y
+        var codeA = [Int64](repeating: 0, count: count), codeB = codeA
+        for i in 0..<count {
+            let a = random.nextInt(below: interceptA.count), b = random.nextInt(below: effectB.count)
+            let xi = random.nextNormal(), wi = random.nextNormal()
+            y[i] = c.intercept + c.slopeX * xi + c.slopeW * wi + interceptA[a] + slopeA[a] * xi + effectB[b]
+                + c.sigma * random.nextNormal()
+            x[i] = xi
+            w[i] = wi
+            codeA[i] = Int64(a + 1)
+            codeB[i] = Int64(b + 1)
+        }
+        try writer.append(numeric: ["y": y, "x": x, "w": w], integer: ["A": codeA, "B": codeB])
+    }
+}
+
+/// `multimember`: a weighted multiple-membership school effect and an area effect.
+///
+/// Effects are drawn schools first, then areas. Each row draws: the number of schools
+/// (one uniform), the distinct schools (redrawing repeats), one uniform weight per school
+/// (normalised), the area, x, ε.
+struct MultipleMembershipProcess: SimulatedProcess {
+    static let formula = "y ~ x + (1 | mm(school1, school2, school3, weights = cbind(w1, w2, w3))) + (1 | area)"
+    static let columns: [HDF5TableWriter.Column] = [.numeric("y"), .numeric("x"),
+                                                    .numeric("school1"), .numeric("school2"), .numeric("school3"),
+                                                    .numeric("w1"), .numeric("w2"), .numeric("w3"), .integer("area")]
+    /// At least 3 schools, so a pupil can attend 3 distinct ones.
+    static let factors = [SimulatedFactor(name: "school", full: 20_000, minimum: 3),
+                          SimulatedFactor(name: "area", full: 5_000, minimum: 2)]
+    private static let intercept = 2.0, slopeX = 0.7, sdSchool = 0.6, sdArea = 0.4, sigma = 1.0
+    static let parameters: [(name: String, value: Double)] = [
+        ("beta_(Intercept)", intercept), ("beta_x", slopeX),
+        ("sd_school_(Intercept)", sdSchool), ("sd_area_(Intercept)", sdArea), ("sigma", sigma),
+    ]
+
+    private let effectSchool: [Double]
+    private let effectArea: [Double]
+
+    init(levels: [Int], random: inout Xoshiro256) {
+        let c = Self.self
+        effectSchool = (0..<levels[0]).map { _ in c.sdSchool * random.nextNormal() }
+        effectArea = (0..<levels[1]).map { _ in c.sdArea * random.nextNormal() }
+    }
+
+    func appendRows(_ count: Int, random: inout Xoshiro256, to writer: HDF5TableWriter) throws {
+        let c = Self.self
+        var y = [Double](repeating: 0, count: count), x = y
+        var school1 = [Double](repeating: .nan, count: count), school2 = school1, school3 = school1
+        var w1 = [Double](repeating: 0, count: count), w2 = w1, w3 = w1
+        var codeArea = [Int64](repeating: 0, count: count)
+        let schools = effectSchool.count
+        for i in 0..<count {
+            let u = random.nextDouble()
+            let attended = u < 0.6 ? 1 : u < 0.9 ? 2 : 3
+            let s1 = random.nextInt(below: schools)
+            var s2 = s1, s3 = s1
+            if attended > 1 { while s2 == s1 { s2 = random.nextInt(below: schools) } }
+            if attended > 2 { while s3 == s1 || s3 == s2 { s3 = random.nextInt(below: schools) } }
+            // Uniforms in (0, 1], so no attended school weighs 0.
+            var weight1 = 1 - random.nextDouble(), weight2 = 0.0, weight3 = 0.0
+            if attended > 1 { weight2 = 1 - random.nextDouble() }
+            if attended > 2 { weight3 = 1 - random.nextDouble() }
+            let total = weight1 + weight2 + weight3
+            weight1 /= total
+            weight2 /= total
+            weight3 /= total
+            let area = random.nextInt(below: effectArea.count)
+            let xi = random.nextNormal()
+            var schoolEffect = weight1 * effectSchool[s1]
+            school1[i] = Double(s1 + 1)
+            w1[i] = weight1
+            if attended > 1 {
+                schoolEffect += weight2 * effectSchool[s2]
+                school2[i] = Double(s2 + 1)
+                w2[i] = weight2
+            }
+            if attended > 2 {
+                schoolEffect += weight3 * effectSchool[s3]
+                school3[i] = Double(s3 + 1)
+                w3[i] = weight3
+            }
+            y[i] = c.intercept + c.slopeX * xi + schoolEffect + effectArea[area] + c.sigma * random.nextNormal()
+            x[i] = xi
+            codeArea[i] = Int64(area + 1)
+        }
+        try writer.append(numeric: ["y": y, "x": x, "school1": school1, "school2": school2, "school3": school3,
+                                    "w1": w1, "w2": w2, "w3": w3],
+                          integer: ["area": codeArea])
+    }
+}
+
+/// `nested3`: pupils in classes in schools, class coded within its school.
+///
+/// Effects are drawn schools first, then classes (school by school, class by class).
+/// Each row draws school, class, x, ε.
+struct NestedProcess: SimulatedProcess {
+    static let formula = "y ~ x + (1 | school/class)"
+    static let columns: [HDF5TableWriter.Column] = [.numeric("y"), .numeric("x"), .integer("school"), .integer("class")]
+    /// `class` is the number of classes in each school: always 8.
+    static let factors = [SimulatedFactor(name: "school", full: 2_000, minimum: 2),
+                          SimulatedFactor(name: "class", full: 8, minimum: 8)]
+    private static let intercept = 0.5, slopeX = 0.4, sdSchool = 0.7, sdClass = 0.4, sigma = 1.0
+    static let parameters: [(name: String, value: Double)] = [
+        ("beta_(Intercept)", intercept), ("beta_x", slopeX),
+        ("sd_class:school_(Intercept)", sdClass), ("sd_school_(Intercept)", sdSchool), ("sigma", sigma),
+    ]
+
+    private let effectSchool: [Double]
+    /// Class c of school s (both 0-based) at `s * classesPerSchool + c`.
+    private let effectClass: [Double]
+    private let classesPerSchool: Int
+
+    init(levels: [Int], random: inout Xoshiro256) {
+        let c = Self.self
+        classesPerSchool = levels[1]
+        effectSchool = (0..<levels[0]).map { _ in c.sdSchool * random.nextNormal() }
+        effectClass = (0..<(levels[0] * levels[1])).map { _ in c.sdClass * random.nextNormal() }
+    }
+
+    func appendRows(_ count: Int, random: inout Xoshiro256, to writer: HDF5TableWriter) throws {
+        let c = Self.self
+        var y = [Double](repeating: 0, count: count), x = y
+        var codeSchool = [Int64](repeating: 0, count: count), codeClass = codeSchool
+        for i in 0..<count {
+            let school = random.nextInt(below: effectSchool.count), inSchool = random.nextInt(below: classesPerSchool)
+            let xi = random.nextNormal()
+            y[i] = c.intercept + c.slopeX * xi + effectSchool[school] + effectClass[school * classesPerSchool + inSchool]
+                + c.sigma * random.nextNormal()
+            x[i] = xi
+            codeSchool[i] = Int64(school + 1)
+            codeClass[i] = Int64(inSchool + 1)
+        }
+        try writer.append(numeric: ["y": y, "x": x], integer: ["school": codeSchool, "class": codeClass])
+    }
+}
+
+// MARK: - Random numbers
+
+/// xoshiro256** (Blackman and Vigna, 2018) seeded by SplitMix64: a small, fast, deterministic generator.
+///
+/// The 256-bit state is four SplitMix64 outputs of the seed, the published way to seed
+/// xoshiro, so `Xoshiro256(seed: s).next()` matches the authors' C code seeded that way.
+/// On top of the raw 64-bit outputs: uniform doubles (the top 53 bits), unbiased integers
+/// below a bound (Lemire's multiply-and-reject) and standard normals (Marsaglia's polar
+/// method, which makes two at a time and keeps the second for the next call). Everything
+/// is a pure function of the seed and the sequence of calls; no system randomness is used.
+struct Xoshiro256 {
+    private var s0, s1, s2, s3: UInt64
+    /// The second normal of the last polar pair, not yet returned.
+    private var spareNormal: Double?
+
+    /// Seeds the state with four outputs of SplitMix64 started at `seed`.
+    init(seed: UInt64) {
+        var state = seed
+        func splitMix64() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        s0 = splitMix64()
+        s1 = splitMix64()
+        s2 = splitMix64()
+        s3 = splitMix64()
+    }
+
+    /// The next 64 random bits.
+    mutating func next() -> UInt64 {
+        let result = Self.rotateLeft(s1 &* 5, 7) &* 9
+        let t = s1 << 17
+        s2 ^= s0
+        s3 ^= s1
+        s1 ^= s2
+        s0 ^= s3
+        s2 ^= t
+        s3 = Self.rotateLeft(s3, 45)
+        return result
+    }
+
+    /// A uniform double in [0, 1): the top 53 bits of `next()`, scaled.
+    mutating func nextDouble() -> Double {
+        Double(next() >> 11) * 0x1p-53
+    }
+
+    /// A uniform integer in `0..<bound` (`bound` > 0), without modulo bias (Lemire, 2019).
+    mutating func nextInt(below bound: Int) -> Int {
+        let range = UInt64(bound)
+        var product = next().multipliedFullWidth(by: range)
+        if product.low < range {
+            let threshold = (0 &- range) % range
+            while product.low < threshold { product = next().multipliedFullWidth(by: range) }
+        }
+        return Int(product.high)
+    }
+
+    /// A standard normal deviate, by Marsaglia's polar method.
+    mutating func nextNormal() -> Double {
+        if let spare = spareNormal {
+            spareNormal = nil
+            return spare
+        }
+        while true {
+            let u = 2 * nextDouble() - 1, v = 2 * nextDouble() - 1
+            let s = u * u + v * v
+            if s > 0 && s < 1 {
+                let scale = (-2 * log(s) / s).squareRoot()
+                spareNormal = v * scale
+                return u * scale
+            }
+        }
+    }
+
+    private static func rotateLeft(_ x: UInt64, _ k: UInt64) -> UInt64 {
+        (x << k) | (x >> (64 - k))
+    }
+}
