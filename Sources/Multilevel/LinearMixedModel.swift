@@ -10,11 +10,20 @@ public struct FitOptions: Sendable {
     /// levels first, which keeps its block diagonal: on InstEval it factors in 29 ms against
     /// 44 ms for CHOLMOD's least-fill choice (fewer nonzeros, but smaller supernodes).
     public var ordering: FillReducingOrdering
+    /// Threads that read and accumulate the cross-products; the fit does not depend on it.
+    public var threads: Int
+    /// Called after every evaluation of the deviance by the optimiser (lme4's `verbose`):
+    /// the evaluation's number, θ and the deviance.
+    public var trace: (@Sendable (_ evaluation: Int, _ theta: [Double], _ deviance: Double) -> Void)?
 
-    public init(reml: Bool = true, chunkRows: Int = 65_536, ordering: FillReducingOrdering = .natural) {
+    public init(reml: Bool = true, chunkRows: Int = 65_536, ordering: FillReducingOrdering = .natural,
+                threads: Int = ProcessInfo.processInfo.activeProcessorCount,
+                trace: (@Sendable (Int, [Double], Double) -> Void)? = nil) {
         self.reml = reml
         self.chunkRows = chunkRows
         self.ordering = ordering
+        self.threads = threads
+        self.trace = trace
     }
 }
 
@@ -34,7 +43,7 @@ public enum LinearMixedModel {
         let parsed = try Formula.parse(formula)
         let frame = try ModelFrame.scan(parsed, source: data, chunkRows: options.chunkRows)
         let t1 = clock.now
-        let crossProducts = try frame.crossProducts()
+        let crossProducts = try frame.crossProducts(threads: options.threads)
         let t2 = clock.now
         var result = try fit(crossProducts, options: options)
         let t3 = clock.now
@@ -58,7 +67,14 @@ public enum LinearMixedModel {
         let pls = try PenalizedLeastSquares(cp, reml: options.reml, ordering: options.ordering)
         let factor = pls.factor
         var summary = OptimizerSummary()
-        let (theta, _) = try Optimizer.minimize({ pls.objective($0) }, start: factor.initialTheta,
+        var evaluations = 0
+        let objective: ([Double]) -> Double = { theta in
+            let value = pls.objective(theta)
+            evaluations += 1
+            options.trace?(evaluations, theta, value)
+            return value
+        }
+        let (theta, _) = try Optimizer.minimize(objective, start: factor.initialTheta,
                                                  lower: factor.lowerBounds, summary: &summary)
         checkConvergence(pls, theta: theta, summary: &summary)
         if let w = summary.warning { notes.append(w) }

@@ -175,17 +175,43 @@ public struct ModelFrame {
         self.factorLevels = factorLevels
     }
 
-    /// Streams the rows once into [Z X y]'[Z X y].
-    public func crossProducts() throws -> CrossProducts {
-        var acc = CrossProductAccumulator(terms: randomEffectsTerms, fixedNames: fixedDesign.columns.map(\.name))
-        let reader = ChunkReader(source: source, types: types, formula: formula)
-        var start = 0
-        while start < source.rowCount {
-            let rows = start..<min(start + chunkRows, source.rowCount)
-            acc.add(try modelChunk(reader.read(rows)))
-            start = rows.upperBound
+    /// Streams the rows once into [Z X y]'[Z X y], on `threads` threads.
+    ///
+    /// Threads take segments of `segmentRows` rows and read each in chunks of at most
+    /// `chunkRows` rows; the result is bitwise the same for any number of threads and any
+    /// chunk size (see `CrossProductAccumulator`). Tests set `segmentRows` to exercise merging.
+    public func crossProducts(threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws -> CrossProducts {
+        try crossProducts(threads: threads, segmentRows: CrossProductAccumulator.segmentRows)
+    }
+
+    func crossProducts(threads: Int, segmentRows: Int) throws -> CrossProducts {
+        let terms = randomEffectsTerms
+        let accumulator = CrossProductAccumulator(terms: terms, fixedNames: fixedDesign.columns.map(\.name))
+        let termBlockBase = terms.indices.map { k in terms[..<k].reduce(0) { $0 + $1.levels.count } }
+        let segments = (source.rowCount + segmentRows - 1) / segmentRows
+        let readRows = min(chunkRows, segmentRows)
+        let work = SegmentQueue(count: segments)
+        DispatchQueue.concurrentPerform(iterations: max(1, min(threads, segments))) { _ in
+            while let s = work.next() {
+                do {
+                    let reader = ChunkReader(source: source, types: types, formula: formula)
+                    var builder = SegmentBuilder(layout: accumulator.layout)
+                    let end = min((s + 1) * segmentRows, source.rowCount)
+                    var start = s * segmentRows
+                    while start < end {
+                        let rows = start..<min(start + readRows, end)
+                        builder.add(try modelChunk(reader.read(rows)), termBlockBase: termBlockBase)
+                        start = rows.upperBound
+                    }
+                    accumulator.add(builder.finish(), index: s)
+                } catch {
+                    work.fail(error)
+                    accumulator.skip(index: s)
+                }
+            }
         }
-        return acc.finish()
+        if let error = work.error { throw error }
+        return accumulator.finish()
     }
 
     /// The model quantities of a chunk's complete rows.
@@ -359,5 +385,29 @@ struct ChunkReader {
         } else if let x = chunk.numbers[c] {
             for i in 0..<chunk.count where x[i].isNaN { chunk.complete[i] = false }
         }
+    }
+}
+
+/// Hands out segment numbers in order to worker threads; after a failure, hands out no more.
+private final class SegmentQueue: @unchecked Sendable {
+    private let lock = NSLock()
+    private let count: Int
+    private var nextIndex = 0
+    private(set) var error: Error?
+
+    init(count: Int) { self.count = count }
+
+    func next() -> Int? {
+        lock.lock()
+        defer { lock.unlock() }
+        guard error == nil, nextIndex < count else { return nil }
+        nextIndex += 1
+        return nextIndex - 1
+    }
+
+    func fail(_ e: Error) {
+        lock.lock()
+        if error == nil { error = e }
+        lock.unlock()
     }
 }

@@ -27,17 +27,21 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Rows read per chunk (the fit does not depend on it).")
     var chunkRows = 65_536
 
+    @Option(help: "Threads that read the data and accumulate the cross-products (default: one per core; the fit does not depend on it).")
+    var threads = ProcessInfo.processInfo.activeProcessorCount
+
     @Option(help: "Ordering for the sparse Cholesky factor: natural (terms by decreasing number of levels; fastest on crossed designs), amd, metis, or best (CHOLMOD's least-fill choice).")
     var ordering: String = "natural"
 
-    func fit() throws -> FitResult {
+    func fit(trace: (@Sendable (Int, [Double], Double) -> Void)? = nil) throws -> FitResult {
         guard chunkRows > 0 else { throw InputError("--chunk-rows must be a positive number of rows") }
+        guard threads > 0 else { throw InputError("--threads must be a positive number") }
         guard let order = FillReducingOrdering(rawValue: ordering) else {
             throw InputError("--ordering must be one of \(FillReducingOrdering.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         let data = try openTable(path: file, table: table)
         return try LinearMixedModel.fit(formula, data: data,
-                                        options: FitOptions(reml: !ml, chunkRows: chunkRows, ordering: order))
+                                        options: FitOptions(reml: !ml, chunkRows: chunkRows, ordering: order, threads: threads, trace: trace))
     }
 }
 

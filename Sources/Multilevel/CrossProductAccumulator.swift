@@ -1,0 +1,367 @@
+import Foundation
+
+/// Accumulates `CrossProducts` from the rows, in fixed segments, on several threads, with a
+/// result that depends on neither the number of threads nor the chunk size.
+///
+/// The sum [Z X y]'[Z X y] is cut into *blocks*: one per level of each term (`p_k` columns of Z)
+/// and one for [X y] (`p + 1` columns). Each row adds a few block products: level a with itself,
+/// a with each other level b of the row, and a with [X y]. Those are written as keyed entries,
+/// the key naming the pair of blocks, so no row looks anything up:
+///
+/// 1. The rows are cut into segments of `segmentRows` rows of the file. A segment's entries are
+///    radix-sorted by key (stable, so a key's products stay in row order) and summed into a
+///    *run*: its distinct keys, ascending, and their summed blocks.
+/// 2. Runs are merged as a binary counter: run 2k+1 merges into run 2k, and so on up, with
+///    older values first in every sum. The tree depends only on the number of segments.
+///
+/// Threads take whole segments; a finished run waits for its predecessors before it merges,
+/// so every floating-point sum happens in the same order whatever the threads and the chunk
+/// size (chunks are read within a segment). Memory: a segment of entries per thread, plus
+/// at most one run per counter level (together about twice the final cross-products).
+final class CrossProductAccumulator: @unchecked Sendable {
+    /// Rows of the file in one segment: the unit of sorting and of the fixed summation order.
+    static let segmentRows = 16_384
+
+    let terms: [RandomEffectsTerm]
+    let fixedNames: [String]
+    let layout: BlockLayout
+    private let lock = NSCondition()
+    private var nextSegment = 0
+    private var counter: [BlockRun?] = []
+    private var xyxy: [Double]
+    private var rows = 0
+
+    init(terms: [RandomEffectsTerm], fixedNames: [String]) {
+        self.terms = terms
+        self.fixedNames = fixedNames
+        layout = BlockLayout(terms: terms, fixedCount: fixedNames.count)
+        xyxy = [Double](repeating: 0, count: layout.xyDimension * layout.xyDimension)
+    }
+
+    /// Adds segment `index`'s sums; waits until segments `0 ..< index` have been added.
+    func add(_ segment: SegmentSums, index: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        while nextSegment != index { lock.wait() }
+        for k in xyxy.indices { xyxy[k] += segment.xyxy[k] }
+        rows += segment.rows
+        var carry = segment.run
+        var level = 0
+        while level < counter.count, let older = counter[level] {
+            carry = BlockRun.merge(older, carry, layout: layout)
+            counter[level] = nil
+            level += 1
+        }
+        if level == counter.count { counter.append(carry) } else { counter[level] = carry }
+        nextSegment += 1
+        lock.broadcast()
+    }
+
+    /// Lets the segments after `index` proceed when segment `index` failed (the result is then discarded).
+    func skip(index: Int) {
+        lock.lock()
+        while nextSegment != index { lock.wait() }
+        nextSegment += 1
+        lock.broadcast()
+        lock.unlock()
+    }
+
+    /// The finished cross-products, with Z'Z laid out on its block-complete pattern.
+    func finish() -> CrossProducts {
+        var total = BlockRun()
+        for run in counter.compactMap({ $0 }) { total = BlockRun.merge(run, total, layout: layout) }
+        return layout.crossProducts(total, xyxy: xyxy, rows: rows, terms: terms, fixedNames: fixedNames)
+    }
+}
+
+/// Block numbering of [Z X y]: block b < `zBlocks` is level b of the terms in order (its columns
+/// `start[b] ..< start[b] + dimension[b]` of Z), block `zBlocks` is [X y].
+struct BlockLayout {
+    let zBlocks: Int
+    let start: [Int]
+    /// Columns in each block, [X y] last.
+    let dimension: [Int]
+    let xyDimension: Int
+    let q: Int
+
+    init(terms: [RandomEffectsTerm], fixedCount: Int) {
+        var start: [Int] = [], dimension: [Int] = []
+        for t in terms {
+            for level in 0..<t.levels.count {
+                start.append(t.offset + level * t.dimension)
+                dimension.append(t.dimension)
+            }
+        }
+        zBlocks = start.count
+        q = terms.reduce(0) { $0 + $1.columns }
+        xyDimension = fixedCount + 1
+        self.start = start
+        self.dimension = dimension + [xyDimension]
+    }
+
+    /// Keys order block pairs (a, b), a ≤ b, by b then a.
+    @inline(__always) func key(_ a: Int, _ b: Int) -> UInt64 { UInt64(b) * UInt64(zBlocks + 1) + UInt64(a) }
+    @inline(__always) func blocks(_ key: UInt64) -> (a: Int, b: Int) {
+        let (b, a) = key.quotientAndRemainder(dividingBy: UInt64(zBlocks + 1))
+        return (Int(a), Int(b))
+    }
+    @inline(__always) func size(_ key: UInt64) -> Int {
+        let (a, b) = blocks(key)
+        return dimension[a] * dimension[b]
+    }
+    /// Significant bits of a key.
+    var keyBits: Int {
+        let largest = key(zBlocks, zBlocks)
+        return largest == 0 ? 1 : 64 - largest.leadingZeroBitCount
+    }
+
+    /// Lays the summed blocks out as `CrossProducts`: Z'Z's upper triangle in compressed columns
+    /// (for column block b: its partner blocks a < b in order, then its own upper triangle),
+    /// [Z'X Z'y] dense, and [X y]'[X y] mirrored to both triangles.
+    func crossProducts(_ run: BlockRun, xyxy: [Double], rows: Int, terms: [RandomEffectsTerm],
+                       fixedNames: [String]) -> CrossProducts {
+        let p1 = xyDimension
+        var zxy = [Double](repeating: 0, count: q * p1)
+        var blockRowStarts = [0], blockRows: [Int] = []
+        var colStarts = [Int](repeating: 0, count: q + 1)
+        var rowIndex: [Int] = [], values: [Double] = []
+        rowIndex.reserveCapacity(run.values.count)
+        values.reserveCapacity(run.values.count)
+        var offsets = [Int](repeating: 0, count: run.keys.count)
+        var offset = 0
+        for (i, key) in run.keys.enumerated() { offsets[i] = offset; offset += size(key) }
+        var i = 0
+        for b in 0..<zBlocks {
+            // Entries of column block b: partners a < b, then (b, b) if any row had level b.
+            let first = i
+            while i < run.keys.count, blocks(run.keys[i]).b == b { i += 1 }
+            var partners = first..<i
+            var diagonal: Int?
+            if let last = partners.last, blocks(run.keys[last]).a == b {
+                diagonal = last
+                partners = first..<last
+            }
+            blockRows.append(contentsOf: partners.map { blocks(run.keys[$0]).a })
+            blockRows.append(b)
+            blockRowStarts.append(blockRows.count)
+            let pb = dimension[b]
+            for s in 0..<pb {
+                for e in partners {
+                    let a = blocks(run.keys[e]).a, pa = dimension[a]
+                    for t in 0..<pa {
+                        rowIndex.append(start[a] + t)
+                        values.append(run.values[offsets[e] + t + s * pa])
+                    }
+                }
+                for t in 0...s {
+                    rowIndex.append(start[b] + t)
+                    values.append(diagonal.map { run.values[offsets[$0] + t + s * pb] } ?? 0)
+                }
+                colStarts[start[b] + s + 1] = rowIndex.count
+            }
+        }
+        // Column block [X y]: (a, [X y]) holds the p_a × (p + 1) block of [Z'X Z'y].
+        while i < run.keys.count {
+            let a = blocks(run.keys[i]).a, pa = dimension[a]
+            for j in 0..<p1 { for t in 0..<pa { zxy[start[a] + t + j * q] = run.values[offsets[i] + t + j * pa] } }
+            i += 1
+        }
+        var full = xyxy
+        for b in 0..<p1 { for a in 0..<b { full[b + a * p1] = full[a + b * p1] } }
+        let blockTerm = terms.indices.flatMap { k in repeatElement(k, count: terms[k].levels.count) }
+        return CrossProducts(rows: rows, terms: terms, fixedNames: fixedNames,
+                             blockStart: start, blockTerm: blockTerm,
+                             blockRowStarts: blockRowStarts, blockRows: blockRows,
+                             zzColumnStarts: colStarts, zzRowIndices: rowIndex, zzValues: values,
+                             zxy: zxy, xyxy: full)
+    }
+}
+
+/// Distinct keys in ascending order with their summed blocks (`values`: each key's
+/// p_a × p_b block, column-major, concatenated in key order).
+struct BlockRun {
+    var keys: [UInt64] = []
+    var values: [Double] = []
+
+    /// The sums of two runs; where both have a key, `older`'s value comes first in the sum.
+    static func merge(_ older: BlockRun, _ newer: BlockRun, layout: BlockLayout) -> BlockRun {
+        if older.keys.isEmpty { return newer }
+        if newer.keys.isEmpty { return older }
+        var out = BlockRun()
+        out.keys.reserveCapacity(older.keys.count + newer.keys.count)
+        out.values.reserveCapacity(older.values.count + newer.values.count)
+        var i = 0, j = 0, vi = 0, vj = 0
+        older.values.withUnsafeBufferPointer { ov in
+            newer.values.withUnsafeBufferPointer { nv in
+                while i < older.keys.count || j < newer.keys.count {
+                    let ki = i < older.keys.count ? older.keys[i] : .max
+                    let kj = j < newer.keys.count ? newer.keys[j] : .max
+                    if ki < kj {
+                        let n = layout.size(ki)
+                        out.keys.append(ki); out.values.append(contentsOf: ov[vi..<(vi + n)])
+                        i += 1; vi += n
+                    } else if kj < ki {
+                        let n = layout.size(kj)
+                        out.keys.append(kj); out.values.append(contentsOf: nv[vj..<(vj + n)])
+                        j += 1; vj += n
+                    } else {
+                        let n = layout.size(ki)
+                        out.keys.append(ki)
+                        for t in 0..<n { out.values.append(ov[vi + t] + nv[vj + t]) }
+                        i += 1; j += 1; vi += n; vj += n
+                    }
+                }
+            }
+        }
+        return out
+    }
+}
+
+/// One segment's contribution: its run of Z blocks, its [X y]'[X y] (upper triangle) and its row count.
+struct SegmentSums {
+    var run: BlockRun
+    var xyxy: [Double]
+    var rows: Int
+}
+
+/// Collects one segment's block products as keyed entries, then sorts and sums them into a run.
+struct SegmentBuilder {
+    let layout: BlockLayout
+    private var keys: [UInt64] = []
+    private var valueStart: [Int] = []
+    private var values: [Double] = []
+    private var xyxy: [Double]
+    private var rows = 0
+    // Per-row scratch.
+    private var rowBlocks: [Int] = []
+    private var rowValueStart: [Int] = []
+    private var rowValues: [Double] = []
+    private var order: [Int] = []
+    private var xy: [Double]
+
+    init(layout: BlockLayout) {
+        self.layout = layout
+        xyxy = [Double](repeating: 0, count: layout.xyDimension * layout.xyDimension)
+        xy = [Double](repeating: 0, count: layout.xyDimension)
+    }
+
+    /// Adds the rows of a chunk (rows of one segment, in file order).
+    mutating func add(_ chunk: ModelChunk, termBlockBase: [Int]) {
+        let p = layout.xyDimension - 1, p1 = p + 1
+        let xyBlock = layout.zBlocks
+        for i in 0..<chunk.count {
+            for j in 0..<p { xy[j] = chunk.x[i * p + j] }
+            xy[p] = chunk.y[i]
+            for b in 0..<p1 {
+                let vb = xy[b]
+                if vb == 0 { continue }
+                for a in 0...b { xyxy[a + b * p1] += xy[a] * vb }
+            }
+            // The nonzero blocks of this row of Z, duplicates within a term (mm) merged.
+            rowBlocks.removeAll(keepingCapacity: true)
+            rowValues.removeAll(keepingCapacity: true)
+            rowValueStart.removeAll(keepingCapacity: true)
+            for (k, tr) in chunk.terms.enumerated() {
+                let pk = layout.dimension[termBlockBase[k]]
+                let m = tr.memberships
+                let first = rowBlocks.count
+                for mi in 0..<m {
+                    let level = tr.levels[i * m + mi]
+                    let w = tr.weights[i * m + mi]
+                    if level < 0 || w == 0 { continue }
+                    let block = termBlockBase[k] + Int(level)
+                    if let existing = rowBlocks[first...].firstIndex(of: block) {
+                        for t in 0..<pk { rowValues[rowValueStart[existing] + t] += w * tr.z[i * pk + t] }
+                    } else {
+                        rowBlocks.append(block)
+                        rowValueStart.append(rowValues.count)
+                        for t in 0..<pk { rowValues.append(w * tr.z[i * pk + t]) }
+                    }
+                }
+            }
+            order.removeAll(keepingCapacity: true)
+            order.append(contentsOf: rowBlocks.indices)
+            order.sort { rowBlocks[$0] < rowBlocks[$1] }
+            for (oi, ia) in order.enumerated() {
+                let a = rowBlocks[ia], pa = layout.dimension[a], va = rowValueStart[ia]
+                // (a, a), full; (a, b) for the row's later blocks b; (a, [X y]).
+                emit(layout.key(a, a))
+                for s in 0..<pa { for t in 0..<pa { values.append(rowValues[va + t] * rowValues[va + s]) } }
+                for ib in order[(oi + 1)...] {
+                    let b = rowBlocks[ib], pb = layout.dimension[b], vb = rowValueStart[ib]
+                    emit(layout.key(a, b))
+                    for s in 0..<pb { for t in 0..<pa { values.append(rowValues[va + t] * rowValues[vb + s]) } }
+                }
+                emit(layout.key(a, xyBlock))
+                for j in 0..<p1 { for t in 0..<pa { values.append(rowValues[va + t] * xy[j]) } }
+            }
+        }
+        rows += chunk.count
+    }
+
+    @inline(__always) private mutating func emit(_ key: UInt64) {
+        keys.append(key)
+        valueStart.append(values.count)
+    }
+
+    /// Sorts the entries by key (stable) and sums each key's blocks in row order.
+    func finish() -> SegmentSums {
+        let order = RadixSort.stableOrder(keys, bits: layout.keyBits)
+        var run = BlockRun()
+        var k = 0
+        values.withUnsafeBufferPointer { v in
+            while k < order.count {
+                let key = keys[Int(order[k])]
+                let n = layout.size(key)
+                let base = run.values.count
+                let first = valueStart[Int(order[k])]
+                run.keys.append(key)
+                run.values.append(contentsOf: v[first..<(first + n)])
+                k += 1
+                while k < order.count, keys[Int(order[k])] == key {
+                    let s = valueStart[Int(order[k])]
+                    for t in 0..<n { run.values[base + t] += v[s + t] }
+                    k += 1
+                }
+            }
+        }
+        return SegmentSums(run: run, xyxy: xyxy, rows: rows)
+    }
+}
+
+/// Least-significant-digit radix sort of integer keys.
+enum RadixSort {
+    /// The permutation that sorts `keys` ascending (only their low `bits` bits vary), ties in input order.
+    static func stableOrder(_ keys: [UInt64], bits: Int) -> [Int32] {
+        let n = keys.count
+        var order = [Int32](unsafeUninitializedCapacity: n) { buf, count in
+            for i in 0..<n { buf[i] = Int32(i) }
+            count = n
+        }
+        var scratch = order
+        let digitBits = 11, radix = 1 << digitBits, mask = UInt64(radix - 1)
+        var counts = [Int](repeating: 0, count: radix)
+        var shift = 0
+        keys.withUnsafeBufferPointer { k in
+            while shift < bits {
+                for d in 0..<radix { counts[d] = 0 }
+                for i in 0..<n { counts[Int((k[i] >> UInt64(shift)) & mask)] += 1 }
+                var total = 0
+                for d in 0..<radix { let c = counts[d]; counts[d] = total; total += c }
+                order.withUnsafeBufferPointer { src in
+                    scratch.withUnsafeMutableBufferPointer { dst in
+                        for i in 0..<n {
+                            let e = src[i]
+                            let d = Int((k[Int(e)] >> UInt64(shift)) & mask)
+                            dst[counts[d]] = e
+                            counts[d] += 1
+                        }
+                    }
+                }
+                swap(&order, &scratch)
+                shift += digitBits
+            }
+        }
+        return order
+    }
+}
