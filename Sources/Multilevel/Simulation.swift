@@ -119,11 +119,17 @@ public struct Simulation: Sendable {
 ///   (a0, a1) bivariate normal with SDs 0.8 and 0.3 and correlation 0.3, b ~ N(0, 0.5²),
 ///   ε ~ N(0, 1). Columns y, x, w (float64), A, B (int64 codes 1…levels).
 /// - `multimember`: `y ~ x + (1 | mm(school1, school2, school3, weights = cbind(w1, w2, w3))) + (1 | area)`.
-///   20,000 schools and 5,000 areas; a pupil attended 1 (60%), 2 (30%) or 3 (10%) distinct
-///   schools drawn uniformly, with weights normalised uniforms summing to 1 (0 for an absent
-///   membership); y = 2 + 0.7x + Σ w_k u[school_k] + v[area] + ε, u ~ N(0, 0.6²),
-///   v ~ N(0, 0.4²), ε ~ N(0, 1). Columns y, x, school1–3 (float64 codes 1…schools, NaN when
-///   absent; school1 always present), w1–w3 (float64), area (int64 codes).
+///   20,000 schools and 5,000 areas in 500 regions (40 schools and 10 areas each, consecutive
+///   codes); a pupil lives in an area of a region drawn uniformly and attended 1 (60%), 2 (30%)
+///   or 3 (10%) distinct schools of that region, with weights normalised uniforms summing to 1
+///   (0 for an absent membership). Areas and schools are crossed within a region, and pupils
+///   move between schools of their region, as in a register: uniformly random memberships
+///   among all 20,000 schools would link every school to every other, and the Cholesky factor
+///   of Z'Z would be a dense 20,000 × 20,000 matrix (3.2 GB) for any exact method.
+///   y = 2 + 0.7x + Σ w_k u[school_k] + v[area] + ε, u ~ N(0, 0.6²), v ~ N(0, 0.4²), ε ~ N(0, 1).
+///   Columns y, x, school1–3 (float64 codes 1…schools, NaN when absent; school1 always
+///   present), w1–w3 (float64), area (int64 codes). With fewer levels, there are
+///   max(1, min(areas / 10, schools / 4)) regions.
 /// - `nested3`: `y ~ x + (1 | school/class)`. 2,000 schools of 8 classes, class coded 1…8
 ///   within its school; a pupil draws a school, then a class, uniformly;
 ///   y = 0.5 + 0.4x + s[school] + c[school, class] + ε, SDs 0.7 and 0.4, σ = 1.
@@ -246,9 +252,9 @@ struct CrossedProcess: SimulatedProcess {
 
 /// `multimember`: a weighted multiple-membership school effect and an area effect.
 ///
-/// Effects are drawn schools first, then areas. Each row draws: the number of schools
-/// (one uniform), the distinct schools (redrawing repeats), one uniform weight per school
-/// (normalised), the area, x, ε.
+/// Effects are drawn schools first, then areas. Each row draws: the region, the number of
+/// schools (one uniform), the distinct schools of the region (redrawing repeats), one uniform
+/// weight per school (normalised), the area of the region, x, ε.
 struct MultipleMembershipProcess: SimulatedProcess {
     static let formula = "y ~ x + (1 | mm(school1, school2, school3, weights = cbind(w1, w2, w3))) + (1 | area)"
     static let columns: [HDF5TableWriter.Column] = [.numeric("y"), .numeric("x"),
@@ -278,14 +284,19 @@ struct MultipleMembershipProcess: SimulatedProcess {
         var school1 = [Double](repeating: .nan, count: count), school2 = school1, school3 = school1
         var w1 = [Double](repeating: 0, count: count), w2 = w1, w3 = w1
         var codeArea = [Int64](repeating: 0, count: count)
-        let schools = effectSchool.count
+        let schools = effectSchool.count, areas = effectArea.count
+        let regions = max(1, min(areas / 10, schools / 4))
         for i in 0..<count {
+            // Region r holds schools firstSchool ..< firstSchool + regionSchools, likewise areas.
+            let r = random.nextInt(below: regions)
+            let firstSchool = r * schools / regions, regionSchools = (r + 1) * schools / regions - firstSchool
+            let firstArea = r * areas / regions, regionAreas = (r + 1) * areas / regions - firstArea
             let u = random.nextDouble()
             let attended = u < 0.6 ? 1 : u < 0.9 ? 2 : 3
-            let s1 = random.nextInt(below: schools)
+            let s1 = firstSchool + random.nextInt(below: regionSchools)
             var s2 = s1, s3 = s1
-            if attended > 1 { while s2 == s1 { s2 = random.nextInt(below: schools) } }
-            if attended > 2 { while s3 == s1 || s3 == s2 { s3 = random.nextInt(below: schools) } }
+            if attended > 1 { while s2 == s1 { s2 = firstSchool + random.nextInt(below: regionSchools) } }
+            if attended > 2 { while s3 == s1 || s3 == s2 { s3 = firstSchool + random.nextInt(below: regionSchools) } }
             // Uniforms in (0, 1], so no attended school weighs 0.
             var weight1 = 1 - random.nextDouble(), weight2 = 0.0, weight3 = 0.0
             if attended > 1 { weight2 = 1 - random.nextDouble() }
@@ -294,7 +305,7 @@ struct MultipleMembershipProcess: SimulatedProcess {
             weight1 /= total
             weight2 /= total
             weight3 /= total
-            let area = random.nextInt(below: effectArea.count)
+            let area = firstArea + random.nextInt(below: regionAreas)
             let xi = random.nextNormal()
             var schoolEffect = weight1 * effectSchool[s1]
             school1[i] = Double(s1 + 1)

@@ -9,7 +9,8 @@ struct Simulate: ParsableCommand {
             Designs (the formula to fit each is stored with the data):
               crossed      y ~ x + w + (1 + x | A) + (1 | B); 10,000 A levels, 2,000 B levels.
               multimember  y ~ x + (1 | mm(school1, school2, school3, weights = cbind(w1, w2, w3))) + (1 | area);
-                           20,000 schools (1, 2 or 3 per pupil; absent ones NaN, weight 0), 5,000 areas.
+                           20,000 schools (1, 2 or 3 per pupil; absent ones NaN, weight 0) and 5,000
+                           areas, crossed within 500 regions (a pupil's schools and area are in one region).
               nested3      y ~ x + (1 | school/class); 2,000 schools of 8 classes (class coded 1-8 within school).
 
             With few rows the grouping factors have fewer levels, about 20 rows each:

@@ -28,8 +28,14 @@ final class SimulationTests: ScratchDirectoryTestCase {
         let schools = try ["school1", "school2", "school3"].map { try data.readNumeric($0, rows: rows) }
         let weights = try ["w1", "w2", "w3"].map { try data.readNumeric($0, rows: rows) }
         XCTAssertFalse(schools[0].contains { $0.isNaN })
+        // 500 schools and 500 areas: 50 regions of 10 schools and 10 areas (codes from 1).
+        let area = try data.readNumeric("area", rows: rows)
         var attended = [0, 0, 0]
         for i in rows {
+            let region = Int(area[i] - 1) / 10
+            for k in 0..<3 where !schools[k][i].isNaN {
+                XCTAssertEqual(Int(schools[k][i] - 1) / 10, region, "row \(i): school \(k + 1) is in the area's region")
+            }
             let present = (0..<3).filter { !schools[$0][i].isNaN }
             attended[present.count - 1] += 1
             XCTAssertEqual(present, Array(0..<present.count), "row \(i): schools fill from school1")
