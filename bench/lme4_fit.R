@@ -1,16 +1,72 @@
-# Times lme4's lmer on a CSV file, reading it as mlm does (quoted columns → factors, levels in C-locale order).
-# Usage: Rscript bench/lme4_fit.R FILE.csv "FORMULA" [ML|REML] [REPEATS]
-suppressMessages(library(lme4))
+# Fits a model with lme4 on the file mlm reads, times lmer, and writes the result as JSON.
+# Usage: Rscript bench/lme4_fit.R FILE.(csv|h5) "FORMULA" REML|ML [REPEATS] [OUT.json]
+#
+# CSV: a column quoted in the first data row is a string column, made a factor with levels in
+# C-locale order (as mlm reads R's write.csv files). HDF5: the 1-D datasets of the group "data"
+# (mlm simulate's layout), read with hdf5r; grouping columns become factors in numeric order.
+# A term (1 | mm(g1, g2, ..., weights = cbind(w1, w2, ...))) is fitted with lme4's modular API:
+# a placeholder factor's rows of Z' are replaced by the weighted memberships.
+# Prints one line; the JSON holds the criterion, θ, the lmer times and the BLAS.
+suppressMessages({ library(lme4); library(jsonlite) })
 args <- commandArgs(TRUE)
-file <- args[1]; form <- as.formula(args[2]); reml <- !(length(args) >= 3 && args[3] == "ML")
-repeats <- if (length(args) >= 4) as.integer(args[4]) else 5
-# A column quoted in the first data row is a string column (as mlm reads R's write.csv files).
-header <- strsplit(readLines(file, n = 2), ",", fixed = TRUE)
-quoted <- grepl('^"', header[[2]])
-d <- read.csv(file, colClasses = ifelse(quoted, "character", NA))
-for (v in names(d)) if (is.character(d[[v]])) d[[v]] <- factor(d[[v]], levels = sort(unique(na.omit(d[[v]])), method = "radix"))
+file <- args[1]; text <- args[2]; reml <- args[3] != "ML"
+repeats <- if (length(args) >= 4) as.integer(args[4]) else 1
+out <- if (length(args) >= 5) args[5] else NA
+
+read_data <- function(file) {
+  if (grepl("\\.csv$", file)) {
+    header <- strsplit(readLines(file, n = 2), ",", fixed = TRUE)
+    quoted <- grepl('^"', header[[2]])
+    d <- read.csv(file, colClasses = ifelse(quoted, "character", NA))
+    for (v in names(d)) if (is.character(d[[v]])) d[[v]] <- factor(d[[v]], levels = sort(unique(na.omit(d[[v]])), method = "radix"))
+    return(d)
+  }
+  suppressMessages(library(hdf5r))
+  f <- H5File$new(file, mode = "r")
+  g <- f[["data"]]
+  d <- as.data.frame(lapply(setNames(g$ls()$name, g$ls()$name), function(n) g[[n]][]))
+  f$close_all()
+  d
+}
+
+d <- read_data(file)
+# mm(g1, ..., weights = cbind(w1, ...)) → placeholder factor `mm`, remembered columns.
+mm <- regmatches(text, regexpr("mm\\([^|]*weights *= *cbind\\([^)]*\\)\\)", text))
+if (length(mm)) {
+  inner <- sub("^mm\\((.*)\\)$", "\\1", mm)
+  mmcols <- trimws(strsplit(sub(",? *weights.*$", "", inner), ",")[[1]])
+  wcols <- trimws(strsplit(sub("^.*cbind\\((.*)\\)$", "\\1", inner), ",")[[1]])
+  text <- sub(mm, "mm", text, fixed = TRUE)
+}
+form <- as.formula(text)
+groups <- unique(unlist(lapply(findbars(form), function(b) all.vars(b[[3]]))))
+for (v in setdiff(groups, "mm")) if (!is.factor(d[[v]])) d[[v]] <- factor(d[[v]], levels = sort(unique(d[[v]])))
+
+fit <- function() {
+  if (!length(mm)) return(lmer(form, d, REML = reml))
+  levs <- sort(unique(na.omit(unlist(d[mmcols]))))
+  d$mm <- factor(d[[mmcols[1]]], levels = levs)
+  lf <- lFormula(form, d, REML = reml)
+  n <- nrow(d); i <- j <- x <- c()
+  for (k in seq_along(mmcols)) {
+    g <- d[[mmcols[k]]]; w <- d[[wcols[k]]]; ok <- !is.na(g) & w != 0
+    i <- c(i, match(g[ok], levs)); j <- c(j, which(ok)); x <- c(x, w[ok])
+  }
+  Zmm <- sparseMatrix(i = i, j = j, x = x, dims = c(length(levs), n))
+  k <- which(names(lf$reTrms$cnms) == "mm")
+  rows <- (lf$reTrms$Gp[k] + 1):lf$reTrms$Gp[k + 1]
+  lf$reTrms$Zt[rows, ] <- Zmm
+  lf$reTrms$Ztlist[[k]] <- Zmm
+  devfun <- do.call(mkLmerDevfun, lf)
+  mkMerMod(environment(devfun), optimizeLmer(devfun), lf$reTrms, fr = lf$fr)
+}
+
 times <- numeric(repeats)
-for (r in seq_len(repeats)) times[r] <- system.time(m <- lmer(form, d, REML = reml))[["elapsed"]]
-cat(sprintf("lme4 %s fit seconds: %s (median %.3f); criterion %.6f; BLAS %s\n", if (reml) "REML" else "ML",
-            paste(sprintf("%.3f", times), collapse = " "), median(times), if (reml) REMLcrit(m) else deviance(m),
-            sessionInfo()$BLAS))
+for (r in seq_len(repeats)) times[r] <- system.time(m <- fit())[["elapsed"]]
+criterion <- if (reml) REMLcrit(m) else deviance(m)
+res <- list(criterion = criterion, theta = unname(getME(m, "theta")), seconds = times,
+            median = median(times), evaluations = m@optinfo$feval, BLAS = sessionInfo()$BLAS)
+if (!is.na(out)) write_json(res, out, auto_unbox = TRUE, digits = NA)
+cat(sprintf("lme4 %s: lmer seconds %s (median %.3f), %d evaluations, criterion %.6f; BLAS %s\n",
+            if (reml) "REML" else "ML", paste(sprintf("%.3f", times), collapse = " "), median(times),
+            m@optinfo$feval, criterion, res$BLAS))

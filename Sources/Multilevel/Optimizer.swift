@@ -9,6 +9,9 @@ public struct OptimizerSummary: Sendable, Equatable {
     public var ftolAbs = 1e-8
     /// Stop when one step changes every θ entry by less than this (absolute).
     public var xtolAbs = 1e-8
+    /// Stop when one step changes θ by less than this relative to |θ|: the default of R's
+    /// nloptr, which lme4 leaves in place, so lme4's fits stop here too.
+    public var xtolRel = 1e-4
     /// The most objective evaluations allowed.
     public var maxEvaluations = 100_000
     /// Filled in by the fit: evaluations used, NLopt's return code, the largest |scaled gradient|
@@ -44,6 +47,7 @@ enum Optimizer {
         nlopt_set_lower_bounds(opt, &lb)
         nlopt_set_ftol_abs(opt, summary.ftolAbs)
         nlopt_set_xtol_abs1(opt, summary.xtolAbs)
+        nlopt_set_xtol_rel(opt, summary.xtolRel)
         nlopt_set_maxeval(opt, Int32(summary.maxEvaluations))
         let context = Unmanaged.passUnretained(box).toOpaque()
         nlopt_set_min_objective(opt, { n, x, _, data in
