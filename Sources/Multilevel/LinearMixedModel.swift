@@ -41,7 +41,7 @@ public enum LinearMixedModel {
         let clock = ContinuousClock()
         let t0 = clock.now
         let parsed = try Formula.parse(formula)
-        let frame = try ModelFrame.scan(parsed, source: data, chunkRows: options.chunkRows)
+        let frame = try ModelFrame.scan(parsed, source: data, chunkRows: options.chunkRows, threads: options.threads)
         let t1 = clock.now
         let crossProducts = try frame.crossProducts(threads: options.threads)
         let t2 = clock.now

@@ -49,8 +49,9 @@ public struct ModelFrame {
         }
     }
 
-    /// Reads the used columns once: checks types, finds complete rows and collects levels.
-    public static func scan(_ formula: Formula, source: TableSource, chunkRows: Int = 65_536) throws -> ModelFrame {
+    /// Reads the used columns once, on `threads` threads: checks types, finds complete rows and collects levels.
+    public static func scan(_ formula: Formula, source: TableSource, chunkRows: Int = 65_536,
+                            threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws -> ModelFrame {
         precondition(chunkRows > 0)
         let columns = formula.columns
         var types: [String: ColumnType] = [:]
@@ -78,40 +79,40 @@ public struct ModelFrame {
                 }
             }
         }
-        var variableLevels = [LevelSet](repeating: LevelSet(), count: categorical.count)
-        var groupingLevels = [[LevelSet]](repeating: [], count: formula.random.count)
-        var interactionKeys = [Set<[LevelValue]>](repeating: [], count: formula.random.count)
-        for (k, rt) in formula.random.enumerated() {
-            if case .factor(let cols) = rt.grouping { groupingLevels[k] = Array(repeating: LevelSet(), count: cols.count) }
-            else { groupingLevels[k] = [LevelSet()] }
-        }
-
-        var complete = 0, total = 0
-        var start = 0
-        while start < source.rowCount {
-            let rows = start..<min(start + chunkRows, source.rowCount)
-            let chunk = try reader.read(rows)
-            total += rows.count
-            for i in 0..<rows.count where chunk.complete[i] {
-                complete += 1
-                for (vi, v) in categorical.enumerated() {
-                    variableLevels[vi].insert(chunk.value(of: v.factorColumn, row: i)!)
-                }
-                for (k, rt) in formula.random.enumerated() {
-                    switch rt.grouping {
-                    case .factor(let cols):
-                        let values = cols.map { chunk.value(of: $0, row: i)! }
-                        for (ci, v) in values.enumerated() { groupingLevels[k][ci].insert(v) }
-                        if cols.count > 1 { interactionKeys[k].insert(values) }
-                    case .multipleMembership(let groups, let weights):
-                        for (m, g) in groups.enumerated() where chunk.isMember(group: g, weight: weights.isEmpty ? nil : weights[m], row: i) {
-                            groupingLevels[k][0].insert(chunk.value(of: g, row: i)!)
-                        }
+        // Segments of rows on every core; each thread collects into its own sets, then the union.
+        let template = LevelTally(complete: 0, total: 0,
+                               variableLevels: Array(repeating: LevelSet(), count: categorical.count),
+                               groupingLevels: formula.random.map { rt in
+                                   if case .factor(let cols) = rt.grouping { return Array(repeating: LevelSet(), count: cols.count) }
+                                   return [LevelSet()]
+                               },
+                               interactionKeys: Array(repeating: [], count: formula.random.count))
+        let segmentRows = CrossProductAccumulator.segmentRows
+        let segments = (source.rowCount + segmentRows - 1) / segmentRows
+        let work = SegmentQueue(count: segments)
+        let tallies = LockedArray<LevelTally>()
+        DispatchQueue.concurrentPerform(iterations: max(1, min(threads, segments))) { _ in
+            var tally = template
+            while let s = work.next() {
+                do {
+                    let end = min((s + 1) * segmentRows, source.rowCount)
+                    var start = s * segmentRows
+                    while start < end {
+                        let rows = start..<min(start + min(chunkRows, segmentRows), end)
+                        tally.add(try reader.read(rows), categorical: categorical, random: formula.random)
+                        start = rows.upperBound
                     }
+                } catch {
+                    work.fail(error, segment: s)
                 }
             }
-            start = rows.upperBound
+            tallies.append(tally)
         }
+        if let error = work.error { throw error }
+        var all = template
+        for t in tallies.values { all.formUnion(t) }
+        let (complete, total) = (all.complete, all.total)
+        let (variableLevels, groupingLevels, interactionKeys) = (all.variableLevels, all.groupingLevels, all.interactionKeys)
         if complete == 0 {
             throw InputError(total == 0 ? "\(source.name) has no rows"
                 : "no complete rows: all \(total) rows of \(source.name) have a missing value in the columns used (\(columns.joined(separator: ", ")))")
@@ -205,7 +206,7 @@ public struct ModelFrame {
                     }
                     accumulator.add(builder.finish(), index: s)
                 } catch {
-                    work.fail(error)
+                    work.fail(error, segment: s)
                     accumulator.skip(index: s)
                 }
             }
@@ -389,10 +390,12 @@ struct ChunkReader {
 }
 
 /// Hands out segment numbers in order to worker threads; after a failure, hands out no more.
+/// The error kept is that of the first failing segment, whatever the threads.
 private final class SegmentQueue: @unchecked Sendable {
     private let lock = NSLock()
     private let count: Int
     private var nextIndex = 0
+    private var failedSegment = Int.max
     private(set) var error: Error?
 
     init(count: Int) { self.count = count }
@@ -405,9 +408,60 @@ private final class SegmentQueue: @unchecked Sendable {
         return nextIndex - 1
     }
 
-    func fail(_ e: Error) {
+    func fail(_ e: Error, segment: Int) {
         lock.lock()
-        if error == nil { error = e }
+        if segment < failedSegment { error = e; failedSegment = segment }
         lock.unlock()
+    }
+}
+
+/// Values appended from several threads.
+private final class LockedArray<Element>: @unchecked Sendable {
+    private let lock = NSLock()
+    private(set) var values: [Element] = []
+
+    func append(_ value: Element) {
+        lock.lock()
+        values.append(value)
+        lock.unlock()
+    }
+}
+
+/// What the levels pass collects: row counts and the level sets.
+private struct LevelTally {
+    var complete: Int
+    var total: Int
+    var variableLevels: [LevelSet]
+    var groupingLevels: [[LevelSet]]
+    var interactionKeys: [Set<[LevelValue]>]
+
+    mutating func add(_ chunk: RawChunk, categorical: [Variable], random: [RandomTerm]) {
+        total += chunk.count
+        for i in 0..<chunk.count where chunk.complete[i] {
+            complete += 1
+            for (vi, v) in categorical.enumerated() {
+                variableLevels[vi].insert(chunk.value(of: v.factorColumn, row: i)!)
+            }
+            for (k, rt) in random.enumerated() {
+                switch rt.grouping {
+                case .factor(let cols):
+                    let values = cols.map { chunk.value(of: $0, row: i)! }
+                    for (ci, v) in values.enumerated() { groupingLevels[k][ci].insert(v) }
+                    if cols.count > 1 { interactionKeys[k].insert(values) }
+                case .multipleMembership(let groups, let weights):
+                    for (m, g) in groups.enumerated() where chunk.isMember(group: g, weight: weights.isEmpty ? nil : weights[m], row: i) {
+                        groupingLevels[k][0].insert(chunk.value(of: g, row: i)!)
+                    }
+                }
+            }
+        }
+    }
+
+    mutating func formUnion(_ other: LevelTally) {
+        complete += other.complete
+        total += other.total
+        for i in variableLevels.indices { variableLevels[i].formUnion(other.variableLevels[i]) }
+        for k in groupingLevels.indices { for c in groupingLevels[k].indices { groupingLevels[k][c].formUnion(other.groupingLevels[k][c]) } }
+        for k in interactionKeys.indices { interactionKeys[k].formUnion(other.interactionKeys[k]) }
     }
 }

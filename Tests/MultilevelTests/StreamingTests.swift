@@ -180,3 +180,20 @@ private final class FailingSource: TableSource, @unchecked Sendable {
         throw InputError("\(column) is numeric")
     }
 }
+
+/// The levels pass on several threads finds the same levels, counts and terms as on one.
+final class LevelsPassTests: XCTestCase {
+    func testLevelsAreTheSameForAnyThreadCount() throws {
+        // 73,421 rows: five segments; an interaction grouping and a factor in the fixed part.
+        let data = try openTable(path: Fixtures.path("insteval.h5"), table: nil)
+        XCTAssertGreaterThan(data.rowCount, 4 * CrossProductAccumulator.segmentRows)
+        let formula = try Formula.parse("y ~ service + (1 | s) + (1 | d) + (1 | dept:service)")
+        let one = try ModelFrame.scan(formula, source: data, chunkRows: 5_000, threads: 1)
+        for threads in [2, 3] {
+            let frame = try ModelFrame.scan(formula, source: data, chunkRows: 5_000, threads: threads)
+            XCTAssertEqual(frame.randomEffectsTerms, one.randomEffectsTerms, "\(threads) threads")
+            XCTAssertEqual(frame.completeRows, one.completeRows)
+            XCTAssertEqual(frame.droppedRows, one.droppedRows)
+        }
+    }
+}

@@ -21,6 +21,12 @@ struct LevelSet {
         }
     }
 
+    /// Adds every value of `other`.
+    mutating func formUnion(_ other: LevelSet) {
+        strings.formUnion(other.strings)
+        numbers.formUnion(other.numbers)
+    }
+
     /// The values in level order.
     func sorted() -> [LevelValue] {
         numbers.sorted().map(LevelValue.number)
