@@ -19,4 +19,9 @@ static inline int mlm_cholmod_simplicial(void) { return CHOLMOD_SIMPLICIAL; }
 static inline int mlm_cholmod_auto(void) { return CHOLMOD_AUTO; }
 static inline int mlm_cholmod_ok(void) { return CHOLMOD_OK; }
 static inline int mlm_cholmod_not_posdef(void) { return CHOLMOD_NOT_POSDEF; }
+
+/* LAPACK/BLAS (OpenBLAS, the library CHOLMOD's supernodal kernels call) for dense Schur complements. */
+void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info);
+void dtrsm_(const char *side, const char *uplo, const char *transa, const char *diag, const int *m, const int *n,
+            const double *alpha, const double *a, const int *lda, double *b, const int *ldb);
 #endif

@@ -2,7 +2,8 @@ import Foundation
 
 /// The penalised least-squares problem for one θ, and the profiled deviance it gives.
 ///
-/// For θ: factor P(Λ'Z'ZΛ + I)P' = LL' (CHOLMOD, symbolic analysis once), then
+/// For θ: factor P(Λ'Z'ZΛ + I)P' = LL' (`BlockedCholesky` when the first term's levels are
+/// independent and the rest is dense, else CHOLMOD; the pattern is analysed once), then
 /// [R_ZX c_u] = L⁻¹PΛ'[Z'X Z'y], and the dense Cholesky of
 /// [X y]'[X y] − [R_ZX c_u]'[R_ZX c_u] = R'R gives R_X, c_β and r (its last diagonal entry).
 ///
@@ -12,20 +13,25 @@ final class PenalizedLeastSquares {
     let crossProducts: CrossProducts
     let factor: RelativeCovarianceFactor
     let reml: Bool
-    private let cholesky: SparseCholesky
+    private let cholesky: SymmetricFactorization
 
+    /// With the `natural` ordering, the blocked factorisation is used where it applies.
     init(_ crossProducts: CrossProducts, reml: Bool, ordering: FillReducingOrdering) throws {
         self.crossProducts = crossProducts
         self.factor = RelativeCovarianceFactor(terms: crossProducts.terms)
         self.reml = reml
-        cholesky = try SparseCholesky(dimension: crossProducts.randomEffectsCount,
-                                      columnStarts: crossProducts.zzColumnStarts,
-                                      rowIndices: crossProducts.zzRowIndices,
-                                      ordering: ordering)
+        if ordering == .natural, let blocked = BlockedCholesky(crossProducts) {
+            cholesky = blocked
+        } else {
+            cholesky = try SparseCholesky(dimension: crossProducts.randomEffectsCount,
+                                          columnStarts: crossProducts.zzColumnStarts,
+                                          rowIndices: crossProducts.zzRowIndices,
+                                          ordering: ordering)
+        }
     }
 
-    /// Whether CHOLMOD chose a supernodal factor.
-    var isSupernodal: Bool { cholesky.isSupernodal }
+    /// Whether the dense-Schur-complement factorisation is in use (else CHOLMOD's).
+    var isBlocked: Bool { cholesky is BlockedCholesky }
 
     /// The intermediate results for one θ.
     struct Evaluation {
@@ -55,8 +61,7 @@ final class PenalizedLeastSquares {
 
         var b = cp.zxy
         factor.applyTranspose(templates, to: &b, columns: p1)
-        cholesky.solve(.permute, &b, columns: p1)
-        cholesky.solve(.forward, &b, columns: p1)
+        cholesky.forwardSolve(&b, columns: p1)
 
         // S = [X y]'[X y] − B'B, then S = R'R.
         var s = cp.xyxy
@@ -100,8 +105,7 @@ final class PenalizedLeastSquares {
             for k in 0..<q { u[k] -= e.rzx[k + j * q] * bj }
         }
         // The factor in `cholesky` is the one from `evaluate(theta)`, as long as nothing refactored since.
-        cholesky.solve(.backward, &u, columns: 1)
-        cholesky.solve(.unpermute, &u, columns: 1)
+        cholesky.backwardSolve(&u, columns: 1)
         factor.apply(factor.templates(theta), to: &u)
         return u
     }
@@ -125,10 +129,15 @@ final class PenalizedLeastSquares {
                 let ra = cp.blockRows[idx]
                 let k = cp.blockTerm[ra], pk = terms[k].dimension
                 let tk = templates[k]
-                if pk == 1 && pl == 1 {
+                if pl == 1 {
+                    // A scalar column block (off the diagonal unless p_k = 1 too): T_k' a t_l.
                     let pos = cs[cb] + offset
-                    out[pos] = tk[0] * tl[0] * zz[pos]
-                    offset += 1
+                    for t in 0..<pk {
+                        var sum = 0.0
+                        for u in t..<pk { sum += tk[u + t * pk] * zz[pos + u] }
+                        out[pos + t] = tl[0] * sum
+                    }
+                    offset += pk
                     continue
                 }
                 // Gather the p_k × p_l block (symmetric completion on the diagonal block).
@@ -182,6 +191,24 @@ enum DenseCholesky {
             }
         }
         return r
+    }
+
+    /// Replaces the lower triangle of the `n × n` column-major block at `offset` of `a` by its
+    /// Cholesky factor L (A = L L'); false if A is not positive definite.
+    static func lowerInPlace(_ a: UnsafeMutableBufferPointer<Double>, offset: Int, order n: Int) -> Bool {
+        for j in 0..<n {
+            var d = a[offset + j + j * n]
+            for k in 0..<j { d -= a[offset + j + k * n] * a[offset + j + k * n] }
+            guard d > 0, d.isFinite else { return false }
+            let ljj = d.squareRoot()
+            a[offset + j + j * n] = ljj
+            for i in (j + 1)..<max(j + 1, n) {
+                var sum = a[offset + i + j * n]
+                for k in 0..<j { sum -= a[offset + i + k * n] * a[offset + j + k * n] }
+                a[offset + i + j * n] = sum / ljj
+            }
+        }
+        return true
     }
 
     /// Solves R x = b for upper-triangular R (the leading `n × n` block of a matrix of order `ld`).

@@ -13,6 +13,33 @@ public enum FillReducingOrdering: String, CaseIterable, Sendable {
     case natural
 }
 
+/// A Cholesky factorisation P A P' = L L' of a matrix with a fixed pattern, refactored per θ:
+/// CHOLMOD's (`SparseCholesky`) or the blocked one with a dense Schur complement (`BlockedCholesky`).
+protocol SymmetricFactorization: AnyObject {
+    /// The stored values of A (upper triangle, compressed columns, in the pattern's order), to fill before `factorize()`.
+    var values: UnsafeMutableBufferPointer<Double> { get }
+    /// Numeric factorisation of the current `values`; false if A is not positive definite.
+    func factorize() -> Bool
+    /// log det(A) = log det(L)².
+    func logDeterminant() -> Double
+    /// b ← L⁻¹ P b, for a dense column-major q × `columns` b.
+    func forwardSolve(_ b: inout [Double], columns: Int)
+    /// b ← Pᵀ L⁻ᵀ b.
+    func backwardSolve(_ b: inout [Double], columns: Int)
+}
+
+extension SparseCholesky: SymmetricFactorization {
+    func forwardSolve(_ b: inout [Double], columns: Int) {
+        solve(.permute, &b, columns: columns)
+        solve(.forward, &b, columns: columns)
+    }
+
+    func backwardSolve(_ b: inout [Double], columns: Int) {
+        solve(.backward, &b, columns: columns)
+        solve(.unpermute, &b, columns: columns)
+    }
+}
+
 /// A CHOLMOD sparse Cholesky factor `P A P' = L L'` of a symmetric positive-definite matrix
 /// with a fixed sparsity pattern.
 ///

@@ -3,31 +3,6 @@ import XCTest
 
 /// End-to-end: the real `mlm` binary, its output files, and its answers to bad input.
 final class CommandLineTests: ScratchDirectoryTestCase {
-    struct Run { let status: Int32; let stdout: String; let stderr: String; let signalled: Bool }
-
-    /// `mlm` is built beside the test bundle (`swift build --build-tests` builds every product).
-    static let binary: String = {
-        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-        if dir.lastPathComponent == "MacOS" { dir = dir.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent() }
-        return dir.appendingPathComponent("mlm").path
-    }()
-
-    func mlm(_ arguments: [String]) throws -> Run {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.binary)
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile()
-        let e = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Run(status: process.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
-                   stderr: String(decoding: e, as: UTF8.self),
-                   signalled: process.terminationReason == .uncaughtSignal)
-    }
-
     /// Bad input: exit status 1, exactly one line on stderr containing `expected`, no trap.
     func assertFails(_ arguments: [String], mentioning expected: String, file: StaticString = #filePath, line: UInt = #line) throws {
         let run = try mlm(arguments)

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+@testable import Multilevel
 
 /// Paths of the test fixtures: the reference datasets and lme4's fits of them
 /// (made by `bench/make_references.R`).
@@ -24,6 +25,46 @@ class ScratchDirectoryTestCase: XCTestCase {
 
     /// A path in the scratch directory.
     func temporary(_ name: String) -> String { directory.appendingPathComponent(name).path }
+
+    /// The message of the `InputError` that `body` throws (failing if it throws none, another error, or several lines).
+    func message(_ body: () throws -> Any, file: StaticString = #filePath, line: UInt = #line) -> String {
+        do {
+            _ = try body()
+            XCTFail("expected an InputError", file: file, line: line)
+        } catch let error as InputError {
+            XCTAssertFalse(error.message.contains("\n"), "message is not one line", file: file, line: line)
+            return error.message
+        } catch {
+            XCTFail("expected an InputError, got \(error)", file: file, line: line)
+        }
+        return ""
+    }
+
+    struct Run { let status: Int32; let stdout: String; let stderr: String; let signalled: Bool }
+
+    /// `mlm` is built beside the test bundle (`swift build --build-tests` builds every product).
+    static let binary: String = {
+        var dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+        if dir.lastPathComponent == "MacOS" { dir = dir.deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent() }
+        return dir.appendingPathComponent("mlm").path
+    }()
+
+    /// Runs the `mlm` binary with `arguments`.
+    func mlm(_ arguments: [String]) throws -> Run {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.arguments = arguments
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Run(status: process.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+                   stderr: String(decoding: e, as: UTF8.self),
+                   signalled: process.terminationReason == .uncaughtSignal)
+    }
 
     /// Writes `text` to a file in the scratch directory and returns its path.
     func write(_ text: String, to name: String) throws -> String {

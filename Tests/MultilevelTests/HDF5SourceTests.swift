@@ -5,19 +5,6 @@ import XCTest
 
 final class HDF5SourceTests: ScratchDirectoryTestCase {
 
-    /// The message of the `InputError` that `body` throws (failing if it throws none or another error).
-    private func message(_ body: () throws -> Any, file: StaticString = #filePath, line: UInt = #line) -> String {
-        do {
-            _ = try body()
-            XCTFail("expected an InputError", file: file, line: line)
-        } catch let error as InputError {
-            XCTAssertFalse(error.message.contains("\n"), "message is not one line", file: file, line: line)
-            return error.message
-        } catch {
-            XCTFail("expected an InputError, got \(error)", file: file, line: line)
-        }
-        return ""
-    }
 
     /// Asserts that two sources hold the same columns with the same types and values.
     private func assertSameTable(_ expected: TableSource, _ actual: TableSource, file: StaticString = #filePath,

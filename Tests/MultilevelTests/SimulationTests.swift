@@ -100,13 +100,13 @@ final class SimulationTests: ScratchDirectoryTestCase {
 
     func testCommandLineWritesFileAndReportsBadDesign() throws {
         let path = temporary("cli.h5")
-        let ok = try run(["simulate", "--rows", "500", "--design", "nested3", "--seed", "3", "--out", path])
+        let ok = try mlm(["simulate", "--rows", "500", "--design", "nested3", "--seed", "3", "--out", path])
         XCTAssertEqual(ok.status, 0, ok.stderr)
         XCTAssertEqual(ok.stdout, "wrote 500 rows of the nested3 design (school 25, class 8) to \(path), group data; "
             + "fit with: y ~ x + (1 | school/class)\n")
         XCTAssertEqual(try columns(Simulation(design: .nested3, rows: 500, seed: 3), chunkRows: 100)["y"],
                        try openTable(path: path, table: nil).readNumeric("y", rows: 0..<500))
-        let bad = try run(["simulate", "--rows", "500", "--design", "latin", "--out", path])
+        let bad = try mlm(["simulate", "--rows", "500", "--design", "latin", "--out", path])
         XCTAssertEqual(bad.status, 1)
         XCTAssertEqual(bad.stderr, "mlm: error: unknown design 'latin': use one of crossed, multimember, nested3\n")
     }
@@ -250,32 +250,5 @@ final class SimulationTests: ScratchDirectoryTestCase {
         }
     }
 
-    /// The message of the `InputError` that `body` throws (failing if it throws none, another error, or several lines).
-    private func message(_ body: () throws -> Any, file: StaticString = #filePath, line: UInt = #line) -> String {
-        do {
-            _ = try body()
-            XCTFail("expected an InputError", file: file, line: line)
-        } catch let error as InputError {
-            XCTAssertFalse(error.message.contains("\n"), "message is not one line", file: file, line: line)
-            return error.message
-        } catch {
-            XCTFail("expected an InputError, got \(error)", file: file, line: line)
-        }
-        return ""
-    }
 
-    /// Runs the `mlm` binary built beside the tests.
-    private func run(_ arguments: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: CommandLineTests.binary)
-        process.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: stdout, as: UTF8.self), String(decoding: stderr, as: UTF8.self))
-    }
 }

@@ -1,0 +1,257 @@
+import CCHOLMOD
+import Foundation
+
+/// The Cholesky factor of A = Λ'Z'ZΛ + I when the first term's levels are independent and what
+/// remains fills in: a block-diagonal part, a sparse coupling, and one dense Schur complement.
+///
+/// With the first term (the one with the most levels) first, A = [A₁₁ A₂₁'; A₂₁ A₂₂] where A₁₁
+/// is block-diagonal (one p₁ × p₁ block per level: no row belongs to two levels of one factor).
+/// Then L = [L₁₁ 0; W L_S] with
+///
+///     L₁₁ = chol of each block,   W = A₂₁ L₁₁⁻ᵀ (the pattern of A₂₁),   L_S L_S' = S = A₂₂ − W W'.
+///
+/// On crossed designs S is dense (every level of B meets many levels of A): it is formed here
+/// by scattering each level's W rows into a dense matrix on all cores, and factored by LAPACK's
+/// `dpotrf` (OpenBLAS). This is what CHOLMOD's supernodal factor does in the natural order,
+/// without its per-supernode assembly for thousands of tiny supernodes.
+///
+/// Use `BlockedCholesky(crossProducts)`: nil when the structure does not hold (one term, a
+/// multiple-membership or otherwise coupled first term, a remainder larger than
+/// `largestDense` or sparser than `smallestDensity`), and CHOLMOD is used instead.
+final class BlockedCholesky: SymmetricFactorization {
+    /// The largest dense Schur complement (its order): 8 · 8000² bytes = 512 MB.
+    static let largestDense = 8_000
+    /// The least fraction of the lower triangle of S that must be nonzero for the dense form to pay.
+    static let smallestDensity = 0.1
+
+    let dimension: Int
+    /// Columns of the first term, the order of S, the first term's block size and level count.
+    private let q1: Int, n2: Int, p1: Int, levels1: Int
+    private let columnStarts: [Int]
+    private let rowIndices: [Int]
+    let values: UnsafeMutableBufferPointer<Double>
+    /// For level j of the first term, entries `entryStart[j] ..< entryStart[j + 1]`: column
+    /// `entryColumn[e]` of S with A's p₁ values of (level j, that column) at `entryPosition[e]`.
+    private let entryStart: [Int]
+    private let entryColumn: [Int32]
+    private let entryPosition: [Int]
+    /// W, p₁ values per entry; the blocks L_j (p₁ × p₁ lower, column-major); L_S (n2 × n2, lower).
+    private var w: [Double]
+    private var blocks: [Double]
+    private let s: UnsafeMutableBufferPointer<Double>
+    private var logDet = 0.0
+    private let threads = ProcessInfo.processInfo.activeProcessorCount
+
+    init?(_ cp: CrossProducts) {
+        guard cp.terms.count >= 2 else { return nil }
+        let first = cp.terms[0]
+        q1 = first.columns
+        p1 = first.dimension
+        levels1 = first.levels.count
+        dimension = cp.randomEffectsCount
+        n2 = dimension - q1
+        guard n2 >= 1, n2 <= Self.largestDense else { return nil }
+        // The first term's blocks are coupled with nothing before them (it has no partners).
+        for b in 0..<levels1 where cp.blockRowStarts[b + 1] - cp.blockRowStarts[b] != 1 { return nil }
+        columnStarts = cp.zzColumnStarts
+        rowIndices = cp.zzRowIndices
+        // Entries of A₂₁ by level: column c of S has the level's p₁ rows contiguous.
+        var counts = [Int](repeating: 0, count: levels1 + 1)
+        for c in q1..<dimension {
+            var k = columnStarts[c]
+            while k < columnStarts[c + 1], rowIndices[k] < q1 { counts[rowIndices[k] / p1 + 1] += 1; k += p1 }
+        }
+        for j in 0..<levels1 { counts[j + 1] += counts[j] }
+        entryStart = counts
+        var next = counts
+        var column = [Int32](repeating: 0, count: counts[levels1])
+        var position = [Int](repeating: 0, count: counts[levels1])
+        for c in q1..<dimension {
+            var k = columnStarts[c]
+            while k < columnStarts[c + 1], rowIndices[k] < q1 {
+                let j = rowIndices[k] / p1
+                column[next[j]] = Int32(c - q1)
+                position[next[j]] = k
+                next[j] += 1
+                k += p1
+            }
+        }
+        entryColumn = column
+        entryPosition = position
+        guard Self.schurDensity(n2: n2, q1: q1, entryStart: counts, entryColumn: column,
+                                columnStarts: columnStarts, rowIndices: rowIndices) >= Self.smallestDensity else { return nil }
+        values = .allocate(capacity: rowIndices.count)
+        values.initialize(repeating: 0)
+        s = .allocate(capacity: n2 * n2)
+        s.initialize(repeating: 0)
+        w = [Double](repeating: 0, count: column.count * p1)
+        blocks = [Double](repeating: 0, count: levels1 * p1 * p1)
+    }
+
+    deinit {
+        values.deallocate()
+        s.deallocate()
+    }
+
+    /// The fraction of S's lower triangle in the pattern of A₂₂ ∪ ⋃ⱼ (rows of level j)².
+    private static func schurDensity(n2: Int, q1: Int, entryStart: [Int], entryColumn: [Int32],
+                                     columnStarts: [Int], rowIndices: [Int]) -> Double {
+        var seen = [UInt64](repeating: 0, count: (n2 * n2 + 63) / 64)
+        var count = 0
+        func mark(_ i: Int, _ k: Int) {
+            let bit = i + k * n2
+            let word = bit >> 6, mask = UInt64(1) << UInt64(bit & 63)
+            if seen[word] & mask == 0 { seen[word] |= mask; count += 1 }
+        }
+        for c in 0..<n2 {
+            for k in columnStarts[q1 + c]..<columnStarts[q1 + c + 1] where rowIndices[k] >= q1 { mark(c, rowIndices[k] - q1) }
+        }
+        for j in 0..<(entryStart.count - 1) {
+            for v in entryStart[j]..<entryStart[j + 1] {
+                for u in v..<entryStart[j + 1] { mark(Int(entryColumn[u]), Int(entryColumn[v])) }
+            }
+        }
+        return Double(count) / (Double(n2) * Double(n2 + 1) / 2)
+    }
+
+    func factorize() -> Bool {
+        let p = p1
+        var logDet = 0.0
+        // L_j: the first term's diagonal blocks (column c of the block: its rows 0...c, no partners),
+        // then W: each entry's row of A₂₁ times L_j⁻ᵀ, i.e. L_j w = a.
+        let ok = blocks.withUnsafeMutableBufferPointer { blocks in
+            w.withUnsafeMutableBufferPointer { w in
+                for j in 0..<levels1 {
+                    let base = j * p * p
+                    for c in 0..<p {
+                        let k = columnStarts[j * p + c]
+                        for r in 0...c { blocks[base + c + r * p] = values[k + r] }   // lower: (c, r)
+                    }
+                    guard DenseCholesky.lowerInPlace(blocks, offset: base, order: p) else { return false }
+                    for t in 0..<p { logDet += 2 * log(blocks[base + t + t * p]) }
+                    for e in entryStart[j]..<entryStart[j + 1] {
+                        let k = entryPosition[e]
+                        for t in 0..<p {
+                            var sum = values[k + t]
+                            for u in 0..<t { sum -= blocks[base + t + u * p] * w[e * p + u] }
+                            w[e * p + t] = sum / blocks[base + t + t * p]
+                        }
+                    }
+                }
+                return true
+            }
+        }
+        guard ok else { return false }
+        formSchurComplement()
+        var n = Int32(n2), info: Int32 = 0
+        var uplo = CChar(UInt8(ascii: "L"))
+        dpotrf_(&uplo, &n, s.baseAddress!, &n, &info)
+        guard info == 0 else { return false }
+        for i in 0..<n2 { logDet += 2 * log(s[i + i * n2]) }
+        self.logDet = logDet
+        return logDet.isFinite
+    }
+
+    /// S = A₂₂ − W W' (lower triangle), columns shared out among the threads.
+    private func formSchurComplement() {
+        let n2 = self.n2, q1 = self.q1, p = p1, s = self.s
+        for c in 0..<n2 {
+            let col = s.baseAddress! + c * n2
+            col.update(repeating: 0, count: n2)   // only i ≥ c is used; zeroing the column is simplest
+            for k in columnStarts[q1 + c]..<columnStarts[q1 + c + 1] where rowIndices[k] >= q1 {
+                // Upper entry (r, c), r ≤ c, of A₂₂ is S(c, r).
+                s[c + (rowIndices[k] - q1) * n2] = values[k]
+            }
+        }
+        // Level by level (measured faster than column by column); columns interleaved among threads.
+        let parts = max(1, min(threads, 8))
+        let levels = levels1
+        entryStart.withUnsafeBufferPointer { start in
+            w.withUnsafeBufferPointer { w in
+                entryColumn.withUnsafeBufferPointer { column in
+                    let start = start.baseAddress!, w = w.baseAddress!, column = column.baseAddress!, sBase = s.baseAddress!
+                    DispatchQueue.concurrentPerform(iterations: parts) { part in
+                        for j in 0..<levels {
+                            let end = start[j + 1]
+                            for v in start[j]..<end {
+                                let cv = Int(column[v])
+                                if cv % parts != part { continue }
+                                let target = sBase + cv * n2
+                                switch p {
+                                case 1:
+                                    let wv = w[v]
+                                    for u in v..<end { target[Int(column[u])] -= w[u] * wv }
+                                case 2:
+                                    let a = w[2 * v], b = w[2 * v + 1]
+                                    for u in v..<end { target[Int(column[u])] -= w[2 * u] * a + w[2 * u + 1] * b }
+                                default:
+                                    for u in v..<end {
+                                        var dot = 0.0
+                                        for t in 0..<p { dot += w[u * p + t] * w[v * p + t] }
+                                        target[Int(column[u])] -= dot
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    func logDeterminant() -> Double { logDet }
+
+    /// b ← L⁻¹ b for a dense q × `columns` b.
+    func forwardSolve(_ b: inout [Double], columns: Int) {
+        let q = dimension, p = p1
+        for col in 0..<columns {
+            let o = col * q
+            for j in 0..<levels1 {
+                let base = j * p * p, r = o + j * p
+                for t in 0..<p {
+                    var sum = b[r + t]
+                    for u in 0..<t { sum -= blocks[base + t + u * p] * b[r + u] }
+                    b[r + t] = sum / blocks[base + t + t * p]
+                }
+                for e in entryStart[j]..<entryStart[j + 1] {
+                    var dot = 0.0
+                    for t in 0..<p { dot += w[e * p + t] * b[r + t] }
+                    b[o + q1 + Int(entryColumn[e])] -= dot
+                }
+            }
+        }
+        triangularSolve(&b, columns: columns, transpose: false)
+    }
+
+    /// b ← L⁻ᵀ b for a dense q × `columns` b.
+    func backwardSolve(_ b: inout [Double], columns: Int) {
+        let q = dimension, p = p1
+        triangularSolve(&b, columns: columns, transpose: true)
+        for col in 0..<columns {
+            let o = col * q
+            for j in 0..<levels1 {
+                let base = j * p * p, r = o + j * p
+                for e in entryStart[j]..<entryStart[j + 1] {
+                    let x = b[o + q1 + Int(entryColumn[e])]
+                    for t in 0..<p { b[r + t] -= w[e * p + t] * x }
+                }
+                for t in stride(from: p - 1, through: 0, by: -1) {
+                    var sum = b[r + t]
+                    for u in (t + 1)..<max(t + 1, p) { sum -= blocks[base + u + t * p] * b[r + u] }
+                    b[r + t] = sum / blocks[base + t + t * p]
+                }
+            }
+        }
+    }
+
+    /// The rows q1 ..< q of b: L_S⁻¹ or L_S⁻ᵀ, by LAPACK's dtrsm.
+    private func triangularSolve(_ b: inout [Double], columns: Int, transpose: Bool) {
+        var side = CChar(UInt8(ascii: "L")), uplo = CChar(UInt8(ascii: "L"))
+        var trans = CChar(UInt8(ascii: transpose ? "T" : "N")), diag = CChar(UInt8(ascii: "N"))
+        var m = Int32(n2), n = Int32(columns), lda = Int32(n2), ldb = Int32(dimension)
+        var one = 1.0
+        b.withUnsafeMutableBufferPointer { buf in
+            dtrsm_(&side, &uplo, &trans, &diag, &m, &n, &one, s.baseAddress!, &lda, buf.baseAddress! + q1, &ldb)
+        }
+    }
+}
