@@ -54,9 +54,8 @@ fit <- function() {
   }
   Zmm <- sparseMatrix(i = i, j = j, x = x, dims = c(length(levs), n))
   k <- which(names(lf$reTrms$cnms) == "mm")
-  rows <- (lf$reTrms$Gp[k] + 1):lf$reTrms$Gp[k + 1]
-  lf$reTrms$Zt[rows, ] <- Zmm
   lf$reTrms$Ztlist[[k]] <- Zmm
+  lf$reTrms$Zt <- do.call(rbind, lf$reTrms$Ztlist)   # Zt is the terms' blocks stacked in order
   devfun <- do.call(mkLmerDevfun, lf)
   mkMerMod(environment(devfun), optimizeLmer(devfun), lf$reTrms, fr = lf$fr)
 }

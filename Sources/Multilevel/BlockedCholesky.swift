@@ -203,20 +203,27 @@ final class BlockedCholesky: SymmetricFactorization {
 
     /// b ← L⁻¹ b for a dense q × `columns` b.
     func forwardSolve(_ b: inout [Double], columns: Int) {
-        let q = dimension, p = p1
-        for col in 0..<columns {
-            let o = col * q
-            for j in 0..<levels1 {
-                let base = j * p * p, r = o + j * p
-                for t in 0..<p {
-                    var sum = b[r + t]
-                    for u in 0..<t { sum -= blocks[base + t + u * p] * b[r + u] }
-                    b[r + t] = sum / blocks[base + t + t * p]
-                }
-                for e in entryStart[j]..<entryStart[j + 1] {
-                    var dot = 0.0
-                    for t in 0..<p { dot += w[e * p + t] * b[r + t] }
-                    b[o + q1 + Int(entryColumn[e])] -= dot
+        let q = dimension, p = p1, q1 = self.q1
+        withPointers(&b) { b, blocks, w, start, column in
+            for col in 0..<columns {
+                let o = b + col * q, o2 = o + q1
+                for j in 0..<levels1 {
+                    let l = blocks + j * p * p, r = o + j * p
+                    for t in 0..<p {
+                        var sum = r[t]
+                        for u in 0..<t { sum -= l[t + u * p] * r[u] }
+                        r[t] = sum / l[t + t * p]
+                    }
+                    if p == 1 {
+                        let x = r[0]
+                        for e in start[j]..<start[j + 1] { o2[Int(column[e])] -= w[e] * x }
+                    } else {
+                        for e in start[j]..<start[j + 1] {
+                            var dot = 0.0
+                            for t in 0..<p { dot += w[e * p + t] * r[t] }
+                            o2[Int(column[e])] -= dot
+                        }
+                    }
                 }
             }
         }
@@ -225,20 +232,39 @@ final class BlockedCholesky: SymmetricFactorization {
 
     /// b ← L⁻ᵀ b for a dense q × `columns` b.
     func backwardSolve(_ b: inout [Double], columns: Int) {
-        let q = dimension, p = p1
+        let q = dimension, p = p1, q1 = self.q1
         triangularSolve(&b, columns: columns, transpose: true)
-        for col in 0..<columns {
-            let o = col * q
-            for j in 0..<levels1 {
-                let base = j * p * p, r = o + j * p
-                for e in entryStart[j]..<entryStart[j + 1] {
-                    let x = b[o + q1 + Int(entryColumn[e])]
-                    for t in 0..<p { b[r + t] -= w[e * p + t] * x }
+        withPointers(&b) { b, blocks, w, start, column in
+            for col in 0..<columns {
+                let o = b + col * q, o2 = o + q1
+                for j in 0..<levels1 {
+                    let l = blocks + j * p * p, r = o + j * p
+                    for e in start[j]..<start[j + 1] {
+                        let x = o2[Int(column[e])]
+                        for t in 0..<p { r[t] -= w[e * p + t] * x }
+                    }
+                    for t in stride(from: p - 1, through: 0, by: -1) {
+                        var sum = r[t]
+                        for u in (t + 1)..<max(t + 1, p) { sum -= l[u + t * p] * r[u] }
+                        r[t] = sum / l[t + t * p]
+                    }
                 }
-                for t in stride(from: p - 1, through: 0, by: -1) {
-                    var sum = b[r + t]
-                    for u in (t + 1)..<max(t + 1, p) { sum -= blocks[base + u + t * p] * b[r + u] }
-                    b[r + t] = sum / blocks[base + t + t * p]
+            }
+        }
+    }
+
+    /// Runs `body` with raw pointers to b, the blocks L_j, W, the level starts and the entry columns.
+    private func withPointers(_ b: inout [Double],
+                              _ body: (UnsafeMutablePointer<Double>, UnsafePointer<Double>, UnsafePointer<Double>,
+                                       UnsafePointer<Int>, UnsafePointer<Int32>) -> Void) {
+        b.withUnsafeMutableBufferPointer { b in
+            blocks.withUnsafeBufferPointer { blocks in
+                w.withUnsafeBufferPointer { w in
+                    entryStart.withUnsafeBufferPointer { start in
+                        entryColumn.withUnsafeBufferPointer { column in
+                            body(b.baseAddress!, blocks.baseAddress!, w.baseAddress!, start.baseAddress!, column.baseAddress!)
+                        }
+                    }
                 }
             }
         }

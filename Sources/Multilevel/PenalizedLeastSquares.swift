@@ -66,11 +66,12 @@ final class PenalizedLeastSquares {
         // S = [X y]'[X y] − B'B, then S = R'R.
         var s = cp.xyxy
         b.withUnsafeBufferPointer { bp in
+            let base = bp.baseAddress!
             for j in 0..<p1 {
                 for i in 0...j {
                     var dot = 0.0
-                    let ci = i * q, cj = j * q
-                    for k in 0..<q { dot += bp[ci + k] * bp[cj + k] }
+                    let ci = base + i * q, cj = base + j * q
+                    for k in 0..<q { dot += ci[k] * cj[k] }
                     s[i + j * p1] -= dot
                 }
             }
