@@ -12,15 +12,19 @@ import Foundation
 ///    radix-sorted by key (stable, so a key's products stay in row order) and summed into a
 ///    *run*: its distinct keys, ascending, and their summed blocks.
 /// 2. Runs are merged as a binary counter: run 2k+1 merges into run 2k, and so on up, with
-///    older values first in every sum. The tree depends only on the number of segments.
+///    older values first in every sum; a run of 2^`counterHeight` segments merges into the
+///    total. The tree depends only on the number of segments.
 ///
 /// Threads take whole segments; a finished run waits for its predecessors before it merges,
 /// so every floating-point sum happens in the same order whatever the threads and the chunk
-/// size (chunks are read within a segment). Memory: a segment of entries per thread, plus
-/// at most one run per counter level (together about twice the final cross-products).
+/// size (chunks are read within a segment). Memory: a segment of entries per thread, the
+/// total, and at most one run per counter level, each of at most 2^`counterHeight` segments:
+/// the bound does not grow with the number of rows once the pattern of Z'Z stops growing.
 final class CrossProductAccumulator: @unchecked Sendable {
     /// Rows of the file in one segment: the unit of sorting and of the fixed summation order.
     static let segmentRows = 16_384
+    /// Levels of the binary counter below the total: 2⁴ segments = 262,144 rows per merge into the total.
+    static let counterHeight = 4
 
     let terms: [RandomEffectsTerm]
     let fixedNames: [String]
@@ -28,6 +32,7 @@ final class CrossProductAccumulator: @unchecked Sendable {
     private let lock = NSCondition()
     private var nextSegment = 0
     private var counter: [BlockRun?] = []
+    private var total = BlockRun()
     private var xyxy: [Double]
     private var rows = 0
 
@@ -52,7 +57,13 @@ final class CrossProductAccumulator: @unchecked Sendable {
             counter[level] = nil
             level += 1
         }
-        if level == counter.count { counter.append(carry) } else { counter[level] = carry }
+        if level == Self.counterHeight {
+            total = BlockRun.merge(total, carry, layout: layout)
+        } else if level == counter.count {
+            counter.append(carry)
+        } else {
+            counter[level] = carry
+        }
         nextSegment += 1
         lock.broadcast()
     }
@@ -68,9 +79,9 @@ final class CrossProductAccumulator: @unchecked Sendable {
 
     /// The finished cross-products, with Z'Z laid out on its block-complete pattern.
     func finish() -> CrossProducts {
-        var total = BlockRun()
-        for run in counter.compactMap({ $0 }) { total = BlockRun.merge(run, total, layout: layout) }
-        return layout.crossProducts(total, xyxy: xyxy, rows: rows, terms: terms, fixedNames: fixedNames)
+        var sum = total
+        for run in counter.reversed().compactMap({ $0 }) { sum = BlockRun.merge(sum, run, layout: layout) }
+        return layout.crossProducts(sum, xyxy: xyxy, rows: rows, terms: terms, fixedNames: fixedNames)
     }
 }
 

@@ -16,11 +16,12 @@ final class PenalizedLeastSquares {
     private let cholesky: SymmetricFactorization
 
     /// With the `natural` ordering, the blocked factorisation is used where it applies.
-    init(_ crossProducts: CrossProducts, reml: Bool, ordering: FillReducingOrdering) throws {
+    init(_ crossProducts: CrossProducts, reml: Bool, ordering: FillReducingOrdering,
+         schur: BlockedCholesky.Formation = .automatic) throws {
         self.crossProducts = crossProducts
         self.factor = RelativeCovarianceFactor(terms: crossProducts.terms)
         self.reml = reml
-        if ordering == .natural, let blocked = BlockedCholesky(crossProducts) {
+        if ordering == .natural, let blocked = BlockedCholesky(crossProducts, formation: schur) {
             cholesky = blocked
         } else {
             cholesky = try SparseCholesky(dimension: crossProducts.randomEffectsCount,

@@ -24,18 +24,23 @@ final class FactorizationTests: XCTestCase {
         ]
         for (cp, theta) in cases {
             for reml in [true, false] {
-                let blocked = try PenalizedLeastSquares(cp, reml: reml, ordering: .natural)
                 let sparse = try PenalizedLeastSquares(cp, reml: reml, ordering: .amd)
-                XCTAssertTrue(blocked.isBlocked, "\(cp.terms.map(\.group))")
                 XCTAssertFalse(sparse.isBlocked)
-                let a = try XCTUnwrap(blocked.evaluate(theta)), b = try XCTUnwrap(sparse.evaluate(theta))
-                XCTAssertEqual(a.deviance, b.deviance, accuracy: 1e-9 * abs(b.deviance))
-                XCTAssertEqual(a.logDetL2, b.logDetL2, accuracy: 1e-9 * max(1, abs(b.logDetL2)))
-                XCTAssertEqual(a.penalizedRSS, b.penalizedRSS, accuracy: 1e-9 * b.penalizedRSS)
+                let b = try XCTUnwrap(sparse.evaluate(theta))
                 let beta = [Double](repeating: 0.1, count: cp.fixedCount)
-                let ua = blocked.conditionalModes(theta, a, beta: beta), ub = sparse.conditionalModes(theta, b, beta: beta)
-                let scale = ub.map(abs).max() ?? 1
-                XCTAssertLessThan(zip(ua, ub).map { abs($0 - $1) }.max() ?? 0, 1e-9 * scale)
+                let ub = sparse.conditionalModes(theta, b, beta: beta)
+                // S −= W W' scattered entry by entry, and by dsyrk on gathered panels.
+                for schur in [BlockedCholesky.Formation.scatter, .gather] {
+                    let blocked = try PenalizedLeastSquares(cp, reml: reml, ordering: .natural, schur: schur)
+                    XCTAssertTrue(blocked.isBlocked, "\(cp.terms.map(\.group))")
+                    let a = try XCTUnwrap(blocked.evaluate(theta))
+                    XCTAssertEqual(a.deviance, b.deviance, accuracy: 1e-9 * abs(b.deviance), "\(schur)")
+                    XCTAssertEqual(a.logDetL2, b.logDetL2, accuracy: 1e-9 * max(1, abs(b.logDetL2)), "\(schur)")
+                    XCTAssertEqual(a.penalizedRSS, b.penalizedRSS, accuracy: 1e-9 * b.penalizedRSS, "\(schur)")
+                    let ua = blocked.conditionalModes(theta, a, beta: beta)
+                    let scale = ub.map(abs).max() ?? 1
+                    XCTAssertLessThan(zip(ua, ub).map { abs($0 - $1) }.max() ?? 0, 1e-9 * scale, "\(schur)")
+                }
             }
         }
     }

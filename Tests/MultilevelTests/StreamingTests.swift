@@ -103,13 +103,13 @@ final class StreamingTests: XCTestCase {
     }
 
     /// Bitwise the same cross-products for chunk sizes 1, 7 and 65,536 and 1, 2 or 3 threads,
-    /// with segments small enough that the merge tree has several levels; and the same fit.
+    /// with segments small enough (67 of them) that runs merge into the total several times; and the same fit.
     func testResultsAreIdenticalForChunkSizesAndThreadCounts() throws {
         var reference: CrossProducts?
         for chunk in [1, 7, 65_536] {
             let frame = try frame("multimember.h5", multimember, chunkRows: chunk)
             for threads in [1, 2, 3] {
-                let cp = try frame.crossProducts(threads: threads, segmentRows: 250)
+                let cp = try frame.crossProducts(threads: threads, segmentRows: 60)
                 guard let r = reference else { reference = cp; continue }
                 let what = "chunk \(chunk), \(threads) threads"
                 XCTAssertEqual(cp.rows, r.rows, what)
