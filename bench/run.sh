@@ -22,6 +22,7 @@ Rscript -e 'suppressMessages({library(lme4); library(hdf5r); library(jsonlite)})
   || { echo "bench: R needs lme4, hdf5r and jsonlite (Debian: r-cran-lme4 r-cran-hdf5r)" >&2; exit 1; }
 swift build -c release --product mlm >/dev/null
 mlm=.build/release/mlm
+commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- Sources Package.swift || echo "+changes")
 
 crossed="y ~ x + w + (1 + x | A) + (1 | B)"
 multimember="y ~ x + (1 | mm(school1, school2, school3, weights = cbind(w1, w2, w3))) + (1 | area)"
@@ -65,9 +66,9 @@ for case in "${cases[@]}"; do
     read -r lme4_wall lme4_rss < "$data/time"
     lme4_json=$(cat "$data/lme4.json")
   fi
-  python3 - "$name" "$file" "$criterion" "$data/mlm.json" "${walls[*]}" "${rss[*]}" "$lme4_json" "$lme4_wall" "$lme4_rss" >> "$results" <<'EOF'
+  python3 - "$name" "$file" "$criterion" "$data/mlm.json" "${walls[*]}" "${rss[*]}" "$lme4_json" "$lme4_wall" "$lme4_rss" "$commit" >> "$results" <<'EOF'
 import json, statistics, sys
-name, file, criterion, mlm_json, walls, rss, lme4, lme4_wall, lme4_rss = sys.argv[1:]
+name, file, criterion, mlm_json, walls, rss, lme4, lme4_wall, lme4_rss, commit = sys.argv[1:]
 m = json.load(open(mlm_json))
 print(json.dumps({
     "case": name, "file": file, "criterion": criterion, "rows": m["nobs"],
@@ -75,48 +76,10 @@ print(json.dumps({
     "mlm_criterion": m["REMLcrit"] if criterion == "REML" else m["deviance"], "mlm_theta": m["theta"],
     "mlm_evaluations": m["optimizer"]["evaluations"], "repeats": len(walls.split()),
     "lme4": json.loads(lme4), "lme4_wall": None if lme4_wall == "null" else float(lme4_wall),
-    "lme4_rss_kb": None if lme4_rss == "null" else int(lme4_rss)}))
+    "lme4_rss_kb": None if lme4_rss == "null" else int(lme4_rss), "commit": commit}))
 EOF
 done
 
 out=bench/RESULTS.md
 $quick && out=bench/RESULTS-quick.md
-python3 - "$results" "$out" <<'EOF'
-import json, platform, subprocess, sys, datetime
-rows = [json.loads(l) for l in open(sys.argv[1])]
-def sh(c): return subprocess.run(c, shell=True, capture_output=True, text=True).stdout.strip()
-cpu = sh("lscpu | sed -n 's/^Model name: *//p' | head -1")
-cores = sh("nproc"); mem = sh("free -g | awk '/Mem:/ {print $2}'")
-blas = next((r["lme4"]["BLAS"] for r in rows if r["lme4"]), "")
-lme4v = sh("Rscript -e 'cat(format(packageVersion(\"lme4\")))'")
-rv = sh("Rscript -e 'cat(R.version$major, R.version$minor, sep=\".\")'")
-commit = sh("git rev-parse --short HEAD")
-lines = [
-    "# mlm against lme4", "",
-    f"Run by `bash bench/run.sh` on {datetime.date.today().isoformat()}: {cpu}, {cores} cores, {mem} GiB; "
-    f"mlm at commit {commit}, Swift release build; R {rv}, lme4 {lme4v}, BLAS {blas}.", "",
-    "mlm wall: the whole `mlm fit` command (reading the file, cross-products, optimisation, output), "
-    "median of the repeats. lme4 lmer: `lmer` alone on data already in R (median); lme4 wall: the whole "
-    "Rscript (loading R and lme4, reading the file, every repeat). Ratio: lme4 lmer / mlm wall. "
-    "Δ criterion: mlm − lme4 (REML criterion, or deviance for ML; negative means mlm found a lower value). "
-    "Peak RSS from GNU time.", "",
-    "| case | rows | mlm wall (s) | mlm peak RSS (MB) | mlm evals | lme4 lmer (s) | lme4 wall (s) | lme4 peak RSS (MB) | lme4 evals | ratio | Δ criterion | max abs Δθ |",
-    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-]
-for r in rows:
-    l = r["lme4"]
-    case = f'{r["case"]} ({r["criterion"]})'
-    if l:
-        ratio = f'{l["median"] / r["mlm_wall"]:.1f}×'
-        dc = f'{r["mlm_criterion"] - l["criterion"]:.2e}'
-        dt = f'{max(abs(a - b) for a, b in zip(r["mlm_theta"], l["theta"])):.1e}'
-        lm = (f'{l["median"]:.2f}', f'{r["lme4_wall"]:.1f}', f'{r["lme4_rss_kb"] / 1024:.0f}', str(l["evaluations"]))
-    else:
-        ratio = dc = dt = "—"
-        lm = ("—", "—", "—", "—")
-    lines.append(f'| {case} | {r["rows"]:,} | {r["mlm_wall"]:.2f} | {r["mlm_rss_kb"] / 1024:.0f} | {r["mlm_evaluations"]} | '
-                 f'{lm[0]} | {lm[1]} | {lm[2]} | {lm[3]} | {ratio} | {dc} | {dt} |')
-text = "\n".join(lines) + "\n"
-open(sys.argv[2], "w").write(text)
-print(text)
-EOF
+python3 bench/table.py "$results" "$out"
