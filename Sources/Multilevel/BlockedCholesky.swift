@@ -11,8 +11,9 @@ import Foundation
 ///     L₁₁ = chol of each block,   W = A₂₁ L₁₁⁻ᵀ (the pattern of A₂₁),   L_S L_S' = S = A₂₂ − W W'.
 ///
 /// On crossed designs S is dense (every level of B meets many levels of A): it is formed here
-/// by scattering each level's W rows into a dense matrix on all cores, and factored by LAPACK's
-/// `dpotrf` (OpenBLAS). This is what CHOLMOD's supernodal factor does in the natural order,
+/// by scattering each level's W rows into a dense matrix on all cores or, when W itself is
+/// dense enough to make that dearer, by BLAS `dsyrk` on panels of W gathered dense; then it is
+/// factored by LAPACK's `dpotrf` (OpenBLAS). This is what CHOLMOD's supernodal factor does in the natural order,
 /// without its per-supernode assembly for thousands of tiny supernodes.
 ///
 /// Use `BlockedCholesky(crossProducts)`: nil when the structure does not hold (one term, a
@@ -85,8 +86,8 @@ final class BlockedCholesky: SymmetricFactorization {
         }
         entryColumn = column
         entryPosition = position
-        guard Self.schurDensity(n2: n2, q1: q1, entryStart: counts, entryColumn: column,
-                                columnStarts: columnStarts, rowIndices: rowIndices) >= Self.smallestDensity else { return nil }
+        guard Self.schurIsDense(n2: n2, q1: q1, entryStart: counts, entryColumn: column,
+                                columnStarts: columnStarts, rowIndices: rowIndices) else { return nil }
         // Scattering costs about 2 ns per update of S; dsyrk about n2² q1 / 4·10¹⁰ s (measured here).
         var updates = 0.0
         for j in 0..<levels1 { let m = Double(counts[j + 1] - counts[j]); updates += m * (m + 1) / 2 * Double(p1 * p1) }
@@ -108,9 +109,11 @@ final class BlockedCholesky: SymmetricFactorization {
         s.deallocate()
     }
 
-    /// The fraction of S's lower triangle in the pattern of A₂₂ ∪ ⋃ⱼ (rows of level j)².
-    private static func schurDensity(n2: Int, q1: Int, entryStart: [Int], entryColumn: [Int32],
-                                     columnStarts: [Int], rowIndices: [Int]) -> Double {
+    /// Whether at least `smallestDensity` of S's lower triangle is in the pattern of
+    /// A₂₂ ∪ ⋃ⱼ (rows of level j)²; stops counting once it is.
+    private static func schurIsDense(n2: Int, q1: Int, entryStart: [Int], entryColumn: [Int32],
+                                     columnStarts: [Int], rowIndices: [Int]) -> Bool {
+        let needed = Int((smallestDensity * Double(n2) * Double(n2 + 1) / 2).rounded(.up))
         var seen = [UInt64](repeating: 0, count: (n2 * n2 + 63) / 64)
         var count = 0
         func mark(_ i: Int, _ k: Int) {
@@ -122,11 +125,12 @@ final class BlockedCholesky: SymmetricFactorization {
             for k in columnStarts[q1 + c]..<columnStarts[q1 + c + 1] where rowIndices[k] >= q1 { mark(c, rowIndices[k] - q1) }
         }
         for j in 0..<(entryStart.count - 1) {
+            if count >= needed { return true }
             for v in entryStart[j]..<entryStart[j + 1] {
                 for u in v..<entryStart[j + 1] { mark(Int(entryColumn[u]), Int(entryColumn[v])) }
             }
         }
-        return Double(count) / (Double(n2) * Double(n2 + 1) / 2)
+        return count >= needed
     }
 
     func factorize() -> Bool {
