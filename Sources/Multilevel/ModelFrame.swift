@@ -229,24 +229,24 @@ public struct ModelFrame {
             evaluate(bt.effects, chunk, keep, into: &z)
             switch (bt.term.grouping, bt.levels) {
             case (.factor(let cols), .single(let index)):
-                let levels = keep.map { index.code(chunk.value(of: cols[0], row: $0)!) }
+                let levels = index.codes(chunk.categorical(cols[0]), rows: keep)
                 terms.append(.init(memberships: 1, levels: levels, weights: Array(repeating: 1, count: n), z: z))
             case (.factor(let cols), .interaction(let index)):
-                let levels = keep.map { i in
-                    index.code(cols.indices.map { index.components[$0].code(chunk.value(of: cols[$0], row: i)!) })
-                }
+                let components = cols.indices.map { index.components[$0].codes(chunk.categorical(cols[$0]), rows: keep) }
+                let levels = keep.indices.map { r in index.code(components.map { $0[r] }) }
                 terms.append(.init(memberships: 1, levels: levels, weights: Array(repeating: 1, count: n), z: z))
             case (.multipleMembership(let groups, let weights), .single(let index)):
                 let m = groups.count
                 var levels = [Int32](repeating: -1, count: n * m)
                 var w = [Double](repeating: 0, count: n * m)
+                let members = groups.indices.map { chunk.membership(group: groups[$0], weight: weights.isEmpty ? nil : weights[$0]) }
+                let values = groups.map { chunk.categorical($0) }
+                let weightValues = weights.map { chunk.numbers[$0]! }
                 for (r, i) in keep.enumerated() {
                     var present = 0
-                    for (g, col) in groups.enumerated() {
-                        let wcol = weights.isEmpty ? nil : weights[g]
-                        guard chunk.isMember(group: col, weight: wcol, row: i) else { continue }
-                        levels[r * m + g] = index.code(chunk.value(of: col, row: i)!)
-                        w[r * m + g] = wcol.map { chunk.numbers[$0]![i] } ?? 1
+                    for g in 0..<m where members[g](i) {
+                        levels[r * m + g] = index.code(values[g].value(i)!)
+                        w[r * m + g] = weightValues.isEmpty ? 1 : weightValues[g][i]
                         present += 1
                     }
                     if weights.isEmpty && present > 0 {
@@ -267,7 +267,7 @@ public struct ModelFrame {
         for v in design.variables {
             if let index = factorLevels[v] {
                 numeric.append([])
-                codes.append(keep.map { index.code(chunk.value(of: v.factorColumn, row: $0)!) })
+                codes.append(index.codes(chunk.categorical(v.factorColumn), rows: keep))
             } else {
                 numeric.append(chunk.numeric(v, rows: keep))
                 codes.append([])
@@ -287,6 +287,26 @@ extension Variable {
     }
 }
 
+/// One categorical column of a chunk.
+enum CategoricalValues {
+    case strings([String?])
+    case numbers([Double])
+
+    func value(_ row: Int) -> LevelValue? {
+        switch self {
+        case .strings(let s): return s[row].map(LevelValue.string)
+        case .numbers(let x): return x[row].isNaN ? nil : .number(x[row])
+        }
+    }
+
+    func isPresent(_ row: Int) -> Bool {
+        switch self {
+        case .strings(let s): return s[row] != nil
+        case .numbers(let x): return !x[row].isNaN
+        }
+    }
+}
+
 /// The used columns of one chunk of rows, as read, with each row's completeness.
 struct RawChunk {
     let count: Int
@@ -294,19 +314,19 @@ struct RawChunk {
     var strings: [String: [String?]] = [:]
     var complete: [Bool]
 
-    /// A categorical column's value at `row`; nil if missing.
-    func value(of column: String, row: Int) -> LevelValue? {
-        if let s = strings[column] { return s[row].map(LevelValue.string) }
-        let x = numbers[column]![row]
-        return x.isNaN ? nil : .number(x)
+    /// A categorical column's values, looked up once for a loop over the rows.
+    func categorical(_ column: String) -> CategoricalValues {
+        if let s = strings[column] { return .strings(s) }
+        return .numbers(numbers[column]!)
     }
 
-    /// Whether a multiple-membership group column names a membership in this row:
-    /// present, and with a nonzero weight.
-    func isMember(group: String, weight: String?, row: Int) -> Bool {
-        guard value(of: group, row: row) != nil else { return false }
-        guard let weight else { return true }
-        return numbers[weight]![row] != 0
+    /// A multiple-membership group: whether each row names a membership (present, with a
+    /// nonzero weight), as a closure over the columns looked up once.
+    func membership(group: String, weight: String?) -> (Int) -> Bool {
+        let values = categorical(group)
+        guard let weight else { return { values.isPresent($0) } }
+        let w = numbers[weight]!
+        return { values.isPresent($0) && w[$0] != 0 }
     }
 
     /// A numeric variable's values at `rows`.
@@ -371,8 +391,8 @@ struct ChunkReader {
         for rt in formula.random {
             guard case .multipleMembership(let groups, let weights) = rt.grouping, !weights.isEmpty else { continue }
             for (g, w) in zip(groups, weights) {
-                let wv = chunk.numbers[w]!
-                for i in 0..<rows.count where wv[i].isNaN && chunk.value(of: g, row: i) != nil {
+                let wv = chunk.numbers[w]!, group = chunk.categorical(g)
+                for i in 0..<rows.count where wv[i].isNaN && group.isPresent(i) {
                     chunk.complete[i] = false
                 }
             }
@@ -437,20 +457,28 @@ private struct LevelTally {
 
     mutating func add(_ chunk: RawChunk, categorical: [Variable], random: [RandomTerm]) {
         total += chunk.count
+        let variables = categorical.map { chunk.categorical($0.factorColumn) }
+        let groupings: [[CategoricalValues]] = random.map { rt in
+            switch rt.grouping {
+            case .factor(let cols): return cols.map { chunk.categorical($0) }
+            case .multipleMembership(let groups, _): return groups.map { chunk.categorical($0) }
+            }
+        }
+        let members: [[(Int) -> Bool]] = random.map { rt in
+            guard case .multipleMembership(let groups, let weights) = rt.grouping else { return [] }
+            return groups.indices.map { chunk.membership(group: groups[$0], weight: weights.isEmpty ? nil : weights[$0]) }
+        }
         for i in 0..<chunk.count where chunk.complete[i] {
             complete += 1
-            for (vi, v) in categorical.enumerated() {
-                variableLevels[vi].insert(chunk.value(of: v.factorColumn, row: i)!)
-            }
-            for (k, rt) in random.enumerated() {
-                switch rt.grouping {
-                case .factor(let cols):
-                    let values = cols.map { chunk.value(of: $0, row: i)! }
+            for (vi, values) in variables.enumerated() { variableLevels[vi].insert(values.value(i)!) }
+            for k in random.indices {
+                if members[k].isEmpty {
+                    let values = groupings[k].map { $0.value(i)! }
                     for (ci, v) in values.enumerated() { groupingLevels[k][ci].insert(v) }
-                    if cols.count > 1 { interactionKeys[k].insert(values) }
-                case .multipleMembership(let groups, let weights):
-                    for (m, g) in groups.enumerated() where chunk.isMember(group: g, weight: weights.isEmpty ? nil : weights[m], row: i) {
-                        groupingLevels[k][0].insert(chunk.value(of: g, row: i)!)
+                    if values.count > 1 { interactionKeys[k].insert(values) }
+                } else {
+                    for (m, isMember) in members[k].enumerated() where isMember(i) {
+                        groupingLevels[k][0].insert(groupings[k][m].value(i)!)
                     }
                 }
             }

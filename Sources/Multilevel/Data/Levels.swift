@@ -37,7 +37,8 @@ struct LevelSet {
 /// Maps a factor's values to 0-based level codes, and codes to level names.
 struct LevelIndex {
     let names: [String]
-    private let codes: [LevelValue: Int32]
+    private var stringCodes: [String: Int32] = [:]
+    private var numberCodes: [Double: Int32] = [:]
 
     init(_ set: LevelSet) { self.init(values: set.sorted()) }
 
@@ -48,13 +49,29 @@ struct LevelIndex {
             case .number(let x): return rLevelName(x)
             }
         }
-        var d: [LevelValue: Int32] = [:]
-        for (i, v) in values.enumerated() { d[v] = Int32(i) }
-        codes = d
+        for (i, v) in values.enumerated() {
+            switch v {
+            case .string(let s): stringCodes[s] = Int32(i)
+            case .number(let x): numberCodes[x] = Int32(i)
+            }
+        }
     }
 
     /// The code of a value, or −1 for a value not among the levels.
-    func code(_ value: LevelValue) -> Int32 { codes[value] ?? -1 }
+    func code(_ value: LevelValue) -> Int32 {
+        switch value {
+        case .string(let s): return stringCodes[s] ?? -1
+        case .number(let x): return numberCodes[x] ?? -1
+        }
+    }
+
+    /// The codes of a column's values at `rows` (−1 for a missing value or one not among the levels).
+    func codes(_ column: CategoricalValues, rows: [Int]) -> [Int32] {
+        switch column {
+        case .strings(let s): return rows.map { s[$0].flatMap { stringCodes[$0] } ?? -1 }
+        case .numbers(let x): return rows.map { numberCodes[x[$0]] ?? -1 }
+        }
+    }
 }
 
 /// The levels of an interaction grouping `a:b:…`: the observed combinations, ordered by a's
