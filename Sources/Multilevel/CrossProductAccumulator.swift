@@ -318,21 +318,32 @@ struct SegmentBuilder {
     /// Sorts the entries by key (stable) and sums each key's blocks in row order.
     func finish() -> SegmentSums {
         let order = RadixSort.stableOrder(keys, bits: layout.keyBits)
-        var run = BlockRun()
-        var k = 0
-        values.withUnsafeBufferPointer { v in
-            while k < order.count {
-                let key = keys[Int(order[k])]
-                let n = layout.size(key)
-                let base = run.values.count
-                let first = valueStart[Int(order[k])]
-                run.keys.append(key)
-                run.values.append(contentsOf: v[first..<(first + n)])
-                k += 1
-                while k < order.count, keys[Int(order[k])] == key {
-                    let s = valueStart[Int(order[k])]
-                    for t in 0..<n { run.values[base + t] += v[s + t] }
-                    k += 1
+        // Sizes first, then every block written or added in place.
+        var distinct = 0, size = 0, previous = UInt64.max
+        for e in order where keys[Int(e)] != previous {
+            previous = keys[Int(e)]
+            distinct += 1
+            size += layout.size(previous)
+        }
+        var run = BlockRun(keys: [UInt64](repeating: 0, count: distinct), values: [Double](repeating: 0, count: size))
+        run.keys.withUnsafeMutableBufferPointer { outKeys in
+            run.values.withUnsafeMutableBufferPointer { out in
+                values.withUnsafeBufferPointer { v in
+                    var next = -1, base = 0, n = 0
+                    previous = .max
+                    for e in order {
+                        let key = keys[Int(e)], first = valueStart[Int(e)]
+                        if key != previous {
+                            base += n
+                            n = layout.size(key)
+                            next += 1
+                            outKeys[next] = key
+                            previous = key
+                            for t in 0..<n { out[base + t] = v[first + t] }
+                        } else {
+                            for t in 0..<n { out[base + t] += v[first + t] }
+                        }
+                    }
                 }
             }
         }

@@ -120,24 +120,26 @@ final class PenalizedLeastSquares {
         let out = cholesky.values
         let zz = cp.zzValues
         let cs = cp.zzColumnStarts
-        let terms = cp.terms
-        let maxP = terms.map(\.dimension).max() ?? 1
+        // Each term's dimension and T_k, flat (no per-block array copies in the loop).
+        let dims = cp.terms.map(\.dimension)
+        let tOffset = templates.indices.map { k in templates[..<k].reduce(0) { $0 + $1.count } }
+        let tf = templates.flatMap { $0 }
+        let blockTerm = cp.blockTerm, blockStart = cp.blockStart, blockRowStarts = cp.blockRowStarts, blockRows = cp.blockRows
+        let maxP = dims.max() ?? 1
         var a = [Double](repeating: 0, count: maxP * maxP), at = a
-        for b in 0..<cp.blockTerm.count {
-            let l = cp.blockTerm[b], pl = terms[l].dimension, cb = cp.blockStart[b]
-            let tl = templates[l]
+        for b in 0..<blockTerm.count {
+            let l = blockTerm[b], pl = dims[l], cb = blockStart[b], tl = tOffset[l]
             var offset = 0
-            for idx in cp.blockRowStarts[b]..<cp.blockRowStarts[b + 1] {
-                let ra = cp.blockRows[idx]
-                let k = cp.blockTerm[ra], pk = terms[k].dimension
-                let tk = templates[k]
+            for idx in blockRowStarts[b]..<blockRowStarts[b + 1] {
+                let ra = blockRows[idx]
+                let k = blockTerm[ra], pk = dims[k], tk = tOffset[k]
                 if pl == 1 {
                     // A scalar column block (off the diagonal unless p_k = 1 too): T_k' a t_l.
                     let pos = cs[cb] + offset
                     for t in 0..<pk {
                         var sum = 0.0
-                        for u in t..<pk { sum += tk[u + t * pk] * zz[pos + u] }
-                        out[pos + t] = tl[0] * sum
+                        for u in t..<pk { sum += tf[tk + u + t * pk] * zz[pos + u] }
+                        out[pos + t] = tf[tl] * sum
                     }
                     offset += pk
                     continue
@@ -155,7 +157,7 @@ final class PenalizedLeastSquares {
                 // at = A T_l, then T_k' at.
                 for s in 0..<pl { for t in 0..<pk {
                     var sum = 0.0
-                    for u in s..<pl { sum += a[t + u * pk] * tl[u + s * pl] }
+                    for u in s..<pl { sum += a[t + u * pk] * tf[tl + u + s * pl] }
                     at[t + s * pk] = sum
                 } }
                 for s in 0..<pl {
@@ -163,7 +165,7 @@ final class PenalizedLeastSquares {
                     let rowsHere = diagonalBlock ? s + 1 : pk
                     for t in 0..<rowsHere {
                         var sum = 0.0
-                        for u in t..<pk { sum += tk[u + t * pk] * at[u + s * pk] }
+                        for u in t..<pk { sum += tf[tk + u + t * pk] * at[u + s * pk] }
                         out[base + t] = sum
                     }
                 }
