@@ -67,7 +67,26 @@ final class CommandLineTests: ScratchDirectoryTestCase {
         XCTAssertTrue(lines[1].hasPrefix("\"cask:batch\",\"(Intercept)\",\"a:A\""), String(lines[1]))
     }
 
+    /// `--verbose`: one line per deviance evaluation, numbered from 1, then the stage times; `--threads` does not change the answer.
+    func testVerboseTracesEachEvaluation() throws {
+        let arguments = ["fit", Fixtures.path("dyestuff.csv"), "--formula", "Yield ~ 1 + (1 | Batch)", "--ml"]
+        let run = try mlm(arguments + ["--verbose", "--threads", "1"])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let trace = run.stderr.split(separator: "\n").filter { $0.contains("deviance ") && $0.contains("theta") }
+        XCTAssertGreaterThan(trace.count, 5)
+        for (i, line) in trace.enumerated() {
+            XCTAssertEqual(line.split(separator: " ").first.map(String.init), String(i + 1), String(line))
+        }
+        XCTAssertTrue(run.stderr.contains("optimisation: "))
+        XCTAssertEqual(try mlm(arguments + ["--threads", "3"]).stdout, try mlm(arguments).stdout)
+    }
+
     // MARK: bad input
+
+    func testNonPositiveThreads() throws {
+        try assertFails(["fit", Fixtures.path("dyestuff.csv"), "--formula", "Yield ~ 1 + (1 | Batch)", "--threads", "0"],
+                        mentioning: "--threads must be a positive number")
+    }
 
     func testMissingFile() throws {
         try assertFails(["fit", "/nonexistent/data.csv", "--formula", "y ~ 1 + (1 | g)"], mentioning: "/nonexistent/data.csv")
