@@ -87,28 +87,13 @@ public struct ModelFrame {
                                    return [LevelSet()]
                                },
                                interactionKeys: Array(repeating: [], count: formula.random.count))
-        let segmentRows = CrossProductAccumulator.segmentRows
-        let segments = (source.rowCount + segmentRows - 1) / segmentRows
-        let work = SegmentQueue(count: segments)
         let tallies = LockedArray<LevelTally>()
-        DispatchQueue.concurrentPerform(iterations: max(1, min(threads, segments))) { _ in
-            var tally = template
-            while let s = work.next() {
-                do {
-                    let end = min((s + 1) * segmentRows, source.rowCount)
-                    var start = s * segmentRows
-                    while start < end {
-                        let rows = start..<min(start + min(chunkRows, segmentRows), end)
-                        tally.add(try reader.read(rows), categorical: categorical, random: formula.random)
-                        start = rows.upperBound
-                    }
-                } catch {
-                    work.fail(error, segment: s)
-                }
-            }
-            tallies.append(tally)
-        }
-        if let error = work.error { throw error }
+        try forEachSegment(rows: source.rowCount, segmentRows: CrossProductAccumulator.segmentRows,
+                           chunkRows: chunkRows, threads: threads, state: template,
+                           body: { tally, _, chunks in
+                               for rows in chunks { tally.add(try reader.read(rows), categorical: categorical, random: formula.random) }
+                           },
+                           finished: { tallies.append($0) })
         var all = template
         for t in tallies.values { all.formUnion(t) }
         let (complete, total) = (all.complete, all.total)
@@ -189,29 +174,14 @@ public struct ModelFrame {
         let terms = randomEffectsTerms
         let accumulator = CrossProductAccumulator(terms: terms, fixedNames: fixedDesign.columns.map(\.name))
         let termBlockBase = terms.indices.map { k in terms[..<k].reduce(0) { $0 + $1.levels.count } }
-        let segments = (source.rowCount + segmentRows - 1) / segmentRows
-        let readRows = min(chunkRows, segmentRows)
-        let work = SegmentQueue(count: segments)
-        DispatchQueue.concurrentPerform(iterations: max(1, min(threads, segments))) { _ in
-            while let s = work.next() {
-                do {
-                    let reader = ChunkReader(source: source, types: types, formula: formula)
-                    var builder = SegmentBuilder(layout: accumulator.layout)
-                    let end = min((s + 1) * segmentRows, source.rowCount)
-                    var start = s * segmentRows
-                    while start < end {
-                        let rows = start..<min(start + readRows, end)
-                        builder.add(try modelChunk(reader.read(rows)), termBlockBase: termBlockBase)
-                        start = rows.upperBound
-                    }
-                    accumulator.add(builder.finish(), index: s)
-                } catch {
-                    work.fail(error, segment: s)
-                    accumulator.skip(index: s)
-                }
-            }
-        }
-        if let error = work.error { throw error }
+        let reader = ChunkReader(source: source, types: types, formula: formula)
+        try forEachSegment(rows: source.rowCount, segmentRows: segmentRows, chunkRows: chunkRows, threads: threads, state: (),
+                           body: { _, segment, chunks in
+                               var builder = SegmentBuilder(layout: accumulator.layout)
+                               for rows in chunks { builder.add(try modelChunk(reader.read(rows)), termBlockBase: termBlockBase) }
+                               accumulator.add(builder.finish(), index: segment)
+                           },
+                           failed: { accumulator.skip(index: $0) })
         return accumulator.finish()
     }
 
@@ -409,8 +379,36 @@ struct ChunkReader {
     }
 }
 
+/// Runs `body` on every segment of `segmentRows` rows (given as its chunks of at most
+/// `chunkRows` rows), on up to `threads` threads; each thread starts from its own copy of
+/// `state` and hands it to `finished` at the end. Segments are handed out in order; after a
+/// failure no new segment starts, `failed` is called for each one that failed, and the error
+/// thrown is that of the first failing segment, whatever the threads.
+func forEachSegment<State>(rows: Int, segmentRows: Int, chunkRows: Int, threads: Int, state: State,
+                           body: (inout State, _ segment: Int, _ chunks: [Range<Int>]) throws -> Void,
+                           failed: (Int) -> Void = { _ in }, finished: (State) -> Void = { _ in }) throws {
+    let segments = (rows + segmentRows - 1) / segmentRows
+    let readRows = min(chunkRows, segmentRows)
+    let work = SegmentQueue(count: segments)
+    DispatchQueue.concurrentPerform(iterations: max(1, min(threads, segments))) { _ in
+        var local = state
+        while let s = work.next() {
+            let end = min((s + 1) * segmentRows, rows)
+            let chunks = stride(from: s * segmentRows, to: end, by: readRows).map { $0..<min($0 + readRows, end) }
+            do {
+                try body(&local, s, chunks)
+            } catch {
+                work.fail(error, segment: s)
+                failed(s)
+            }
+        }
+        finished(local)
+    }
+    if let error = work.error { throw error }
+}
+
 /// Hands out segment numbers in order to worker threads; after a failure, hands out no more.
-/// The error kept is that of the first failing segment, whatever the threads.
+/// The error kept is that of the first failing segment.
 private final class SegmentQueue: @unchecked Sendable {
     private let lock = NSLock()
     private let count: Int
