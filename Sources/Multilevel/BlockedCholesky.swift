@@ -148,13 +148,11 @@ final class BlockedCholesky: SymmetricFactorization {
                     }
                     guard DenseCholesky.lowerInPlace(blocks, offset: base, order: p) else { return false }
                     for t in 0..<p { logDet += 2 * log(blocks[base + t + t * p]) }
+                    let l = UnsafePointer(blocks.baseAddress! + base)
                     for e in entryStart[j]..<entryStart[j + 1] {
-                        let k = entryPosition[e]
-                        for t in 0..<p {
-                            var sum = values[k + t]
-                            for u in 0..<t { sum -= blocks[base + t + u * p] * w[e * p + u] }
-                            w[e * p + t] = sum / blocks[base + t + t * p]
-                        }
+                        let row = w.baseAddress! + e * p
+                        for t in 0..<p { row[t] = values[entryPosition[e] + t] }
+                        Self.solveLower(l, row, order: p)
                     }
                 }
                 return true
@@ -254,12 +252,8 @@ final class BlockedCholesky: SymmetricFactorization {
             for col in 0..<columns {
                 let o = b + col * q, o2 = o + q1
                 for j in 0..<levels1 {
-                    let l = blocks + j * p * p, r = o + j * p
-                    for t in 0..<p {
-                        var sum = r[t]
-                        for u in 0..<t { sum -= l[t + u * p] * r[u] }
-                        r[t] = sum / l[t + t * p]
-                    }
+                    let r = o + j * p
+                    Self.solveLower(blocks + j * p * p, r, order: p)
                     if p == 1 {
                         let x = r[0]
                         for e in start[j]..<start[j + 1] { o2[Int(column[e])] -= w[e] * x }
@@ -284,18 +278,34 @@ final class BlockedCholesky: SymmetricFactorization {
             for col in 0..<columns {
                 let o = b + col * q, o2 = o + q1
                 for j in 0..<levels1 {
-                    let l = blocks + j * p * p, r = o + j * p
+                    let r = o + j * p
                     for e in start[j]..<start[j + 1] {
                         let x = o2[Int(column[e])]
                         for t in 0..<p { r[t] -= w[e * p + t] * x }
                     }
-                    for t in stride(from: p - 1, through: 0, by: -1) {
-                        var sum = r[t]
-                        for u in (t + 1)..<max(t + 1, p) { sum -= l[u + t * p] * r[u] }
-                        r[t] = sum / l[t + t * p]
-                    }
+                    Self.solveLowerTransposed(blocks + j * p * p, r, order: p)
                 }
             }
+        }
+    }
+
+    /// x ← L⁻¹ x for a small lower-triangular L (column-major, `order` × `order`).
+    @inline(__always)
+    private static func solveLower(_ l: UnsafePointer<Double>, _ x: UnsafeMutablePointer<Double>, order p: Int) {
+        for t in 0..<p {
+            var sum = x[t]
+            for u in 0..<t { sum -= l[t + u * p] * x[u] }
+            x[t] = sum / l[t + t * p]
+        }
+    }
+
+    /// x ← L⁻ᵀ x for a small lower-triangular L.
+    @inline(__always)
+    private static func solveLowerTransposed(_ l: UnsafePointer<Double>, _ x: UnsafeMutablePointer<Double>, order p: Int) {
+        for t in stride(from: p - 1, through: 0, by: -1) {
+            var sum = x[t]
+            for u in (t + 1)..<max(t + 1, p) { sum -= l[u + t * p] * x[u] }
+            x[t] = sum / l[t + t * p]
         }
     }
 

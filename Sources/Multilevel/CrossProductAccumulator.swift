@@ -94,11 +94,16 @@ struct BlockLayout {
     let dimension: [Int]
     let xyDimension: Int
     let q: Int
+    /// The block of level 0 of each term, and the term of each block.
+    let termBlockBase: [Int]
+    let blockTerm: [Int]
 
     init(terms: [RandomEffectsTerm], fixedCount: Int) {
-        var start: [Int] = [], dimension: [Int] = []
-        for t in terms {
+        var start: [Int] = [], dimension: [Int] = [], termBlockBase: [Int] = [], blockTerm: [Int] = []
+        for (k, t) in terms.enumerated() {
+            termBlockBase.append(start.count)
             for level in 0..<t.levels.count {
+                blockTerm.append(k)
                 start.append(t.offset + level * t.dimension)
                 dimension.append(t.dimension)
             }
@@ -108,6 +113,8 @@ struct BlockLayout {
         xyDimension = fixedCount + 1
         self.start = start
         self.dimension = dimension + [xyDimension]
+        self.termBlockBase = termBlockBase
+        self.blockTerm = blockTerm
     }
 
     /// Keys order block pairs (a, b), a ≤ b, by b then a.
@@ -179,7 +186,6 @@ struct BlockLayout {
         }
         var full = xyxy
         for b in 0..<p1 { for a in 0..<b { full[b + a * p1] = full[a + b * p1] } }
-        let blockTerm = terms.indices.flatMap { k in repeatElement(k, count: terms[k].levels.count) }
         return CrossProducts(rows: rows, terms: terms, fixedNames: fixedNames,
                              blockStart: start, blockTerm: blockTerm,
                              blockRowStarts: blockRowStarts, blockRows: blockRows,
@@ -257,7 +263,8 @@ struct SegmentBuilder {
     }
 
     /// Adds the rows of a chunk (rows of one segment, in file order).
-    mutating func add(_ chunk: ModelChunk, termBlockBase: [Int]) {
+    mutating func add(_ chunk: ModelChunk) {
+        let termBlockBase = layout.termBlockBase
         let p = layout.xyDimension - 1, p1 = p + 1
         let xyBlock = layout.zBlocks
         for i in 0..<chunk.count {

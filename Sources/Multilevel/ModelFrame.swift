@@ -171,14 +171,12 @@ public struct ModelFrame {
     }
 
     func crossProducts(threads: Int, segmentRows: Int) throws -> CrossProducts {
-        let terms = randomEffectsTerms
-        let accumulator = CrossProductAccumulator(terms: terms, fixedNames: fixedDesign.columns.map(\.name))
-        let termBlockBase = terms.indices.map { k in terms[..<k].reduce(0) { $0 + $1.levels.count } }
+        let accumulator = CrossProductAccumulator(terms: randomEffectsTerms, fixedNames: fixedDesign.columns.map(\.name))
         let reader = ChunkReader(source: source, types: types, formula: formula)
         try forEachSegment(rows: source.rowCount, segmentRows: segmentRows, chunkRows: chunkRows, threads: threads, state: (),
                            body: { _, segment, chunks in
                                var builder = SegmentBuilder(layout: accumulator.layout)
-                               for rows in chunks { builder.add(try modelChunk(reader.read(rows)), termBlockBase: termBlockBase) }
+                               for rows in chunks { builder.add(try modelChunk(reader.read(rows))) }
                                accumulator.add(builder.finish(), index: segment)
                            },
                            failed: { accumulator.skip(index: $0) })
