@@ -20,7 +20,7 @@ let package = Package(
         // MARK: The library: formula → cross-products → optimise → result
         .target(
             name: "Multilevel",
-            dependencies: ["CCHOLMOD", "CHDF5", "CNLopt"]
+            dependencies: ["CCHOLMOD", "CHDF5", "CMPI", "CNLopt"]
         ),
 
         // MARK: The command-line tool

@@ -8,4 +8,5 @@ static inline MPI_Datatype mlm_mpi_double(void) { return MPI_DOUBLE; }
 static inline MPI_Datatype mlm_mpi_long(void) { return MPI_LONG; }
 static inline MPI_Datatype mlm_mpi_char(void) { return MPI_CHAR; }
 static inline MPI_Op mlm_mpi_sum(void) { return MPI_SUM; }
+static inline int mlm_mpi_any_source(void) { return MPI_ANY_SOURCE; }
 #endif

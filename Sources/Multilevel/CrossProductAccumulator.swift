@@ -1,7 +1,8 @@
 import Foundation
 
-/// Accumulates `CrossProducts` from the rows, in fixed segments, on several threads, with a
-/// result that depends on neither the number of threads nor the chunk size.
+/// Accumulates `CrossProducts` from the rows, in fixed segments, on several threads and
+/// ranks, with a result that depends on neither the number of threads, nor the chunk size, nor
+/// the number of ranks.
 ///
 /// The sum [Z X y]'[Z X y] is cut into *blocks*: one per level of each term (`p_k` columns of Z)
 /// and one for [X y] (`p + 1` columns). Each row adds a few block products: level a with itself,
@@ -12,53 +13,61 @@ import Foundation
 ///    radix-sorted by key (stable, so a key's products stay in row order) and summed into a
 ///    *run*: its distinct keys, ascending, and their summed blocks.
 /// 2. Runs are merged as a binary counter: run 2k+1 merges into run 2k, and so on up, with
-///    older values first in every sum; a run of 2^`counterHeight` segments merges into the
-///    total. The tree depends only on the number of segments.
+///    older values first in every sum, until a *group* of 2^`counterHeight` segments is whole.
+/// 3. Groups are added to the total one after another, in file order; the last, partial group
+///    is its counter's runs merged oldest first. The tree depends only on the number of rows.
 ///
 /// Threads take whole segments; a finished run waits for its predecessors before it merges,
 /// so every floating-point sum happens in the same order whatever the threads and the chunk
-/// size (chunks are read within a segment). Memory: a segment of entries per thread, the
-/// total, and at most one run per counter level, each of at most 2^`counterHeight` segments:
-/// the bound does not grow with the number of rows once the pattern of Z'Z stops growing.
+/// size (chunks are read within a segment). Ranks read whole groups (`groupRows`): rank 0 adds
+/// its groups to the total as they finish, the others keep theirs and rank 0 adds them after
+/// its own, in rank order, so the total is bit for bit the one process's. Memory: a segment of
+/// entries per thread, the total, and at most one run per counter level, each of at most one
+/// group: the bound does not grow with the number of rows once the pattern of Z'Z stops
+/// growing (other ranks than 0 also keep their own finished groups until the end).
 final class CrossProductAccumulator: @unchecked Sendable {
     /// Rows of the file in one segment: the unit of sorting and of the fixed summation order.
     static let segmentRows = 16_384
-    /// Levels of the binary counter below the total: 2⁴ segments = 262,144 rows per merge into the total.
+    /// Levels of the binary counter below the total: 2⁴ segments = 262,144 rows to a group.
     static let counterHeight = 4
 
     let terms: [RandomEffectsTerm]
     let fixedNames: [String]
     let layout: BlockLayout
+    /// Whether finished groups are kept (ranks after the first) instead of added to the total.
+    private let keepsGroups: Bool
     private let lock = NSCondition()
     private var nextSegment = 0
-    private var counter: [BlockRun?] = []
-    private var total = BlockRun()
-    private var xyxy: [Double]
-    private var rows = 0
+    private var counter: [PartialSums?] = []
+    private var total: PartialSums
+    private(set) var groups: [PartialSums] = []
 
-    init(terms: [RandomEffectsTerm], fixedNames: [String]) {
+    init(terms: [RandomEffectsTerm], fixedNames: [String], keepsGroups: Bool = false) {
         self.terms = terms
         self.fixedNames = fixedNames
+        self.keepsGroups = keepsGroups
         layout = BlockLayout(terms: terms, fixedCount: fixedNames.count)
-        xyxy = [Double](repeating: 0, count: layout.xyDimension * layout.xyDimension)
+        total = PartialSums(layout: layout)
     }
 
-    /// Adds segment `index`'s sums; waits until segments `0 ..< index` have been added.
-    func add(_ segment: SegmentSums, index: Int) {
+    /// Rows in one group: the unit that ranks divide among themselves.
+    static func groupRows(segmentRows: Int) -> Int { segmentRows << counterHeight }
+
+    /// Adds segment `index`'s sums (counted from the first segment this accumulator reads);
+    /// waits until segments `0 ..< index` have been added.
+    func add(_ segment: PartialSums, index: Int) {
         lock.lock()
         defer { lock.unlock() }
         while nextSegment != index { lock.wait() }
-        for k in xyxy.indices { xyxy[k] += segment.xyxy[k] }
-        rows += segment.rows
-        var carry = segment.run
+        var carry = segment
         var level = 0
         while level < counter.count, let older = counter[level] {
-            carry = BlockRun.merge(older, carry, layout: layout)
+            carry = PartialSums.merge(older, carry, layout: layout)
             counter[level] = nil
             level += 1
         }
         if level == Self.counterHeight {
-            total = BlockRun.merge(total, carry, layout: layout)
+            addGroup(carry)
         } else if level == counter.count {
             counter.append(carry)
         } else {
@@ -77,11 +86,25 @@ final class CrossProductAccumulator: @unchecked Sendable {
         lock.unlock()
     }
 
+    private func addGroup(_ group: PartialSums) {
+        if keepsGroups { groups.append(group) } else { total = PartialSums.merge(total, group, layout: layout) }
+    }
+
+    /// Closes the last, partial group (its counter's runs, oldest first).
+    func finishGroups() {
+        let pending = counter.reversed().compactMap { $0 }
+        counter = []
+        guard let first = pending.first else { return }
+        addGroup(pending.dropFirst().reduce(first) { PartialSums.merge($0, $1, layout: layout) })
+    }
+
+    /// Adds another rank's group after everything added so far.
+    func addReceivedGroup(_ group: PartialSums) { total = PartialSums.merge(total, group, layout: layout) }
+
     /// The finished cross-products, with Z'Z laid out on its block-complete pattern.
     func finish() -> CrossProducts {
-        var sum = total
-        for run in counter.reversed().compactMap({ $0 }) { sum = BlockRun.merge(sum, run, layout: layout) }
-        return layout.crossProducts(sum, xyxy: xyxy, rows: rows, terms: terms, fixedNames: fixedNames)
+        finishGroups()
+        return layout.crossProducts(total.run, xyxy: total.xyxy, rows: total.rows, terms: terms, fixedNames: fixedNames)
     }
 }
 
@@ -234,11 +257,40 @@ struct BlockRun {
     }
 }
 
-/// One segment's contribution: its run of Z blocks, its [X y]'[X y] (upper triangle) and its row count.
-struct SegmentSums {
+/// The sums over consecutive segments: their run of Z blocks, their [X y]'[X y] (upper
+/// triangle) and their row count.
+struct PartialSums {
     var run: BlockRun
     var xyxy: [Double]
     var rows: Int
+
+    init(run: BlockRun, xyxy: [Double], rows: Int) {
+        self.run = run
+        self.xyxy = xyxy
+        self.rows = rows
+    }
+
+    /// No rows yet.
+    init(layout: BlockLayout) {
+        self.init(run: BlockRun(), xyxy: [Double](repeating: 0, count: layout.xyDimension * layout.xyDimension), rows: 0)
+    }
+
+    /// The sums of two partial sums, `older`'s values first in every sum.
+    static func merge(_ older: PartialSums, _ newer: PartialSums, layout: BlockLayout) -> PartialSums {
+        PartialSums(run: BlockRun.merge(older.run, newer.run, layout: layout),
+                    xyxy: zip(older.xyxy, newer.xyxy).map { $0 + $1 }, rows: older.rows + newer.rows)
+    }
+
+    func encoded() -> [UInt8] {
+        var w = ByteWriter()
+        w.uint64s(run.keys); w.doubles(run.values); w.doubles(xyxy); w.int(rows)
+        return w.bytes
+    }
+
+    init(decoding bytes: [UInt8]) {
+        var r = ByteReader(bytes)
+        self.init(run: BlockRun(keys: r.uint64s(), values: r.doubles()), xyxy: r.doubles(), rows: r.int())
+    }
 }
 
 /// Collects one segment's block products as keyed entries, then sorts and sums them into a run.
@@ -323,7 +375,7 @@ struct SegmentBuilder {
     }
 
     /// Sorts the entries by key (stable) and sums each key's blocks in row order.
-    func finish() -> SegmentSums {
+    func finish() -> PartialSums {
         let order = RadixSort.stableOrder(keys, bits: layout.keyBits)
         // Sizes first, then every block written or added in place.
         var distinct = 0, size = 0, previous = UInt64.max
@@ -354,7 +406,7 @@ struct SegmentBuilder {
                 }
             }
         }
-        return SegmentSums(run: run, xyxy: xyxy, rows: rows)
+        return PartialSums(run: run, xyxy: xyxy, rows: rows)
     }
 }
 

@@ -20,6 +20,8 @@ public struct FitResult: Sendable {
     public internal(set) var droppedRows = 0
     /// Wall time of each stage of the fit (reading levels, cross-products, optimisation).
     public internal(set) var timings: [(stage: String, duration: Duration)] = []
+    /// The ordering the factorisation used (refits use it too).
+    var ordering: FillReducingOrdering = .natural
 
     /// REML (true) or maximum likelihood.
     public let reml: Bool
@@ -96,11 +98,10 @@ public struct FitResult: Sendable {
         self.optimizer = optimizer
         self.notes = notes
 
-        let cBeta = (0..<p).map { e.r[$0 + p * p1] }
-        let beta = DenseCholesky.solveUpper(e.r, leading: p1, order: p, cBeta)
+        let beta = pls.fixedEffects(e)
         self.beta = beta
-        let sigma2 = e.penalizedRSS / Double(reml ? n - p : n)
-        sigma = sigma2.squareRoot()
+        sigma = pls.residualSD(e)
+        let sigma2 = sigma * sigma
         let unscaled = DenseCholesky.inverseOfCrossProduct(e.r, leading: p1, order: p)
         let covariance = unscaled.map { $0 * sigma2 }
         fixedCovariance = covariance
@@ -109,12 +110,24 @@ public struct FitResult: Sendable {
         let b = pls.conditionalModes(theta, e, beta: beta)
         conditionalModes = cp.terms.map { Array(b[$0.offset..<($0.offset + $0.columns)]) }
 
-        // Σ_k = σ² T_k T_k'.
+        varcorr = Self.varCorr(terms: cp.terms, factor: pls.factor, theta: theta, sigma: sigma)
+        crossProducts = cp
+    }
+
+    /// The cross-products the model was fitted to (aliased columns dropped): bootstrap
+    /// replicates and profile traces refit from these, never from the rows.
+    let crossProducts: CrossProducts
+
+    /// lme4's `as.data.frame(VarCorr(m))` for θ and σ: Σ_k = σ² T_k T_k', each term's
+    /// variances then covariances, the residual last.
+    static func varCorr(terms: [RandomEffectsTerm], factor: RelativeCovarianceFactor, theta: [Double],
+                        sigma: Double) -> [VarCorrEntry] {
+        let sigma2 = sigma * sigma
         var entries: [VarCorrEntry] = []
         var count: [String: Int] = [:]
-        for (k, t) in cp.terms.enumerated() {
+        for (k, t) in terms.enumerated() {
             let dim = t.dimension
-            let tk = pls.factor.template(k, theta: theta)
+            let tk = factor.template(k, theta: theta)
             var sigmaK = [Double](repeating: 0, count: dim * dim)
             for i in 0..<dim { for j in 0..<dim {
                 var s = 0.0
@@ -136,6 +149,6 @@ public struct FitResult: Sendable {
             } }
         }
         entries.append(VarCorrEntry(group: "Residual", var1: nil, var2: nil, vcov: sigma2, sdcor: sigma))
-        varcorr = entries
+        return entries
     }
 }

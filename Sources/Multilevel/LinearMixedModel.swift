@@ -16,10 +16,14 @@ public struct FitOptions: Sendable {
     /// Called after every evaluation of the deviance by the optimiser (lme4's `verbose`):
     /// the evaluation's number, θ and the deviance.
     public var trace: (@Sendable (_ evaluation: Int, _ theta: [Double], _ deviance: Double) -> Void)?
+    /// The job's ranks: each reads its slab of the rows; every rank gets the same fit.
+    public var communicator: Communicator
 
     public init(reml: Bool = true, chunkRows: Int = 65_536, ordering: FillReducingOrdering = .natural,
                 threads: Int = ProcessInfo.processInfo.activeProcessorCount,
-                trace: (@Sendable (Int, [Double], Double) -> Void)? = nil) {
+                trace: (@Sendable (Int, [Double], Double) -> Void)? = nil,
+                communicator: Communicator = SingleProcess()) {
+        self.communicator = communicator
         self.reml = reml
         self.chunkRows = chunkRows
         self.ordering = ordering
@@ -42,7 +46,8 @@ public enum LinearMixedModel {
         let clock = ContinuousClock()
         let t0 = clock.now
         let parsed = try Formula.parse(formula)
-        let frame = try ModelFrame.scan(parsed, source: data, chunkRows: options.chunkRows, threads: options.threads)
+        let frame = try ModelFrame.scan(parsed, source: data, chunkRows: options.chunkRows, threads: options.threads,
+                                        communicator: options.communicator)
         let t1 = clock.now
         let crossProducts = try frame.crossProducts(threads: options.threads)
         let t2 = clock.now
@@ -85,7 +90,9 @@ public enum LinearMixedModel {
         guard let e = pls.evaluate(theta) else {
             throw InputError("the model could not be evaluated at the optimum: the response may be constant or fitted exactly")
         }
-        return FitResult(crossProducts: cp, pls: pls, theta: theta, evaluation: e, optimizer: summary, notes: notes)
+        var result = FitResult(crossProducts: cp, pls: pls, theta: theta, evaluation: e, optimizer: summary, notes: notes)
+        result.ordering = options.ordering
+        return result
     }
 
     /// The fixed-effect columns kept: a column is dropped when it is (numerically) a linear

@@ -49,9 +49,18 @@ public struct ModelFrame {
         }
     }
 
-    /// Reads the used columns once, on `threads` threads: checks types, finds complete rows and collects levels.
+    /// Reads the used columns once, on `threads` threads: checks types, finds complete rows and
+    /// collects levels. Under MPI each rank reads its own slab of rows (`Communicator.slab`) and
+    /// the ranks pool what they found, so every rank ends with the same frame.
     public static func scan(_ formula: Formula, source: TableSource, chunkRows: Int = 65_536,
-                            threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws -> ModelFrame {
+                            threads: Int = ProcessInfo.processInfo.activeProcessorCount,
+                            communicator: Communicator = SingleProcess()) throws -> ModelFrame {
+        try scan(formula, source: source, chunkRows: chunkRows, threads: threads, communicator: communicator,
+                 segmentRows: CrossProductAccumulator.segmentRows)
+    }
+
+    static func scan(_ formula: Formula, source: TableSource, chunkRows: Int, threads: Int,
+                     communicator: Communicator, segmentRows: Int) throws -> ModelFrame {
         precondition(chunkRows > 0)
         let columns = formula.columns
         var types: [String: ColumnType] = [:]
@@ -88,14 +97,22 @@ public struct ModelFrame {
                                },
                                interactionKeys: Array(repeating: [], count: formula.random.count))
         let tallies = LockedArray<LevelTally>()
-        try forEachSegment(rows: source.rowCount, segmentRows: CrossProductAccumulator.segmentRows,
-                           chunkRows: chunkRows, threads: threads, state: template,
-                           body: { tally, _, chunks in
-                               for rows in chunks { tally.add(try reader.read(rows), categorical: categorical, random: formula.random) }
-                           },
-                           finished: { tallies.append($0) })
+        let slab = communicator.slab(of: source.rowCount, unit: CrossProductAccumulator.groupRows(segmentRows: segmentRows))
+        try communicator.agree {
+            try forEachSegment(rows: slab, segmentRows: segmentRows,
+                               chunkRows: chunkRows, threads: threads, state: template,
+                               body: { tally, _, chunks in
+                                   for rows in chunks { tally.add(try reader.read(rows), categorical: categorical, random: formula.random) }
+                               },
+                               finished: { tallies.append($0) })
+        }
         var all = template
         for t in tallies.values { all.formUnion(t) }
+        if communicator.size > 1 {
+            let mine = all.encoded()
+            all = template
+            for bytes in communicator.allGather(mine) { all.formUnion(LevelTally(decoding: bytes)) }
+        }
         let (complete, total) = (all.complete, all.total)
         let (variableLevels, groupingLevels, interactionKeys) = (all.variableLevels, all.groupingLevels, all.interactionKeys)
         if complete == 0 {
@@ -140,16 +157,27 @@ public struct ModelFrame {
         }
         return ModelFrame(formula: formula, source: source, chunkRows: chunkRows, fixedDesign: fixedDesign,
                           randomTerms: order.map { bound[$0] }, completeRows: complete,
-                          droppedRows: total - complete, types: types, factorLevels: factorLevels)
+                          droppedRows: total - complete, types: types, factorLevels: factorLevels,
+                          communicator: communicator, segmentRows: segmentRows)
     }
 
+    /// The job's ranks, and the rows per segment (tests make segments small).
+    let communicator: Communicator
+    var segmentRows: Int
+    /// The rows this rank reads.
+    var slab: Range<Int> {
+        communicator.slab(of: source.rowCount, unit: CrossProductAccumulator.groupRows(segmentRows: segmentRows))
+    }
     private let types: [String: ColumnType]
     /// The levels of every variable coded as a factor.
     private let factorLevels: [Variable: LevelIndex]
 
     private init(formula: Formula, source: TableSource, chunkRows: Int, fixedDesign: Design,
                  randomTerms: [BoundRandomTerm], completeRows: Int, droppedRows: Int,
-                 types: [String: ColumnType], factorLevels: [Variable: LevelIndex]) {
+                 types: [String: ColumnType], factorLevels: [Variable: LevelIndex],
+                 communicator: Communicator, segmentRows: Int) {
+        self.communicator = communicator
+        self.segmentRows = segmentRows
         self.formula = formula
         self.source = source
         self.chunkRows = chunkRows
@@ -161,26 +189,55 @@ public struct ModelFrame {
         self.factorLevels = factorLevels
     }
 
-    /// Streams the rows once into [Z X y]'[Z X y], on `threads` threads.
+    /// Streams the rows once into [Z X y]'[Z X y], on `threads` threads and on every rank.
     ///
-    /// Threads take segments of `segmentRows` rows and read each in chunks of at most
-    /// `chunkRows` rows; the result is bitwise the same for any number of threads and any
-    /// chunk size (see `CrossProductAccumulator`). Tests set `segmentRows` to exercise merging.
+    /// Threads take segments of rows and read each in chunks of at most `chunkRows` rows; ranks
+    /// read their slabs and rank 0 adds the others' groups after its own. The result is bitwise
+    /// the same for any number of threads, any chunk size and any number of ranks (see
+    /// `CrossProductAccumulator`), and every rank returns it.
     public func crossProducts(threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws -> CrossProducts {
-        try crossProducts(threads: threads, segmentRows: CrossProductAccumulator.segmentRows)
+        let accumulator = try accumulate(slab, threads: threads, keepsGroups: !communicator.isRoot)
+        guard communicator.size > 1 else { return accumulator.finish() }
+        let tag = 11
+        if communicator.isRoot {
+            for r in 1..<communicator.size {
+                var header = ByteReader(communicator.receive(from: r, tag: tag).bytes)
+                for _ in 0..<header.int() {
+                    accumulator.addReceivedGroup(PartialSums(decoding: communicator.receive(from: r, tag: tag).bytes))
+                }
+            }
+            return CrossProducts(decoding: communicator.broadcast(accumulator.finish().encoded(), root: 0))
+        }
+        var header = ByteWriter()
+        header.int(accumulator.groups.count)
+        communicator.send(header.bytes, to: 0, tag: tag)
+        for g in accumulator.groups { communicator.send(g.encoded(), to: 0, tag: tag) }
+        return CrossProducts(decoding: communicator.broadcast([], root: 0))
     }
 
+    /// The cross-products with segments of `segmentRows` rows (tests exercise merging with small ones).
     func crossProducts(threads: Int, segmentRows: Int) throws -> CrossProducts {
-        let accumulator = CrossProductAccumulator(terms: randomEffectsTerms, fixedNames: fixedDesign.columns.map(\.name))
+        var frame = self
+        frame.segmentRows = segmentRows
+        return try frame.crossProducts(threads: threads)
+    }
+
+    /// The cross-products of `rows` alone (every group closed), agreed on by every rank.
+    func accumulate(_ rows: Range<Int>, threads: Int, keepsGroups: Bool) throws -> CrossProductAccumulator {
+        let accumulator = CrossProductAccumulator(terms: randomEffectsTerms, fixedNames: fixedDesign.columns.map(\.name),
+                                                  keepsGroups: keepsGroups)
         let reader = ChunkReader(source: source, types: types, formula: formula)
-        try forEachSegment(rows: source.rowCount, segmentRows: segmentRows, chunkRows: chunkRows, threads: threads, state: (),
-                           body: { _, segment, chunks in
-                               var builder = SegmentBuilder(layout: accumulator.layout)
-                               for rows in chunks { builder.add(try modelChunk(reader.read(rows))) }
-                               accumulator.add(builder.finish(), index: segment)
-                           },
-                           failed: { accumulator.skip(index: $0) })
-        return accumulator.finish()
+        try communicator.agree {
+            try forEachSegment(rows: rows, segmentRows: segmentRows, chunkRows: chunkRows, threads: threads, state: (),
+                               body: { _, segment, chunks in
+                                   var builder = SegmentBuilder(layout: accumulator.layout)
+                                   for rows in chunks { builder.add(try modelChunk(reader.read(rows))) }
+                                   accumulator.add(builder.finish(), index: segment)
+                               },
+                               failed: { accumulator.skip(index: $0) })
+        }
+        accumulator.finishGroups()
+        return accumulator
     }
 
     /// The model quantities of a chunk's complete rows.
@@ -377,22 +434,23 @@ struct ChunkReader {
     }
 }
 
-/// Runs `body` on every segment of `segmentRows` rows (given as its chunks of at most
-/// `chunkRows` rows), on up to `threads` threads; each thread starts from its own copy of
+/// Runs `body` on every segment of `segmentRows` rows of `rows` (given as its chunks of at most
+/// `chunkRows` rows; segments numbered from 0 at `rows.lowerBound`), on up to `threads` threads; each thread starts from its own copy of
 /// `state` and hands it to `finished` at the end. Segments are handed out in order; after a
 /// failure no new segment starts, `failed` is called for each one that failed, and the error
 /// thrown is that of the first failing segment, whatever the threads.
-func forEachSegment<State>(rows: Int, segmentRows: Int, chunkRows: Int, threads: Int, state: State,
+func forEachSegment<State>(rows: Range<Int>, segmentRows: Int, chunkRows: Int, threads: Int, state: State,
                            body: (inout State, _ segment: Int, _ chunks: [Range<Int>]) throws -> Void,
                            failed: (Int) -> Void = { _ in }, finished: (State) -> Void = { _ in }) throws {
-    let segments = (rows + segmentRows - 1) / segmentRows
+    let segments = (rows.count + segmentRows - 1) / segmentRows
     let readRows = min(chunkRows, segmentRows)
     let work = SegmentQueue(count: segments)
     DispatchQueue.concurrentPerform(iterations: max(1, min(threads, segments))) { _ in
         var local = state
         while let s = work.next() {
-            let end = min((s + 1) * segmentRows, rows)
-            let chunks = stride(from: s * segmentRows, to: end, by: readRows).map { $0..<min($0 + readRows, end) }
+            let start = rows.lowerBound + s * segmentRows
+            let end = min(start + segmentRows, rows.upperBound)
+            let chunks = stride(from: start, to: end, by: readRows).map { $0..<min($0 + readRows, end) }
             do {
                 try body(&local, s, chunks)
             } catch {
@@ -445,6 +503,15 @@ private final class LockedArray<Element>: @unchecked Sendable {
 
 /// What the levels pass collects: row counts and the level sets.
 private struct LevelTally {
+    init(complete: Int, total: Int, variableLevels: [LevelSet], groupingLevels: [[LevelSet]],
+         interactionKeys: [Set<[LevelValue]>]) {
+        self.complete = complete
+        self.total = total
+        self.variableLevels = variableLevels
+        self.groupingLevels = groupingLevels
+        self.interactionKeys = interactionKeys
+    }
+
     var complete: Int
     var total: Int
     var variableLevels: [LevelSet]
@@ -479,6 +546,38 @@ private struct LevelTally {
                 }
             }
         }
+    }
+
+    func encoded() -> [UInt8] {
+        var w = ByteWriter()
+        func values(_ v: [LevelValue]) {
+            w.int(v.count)
+            for x in v {
+                switch x {
+                case .string(let s): w.bool(true); w.string(s)
+                case .number(let d): w.bool(false); w.double(d)
+                }
+            }
+        }
+        w.int(complete); w.int(total)
+        w.int(variableLevels.count); for l in variableLevels { values(l.sorted()) }
+        w.int(groupingLevels.count)
+        for g in groupingLevels { w.int(g.count); for l in g { values(l.sorted()) } }
+        w.int(interactionKeys.count)
+        for keys in interactionKeys { w.int(keys.count); for k in keys { values(k) } }
+        return w.bytes
+    }
+
+    init(decoding bytes: [UInt8]) {
+        var r = ByteReader(bytes)
+        func values() -> [LevelValue] {
+            (0..<r.int()).map { _ in r.bool() ? .string(r.string()) : .number(r.double()) }
+        }
+        func set() -> LevelSet { var s = LevelSet(); for v in values() { s.insert(v) }; return s }
+        complete = r.int(); total = r.int()
+        variableLevels = (0..<r.int()).map { _ in set() }
+        groupingLevels = (0..<r.int()).map { _ in (0..<r.int()).map { _ in set() } }
+        interactionKeys = (0..<r.int()).map { _ in Set((0..<r.int()).map { _ in values() }) }
     }
 
     mutating func formUnion(_ other: LevelTally) {

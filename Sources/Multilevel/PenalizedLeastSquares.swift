@@ -10,7 +10,7 @@ import Foundation
 ///     ML:   log|L|² + n (1 + log(2π r²/n))
 ///     REML: log|L|² + log|R_X|² + (n−p)(1 + log(2π r²/(n−p)))
 final class PenalizedLeastSquares {
-    let crossProducts: CrossProducts
+    private(set) var crossProducts: CrossProducts
     let factor: RelativeCovarianceFactor
     let reml: Bool
     private let cholesky: SymmetricFactorization
@@ -29,6 +29,25 @@ final class PenalizedLeastSquares {
                                           rowIndices: crossProducts.zzRowIndices,
                                           ordering: ordering)
         }
+    }
+
+    /// Refits to another response on the same rows (a bootstrap replicate; β fixed in a profile):
+    /// only [Z'y; X'y; y'y] may differ, so the factorisation's analysis still holds.
+    func replaceResponse(with cp: CrossProducts) {
+        precondition(cp.zzColumnStarts == crossProducts.zzColumnStarts && cp.fixedCount == crossProducts.fixedCount)
+        crossProducts = cp
+    }
+
+    /// β̂ = R_X⁻¹ c_β from an evaluation.
+    func fixedEffects(_ e: Evaluation) -> [Double] {
+        let p = crossProducts.fixedCount, p1 = p + 1
+        return DenseCholesky.solveUpper(e.r, leading: p1, order: p, (0..<p).map { e.r[$0 + p * p1] })
+    }
+
+    /// σ̂ = √(r² / (n − p)) (REML) or √(r² / n) (ML).
+    func residualSD(_ e: Evaluation) -> Double {
+        let n = crossProducts.rows, p = crossProducts.fixedCount
+        return (e.penalizedRSS / Double(reml ? n - p : n)).squareRoot()
     }
 
     /// Whether the dense-Schur-complement factorisation is in use (else CHOLMOD's).

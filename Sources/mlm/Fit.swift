@@ -2,10 +2,16 @@ import ArgumentParser
 import Foundation
 import Multilevel
 
-/// `mlm fit`: fit a model, print lme4's summary, optionally write JSON and conditional modes.
+/// `mlm fit`: fit a model, print lme4's summary, optionally write JSON and conditional modes;
+/// optionally bootstrap and profile it, on every rank and thread of the job.
 struct Fit: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Fit a linear mixed model and print a summary like lme4's summary().")
+        abstract: "Fit a linear mixed model and print a summary like lme4's summary().",
+        discussion: """
+        Under mpirun every rank reads its share of the rows and works on bootstrap replicates and \
+        profile traces; rank 0 prints and writes the results, which do not depend on the number \
+        of ranks or threads.
+        """)
 
     @OptionGroup var model: ModelOptions
 
@@ -18,16 +24,81 @@ struct Fit: ParsableCommand {
     @Flag(help: "Report each deviance evaluation (number, seconds since the start, deviance, θ) and the time of each stage on stderr.")
     var verbose = false
 
+    @Option(help: "Parametric bootstrap with this many replicates, simulated from the fit and refit from θ̂ (lme4's bootMer).")
+    var bootstrap: Int?
+
+    @Option(help: "Seed of the bootstrap's random numbers: replicate i depends only on the seed and i.")
+    var seed: UInt64 = 1
+
+    @Option(name: .customLong("boot-ci"), help: "Bootstrap interval: perc (percentile, the default), basic or norm, as boot.ci computes them.")
+    var bootCI = "perc"
+
+    @Option(help: "Write the bootstrap replicates (index, θ, β, σ, deviance) to this .csv or .h5 file.")
+    var bootstrapTable: String?
+
+    @Flag(help: "Profile-likelihood intervals for every SD, correlation, σ and β (lme4's profile and confint).")
+    var profile = false
+
+    @Option(help: "Write the profile ζ traces as CSV to this file.")
+    var profileTable: String?
+
+    @Option(help: "Confidence level of the bootstrap and profile intervals.")
+    var level = 0.95
+
+    @Option(help: "Record finished bootstrap replicates and profile traces in this file; rerunning the same command resumes from it.")
+    var checkpoint: String?
+
+    func validate() throws {
+        if bootstrapTable != nil && bootstrap == nil { throw ValidationError("--bootstrap-table needs --bootstrap") }
+        if profileTable != nil && !profile { throw ValidationError("--profile-table needs --profile") }
+        if checkpoint != nil && bootstrap == nil && !profile { throw ValidationError("--checkpoint needs --bootstrap or --profile") }
+        if !(level > 0 && level < 1) { throw ValidationError("--level must be between 0 and 1, e.g. 0.95") }
+        if let b = bootstrap, b < 2 { throw ValidationError("--bootstrap needs at least 2 replicates") }
+        if BootstrapOptions.IntervalType(rawValue: bootCI) == nil { throw ValidationError("--boot-ci must be perc, basic or norm") }
+        if let t = bootstrapTable, !(t.hasSuffix(".csv") || t.hasSuffix(".h5")) {
+            throw ValidationError("--bootstrap-table must name a .csv or .h5 file")
+        }
+    }
+
     func run() throws {
         try reportingErrors {
-            let result = try model.fit(trace: verbose ? traceLine(since: ContinuousClock.now) : nil)
-            if verbose {
+            let result = try model.fit(trace: verbose && Job.isRoot ? traceLine(since: ContinuousClock.now) : nil)
+            if verbose && Job.isRoot {
                 for (stage, d) in result.timings { FileHandle.standardError.write(Data("\(stage): \(d)\n".utf8)) }
                 FileHandle.standardError.write(Data("deviance evaluations: \(result.optimizer.evaluations)\n".utf8))
             }
-            print(result.summary(), terminator: "")
-            if let json { try write(result.json().serialized() + "\n", to: json) }
+            var boot: BootstrapResult?
+            if let replicates = bootstrap {
+                let line = ProgressLine("bootstrap")
+                boot = try ParametricBootstrap.run(result, options: BootstrapOptions(
+                    replicates: replicates, seed: seed, level: level, type: BootstrapOptions.IntervalType(rawValue: bootCI)!,
+                    threads: model.threads, checkpoint: checkpoint, communicator: Job.communicator,
+                    progress: { line.update(done: $0, total: $1) }))
+            }
+            var profiled: ProfileResult?
+            if profile {
+                let line = ProgressLine("profile")
+                profiled = try ProfileLikelihood.run(result, options: ProfileOptions(
+                    level: level, threads: model.threads, checkpoint: checkpoint, communicator: Job.communicator,
+                    progress: { line.update(done: $0, total: $1) }))
+            }
+            guard Job.isRoot else { return }
+            var text = result.summary()
+            if let boot { text += "\n" + boot.summary() }
+            if let profiled { text += "\n" + profiled.summary() }
+            print(text, terminator: "")
+            if let json {
+                var document = result.json()
+                if case .object(var fields) = document {
+                    if let boot { fields.append(("bootstrap", boot.json())) }
+                    if let profiled { fields.append(("profile", profiled.json())) }
+                    document = .object(fields)
+                }
+                try write(document.serialized() + "\n", to: json)
+            }
             if let ranef { try write(result.conditionalModesCSV(), to: ranef) }
+            if let path = bootstrapTable, let boot { try boot.writeTable(to: path) }
+            if let path = profileTable, let profiled { try write(profiled.tracesCSV(), to: path) }
         }
     }
 }

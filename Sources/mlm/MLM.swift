@@ -41,7 +41,8 @@ struct ModelOptions: ParsableArguments {
         }
         let data = try openTable(path: file, table: table)
         return try LinearMixedModel.fit(formula, data: data,
-                                        options: FitOptions(reml: !ml, chunkRows: chunkRows, ordering: order, threads: threads, trace: trace))
+                                        options: FitOptions(reml: !ml, chunkRows: chunkRows, ordering: order, threads: threads,
+                                                            trace: trace, communicator: Job.communicator))
     }
 }
 
@@ -50,7 +51,8 @@ func reportingErrors(_ body: () throws -> Void) throws {
     do {
         try body()
     } catch let error as InputError {
-        FileHandle.standardError.write(Data("mlm: error: \(error.message)\n".utf8))
+        // Every rank meets the same error (they agree on failures); one prints it.
+        if Job.isRoot { FileHandle.standardError.write(Data("mlm: error: \(error.message)\n".utf8)) }
         throw ExitCode.failure
     }
 }

@@ -12,4 +12,14 @@ if getenv("OMP_THREAD_LIMIT") == nil {
     execv("/proc/self/exe", CommandLine.unsafeArgv)
     // If the re-execution fails, carry on with the defaults: slower, same answers.
 }
-MLM.main()
+// Under mpirun every rank runs this; MPI starts here, on the main thread, and ends before exit.
+_ = Job.communicator
+do {
+    var command = try MLM.parseAsRoot()
+    try command.run()
+    Job.finish()
+} catch {
+    Job.finish()
+    if Job.isRoot { MLM.exit(withError: error) }
+    exit(MLM.exitCode(for: error).rawValue)
+}

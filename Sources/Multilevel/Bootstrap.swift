@@ -1,0 +1,275 @@
+import Foundation
+
+/// Parametric bootstrap in cross-product space (DESIGN §4): each replicate's response is
+/// simulated from the fitted model as the cross-products it would give, and the model is refit
+/// to those, starting from θ̂. No replicate reads the rows, so its cost does not depend on n.
+///
+/// A replicate is y* = Wγ* + ε* with W = [Z X], γ* = [σ̂Λ̂u*; β̂], u* ~ N(0, I_q),
+/// ε* ~ N(0, σ̂²I_n). The refit needs only
+///
+///     W'y*  = Gγ* + W'ε*,      y*'y* = γ*'Gγ* + 2γ*'W'ε* + ε*'ε*,      G = W'W,
+///
+/// and (W'ε*, ε*'ε*) has the law of (σ̂V'a, σ̂²(‖a‖² + c)) for any r × (q+p) matrix V of
+/// full row rank r = rank(W) with V'V = G, a ~ N(0, I_r) and an independent c ~ χ²(n − r):
+/// write ε* = Uε₁ + ε₂ with U's r orthonormal columns spanning W's columns, W = UV. V comes
+/// from `SemidefiniteCholesky`. Replicate i draws u*, a and c, in that order, from a generator
+/// seeded by (seed, i) alone, so the table is the same for any number of ranks and threads.
+public enum ParametricBootstrap {
+    /// Runs the bootstrap of `fit` on every rank and thread of `options`. Returns the replicates
+    /// and intervals on rank 0 and nil on the other ranks.
+    public static func run(_ fit: FitResult, options: BootstrapOptions) throws -> BootstrapResult? {
+        guard options.replicates > 0 else { throw InputError("--bootstrap needs a positive number of replicates") }
+        guard options.level > 0 && options.level < 1 else { throw InputError("the confidence level must be between 0 and 1") }
+        let communicator = options.communicator
+        let simulator = BootstrapSimulator(fit, threads: options.threads)
+        let kind = "bootstrap-\(options.seed)"
+        var results: [Int: [UInt8]] = [:]
+        var checkpoint: Checkpoint?
+        if communicator.isRoot, let path = options.checkpoint {
+            checkpoint = try Checkpoint(path: path, fit: fit)
+            results = checkpoint!.finished(kind).filter { $0.key < options.replicates }
+        }
+        let pending = (0..<options.replicates).filter { results[$0] == nil }
+        if communicator.isRoot { options.progress?(results.count, options.replicates) }
+        let seed = options.seed
+        try JobDistribution(communicator: communicator, threads: options.threads).run(
+            jobs: pending,
+            work: { i, thread in simulator.replicate(i, seed: seed, thread: thread).encoded() },
+            delivered: { i, bytes in
+                try checkpoint?.record(kind, job: i, bytes)
+                results[i] = bytes
+                options.progress?(results.count, options.replicates)
+            })
+        guard communicator.isRoot else { return nil }
+        let replicates = (0..<options.replicates).map { BootstrapReplicate(decoding: results[$0]!, index: $0) }
+        return BootstrapResult(fit: fit, replicates: replicates, options: options)
+    }
+}
+
+/// How to bootstrap: replicates, seed, interval, and where to run.
+public struct BootstrapOptions {
+    /// boot.ci's interval types: percentile, basic, normal.
+    public enum IntervalType: String, CaseIterable, Sendable { case perc, basic, norm }
+
+    public var replicates: Int
+    public var seed: UInt64
+    public var level: Double
+    public var type: IntervalType
+    /// Threads per rank that refit replicates.
+    public var threads: Int
+    /// A file of finished replicates, so a killed run resumes (rank 0 writes it).
+    public var checkpoint: String?
+    public var communicator: Communicator
+    /// Called on rank 0 with (replicates done, replicates in all) as they finish.
+    public var progress: ((Int, Int) -> Void)?
+
+    public init(replicates: Int, seed: UInt64, level: Double = 0.95, type: IntervalType = .perc,
+                threads: Int = ProcessInfo.processInfo.activeProcessorCount, checkpoint: String? = nil,
+                communicator: Communicator = SingleProcess(), progress: ((Int, Int) -> Void)? = nil) {
+        self.replicates = replicates
+        self.seed = seed
+        self.level = level
+        self.type = type
+        self.threads = threads
+        self.checkpoint = checkpoint
+        self.communicator = communicator
+        self.progress = progress
+    }
+}
+
+/// One refit: its θ*, β*, σ* and deviance (all NaN when the refit failed).
+public struct BootstrapReplicate: Sendable, Equatable {
+    public let index: Int
+    public let theta: [Double]
+    public let beta: [Double]
+    public let sigma: Double
+    public let deviance: Double
+
+    func encoded() -> [UInt8] {
+        var w = ByteWriter()
+        w.doubles(theta); w.doubles(beta); w.double(sigma); w.double(deviance)
+        return w.bytes
+    }
+
+    init(index: Int, theta: [Double], beta: [Double], sigma: Double, deviance: Double) {
+        self.index = index
+        self.theta = theta
+        self.beta = beta
+        self.sigma = sigma
+        self.deviance = deviance
+    }
+
+    init(decoding bytes: [UInt8], index: Int) {
+        var r = ByteReader(bytes)
+        self.init(index: index, theta: r.doubles(), beta: r.doubles(), sigma: r.double(), deviance: r.double())
+    }
+
+    public var failed: Bool { !deviance.isFinite }
+}
+
+/// The bootstrap's replicates (in index order) and its intervals.
+public struct BootstrapResult: Sendable {
+    public let seed: UInt64
+    public let level: Double
+    public let type: BootstrapOptions.IntervalType
+    public let thetaNames: [String]
+    public let fixedNames: [String]
+    public let replicates: [BootstrapReplicate]
+    /// Each parameter's interval (lme4's order: SDs and correlations, σ, β).
+    public let intervals: [ParameterInterval]
+    /// Replicates whose refit failed (left out of the intervals, as boot does with NA).
+    public var failed: Int { replicates.filter(\.failed).count }
+
+    init(fit: FitResult, replicates: [BootstrapReplicate], options: BootstrapOptions) {
+        seed = options.seed
+        level = options.level
+        type = options.type
+        thetaNames = fit.thetaNames
+        fixedNames = fit.fixedNames
+        self.replicates = replicates
+        let parameters = ModelParameter.all(of: fit)
+        let factor = RelativeCovarianceFactor(terms: fit.terms)
+        let values = replicates.filter { !$0.failed }.map { r in
+            ModelParameter.values(FitResult.varCorr(terms: fit.terms, factor: factor, theta: r.theta, sigma: r.sigma),
+                                  r.sigma, r.beta)
+        }
+        intervals = parameters.enumerated().map { j, parameter in
+            let t = values.map { $0[j] }.filter(\.isFinite)
+            let (lower, upper) = BootstrapInterval.limits(t, estimate: parameter.estimate, level: options.level, type: options.type)
+            return ParameterInterval(parameter: parameter, lower: lower, upper: upper)
+        }
+    }
+}
+
+/// boot.ci's intervals from replicates t of a statistic with estimate t₀.
+enum BootstrapInterval {
+    static func limits(_ t: [Double], estimate t0: Double, level: Double,
+                       type: BootstrapOptions.IntervalType) -> (Double, Double) {
+        guard t.count > 1 else { return (.nan, .nan) }
+        let alpha = (1 - level) / 2
+        switch type {
+        case .perc:
+            let sorted = t.sorted()
+            return (orderStatistic(sorted, alpha), orderStatistic(sorted, 1 - alpha))
+        case .basic:
+            let sorted = t.sorted()
+            return (2 * t0 - orderStatistic(sorted, 1 - alpha), 2 * t0 - orderStatistic(sorted, alpha))
+        case .norm:
+            let n = Double(t.count)
+            let mean = t.reduce(0, +) / n
+            let sd = (t.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / (n - 1)).squareRoot()
+            let z = NormalDistribution.quantile(1 - alpha)
+            let centre = t0 - (mean - t0)
+            return (centre - z * sd, centre + z * sd)
+        }
+    }
+
+    /// boot's `norm.inter`: the (R+1)α-th order statistic, interpolated on the normal quantile
+    /// scale between neighbours when (R+1)α is not a whole number; the extremes beyond.
+    static func orderStatistic(_ sorted: [Double], _ alpha: Double) -> Double {
+        let r = sorted.count
+        let rank = Double(r + 1) * alpha
+        let k = Int(rank.rounded(.down))
+        if abs(rank - rank.rounded()) < 1e-9 * max(1, rank), Int(rank.rounded()) >= 1, Int(rank.rounded()) <= r {
+            return sorted[Int(rank.rounded()) - 1]
+        }
+        if k < 1 { return sorted[0] }
+        if k >= r { return sorted[r - 1] }
+        let q = NormalDistribution.quantile
+        let a = q(alpha), lo = q(Double(k) / Double(r + 1)), hi = q(Double(k + 1) / Double(r + 1))
+        return sorted[k - 1] + (a - lo) / (hi - lo) * (sorted[k] - sorted[k - 1])
+    }
+}
+
+/// Simulates replicates' cross-products and refits them; one PLS workspace per thread.
+final class BootstrapSimulator: @unchecked Sendable {
+    let fit: FitResult
+    let root: SemidefiniteCholesky
+    private let workers: [PenalizedLeastSquares]
+    private let lambdaTemplates: [[Double]]
+
+    init(_ fit: FitResult, threads: Int) {
+        self.fit = fit
+        root = SemidefiniteCholesky(fit.crossProducts)
+        workers = (0..<max(1, threads)).map { _ in
+            // The fit's own cross-products and ordering: it factored them once already.
+            try! PenalizedLeastSquares(fit.crossProducts, reml: fit.reml, ordering: fit.ordering)
+        }
+        lambdaTemplates = RelativeCovarianceFactor(terms: fit.terms).templates(fit.theta)
+    }
+
+    /// Replicate `index`'s cross-products: only [Z'y*; X'y*; y*'y*] differ from the data's.
+    func crossProducts(replicate index: Int, seed: UInt64) -> CrossProducts {
+        let cp = fit.crossProducts
+        let q = cp.randomEffectsCount, p = cp.fixedCount, sigma = fit.sigma
+        var random = Xoshiro256(seed: seed, stream: index)
+        var b = (0..<q).map { _ in random.nextNormal() }
+        RelativeCovarianceFactor(terms: fit.terms).apply(lambdaTemplates, to: &b)
+        let gamma = b.map { $0 * sigma } + fit.beta
+        let a = (0..<(q + p)).map { _ in random.nextNormal() }
+        let c = random.nextChiSquare(df: cp.rows - root.rank)
+        let g = cp.gramTimes(gamma)
+        let noise = root.transposedRootTimes(a).map { $0 * sigma }
+        let wy = zip(g, noise).map { $0 + $1 }
+        var aa = 0.0
+        for j in 0..<(q + p) where root.pivots[j] > 0 { aa += a[j] * a[j] }
+        var yy = sigma * sigma * (aa + c)
+        for j in 0..<(q + p) { yy += gamma[j] * (g[j] + 2 * noise[j]) }
+        return cp.replacingResponse(wy, yy)
+    }
+
+    /// Refits to `cp` from θ̂ on `thread`'s workspace.
+    func refit(_ cp: CrossProducts, index: Int, thread: Int) -> BootstrapReplicate {
+        let pls = workers[thread]
+        pls.replaceResponse(with: cp)
+        var summary = OptimizerSummary()
+        let nan = BootstrapReplicate(index: index, theta: fit.theta.map { _ in .nan }, beta: fit.beta.map { _ in .nan },
+                                     sigma: .nan, deviance: .nan)
+        guard let (theta, _) = try? Optimizer.minimize({ pls.objective($0) }, start: fit.theta,
+                                                        lower: pls.factor.lowerBounds, summary: &summary),
+              let e = pls.evaluate(theta) else { return nan }
+        return BootstrapReplicate(index: index, theta: theta, beta: pls.fixedEffects(e), sigma: pls.residualSD(e),
+                                  deviance: e.deviance)
+    }
+
+    func replicate(_ index: Int, seed: UInt64, thread: Int) -> BootstrapReplicate {
+        refit(crossProducts(replicate: index, seed: seed), index: index, thread: thread)
+    }
+}
+
+extension CrossProducts {
+    /// Gγ with G = [Z X]'[Z X], for γ of length q + p.
+    func gramTimes(_ gamma: [Double]) -> [Double] {
+        let q = randomEffectsCount, p = fixedCount
+        var out = [Double](repeating: 0, count: q + p)
+        for c in 0..<q {
+            for k in zzColumnStarts[c]..<zzColumnStarts[c + 1] {
+                let r = zzRowIndices[k], v = zzValues[k]
+                out[r] += v * gamma[c]
+                if r != c { out[c] += v * gamma[r] }
+            }
+        }
+        for j in 0..<p {
+            let bj = gamma[q + j]
+            for i in 0..<q {
+                let zx = zxy[i + j * q]
+                out[i] += zx * bj
+                out[q + j] += zx * gamma[i]
+            }
+            for i in 0..<p { out[q + i] += xx(i, j) * bj }
+        }
+        return out
+    }
+
+    /// The same rows with another response, given [Z'y; X'y] (length q + p) and y'y.
+    func replacingResponse(_ wy: [Double], _ yy: Double) -> CrossProducts {
+        let q = randomEffectsCount, p = fixedCount, p1 = p + 1
+        var zxy = self.zxy, xyxy = self.xyxy
+        for i in 0..<q { zxy[i + p * q] = wy[i] }
+        for j in 0..<p { xyxy[j + p * p1] = wy[q + j]; xyxy[p + j * p1] = wy[q + j] }
+        xyxy[p + p * p1] = yy
+        return CrossProducts(rows: rows, terms: terms, fixedNames: fixedNames, blockStart: blockStart, blockTerm: blockTerm,
+                             blockRowStarts: blockRowStarts, blockRows: blockRows, zzColumnStarts: zzColumnStarts,
+                             zzRowIndices: zzRowIndices, zzValues: zzValues, zxy: zxy, xyxy: xyxy)
+    }
+}

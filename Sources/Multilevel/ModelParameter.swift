@@ -1,0 +1,79 @@
+import Foundation
+
+/// One parameter a reader wants an interval for: a random-effect standard deviation or
+/// correlation, the residual standard deviation, or a fixed effect (lme4's `.sig01`, …,
+/// `.sigma`, then the coefficients, in that order).
+public struct ModelParameter: Sendable, Equatable {
+    public enum Kind: String, Sendable { case sd, cor, sigma, beta }
+    public let kind: Kind
+    /// For sd and cor: the group and effects as in `varcorr`; for beta: the coefficient's name.
+    public let group: String?
+    public let var1: String?
+    public let var2: String?
+    public let name: String?
+    public let estimate: Double
+
+    /// A readable label: `sd((Intercept)|Subject)`, `cor((Intercept),Days|Subject)`, `sigma`, `Days`.
+    public var label: String {
+        switch kind {
+        case .sd: return "sd(\(var1 ?? "")|\(group ?? ""))"
+        case .cor: return "cor(\(var1 ?? ""),\(var2 ?? "")|\(group ?? ""))"
+        case .sigma: return "sigma"
+        case .beta: return name ?? ""
+        }
+    }
+
+    /// The parameters of a fit, in lme4's order: each term's SDs and correlations in the order
+    /// of θ (the lower triangle of T_k by columns), σ, then β.
+    static func all(of fit: FitResult) -> [ModelParameter] {
+        parameters(terms: fit.terms, fixedNames: fit.fixedNames, values: values(fit.varcorr, fit.sigma, fit.beta))
+    }
+
+    /// The names in `all(of:)` order with the values given.
+    static func parameters(terms: [RandomEffectsTerm], fixedNames: [String], values v: [Double]) -> [ModelParameter] {
+        var out: [ModelParameter] = []
+        var count: [String: Int] = [:]
+        for t in terms {
+            let seen = count[t.group, default: 0]
+            count[t.group] = seen + 1
+            let group = seen == 0 ? t.group : "\(t.group).\(seen)"
+            for col in 0..<t.dimension { for row in col..<t.dimension {
+                let kind: Kind = row == col ? .sd : .cor
+                out.append(ModelParameter(kind: kind, group: group, var1: t.effects[col],
+                                          var2: row == col ? nil : t.effects[row], name: nil, estimate: v[out.count]))
+            } }
+        }
+        out.append(ModelParameter(kind: .sigma, group: nil, var1: nil, var2: nil, name: nil, estimate: v[out.count]))
+        for name in fixedNames { out.append(ModelParameter(kind: .beta, group: nil, var1: nil, var2: nil, name: name, estimate: v[out.count])) }
+        return out
+    }
+
+    /// The parameter values, in `all(of:)` order, from lme4's VarCorr table, σ and β.
+    static func values(_ varcorr: [VarCorrEntry], _ sigma: Double, _ beta: [Double]) -> [Double] {
+        // VarCorr lists a term's variances, then its covariances (row-major upper); θ's order
+        // is the lower triangle by columns: sd_1, cor_21, cor_31, …, sd_2, cor_32, …
+        var out: [Double] = []
+        var i = 0
+        while i < varcorr.count, varcorr[i].group != "Residual" {
+            let group = varcorr[i].group
+            let entries = varcorr[i...].prefix { $0.group == group }
+            let sds = entries.filter { $0.var2 == nil }
+            for (col, sd) in sds.enumerated() {
+                out.append(sd.sdcor)
+                for row in (col + 1)..<max(col + 1, sds.count) {
+                    let cor = entries.first { $0.var1 == sd.var1 && $0.var2 == sds[row].var1 }
+                    out.append(cor?.sdcor ?? .nan)
+                }
+            }
+            i += entries.count
+        }
+        return out + [sigma] + beta
+    }
+}
+
+/// A confidence interval for one parameter.
+public struct ParameterInterval: Sendable, Equatable {
+    public let parameter: ModelParameter
+    public let lower: Double
+    public let upper: Double
+}

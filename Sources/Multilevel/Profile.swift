@@ -1,0 +1,351 @@
+import Foundation
+
+/// Profile-likelihood intervals (DESIGN §5), as lme4's `profile()` and `confint()` make them.
+///
+/// For each parameter φ — each random-effect SD and correlation, σ, each β_j — the signed root
+/// ζ(φ) = sign(φ − φ̂)·√(d(φ) − d(φ̂)) is traced outward from φ̂ in both directions, the other
+/// parameters re-optimised at each point starting from the neighbouring point's optimum, and
+/// the limits are where ζ = ∓z_{(1+level)/2}. Like lme4, d is the ML deviance whatever the fit's
+/// criterion (a REML fit is profiled about its ML refit):
+///
+/// - SDs, correlations and σ: d(ω) = log|L_θ|² + r²(θ)/σ² + n log(2πσ²), with ω = (the SDs and
+///   correlations of each term, in θ's order; σ) and θ = the Cholesky factor of Σ_k/σ², so
+///   β is profiled out and σ is explicit; the other components of ω move within their bounds
+///   (SD ≥ 0, −1 ≤ correlation ≤ 1).
+/// - β_j: x_jβ_j moves into the response — the cross-products change without the rows — and
+///   the ML deviance is minimised over θ with the other β and σ profiled out.
+///
+/// Each (parameter, direction) is one job for `JobDistribution`. Where ζ is found by a trace
+/// point, the limit is then refined by the Illinois method on the profile itself, not read off
+/// an interpolating spline; where a bound (an SD of 0, a correlation of ±1) comes before
+/// ζ = ∓z, the limit is the bound, as lme4 reports it.
+public enum ProfileLikelihood {
+    public static func run(_ fit: FitResult, options: ProfileOptions) throws -> ProfileResult? {
+        guard options.level > 0 && options.level < 1 else { throw InputError("the confidence level must be between 0 and 1") }
+        let communicator = options.communicator
+        let engine = try ProfileEngine(fit, threads: options.threads)
+        let jobs = 2 * engine.parameters.count
+        var results: [Int: [UInt8]] = [:]
+        var checkpoint: Checkpoint?
+        let kind = "profile-\(options.level)"
+        if communicator.isRoot, let path = options.checkpoint {
+            checkpoint = try Checkpoint(path: path, fit: fit)
+            results = checkpoint!.finished(kind).filter { $0.key < jobs }
+        }
+        if communicator.isRoot { options.progress?(results.count, jobs) }
+        let z = NormalDistribution.quantile((1 + options.level) / 2)
+        try JobDistribution(communicator: communicator, threads: options.threads, batch: 1).run(
+            jobs: (0..<jobs).filter { results[$0] == nil },
+            work: { job, thread in engine.trace(job / 2, direction: job % 2 == 0 ? -1 : 1, z: z, thread: thread).encoded() },
+            delivered: { job, bytes in
+                try checkpoint?.record(kind, job: job, bytes)
+                results[job] = bytes
+                options.progress?(results.count, jobs)
+            })
+        guard communicator.isRoot else { return nil }
+        let traces = (0..<jobs).map { ProfileTrace(decoding: results[$0]!) }
+        let parameters = ModelParameter.all(of: fit)
+        return ProfileResult(
+            level: options.level,
+            intervals: parameters.indices.map {
+                ParameterInterval(parameter: parameters[$0], lower: traces[2 * $0].limit, upper: traces[2 * $0 + 1].limit)
+            },
+            traces: parameters.indices.map { m in
+                let down = traces[2 * m].points.reversed(), up = traces[2 * m + 1].points.dropFirst()
+                return (parameters[m], Array(down) + Array(up))
+            })
+    }
+}
+
+public struct ProfileOptions {
+    public var level: Double
+    public var threads: Int
+    public var checkpoint: String?
+    public var communicator: Communicator
+    /// Called on rank 0 with (traces done, traces in all).
+    public var progress: ((Int, Int) -> Void)?
+
+    public init(level: Double = 0.95, threads: Int = ProcessInfo.processInfo.activeProcessorCount,
+                checkpoint: String? = nil, communicator: Communicator = SingleProcess(),
+                progress: ((Int, Int) -> Void)? = nil) {
+        self.level = level
+        self.threads = threads
+        self.checkpoint = checkpoint
+        self.communicator = communicator
+        self.progress = progress
+    }
+}
+
+/// Profile intervals and, per parameter, its ζ trace: (value, ζ) in increasing value.
+public struct ProfileResult: Sendable {
+    public let level: Double
+    public let intervals: [ParameterInterval]
+    public let traces: [(parameter: ModelParameter, points: [(value: Double, zeta: Double)])]
+
+    /// The traces as CSV: one line per point.
+    public func tracesCSV() -> String {
+        var out = "parameter,group,var1,var2,name,value,zeta\n"
+        let field = { (s: String?) in s.map { "\"" + $0.replacingOccurrences(of: "\"", with: "\"\"") + "\"" } ?? "" }
+        for (p, points) in traces {
+            for pt in points {
+                out += "\(p.kind.rawValue),\(field(p.group)),\(field(p.var1)),\(field(p.var2)),\(field(p.name)),\(pt.value),\(pt.zeta)\n"
+            }
+        }
+        return out
+    }
+}
+
+/// One direction of one parameter's profile: the points from φ̂ outward, and the limit.
+struct ProfileTrace {
+    var points: [(value: Double, zeta: Double)]
+    var limit: Double
+
+    func encoded() -> [UInt8] {
+        var w = ByteWriter()
+        w.doubles(points.map(\.value)); w.doubles(points.map(\.zeta)); w.double(limit)
+        return w.bytes
+    }
+
+    init(points: [(value: Double, zeta: Double)], limit: Double) {
+        self.points = points
+        self.limit = limit
+    }
+
+    init(decoding bytes: [UInt8]) {
+        var r = ByteReader(bytes)
+        let values = r.doubles(), zetas = r.doubles()
+        self.init(points: Array(zip(values, zetas)).map { (value: $0.0, zeta: $0.1) }, limit: r.double())
+    }
+}
+
+/// The ML refit, the deviances with parameters held fixed, and the tracing.
+final class ProfileEngine: @unchecked Sendable {
+    let cp: CrossProducts
+    let terms: [RandomEffectsTerm]
+    let parameters: [ModelParameter]
+    /// The ML optimum: ω̂ (SDs, correlations, σ), β̂, their deviance, and β̂'s standard errors.
+    let omega: [Double]
+    let theta: [Double]
+    let beta: [Double]
+    let standardErrors: [Double]
+    let minimum: Double
+    /// Which components of ω are correlations (bounded by ±1); the others are SDs and σ (≥ 0).
+    let isCorrelation: [Bool]
+    private let workers: [PenalizedLeastSquares]
+    private let ordering: FillReducingOrdering
+
+    init(_ fit: FitResult, threads: Int) throws {
+        cp = fit.crossProducts
+        terms = fit.terms
+        ordering = fit.ordering
+        parameters = ModelParameter.all(of: fit)
+        let ml = fit.reml ? try LinearMixedModel.fit(cp, options: FitOptions(reml: false, ordering: fit.ordering)) : fit
+        let values = ModelParameter.values(ml.varcorr, ml.sigma, ml.beta)
+        omega = Array(values[..<(values.count - ml.beta.count)])
+        theta = ml.theta
+        beta = ml.beta
+        standardErrors = ml.standardErrors
+        minimum = ml.objective
+        isCorrelation = parameters.prefix(omega.count).map { $0.kind == .cor }
+        workers = try (0..<max(1, threads)).map { _ in try PenalizedLeastSquares(fit.crossProducts, reml: false, ordering: fit.ordering) }
+    }
+
+    private func zeta(_ value: Double, _ centre: Double, _ deviance: Double) -> Double {
+        let d = max(0, deviance - minimum).squareRoot()
+        return value < centre ? -d : d
+    }
+
+    // MARK: SDs, correlations, σ
+
+    /// θ and σ from ω, or nil when a term's SDs and correlations make no covariance matrix.
+    func thetaAndSigma(_ omega: [Double]) -> ([Double], Double)? {
+        let sigma = omega[omega.count - 1]
+        guard sigma > 0 else { return nil }
+        var theta: [Double] = []
+        var at = 0
+        for t in terms {
+            let d = t.dimension
+            var sd = [Double](repeating: 0, count: d), cor = [Double](repeating: 0, count: d * d)
+            for c in 0..<d { for r in c..<d {
+                if r == c { sd[c] = omega[at] } else { cor[r + c * d] = omega[at]; cor[c + r * d] = omega[at] }
+                at += 1
+            } }
+            var s = [Double](repeating: 0, count: d * d)
+            for i in 0..<d { for j in 0..<d { s[i + j * d] = sd[i] * sd[j] * (i == j ? 1 : cor[i + j * d]) / (sigma * sigma) } }
+            guard let lower = Self.semidefiniteCholesky(s, order: d) else { return nil }
+            for c in 0..<d { for r in c..<d { theta.append(lower[r + c * d]) } }
+        }
+        return (theta, sigma)
+    }
+
+    /// The lower L with LL' = S for a positive semidefinite S (zero columns at zero pivots); nil if S is not semidefinite.
+    static func semidefiniteCholesky(_ s: [Double], order d: Int) -> [Double]? {
+        var l = [Double](repeating: 0, count: d * d)
+        let scale = (0..<d).map { s[$0 + $0 * d] }.max() ?? 0
+        for j in 0..<d {
+            var pivot = s[j + j * d]
+            for k in 0..<j { pivot -= l[j + k * d] * l[j + k * d] }
+            if pivot < -1e-10 * max(scale, 1e-300) { return nil }
+            if pivot <= 1e-12 * scale { continue }
+            let ljj = pivot.squareRoot()
+            l[j + j * d] = ljj
+            for i in (j + 1)..<max(j + 1, d) {
+                var v = s[i + j * d]
+                for k in 0..<j { v -= l[i + k * d] * l[j + k * d] }
+                l[i + j * d] = v / ljj
+            }
+        }
+        return l
+    }
+
+    /// The ML deviance with σ explicit, at ω.
+    func deviance(_ omega: [Double], thread: Int) -> Double {
+        guard let (theta, sigma) = thetaAndSigma(omega), let e = workers[thread].evaluate(theta) else { return .infinity }
+        let n = Double(cp.rows)
+        return e.logDetL2 + e.penalizedRSS / (sigma * sigma) + n * log(2 * Double.pi * sigma * sigma)
+    }
+
+    /// The least deviance with ω_m = value, the other components moving from `start`; and where it is.
+    func profileVariance(_ m: Int, value: Double, start: [Double], thread: Int) -> (Double, [Double]) {
+        let free = omega.indices.filter { $0 != m }
+        let lower = free.map { isCorrelation[$0] ? -1.0 : 0.0 }
+        let upper = free.map { isCorrelation[$0] ? 1.0 : Double.infinity }
+        let x0 = free.enumerated().map { i, c in min(max(start[c], lower[i]), upper[i]) }
+        let full = { (x: [Double]) -> [Double] in
+            var w = start
+            w[m] = value
+            for (i, c) in free.enumerated() { w[c] = x[i] }
+            return w
+        }
+        var summary = OptimizerSummary()
+        guard let (x, d) = try? Optimizer.minimize({ self.deviance(full($0), thread: thread) }, start: x0,
+                                                    lower: lower, upper: upper, summary: &summary) else {
+            return (.infinity, start)
+        }
+        return (d, full(x))
+    }
+
+    // MARK: β
+
+    /// The least ML deviance with β_j = value, over θ from `start`; and the θ reached.
+    func profileFixed(_ j: Int, value: Double, start: [Double], pls: PenalizedLeastSquares) -> (Double, [Double]) {
+        pls.replaceResponse(with: cp.fixingCoefficient(j, at: value))
+        var summary = OptimizerSummary()
+        guard let (theta, d) = try? Optimizer.minimize({ pls.objective($0) }, start: start,
+                                                        lower: pls.factor.lowerBounds, summary: &summary) else {
+            return (.infinity, start)
+        }
+        return (d, theta)
+    }
+
+    // MARK: Tracing
+
+    /// Traces parameter m (ω's components, then β) from the ML optimum in `direction` until
+    /// |ζ| passes both z and 3, or a bound; the limit is where ζ = direction·z.
+    func trace(_ m: Int, direction: Double, z: Double, thread: Int) -> ProfileTrace {
+        let cutoff = max(3, z + 0.5)
+        let isFixed = m >= omega.count
+        let centre = isFixed ? beta[m - omega.count] : omega[m]
+        // ζ at a value, carrying the optimum along as the next start.
+        var state: [Double]
+        var evaluate: (Double, [Double]) -> (Double, [Double])
+        if isFixed {
+            let j = m - omega.count
+            guard let pls = try? PenalizedLeastSquares(cp.fixingCoefficient(j, at: beta[j]), reml: false, ordering: ordering) else {
+                return ProfileTrace(points: [(centre, 0)], limit: .nan)
+            }
+            state = theta
+            evaluate = { value, start in
+                let (d, t) = self.profileFixed(j, value: value, start: start, pls: pls)
+                return (self.zeta(value, centre, d), t)
+            }
+        } else {
+            state = omega
+            evaluate = { value, start in
+                let (d, w) = self.profileVariance(m, value: value, start: start, thread: thread)
+                return (self.zeta(value, centre, d), w)
+            }
+        }
+        let bound: Double = isFixed ? direction * .infinity
+            : (isCorrelation[m] ? direction : (direction < 0 ? 0 : .infinity))
+        var step: Double
+        if isFixed {
+            step = standardErrors[m - omega.count] * cutoff / 8
+        } else {
+            step = isCorrelation[m] ? 0.05 : max(abs(centre), 1e-3 * omega[omega.count - 1]) * 0.1
+        }
+        var points: [(value: Double, zeta: Double)] = [(centre, 0)]
+        var starts: [[Double]] = [state]
+        var limit = Double.nan
+        for _ in 0..<60 {
+            var next = points.last!.value + direction * step
+            var atBound = false
+            if direction * (next - bound) >= 0 {
+                // The bound itself for correlations and SDs at 0 (σ's deviance is infinite at 0: approach it).
+                if !isFixed && !isCorrelation[m] && m == omega.count - 1 {
+                    next = (points.last!.value + bound) / 2
+                } else {
+                    next = bound
+                    atBound = true
+                }
+            }
+            let (zeta, optimum) = evaluate(next, starts.last!)
+            guard zeta.isFinite else { break }
+            points.append((next, zeta))
+            starts.append(optimum)
+            if direction * zeta >= z && limit.isNaN {
+                let k = points.count - 1
+                limit = refine(between: points[k - 1], and: points[k], target: direction * z,
+                               start: starts[k - 1], evaluate: evaluate)
+            }
+            if direction * zeta >= cutoff { break }
+            if atBound {
+                if limit.isNaN { limit = bound }
+                break
+            }
+            // Aim for a rise in |ζ| of about cutoff/8 per step, from the local slope.
+            let (a, b) = (points[points.count - 2], points[points.count - 1])
+            let slope = abs((b.zeta - a.zeta) / (b.value - a.value))
+            if slope.isFinite && slope > 0 { step = min(max((cutoff / 8) / slope, step / 2), step * 4) } else { step *= 2 }
+        }
+        return ProfileTrace(points: points, limit: limit)
+    }
+
+    /// The value between two trace points where ζ = target (Illinois method on the profile).
+    private func refine(between a0: (value: Double, zeta: Double), and b0: (value: Double, zeta: Double), target: Double,
+                        start: [Double], evaluate: (Double, [Double]) -> (Double, [Double])) -> Double {
+        var (a, fa) = (a0.value, a0.zeta - target), (b, fb) = (b0.value, b0.zeta - target)
+        var side = 0
+        for _ in 0..<30 {
+            let c = (a * fb - b * fa) / (fb - fa)
+            if abs(b - a) <= 1e-9 * max(abs(a), abs(b), 1e-12) { return c }
+            let fc = evaluate(c, start).0 - target
+            if !fc.isFinite { return c }
+            if abs(fc) < 1e-7 { return c }
+            if (fc > 0) == (fb > 0) {
+                (b, fb) = (c, fc)
+                if side == -1 { fa /= 2 }
+                side = -1
+            } else {
+                (a, fa) = (c, fc)
+                if side == 1 { fb /= 2 }
+                side = 1
+            }
+        }
+        return (a * fb - b * fa) / (fb - fa)
+    }
+}
+
+extension CrossProducts {
+    /// The cross-products with β_j fixed at `value`: x_jβ_j moved into the response and column j
+    /// of X removed (y' = y − x_jβ_j).
+    func fixingCoefficient(_ j: Int, at value: Double) -> CrossProducts {
+        let q = randomEffectsCount, p = fixedCount
+        let others = (0..<p).filter { $0 != j }
+        var wy = [Double](repeating: 0, count: q + others.count)
+        for i in 0..<q { wy[i] = zxy[i + p * q] - value * zxy[i + j * q] }
+        for (k, c) in others.enumerated() { wy[q + k] = xyxy[c + p * (p + 1)] - value * xx(c, j) }
+        let yy = xyxy[p + p * (p + 1)] - 2 * value * xyxy[j + p * (p + 1)] + value * value * xx(j, j)
+        return selectingFixed(others).replacingResponse(wy, yy)
+    }
+}
