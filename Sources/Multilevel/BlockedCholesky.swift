@@ -337,3 +337,10 @@ final class BlockedCholesky: SymmetricFactorization {
         }
     }
 }
+
+/// Runs OpenBLAS's kernels on one thread. OpenBLAS cuts `dpotrf` into blocks by its thread
+/// count, so the last bits of a factor depend on how many threads it runs on — and mpirun's
+/// core binding changes that count from rank to rank. With one BLAS thread a fit, a bootstrap
+/// replicate and a profile point are bit for bit the same on any rank; the cores are used by
+/// this package's own threads instead (reading, forming the Schur complement, replicates).
+public func useOneThreadInBLAS() { openblas_set_num_threads(1) }

@@ -25,9 +25,9 @@ import Foundation
 /// entries per thread, the total, and at most one run per counter level, each of at most one
 /// group: the bound does not grow with the number of rows once the pattern of Z'Z stops
 /// growing (other ranks than 0 also keep their own finished groups until the end).
-final class CrossProductAccumulator: @unchecked Sendable {
+public final class CrossProductAccumulator: @unchecked Sendable {
     /// Rows of the file in one segment: the unit of sorting and of the fixed summation order.
-    static let segmentRows = 16_384
+    public static let segmentRows = 16_384
     /// Levels of the binary counter below the total: 2⁴ segments = 262,144 rows to a group.
     static let counterHeight = 4
 

@@ -18,6 +18,10 @@ public struct FitOptions: Sendable {
     public var trace: (@Sendable (_ evaluation: Int, _ theta: [Double], _ deviance: Double) -> Void)?
     /// The job's ranks: each reads its slab of the rows; every rank gets the same fit.
     public var communicator: Communicator
+    /// Rows per segment, the unit of the fixed summation order (ranks read groups of 16
+    /// segments). Results depend on it through rounding only; tests make it small so that a
+    /// small file spreads over several ranks.
+    public var segmentRows = CrossProductAccumulator.segmentRows
 
     public init(reml: Bool = true, chunkRows: Int = 65_536, ordering: FillReducingOrdering = .natural,
                 threads: Int = ProcessInfo.processInfo.activeProcessorCount,
@@ -47,7 +51,7 @@ public enum LinearMixedModel {
         let t0 = clock.now
         let parsed = try Formula.parse(formula)
         let frame = try ModelFrame.scan(parsed, source: data, chunkRows: options.chunkRows, threads: options.threads,
-                                        communicator: options.communicator)
+                                        communicator: options.communicator, segmentRows: options.segmentRows)
         let t1 = clock.now
         let crossProducts = try frame.crossProducts(threads: options.threads)
         let t2 = clock.now

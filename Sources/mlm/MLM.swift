@@ -33,16 +33,21 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Ordering for the sparse Cholesky factor: natural (terms by decreasing number of levels; fastest on crossed designs), amd, metis, or best (CHOLMOD's least-fill choice).")
     var ordering: String = "natural"
 
+    @Option(help: ArgumentHelp("Rows per segment of the fixed summation order (for tests).", visibility: .hidden))
+    var segmentRows = CrossProductAccumulator.segmentRows
+
     func fit(trace: (@Sendable (Int, [Double], Double) -> Void)? = nil) throws -> FitResult {
         guard chunkRows > 0 else { throw InputError("--chunk-rows must be a positive number of rows") }
         guard threads > 0 else { throw InputError("--threads must be a positive number") }
+        guard segmentRows > 0 else { throw InputError("--segment-rows must be a positive number of rows") }
         guard let order = FillReducingOrdering(rawValue: ordering) else {
             throw InputError("--ordering must be one of \(FillReducingOrdering.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         let data = try openTable(path: file, table: table)
-        return try LinearMixedModel.fit(formula, data: data,
-                                        options: FitOptions(reml: !ml, chunkRows: chunkRows, ordering: order, threads: threads,
-                                                            trace: trace, communicator: Job.communicator))
+        var options = FitOptions(reml: !ml, chunkRows: chunkRows, ordering: order, threads: threads,
+                                 trace: trace, communicator: Job.communicator)
+        options.segmentRows = segmentRows
+        return try LinearMixedModel.fit(formula, data: data, options: options)
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Multilevel
 
 /// CHOLMOD's supernodal factorisation opens an OpenMP parallel region for every supernode.
 /// A crossed design has thousands of small supernodes, and their fork/join costs more than the
@@ -14,6 +15,7 @@ if getenv("OMP_THREAD_LIMIT") == nil {
 }
 // Under mpirun every rank runs this; MPI starts here, on the main thread, and ends before exit.
 _ = Job.communicator
+useOneThreadInBLAS()
 do {
     var command = try MLM.parseAsRoot()
     try command.run()

@@ -1,0 +1,122 @@
+import Foundation
+import XCTest
+
+/// The command under `mpirun`: ranks share the reading, the replicates and the profile traces,
+/// and rank 0 writes what one process would have written, bit for bit; a killed bootstrap
+/// resumes from its checkpoint.
+final class MPITests: ScratchDirectoryTestCase {
+    let multimember = "y ~ x + (1 | mm(school1, school2, school3, weights = cbind(w1, w2, w3))) + (1 | nbhd)"
+
+    /// Runs `mpirun -np ranks mlm arguments` (as root if need be, more ranks than cores allowed).
+    func mpirun(_ ranks: Int, _ arguments: [String]) throws -> Run {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["mpirun", "-np", String(ranks), "--oversubscribe", Self.binary] + arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+        environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+        process.environment = environment
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Run(status: process.terminationStatus, stdout: String(decoding: o, as: UTF8.self),
+                   stderr: String(decoding: e, as: UTF8.self), signalled: process.terminationReason == .uncaughtSignal)
+    }
+
+    /// 4,000 rows in segments of 50 rows make five groups of 800, so 2 and 3 ranks each read
+    /// their own rows (3 ranks: 800, 1,600 and 1,600). One process, and 1, 2 and 3 ranks, print
+    /// the same summary and intervals and write byte-identical replicate tables, profile traces and JSON.
+    func testAnyNumberOfRanksGivesTheSameTablesAndIntervals() throws {
+        func arguments(_ tag: String) -> [String] {
+            ["fit", Fixtures.path("multimember.h5"), "--formula", multimember, "--segment-rows", "50",
+             "--bootstrap", "40", "--seed", "9", "--profile",
+             "--bootstrap-table", temporary("boot-\(tag).csv"), "--profile-table", temporary("profile-\(tag).csv"),
+             "--json", temporary("fit-\(tag).json")]
+        }
+        let single = try mlm(arguments("single"))
+        XCTAssertEqual(single.status, 0, single.stderr)
+        XCTAssertTrue(single.stdout.contains("Percentile bootstrap intervals"))
+        XCTAssertTrue(single.stdout.contains("Profile-likelihood intervals"))
+        let files = ["boot-%@.csv", "profile-%@.csv", "fit-%@.json"]
+        let reference = try files.map { try String(contentsOfFile: temporary(String(format: $0, "single")), encoding: .utf8) }
+        XCTAssertEqual(reference[0].split(separator: "\n").count, 41)
+        for ranks in [1, 2, 3] {
+            let run = try mpirun(ranks, arguments("\(ranks)"))
+            XCTAssertEqual(run.status, 0, run.stderr)
+            XCTAssertEqual(run.stdout, single.stdout, "\(ranks) ranks")
+            for (k, file) in files.enumerated() {
+                let text = try String(contentsOfFile: temporary(String(format: file, "\(ranks)")), encoding: .utf8)
+                XCTAssertEqual(text, reference[k], "\(file), \(ranks) ranks")
+            }
+        }
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: temporary("fit-3.json")))) as! [String: Any]
+        let boot = json["bootstrap"] as! [String: Any], profile = json["profile"] as! [String: Any]
+        XCTAssertEqual(boot["replicates"] as? Int, 40)
+        XCTAssertEqual(boot["seed"] as? Int, 9)
+        XCTAssertEqual(boot["level"] as? Double, 0.95)
+        for intervals in [boot["intervals"], profile["intervals"]] {
+            let list = intervals as! [[String: Any]]
+            XCTAssertEqual(list.map { $0["parameter"] as! String }, ["sd", "sd", "sigma", "beta", "beta"])
+            XCTAssertEqual(list[4]["name"] as? String, "x")
+            XCTAssertTrue(list[0]["var2"] is NSNull)
+            for i in list { XCTAssertLessThan(i["lower"] as! Double, i["upper"] as! Double) }
+        }
+    }
+
+    /// A bootstrap killed (SIGKILL) part-way and run again with the same `--checkpoint`
+    /// computes only the missing replicates and writes the table of an uninterrupted run.
+    func testKilledBootstrapResumesFromItsCheckpoint() throws {
+        let data = Fixtures.path("sleepstudy.csv"), formula = "Reaction ~ Days + (Days | Subject)"
+        let common = ["fit", data, "--formula", formula, "--bootstrap", "1500", "--seed", "4", "--threads", "2"]
+        let whole = try mlm(common + ["--bootstrap-table", temporary("whole.csv")])
+        XCTAssertEqual(whole.status, 0, whole.stderr)
+
+        let checkpoint = temporary("run.checkpoint")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.arguments = common + ["--bootstrap-table", temporary("resumed.csv"), "--checkpoint", checkpoint]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        func recorded() -> Int {
+            ((try? String(contentsOfFile: checkpoint, encoding: .utf8)) ?? "").split(separator: "\n").count - 1
+        }
+        let deadline = Date().addingTimeInterval(120)
+        while recorded() < 100 && process.isRunning && Date() < deadline { usleep(5_000) }
+        XCTAssertTrue(process.isRunning, "the bootstrap finished before it could be killed")
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        let done = recorded()
+        XCTAssertGreaterThanOrEqual(done, 100)
+        XCTAssertLessThan(done, 1500)
+
+        let resumed = try mlm(common + ["--bootstrap-table", temporary("resumed.csv"), "--checkpoint", checkpoint])
+        XCTAssertEqual(resumed.status, 0, resumed.stderr)
+        // Progress starts from the replicates already done (plain lines when not a terminal).
+        let first = resumed.stderr.split(separator: "\n").first { $0.hasPrefix("bootstrap: ") }
+        let resumedFrom = Int(first?.dropFirst("bootstrap: ".count).prefix { $0 != "/" } ?? "") ?? -1
+        XCTAssertGreaterThanOrEqual(resumedFrom, done - 1, resumed.stderr)
+        XCTAssertEqual(try String(contentsOfFile: temporary("resumed.csv"), encoding: .utf8),
+                       try String(contentsOfFile: temporary("whole.csv"), encoding: .utf8))
+        XCTAssertEqual(resumed.stdout, whole.stdout)
+
+        // The same checkpoint with another model is refused, in one line.
+        let other = try mlm(["fit", data, "--formula", "Reaction ~ Days + (1 | Subject)", "--bootstrap", "10",
+                             "--checkpoint", checkpoint])
+        XCTAssertEqual(other.status, 1)
+        XCTAssertEqual(other.stderr, "mlm: error: the checkpoint '\(checkpoint)' was written for another model or data; delete it or give another --checkpoint file\n")
+    }
+
+    /// Bad input under mpirun: every rank stops, one error line, no hang.
+    func testErrorsUnderMPIStopEveryRankWithOneLine() throws {
+        let run = try mpirun(2, ["fit", Fixtures.path("sleepstudy.h5"), "--formula", "Reaction ~ Nights + (1 | Subject)",
+                                 "--bootstrap", "10"])
+        XCTAssertNotEqual(run.status, 0)
+        let lines = run.stderr.split(separator: "\n").filter { $0.hasPrefix("mlm: error:") }
+        XCTAssertEqual(lines.count, 1, run.stderr)
+        XCTAssertTrue(lines.first?.contains("Nights") ?? false, run.stderr)
+    }
+}
