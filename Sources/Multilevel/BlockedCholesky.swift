@@ -13,7 +13,8 @@ import Foundation
 /// On crossed designs S is dense (every level of B meets many levels of A): it is formed here
 /// by scattering each level's W rows into a dense matrix on all cores or, when W itself is
 /// dense enough to make that dearer, by BLAS `dsyrk` on panels of W gathered dense; then it is
-/// factored by LAPACK's `dpotrf` (OpenBLAS). This is what CHOLMOD's supernodal factor does in the natural order,
+/// factored by LAPACK's `dpotrf` in fixed tiles on all cores (`TiledCholesky`, which keeps the
+/// result independent of the thread count). This is what CHOLMOD's supernodal factor does in the natural order,
 /// without its per-supernode assembly for thousands of tiny supernodes.
 ///
 /// Use `BlockedCholesky(crossProducts)`: nil when the structure does not hold (one term, a
@@ -40,7 +41,7 @@ final class BlockedCholesky: SymmetricFactorization {
     private var w: [Double]
     private var blocks: [Double]
     private let s: UnsafeMutableBufferPointer<Double>
-    /// When W is dense enough, W W' is computed by BLAS (dsyrk) on W gathered into dense
+    /// When W is dense enough, W W' is computed by BLAS (dsyrk, `TiledCholesky.subtract`) on W gathered into dense
     /// n2 × `denseBatch` panels, rather than scattered entry by entry.
     private let gatherDense: Bool
     private static let denseBatch = 1_024
@@ -160,10 +161,7 @@ final class BlockedCholesky: SymmetricFactorization {
         }
         guard ok else { return false }
         formSchurComplement()
-        var n = Int32(n2), info: Int32 = 0
-        var uplo = CChar(UInt8(ascii: "L"))
-        dpotrf_(&uplo, &n, s.baseAddress!, &n, &info)
-        guard info == 0 else { return false }
+        guard TiledCholesky.factor(s.baseAddress!, order: n2, threads: threads) else { return false }
         for i in 0..<n2 { logDet += 2 * log(s[i + i * n2]) }
         self.logDet = logDet
         return logDet.isFinite
@@ -233,11 +231,8 @@ final class BlockedCholesky: SymmetricFactorization {
                     for t in 0..<p { panel[row + ((j - first) * p + t) * n2] = w[e * p + t] }
                 }
             }
-            var uplo = CChar(UInt8(ascii: "L")), trans = CChar(UInt8(ascii: "N"))
-            var n = Int32(n2), kk = Int32(k), lda = Int32(n2), ldc = Int32(n2)
-            var alpha = -1.0, beta = 1.0
             panel.withUnsafeBufferPointer { a in
-                dsyrk_(&uplo, &trans, &n, &kk, &alpha, a.baseAddress!, &lda, &beta, s.baseAddress!, &ldc)
+                TiledCholesky.subtract(panel: a.baseAddress!, columns: k, from: s.baseAddress!, order: n2, threads: threads)
             }
             first = last
         }
@@ -337,10 +332,3 @@ final class BlockedCholesky: SymmetricFactorization {
         }
     }
 }
-
-/// Runs OpenBLAS's kernels on one thread. OpenBLAS cuts `dpotrf` into blocks by its thread
-/// count, so the last bits of a factor depend on how many threads it runs on — and mpirun's
-/// core binding changes that count from rank to rank. With one BLAS thread a fit, a bootstrap
-/// replicate and a profile point are bit for bit the same on any rank; the cores are used by
-/// this package's own threads instead (reading, forming the Schur complement, replicates).
-public func useOneThreadInBLAS() { openblas_set_num_threads(1) }
