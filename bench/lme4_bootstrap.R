@@ -11,21 +11,9 @@ args <- commandArgs(TRUE)
 file <- args[1]; text <- args[2]; nsim <- as.integer(args[3])
 reml <- Sys.getenv("ML") != "1"
 
-read_data <- function(file) {   # as in bench/lme4_fit.R
-  if (grepl("\\.csv$", file)) {
-    header <- strsplit(readLines(file, n = 2), ",", fixed = TRUE)
-    quoted <- grepl('^"', header[[2]])
-    d <- read.csv(file, colClasses = ifelse(quoted, "character", NA))
-    for (v in names(d)) if (is.character(d[[v]])) d[[v]] <- factor(d[[v]], levels = sort(unique(na.omit(d[[v]])), method = "radix"))
-    return(d)
-  }
-  suppressMessages(library(hdf5r))
-  f <- H5File$new(file, mode = "r")
-  g <- f[["data"]]
-  d <- as.data.frame(lapply(setNames(g$ls()$name, g$ls()$name), function(n) g[[n]][]))
-  f$close_all()
-  d
-}
+# The folder of this script, to source its neighbours whatever the working directory.
+here <- dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)))
+source(file.path(here, "read_data.R"))
 
 d <- read_data(file)
 form <- as.formula(text)

@@ -13,21 +13,9 @@ file <- args[1]; text <- args[2]; reml <- args[3] != "ML"
 repeats <- if (length(args) >= 4) as.integer(args[4]) else 1
 out <- if (length(args) >= 5) args[5] else NA
 
-read_data <- function(file) {
-  if (grepl("\\.csv$", file)) {
-    header <- strsplit(readLines(file, n = 2), ",", fixed = TRUE)
-    quoted <- grepl('^"', header[[2]])
-    d <- read.csv(file, colClasses = ifelse(quoted, "character", NA))
-    for (v in names(d)) if (is.character(d[[v]])) d[[v]] <- factor(d[[v]], levels = sort(unique(na.omit(d[[v]])), method = "radix"))
-    return(d)
-  }
-  suppressMessages(library(hdf5r))
-  f <- H5File$new(file, mode = "r")
-  g <- f[["data"]]
-  d <- as.data.frame(lapply(setNames(g$ls()$name, g$ls()$name), function(n) g[[n]][]))
-  f$close_all()
-  d
-}
+# The folder of this script, to source its neighbours whatever the working directory.
+here <- dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)))
+source(file.path(here, "read_data.R"))
 
 d <- read_data(file)
 # mm(g1, ..., weights = cbind(w1, ...)) → placeholder factor `mm`, remembered columns.

@@ -12,7 +12,8 @@ public struct JobDistribution {
     public let communicator: Communicator
     /// Threads per rank that run jobs.
     public let threads: Int
-    /// Jobs per request from a rank other than 0 (a multiple of its threads keeps them busy).
+    /// The most jobs per request from a rank other than 0 (a multiple of its threads keeps them
+    /// busy); fewer when few are left.
     public let batch: Int
 
     public init(communicator: Communicator, threads: Int, batch: Int? = nil) {
@@ -63,7 +64,8 @@ public struct JobDistribution {
                 var r = ByteReader(bytes)
                 let count = r.int()
                 for _ in 0..<count { let job = r.int(); deliver(job, r.bytes()) }
-                let next = queue.take(batch)
+                // Guided: smaller batches as the queue empties, so no rank is left holding the last jobs.
+                let next = queue.take(max(1, min(batch, queue.remaining / (2 * communicator.size))))
                 if next.isEmpty { stopped += 1 }
                 // A rank told to stop has sent all its results; jobs it never took stay with others.
                 var w = ByteWriter()
@@ -114,6 +116,7 @@ private final class SharedQueue: @unchecked Sendable {
     /// Hands out nothing more (after a failure).
     func clear() { lock.lock(); jobs.removeSubrange(next...); lock.unlock() }
     var handedOut: Int { lock.lock(); defer { lock.unlock() }; return next }
+    var remaining: Int { lock.lock(); defer { lock.unlock() }; return jobs.count - next }
     var isEmpty: Bool { lock.lock(); defer { lock.unlock() }; return next == jobs.count }
 }
 
