@@ -304,6 +304,48 @@ final class BlockedCholesky: SymmetricFactorization {
         }
     }
 
+    /// The diagonal blocks of A⁻¹ in closed form. With L = [L₁₁ 0; W L_S] and C = S⁻¹ = (L_S L_S')⁻¹
+    /// (LAPACK dpotri on a copy of L_S), level j of the first term has the block
+    /// L_j⁻ᵀ(I + W_j'CW_j)L_j⁻¹ (W_j: level j's rows of W), and the other columns' blocks are C's.
+    func inverseDiagonalBlocks(starts: [Int], size: [Int]) -> [[Double]] {
+        let n2 = self.n2, q1 = self.q1, p = p1
+        var c = Array(UnsafeBufferPointer(s))
+        var n = Int32(n2), info: Int32 = 0
+        var lower = CChar(UInt8(ascii: "L"))
+        dpotri_(&lower, &n, &c, &n, &info)
+        precondition(info == 0, "dpotri failed on a factor that had succeeded")
+        func cAt(_ i: Int, _ j: Int) -> Double { i >= j ? c[i + j * n2] : c[j + i * n2] }
+        return zip(starts, size).map { start, size in
+            if start >= q1 {
+                var m = [Double](repeating: 0, count: size * size)
+                for t in 0..<size { for u in 0..<size { m[u + t * size] = cAt(start - q1 + u, start - q1 + t) } }
+                return m
+            }
+            precondition(size == p && start % p == 0, "blocks of the first term are its levels")
+            let j = start / p
+            // G = I + W_j' C W_j (p × p), then L_j⁻ᵀ G L_j⁻¹ column by column.
+            var g = [Double](repeating: 0, count: p * p)
+            for t in 0..<p { g[t + t * p] = 1 }
+            for e in entryStart[j]..<entryStart[j + 1] {
+                let ce = Int(entryColumn[e])
+                for f in entryStart[j]..<entryStart[j + 1] {
+                    let cef = cAt(ce, Int(entryColumn[f]))
+                    for a in 0..<p { for b in 0..<p { g[a + b * p] += w[e * p + a] * cef * w[f * p + b] } }
+                }
+            }
+            return blocks.withUnsafeBufferPointer { blocks in
+                let l = blocks.baseAddress! + j * p * p
+                g.withUnsafeMutableBufferPointer { g in
+                    // G ← L⁻ᵀ G (columns), then (L⁻ᵀ (L⁻ᵀ G)')' = L⁻ᵀ G L⁻¹ by symmetry.
+                    for col in 0..<p { Self.solveLowerTransposed(l, g.baseAddress! + col * p, order: p) }
+                    for a in 0..<p { for b in 0..<a { (g[a + b * p], g[b + a * p]) = (g[b + a * p], g[a + b * p]) } }
+                    for col in 0..<p { Self.solveLowerTransposed(l, g.baseAddress! + col * p, order: p) }
+                }
+                return g
+            }
+        }
+    }
+
     /// Runs `body` with raw pointers to b, the blocks L_j, W, the level starts and the entry columns.
     private func withPointers(_ b: inout [Double],
                               _ body: (UnsafeMutablePointer<Double>, UnsafePointer<Double>, UnsafePointer<Double>,

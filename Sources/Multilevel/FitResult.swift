@@ -20,6 +20,8 @@ public struct FitResult: Sendable {
     public internal(set) var droppedRows = 0
     /// Wall time of each stage of the fit (reading levels, cross-products, optimisation).
     public internal(set) var timings: [(stage: String, duration: Duration)] = []
+    /// The levels of each categorical variable, by variable name (the coding `predict` reuses).
+    public internal(set) var factorLevels: [(variable: String, levels: [String])] = []
     /// The ordering the factorisation used (refits use it too).
     var ordering: FillReducingOrdering = .natural
 

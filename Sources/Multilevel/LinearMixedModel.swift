@@ -61,6 +61,7 @@ public enum LinearMixedModel {
         result.formula = parsed.text
         result.dataName = data.name
         result.droppedRows = frame.droppedRows
+        result.factorLevels = frame.factorLevelNames
         return result
     }
 

@@ -161,6 +161,80 @@ public struct ModelFrame {
                           communicator: communicator, segmentRows: segmentRows)
     }
 
+    /// New data bound with a fitted model's coding: each factor's levels and each grouping
+    /// factor's levels are the fit's (`factorLevels` by variable name, `groupingLevels` per
+    /// random term of the formula), whatever the new data hold; a level the fit did not see
+    /// gets code −1 (no random effect). When the data lack the response, it is read as 0.
+    static func binding(_ formula: Formula, source: TableSource, chunkRows: Int, factorLevels saved: [String: [String]],
+                        groupingLevels: [[String]]) throws -> ModelFrame {
+        let responseColumns = Set(formula.response.columns)
+        let hasResponse = responseColumns.allSatisfy { source.columnNames.contains($0) }
+        var formula = formula
+        if !hasResponse {
+            let used = Set(formula.fixed.terms.flatMap(\.variables).flatMap(\.columns)
+                           + formula.random.flatMap { $0.effects.terms.flatMap(\.variables).flatMap(\.columns) + $0.grouping.columns })
+            formula = Formula(text: formula.text, response: .transform("0", .number(0)), fixed: formula.fixed,
+                              random: formula.random, columns: formula.columns.filter { !responseColumns.contains($0) || used.contains($0) })
+        }
+        var types: [String: ColumnType] = [:]
+        for c in formula.columns { types[c] = try source.columnType(c) }
+        func values(_ names: [String], column: String) throws -> [LevelValue] {
+            try names.map { name in
+                if types[column] == .string { return .string(name) }
+                guard let x = Double(name) else {
+                    throw InputError("column '\(column)' holds numbers, but the model's level '\(name)' is not a number")
+                }
+                return .number(x)
+            }
+        }
+        var factorLevels: [Variable: LevelIndex] = [:]
+        let allVariables = formula.fixed.terms.flatMap(\.variables) + formula.random.flatMap { $0.effects.terms.flatMap(\.variables) }
+        for v in allVariables where factorLevels[v] == nil {
+            if let names = saved[v.name] {
+                factorLevels[v] = LevelIndex(values: try values(names, column: v.factorColumn))
+            } else {
+                for c in v.columns where types[c] == .string {
+                    throw InputError("'\(v.name)' was numeric in the fitted model, but column '\(c)' holds strings")
+                }
+            }
+        }
+        let coding: (Variable) -> VariableCoding = { factorLevels[$0].map { .categorical(levels: $0.names) } ?? .numeric }
+        let bound = try zip(formula.random, groupingLevels).map { rt, names -> BoundRandomTerm in
+            let levels: GroupingLevels
+            switch rt.grouping {
+            case .factor(let cols) where cols.count > 1:
+                // Components from the fit's combined names ("a:b"), and the combinations it saw.
+                let parts = names.map { $0.split(separator: ":", omittingEmptySubsequences: false).map(String.init) }
+                guard parts.allSatisfy({ $0.count == cols.count }) else {
+                    throw InputError("the model's levels of '\(rt.grouping.name)' are not \(cols.count)-part names a:b")
+                }
+                let components = try cols.indices.map { i in
+                    LevelIndex(values: try values(Array(Set(parts.map { $0[i] })).sorted(), column: cols[i]))
+                }
+                let observed = Set(try parts.map { p in try cols.indices.map { try values([p[$0]], column: cols[$0])[0] } })
+                levels = .interaction(InteractionIndex(components: components, observed: observed))
+            case .factor(let cols):
+                levels = .single(LevelIndex(values: try values(names, column: cols[0])))
+            case .multipleMembership(let groups, _):
+                levels = .single(LevelIndex(values: try values(names, column: groups[0])))
+            }
+            return BoundRandomTerm(term: rt, effects: Design(rt.effects, coding: coding), levels: levels)
+        }
+        return ModelFrame(formula: formula, source: source, chunkRows: chunkRows, fixedDesign: Design(formula.fixed, coding: coding),
+                          randomTerms: bound, completeRows: 0, droppedRows: 0, types: types, factorLevels: factorLevels,
+                          communicator: SingleProcess(), segmentRows: CrossProductAccumulator.segmentRows)
+    }
+
+    /// A chunk of rows as the frame reads them (complete rows marked).
+    func read(_ rows: Range<Int>) throws -> RawChunk {
+        try ChunkReader(source: source, types: types, formula: formula).read(rows)
+    }
+
+    /// The names of the levels of each categorical variable (for saving the model's coding).
+    var factorLevelNames: [(variable: String, levels: [String])] {
+        factorLevels.map { ($0.key.name, $0.value.names) }.sorted { $0.variable < $1.variable }
+    }
+
     /// The job's ranks, and the rows per segment (tests make segments small).
     let communicator: Communicator
     var segmentRows: Int

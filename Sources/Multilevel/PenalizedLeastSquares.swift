@@ -131,6 +131,14 @@ final class PenalizedLeastSquares {
         return u
     }
 
+    /// The diagonal blocks of (Λ'Z'ZΛ + I)⁻¹, one p_k × p_k block (column-major) per level of
+    /// each term, from the factor of the last `evaluate`.
+    func inverseDiagonalBlocks() -> [[Double]] {
+        let cp = crossProducts
+        let dims = cp.blockTerm.map { cp.terms[$0].dimension }
+        return cholesky.inverseDiagonalBlocks(starts: cp.blockStart, size: dims)
+    }
+
     /// Fills CHOLMOD's values with Λ'Z'ZΛ + I on the fixed pattern.
     ///
     /// Block (a, b) of Λ'Z'ZΛ is T_k' (Z'Z)_ab T_l for a in term k and b in term l.

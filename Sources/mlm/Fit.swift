@@ -48,6 +48,9 @@ struct Fit: ParsableCommand {
     @Option(help: "Record finished bootstrap replicates and profile traces in this file; rerunning the same command resumes from it.")
     var checkpoint: String?
 
+    @Option(help: "Write a self-contained HTML report (index.html, with each SVG plot also beside it) into this folder.")
+    var report: String?
+
     func validate() throws {
         if bootstrapTable != nil && bootstrap == nil { throw ValidationError("--bootstrap-table needs --bootstrap") }
         if profileTable != nil && !profile { throw ValidationError("--profile-table needs --profile") }
@@ -99,6 +102,10 @@ struct Fit: ParsableCommand {
             if let ranef { try write(result.conditionalModesCSV(), to: ranef) }
             if let path = bootstrapTable, let boot { try boot.writeTable(to: path) }
             if let path = profileTable, let profiled { try write(profiled.tracesCSV(), to: path) }
+            if let report {
+                let data = try openTable(path: model.reading.file, table: model.reading.table)
+                try HTMLReport.write(fit: result, data: data, bootstrap: boot, profile: profiled, to: report)
+            }
         }
     }
 }

@@ -6,28 +6,22 @@ struct MLM: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mlm",
         abstract: "Fit linear mixed (multilevel) models by REML or ML, lme4-compatible, on large data.",
-        subcommands: [Fit.self, Ranef.self, Simulate.self]
+        subcommands: [Fit.self, Compare.self, Predict.self, Ranef.self, Simulate.self]
     )
 }
 
-/// The data file, the formula and the fitting options shared by every subcommand that fits.
-struct ModelOptions: ParsableArguments {
+/// The data file and how to read and factor it: shared by every subcommand that fits.
+struct ReadingOptions: ParsableArguments {
     @Argument(help: "The data: a .csv file, or an .h5 file (a group of 1-D column datasets, or a compound dataset).")
     var file: String
-
-    @Option(help: "The model, in lme4 syntax, e.g. \"y ~ x + (1 + x | school)\".")
-    var formula: String
 
     @Option(help: "For .h5 files: the group or compound dataset holding the table (default: the file's only one).")
     var table: String?
 
-    @Flag(help: "Fit by maximum likelihood instead of REML.")
-    var ml = false
-
     @Option(help: "Rows read per chunk (the fit does not depend on it).")
     var chunkRows = 65_536
 
-    @Option(help: "Threads that read the data and accumulate the cross-products (default: one per core; the fit does not depend on it).")
+    @Option(help: "Threads that read the data and accumulate the cross-products, and that refit bootstrap replicates and profile points (default: one per core; the results do not depend on it).")
     var threads = ProcessInfo.processInfo.activeProcessorCount
 
     @Option(help: "Ordering for the sparse Cholesky factor: natural (terms by decreasing number of levels; fastest on crossed designs), amd, metis, or best (CHOLMOD's least-fill choice).")
@@ -36,17 +30,35 @@ struct ModelOptions: ParsableArguments {
     @Option(help: ArgumentHelp("Rows per segment of the fixed summation order (for tests).", visibility: .hidden))
     var segmentRows = CrossProductAccumulator.segmentRows
 
-    func fit(trace: (@Sendable (Int, [Double], Double) -> Void)? = nil) throws -> FitResult {
+    /// The data source and the fit options, after checking the numbers given.
+    func resolve(reml: Bool, trace: (@Sendable (Int, [Double], Double) -> Void)? = nil) throws -> (TableSource, FitOptions) {
         guard chunkRows > 0 else { throw InputError("--chunk-rows must be a positive number of rows") }
         guard threads > 0 else { throw InputError("--threads must be a positive number") }
         guard segmentRows > 0 else { throw InputError("--segment-rows must be a positive number of rows") }
         guard let order = FillReducingOrdering(rawValue: ordering) else {
             throw InputError("--ordering must be one of \(FillReducingOrdering.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        let data = try openTable(path: file, table: table)
-        var options = FitOptions(reml: !ml, chunkRows: chunkRows, ordering: order, threads: threads,
+        var options = FitOptions(reml: reml, chunkRows: chunkRows, ordering: order, threads: threads,
                                  trace: trace, communicator: Job.communicator)
         options.segmentRows = segmentRows
+        return (try openTable(path: file, table: table), options)
+    }
+}
+
+/// One model: the data, its formula and the criterion.
+struct ModelOptions: ParsableArguments {
+    @OptionGroup var reading: ReadingOptions
+
+    @Option(help: "The model, in lme4 syntax, e.g. \"y ~ x + (1 + x | school)\".")
+    var formula: String
+
+    @Flag(help: "Fit by maximum likelihood instead of REML.")
+    var ml = false
+
+    var threads: Int { reading.threads }
+
+    func fit(trace: (@Sendable (Int, [Double], Double) -> Void)? = nil) throws -> FitResult {
+        let (data, options) = try reading.resolve(reml: !ml, trace: trace)
         return try LinearMixedModel.fit(formula, data: data, options: options)
     }
 }

@@ -109,6 +109,29 @@ final class BootstrapTests: XCTestCase {
         XCTAssertNotEqual(one.replicates.map(\.sigma), other.replicates.map(\.sigma), "the seed is used")
     }
 
+    /// The replicate table reads back bit for bit from CSV (17 significant digits) and from
+    /// HDF5 (group `bootstrap`, one dataset per column), in index order.
+    func testReplicateTablesReadBackExactly() throws {
+        let fitted = try fit("sleepstudy.csv", sleepstudy)
+        let result = try ParametricBootstrap.run(fitted, options: BootstrapOptions(replicates: 25, seed: 8))!
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("mlm-boot-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let expected = result.replicates.map { [Double($0.index)] + $0.theta + $0.beta + [$0.sigma, $0.deviance] }
+        XCTAssertEqual(result.tableColumns, ["index", "Subject.(Intercept)", "Subject.Days.(Intercept)", "Subject.Days",
+                                             "(Intercept)", "Days", "sigma", "deviance"])
+        for name in ["replicates.csv", "replicates.h5"] {
+            let path = directory.appendingPathComponent(name).path
+            try result.writeTable(to: path)
+            let table = try openTable(path: path, table: name.hasSuffix(".h5") ? "bootstrap" : nil)
+            XCTAssertEqual(table.rowCount, 25)
+            for (c, column) in result.tableColumns.enumerated() {
+                XCTAssertEqual(try table.readNumeric(column, rows: 0..<25), expected.map { $0[c] }, "\(name): \(column)")
+            }
+        }
+        XCTAssertThrowsError(try result.writeTable(to: directory.appendingPathComponent("replicates.txt").path))
+    }
+
     /// Percentile intervals from 1,000 replicates agree with lme4's `confint(m, method = "boot",
     /// nsim = 1000)` within Monte-Carlo error. The two runs use different random streams, so
     /// each limit is an independent estimate of the same quantile, with the Monte-Carlo standard

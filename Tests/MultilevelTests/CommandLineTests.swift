@@ -39,7 +39,7 @@ final class CommandLineTests: ScratchDirectoryTestCase {
         XCTAssertTrue(vc[3]["var1"] is NSNull)
         // Conditional modes: 18 subjects × 2 effects; lme4's ranef(m)$Subject["308", ] = (2.25855095, 9.198975766).
         let lines = try String(contentsOfFile: ranef, encoding: .utf8).split(separator: "\n")
-        XCTAssertEqual(lines.first, "grpvar,term,grp,condval")
+        XCTAssertEqual(lines.first, "grpvar,term,grp,condval,condsd")
         XCTAssertEqual(lines.count, 1 + 36)
         let first = lines[1].split(separator: ",")
         XCTAssertEqual(first[0...2].joined(separator: ","), "\"Subject\",\"(Intercept)\",\"308\"")

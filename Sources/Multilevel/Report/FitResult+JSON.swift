@@ -38,17 +38,29 @@ extension FitResult {
             ("max_scaled_gradient", .finite(optimizer.maxGradient)),
         ])))
         fields.append(("messages", .array(notes.map(JSONValue.string))))
+        // What `mlm predict` needs: the coding of each factor and the conditional modes by level.
+        fields.append(("factor_levels", .object(factorLevels.map { ($0.variable, .array($0.levels.map(JSONValue.string))) })))
+        fields.append(("ranef", .array(terms.enumerated().map { k, t in
+            .object([("group", .string(t.group)), ("effects", .array(t.effects.map(JSONValue.string))),
+                     ("levels", .array(t.levels.map(JSONValue.string))),
+                     ("modes", .array(t.levels.indices.map { l in
+                         numbers(Array(conditionalModes[k][(l * t.dimension)..<((l + 1) * t.dimension)]))
+                     }))])
+        })))
         return .object(fields)
     }
 
-    /// The conditional modes as CSV: one line per (group, level, effect), like
-    /// `as.data.frame(ranef(m))` (columns grpvar, term, grp, condval).
-    public func conditionalModesCSV() -> String {
-        var out = "grpvar,term,grp,condval\n"
+    /// The conditional modes and their conditional SDs as CSV: one line per (group, level,
+    /// effect), like `as.data.frame(ranef(m, condVar = TRUE))` (grpvar, term, grp, condval, condsd).
+    public func conditionalModesCSV() throws -> String {
+        let variances = try conditionalVariances()
+        var out = "grpvar,term,grp,condval,condsd\n"
         for (k, t) in terms.enumerated() {
+            let p = t.dimension
             for (l, level) in t.levels.enumerated() {
                 for (j, effect) in t.effects.enumerated() {
-                    out += "\(csvField(t.group)),\(csvField(effect)),\(csvField(level)),\(conditionalModes[k][l * t.dimension + j])\n"
+                    let sd = variances[k][l][j + j * p].squareRoot()
+                    out += "\(csvField(t.group)),\(csvField(effect)),\(csvField(level)),\(conditionalModes[k][l * p + j]),\(sd)\n"
                 }
             }
         }

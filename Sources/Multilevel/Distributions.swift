@@ -1,5 +1,7 @@
 import Foundation
 
+/// The distribution functions the intervals and tests need.
+///
 /// The standard normal distribution's quantile function (Wichura's AS 241, PPND16: relative
 /// error about 1e-16, the algorithm behind R's `qnorm`).
 enum NormalDistribution {
@@ -37,5 +39,57 @@ enum NormalDistribution {
                 + 0.59983220655588793769) * r + 1)
         }
         return q < 0 ? -value : value
+    }
+}
+
+/// The χ² distribution's upper tail, as R's `pchisq(x, df, lower.tail = FALSE)`.
+enum ChiSquareDistribution {
+    /// P(X > x) for X ~ χ²(df); df = 0 is the point mass at 0.
+    static func upperTail(_ x: Double, df: Double) -> Double {
+        if df == 0 { return x > 0 ? 0 : 1 }
+        if x <= 0 { return 1 }
+        return RegularizedGamma.q(df / 2, x / 2)
+    }
+}
+
+/// The regularised incomplete gamma functions P(a, x) and Q(a, x) = 1 − P(a, x): the series
+/// Σ xⁿ/(a(a+1)…(a+n)) where it converges fast (x < a + 1), else the continued fraction for Q
+/// evaluated by the modified Lentz method; relative accuracy about 1e-14.
+enum RegularizedGamma {
+    static func q(_ a: Double, _ x: Double) -> Double {
+        if x < a + 1 { return 1 - series(a, x) }
+        return continuedFraction(a, x)
+    }
+
+    /// The prefactor e^{−x} x^a / Γ(a), in logs to avoid overflow.
+    private static func front(_ a: Double, _ x: Double) -> Double { exp(-x + a * log(x) - lgamma(a)) }
+
+    private static func series(_ a: Double, _ x: Double) -> Double {
+        var term = 1 / a, sum = term, n = a
+        for _ in 0..<10_000 {
+            n += 1
+            term *= x / n
+            sum += term
+            if abs(term) < abs(sum) * 1e-16 { break }
+        }
+        return sum * front(a, x)
+    }
+
+    private static func continuedFraction(_ a: Double, _ x: Double) -> Double {
+        let tiny = 1e-300
+        var b = x + 1 - a, c = 1 / tiny, d = 1 / b, h = d
+        for i in 1..<10_000 {
+            let an = -Double(i) * (Double(i) - a)
+            b += 2
+            d = an * d + b
+            if abs(d) < tiny { d = tiny }
+            c = b + an / c
+            if abs(c) < tiny { c = tiny }
+            d = 1 / d
+            let delta = d * c
+            h *= delta
+            if abs(delta - 1) < 1e-16 { break }
+        }
+        return h * front(a, x)
     }
 }

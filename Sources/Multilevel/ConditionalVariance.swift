@@ -1,0 +1,33 @@
+import Foundation
+
+/// The conditional variances of the random effects: Var(b | y) at the estimates, lme4's
+/// `ranef(m, condVar = TRUE)` ("postVar"), for caterpillar intervals and `ranef` output.
+///
+/// With b = Λu and u | y ~ N(û, σ²(Λ'Z'ZΛ + I)⁻¹) (β taken as known, as lme4 does), level j of
+/// term k has Var(b_j | y) = σ² T_k M_jj T_k', M_jj the level's diagonal block of
+/// (Λ'Z'ZΛ + I)⁻¹. Only those blocks are computed, never the dense inverse: in closed form from
+/// the blocked factor's pieces (`BlockedCholesky`), or by forward solves on the blocks' unit
+/// vectors with CHOLMOD's factor.
+extension FitResult {
+    /// For each term, for each level, the p_k × p_k conditional covariance matrix (column-major).
+    public func conditionalVariances() throws -> [[[Double]]] {
+        let pls = try PenalizedLeastSquares(crossProducts, reml: reml, ordering: ordering)
+        guard pls.evaluate(theta) != nil else {
+            throw InputError("the model could not be evaluated at its estimates for the conditional variances")
+        }
+        var blocks = pls.inverseDiagonalBlocks()[...]
+        let s2 = sigma * sigma
+        return terms.indices.map { k in
+            let p = terms[k].dimension
+            let t = pls.factor.template(k, theta: theta)
+            return (0..<terms[k].levels.count).map { _ in
+                let m = blocks.removeFirst()
+                // σ² T M T' (T lower triangular).
+                var tm = [Double](repeating: 0, count: p * p), out = tm
+                for a in 0..<p { for b in 0..<p { var v = 0.0; for c in 0...a { v += t[a + c * p] * m[c + b * p] }; tm[a + b * p] = v } }
+                for a in 0..<p { for b in 0..<p { var v = 0.0; for c in 0...b { v += tm[a + c * p] * t[b + c * p] }; out[a + b * p] = s2 * v } }
+                return out
+            }
+        }
+    }
+}

@@ -1,0 +1,207 @@
+import Foundation
+
+/// The self-contained report a reader opens: `index.html` with the summary and every plot
+/// inline (no scripts, no plotting runtime, no network), and each plot also as its own `.svg`
+/// beside it. Plots: caterpillar plots of the conditional modes with 95% intervals (±1.96
+/// conditional SDs) per term and effect; level-1 residuals against fitted values and their
+/// normal QQ plot; a normal QQ plot of each term's conditional modes; and, when they were run,
+/// the profile ζ traces and the bootstrap histograms.
+public enum HTMLReport {
+    /// Caterpillar plots show at most this many levels (evenly spaced in the sorted order).
+    static let caterpillarLevels = 200
+    /// Residual plots show at most this many rows (every k-th row).
+    static let residualPoints = 5_000
+
+    /// Writes the report of a fit into `directory` (created if needed); returns the files written.
+    @discardableResult
+    public static func write(fit: FitResult, data: TableSource, bootstrap: BootstrapResult? = nil,
+                             profile: ProfileResult? = nil, to directory: String) throws -> [String] {
+        var sections: [(String, [(String, SVGPlot)])] = []
+        sections.append(("Random effects: conditional modes", try caterpillars(fit, prefix: "")))
+        sections.append(("Residuals", try residualPlots(fit, data: data)))
+        sections.append(("Random effects: normal QQ plots", modeQQPlots(fit, prefix: "")))
+        if let profile { sections.append(("Profile likelihood", profilePlots(profile))) }
+        if let bootstrap { sections.append(("Parametric bootstrap", try bootstrapHistograms(bootstrap, fit: fit))) }
+        var text = fit.summary()
+        if let bootstrap { text += "\n" + bootstrap.summary() }
+        if let profile { text += "\n" + profile.summary() }
+        return try write(title: "mlm: \(fit.formula)", text: text, sections: sections, to: directory)
+    }
+
+    /// Writes the report of a comparison: the anova table, then each model's summary and caterpillar plots.
+    @discardableResult
+    public static func write(comparison: ModelComparison, to directory: String) throws -> [String] {
+        var text = comparison.summary()
+        var sections: [(String, [(String, SVGPlot)])] = []
+        for (k, fit) in comparison.fits.enumerated() {
+            text += "\n— m\(k + 1) —\n" + fit.summary()
+            sections.append(("m\(k + 1): \(fit.formula)", try caterpillars(fit, prefix: "m\(k + 1)-")))
+        }
+        return try write(title: "mlm compare: \(comparison.dataName)", text: text, sections: sections, to: directory)
+    }
+
+    private static func write(title: String, text: String, sections: [(String, [(String, SVGPlot)])],
+                              to directory: String) throws -> [String] {
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw InputError("cannot create the report folder '\(directory)': \((error as NSError).localizedDescription)")
+        }
+        var files: [String] = []
+        var html = """
+        <!DOCTYPE html>
+        <html lang="en"><head><meta charset="utf-8"><title>\(SVGPlot.escape(title))</title>
+        <style>body{font-family:sans-serif;max-width:1360px;margin:1em auto;padding:0 1em}
+        pre{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:13px}
+        .plots{display:flex;flex-wrap:wrap;gap:8px} figure{margin:0} figcaption{font-size:12px;color:#555}</style>
+        </head><body>
+        <h1>\(SVGPlot.escape(title))</h1>
+        <pre>\(SVGPlot.escape(text))</pre>
+
+        """
+        for (heading, plots) in sections where !plots.isEmpty {
+            html += "<h2>\(SVGPlot.escape(heading))</h2>\n<div class=\"plots\">\n"
+            for (name, plot) in plots {
+                let svg = plot.render()
+                let file = name + ".svg"
+                try save(svg, to: (directory as NSString).appendingPathComponent(file))
+                files.append(file)
+                html += "<figure>\(svg)<figcaption><a href=\"\(file)\">\(file)</a></figcaption></figure>\n"
+            }
+            html += "</div>\n"
+        }
+        html += "</body></html>\n"
+        try save(html, to: (directory as NSString).appendingPathComponent("index.html"))
+        return ["index.html"] + files
+    }
+
+    private static func save(_ text: String, to path: String) throws {
+        do { try text.write(toFile: path, atomically: true, encoding: .utf8) } catch {
+            throw InputError("cannot write '\(path)': \((error as NSError).localizedDescription)")
+        }
+    }
+
+    /// A file name from a label: letters, digits, '-' and '_' kept, the rest '_'.
+    static func fileName(_ s: String) -> String {
+        String(s.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" })
+    }
+
+    // MARK: Plots
+
+    static func caterpillars(_ fit: FitResult, prefix: String) throws -> [(String, SVGPlot)] {
+        let variances = try fit.conditionalVariances()
+        var plots: [(String, SVGPlot)] = []
+        for (k, t) in fit.terms.enumerated() {
+            let p = t.dimension, group = fit.uniqueGroupNames[k]
+            for (e, effect) in t.effects.enumerated() {
+                let modes = t.levels.indices.map { fit.conditionalModes[k][$0 * p + e] }
+                let sds = t.levels.indices.map { variances[k][$0][e + e * p].squareRoot() }
+                let order = t.levels.indices.sorted { modes[$0] < modes[$1] }
+                let shown = evenlySpaced(order, count: caterpillarLevels)
+                var plot = SVGPlot(title: "\(group): \(effect)", xLabel: "conditional mode ± 1.96 conditional SD", yLabel: "level (sorted)")
+                plot.height = max(420, min(1400, 60 + Double(shown.count) * 6))
+                for (row, l) in shown.enumerated() {
+                    plot.points.append((modes[l], Double(row)))
+                    plot.segments.append((modes[l] - 1.96 * sds[l], Double(row), modes[l] + 1.96 * sds[l], Double(row)))
+                }
+                plot.vertical = [0]
+                plot.yTickLabels = shown.map { t.levels[$0] }
+                if shown.count < t.levels.count {
+                    plot.note = "\(shown.count) of \(t.levels.count) levels shown, evenly spaced in the sorted order"
+                }
+                plots.append((prefix + "caterpillar-" + fileName("\(group)-\(effect)"), plot))
+            }
+        }
+        return plots
+    }
+
+    static func modeQQPlots(_ fit: FitResult, prefix: String) -> [(String, SVGPlot)] {
+        var plots: [(String, SVGPlot)] = []
+        for (k, t) in fit.terms.enumerated() {
+            let group = fit.uniqueGroupNames[k]
+            for (e, effect) in t.effects.enumerated() {
+                let modes = t.levels.indices.map { fit.conditionalModes[k][$0 * t.dimension + e] }
+                var plot = qqPlot(modes, title: "\(group): \(effect)", yLabel: "conditional mode")
+                if modes.count > 1_000 { plot.note = "1,000 of \(modes.count) quantiles shown, evenly spaced" }
+                plots.append((prefix + "qq-" + fileName("\(group)-\(effect)"), plot))
+            }
+        }
+        return plots
+    }
+
+    /// Level-1 residuals y − Xβ̂ − Zb̂ against fitted values, and their normal QQ plot, from one
+    /// pass over (every k-th row of) the data.
+    static func residualPlots(_ fit: FitResult, data: TableSource) throws -> [(String, SVGPlot)] {
+        let stride = max(1, data.rowCount / residualPoints)
+        var fitted: [Double] = [], residuals: [Double] = []
+        var row = 0
+        try Prediction.predict(SavedModel(fit: fit), data: data, population: false) { predictions, responses in
+            for (p, y) in zip(predictions, responses) {
+                defer { row += 1 }
+                guard row % stride == 0, let p, let y else { continue }
+                fitted.append(p)
+                residuals.append(y - p)
+            }
+        }
+        var scatter = SVGPlot(title: "Residuals against fitted values", xLabel: "fitted (conditional on the groups)", yLabel: "residual")
+        scatter.points = Array(zip(fitted, residuals)).map { (x: $0.0, y: $0.1) }
+        scatter.horizontal = [0]
+        if stride > 1 { scatter.note = "every \(stride)th row: \(fitted.count) of \(fit.nobs) residuals" }
+        var qq = qqPlot(residuals, title: "Normal QQ plot of the residuals", yLabel: "residual")
+        if stride > 1 { qq.note = scatter.note }
+        return [("residuals-fitted", scatter), ("qq-residuals", qq)]
+    }
+
+    static func qqPlot(_ values: [Double], title: String, yLabel: String) -> SVGPlot {
+        let sorted = values.sorted()
+        let n = sorted.count
+        let shown = evenlySpaced(Array(0..<n), count: 1_000)
+        var plot = SVGPlot(title: title, xLabel: "standard normal quantile", yLabel: yLabel)
+        plot.points = shown.map { (x: NormalDistribution.quantile((Double($0) + 0.5) / Double(n)), y: sorted[$0]) }
+        // R's qqline: through the first and third quartiles.
+        if n >= 4 {
+            let q1 = sorted[n / 4], q3 = sorted[(3 * n) / 4]
+            let z1 = NormalDistribution.quantile(0.25), z3 = NormalDistribution.quantile(0.75)
+            let b = (q3 - q1) / (z3 - z1)
+            plot.abline = (q1 - b * z1, b)
+        }
+        return plot
+    }
+
+    static func profilePlots(_ profile: ProfileResult) -> [(String, SVGPlot)] {
+        let z = NormalDistribution.quantile((1 + profile.level) / 2)
+        return profile.traces.map { parameter, points in
+            var plot = SVGPlot(title: "ζ: \(parameter.label)", xLabel: parameter.label, yLabel: "ζ")
+            plot.polylines = [points.map { (x: $0.value, y: $0.zeta) }]
+            plot.points = points.map { (x: $0.value, y: $0.zeta) }
+            plot.horizontal = [-z, z]
+            return ("profile-" + fileName(parameter.label), plot)
+        }
+    }
+
+    static func bootstrapHistograms(_ boot: BootstrapResult, fit: FitResult) throws -> [(String, SVGPlot)] {
+        let factor = RelativeCovarianceFactor(terms: fit.terms)
+        let values = boot.replicates.filter { !$0.failed }.map { r in
+            ModelParameter.values(FitResult.varCorr(terms: fit.terms, factor: factor, theta: r.theta, sigma: r.sigma), r.sigma, r.beta)
+        }
+        return boot.intervals.enumerated().map { j, interval in
+            let t = values.map { $0[j] }.filter(\.isFinite)
+            var plot = SVGPlot(title: "Bootstrap: \(interval.parameter.label)", xLabel: interval.parameter.label, yLabel: "replicates")
+            if let lo = t.min(), let hi = t.max() {
+                let bins = 30, width = hi > lo ? (hi - lo) / Double(bins) : 1
+                var counts = [Int](repeating: 0, count: bins)
+                for v in t { counts[min(bins - 1, Int((v - lo) / width))] += 1 }
+                plot.bars = counts.enumerated().map { (x0: lo + Double($0) * width, x1: lo + Double($0 + 1) * width, height: Double($1)) }
+            }
+            plot.vertical = [interval.lower, interval.upper].filter(\.isFinite)
+            plot.note = "\(t.count) replicates; dashed: the \(Int((boot.level * 100).rounded()))% interval"
+            return ("bootstrap-" + fileName(interval.parameter.label), plot)
+        }
+    }
+
+    /// At most `count` elements, evenly spaced, first and last included.
+    static func evenlySpaced<T>(_ items: [T], count: Int) -> [T] {
+        guard items.count > count, count > 1 else { return items }
+        return (0..<count).map { items[Int((Double($0) * Double(items.count - 1) / Double(count - 1)).rounded())] }
+    }
+}

@@ -1,0 +1,39 @@
+import ArgumentParser
+import Foundation
+import Multilevel
+
+/// `mlm compare`: fit several models to the same data and compare them as lme4's `anova()`.
+struct Compare: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Compare nested models by likelihood-ratio tests, AIC and BIC, as lme4's anova().",
+        discussion: """
+        Each --formula is fitted by maximum likelihood (lme4's anova refits REML fits so), the \
+        models are ordered by their number of parameters, and each is tested against the one before.
+        """)
+
+    @OptionGroup var reading: ReadingOptions
+
+    @Option(help: "A model to compare, in lme4 syntax; give two or more.")
+    var formula: [String]
+
+    @Option(help: "Write the table as JSON to this file.")
+    var json: String?
+
+    @Option(help: "Write a self-contained HTML report (the table, each model's summary and plots) into this folder.")
+    var report: String?
+
+    func validate() throws {
+        if formula.count < 2 { throw ValidationError("give at least two --formula options to compare") }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let (data, options) = try reading.resolve(reml: false)
+            let comparison = try ModelComparison.compare(formula, data: data, options: options)
+            guard Job.isRoot else { return }
+            print(comparison.summary(), terminator: "")
+            if let json { try write(comparison.json().serialized() + "\n", to: json) }
+            if let report { try HTMLReport.write(comparison: comparison, to: report) }
+        }
+    }
+}
