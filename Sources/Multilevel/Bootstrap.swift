@@ -22,26 +22,12 @@ public enum ParametricBootstrap {
         guard options.level > 0 && options.level < 1 else { throw InputError("the confidence level must be between 0 and 1") }
         let communicator = options.communicator
         let simulator = BootstrapSimulator(fit, threads: options.threads)
-        let kind = "bootstrap-\(options.seed)"
-        var results: [Int: [UInt8]] = [:]
-        var checkpoint: Checkpoint?
-        if communicator.isRoot, let path = options.checkpoint {
-            checkpoint = try Checkpoint(path: path, fit: fit)
-            results = checkpoint!.finished(kind).filter { $0.key < options.replicates }
-        }
-        let pending = (0..<options.replicates).filter { results[$0] == nil }
-        if communicator.isRoot { options.progress?(results.count, options.replicates) }
         let seed = options.seed
-        try JobDistribution(communicator: communicator, threads: options.threads).run(
-            jobs: pending,
-            work: { i, thread in simulator.replicate(i, seed: seed, thread: thread).encoded() },
-            delivered: { i, bytes in
-                try checkpoint?.record(kind, job: i, bytes)
-                results[i] = bytes
-                options.progress?(results.count, options.replicates)
-            })
-        guard communicator.isRoot else { return nil }
-        let replicates = (0..<options.replicates).map { BootstrapReplicate(decoding: results[$0]!, index: $0) }
+        guard let results = try JobDistribution(communicator: communicator, threads: options.threads).run(
+            count: options.replicates, kind: "bootstrap-\(seed)", checkpoint: options.checkpoint, fit: fit,
+            progress: options.progress,
+            work: { i, thread in simulator.replicate(i, seed: seed, thread: thread).encoded() }) else { return nil }
+        let replicates = (0..<options.replicates).map { BootstrapReplicate(decoding: results[$0], index: $0) }
         return BootstrapResult(fit: fit, replicates: replicates, options: options)
     }
 }

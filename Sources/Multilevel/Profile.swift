@@ -25,25 +25,12 @@ public enum ProfileLikelihood {
         let communicator = options.communicator
         let engine = try ProfileEngine(fit, threads: options.threads)
         let jobs = 2 * engine.parameters.count
-        var results: [Int: [UInt8]] = [:]
-        var checkpoint: Checkpoint?
-        let kind = "profile-\(options.level)"
-        if communicator.isRoot, let path = options.checkpoint {
-            checkpoint = try Checkpoint(path: path, fit: fit)
-            results = checkpoint!.finished(kind).filter { $0.key < jobs }
-        }
-        if communicator.isRoot { options.progress?(results.count, jobs) }
         let z = NormalDistribution.quantile((1 + options.level) / 2)
-        try JobDistribution(communicator: communicator, threads: options.threads, batch: 1).run(
-            jobs: (0..<jobs).filter { results[$0] == nil },
-            work: { job, thread in engine.trace(job / 2, direction: job % 2 == 0 ? -1 : 1, z: z, thread: thread).encoded() },
-            delivered: { job, bytes in
-                try checkpoint?.record(kind, job: job, bytes)
-                results[job] = bytes
-                options.progress?(results.count, jobs)
-            })
-        guard communicator.isRoot else { return nil }
-        let traces = (0..<jobs).map { ProfileTrace(decoding: results[$0]!) }
+        guard let results = try JobDistribution(communicator: communicator, threads: options.threads, batch: 1).run(
+            count: jobs, kind: "profile-\(options.level)", checkpoint: options.checkpoint, fit: fit, progress: options.progress,
+            work: { job, thread in engine.trace(job / 2, direction: job % 2 == 0 ? -1 : 1, z: z, thread: thread).encoded() })
+        else { return nil }
+        let traces = (0..<jobs).map { ProfileTrace(decoding: results[$0]) }
         let parameters = ModelParameter.all(of: fit)
         return ProfileResult(
             level: options.level,

@@ -99,6 +99,28 @@ public struct JobDistribution {
     }
 }
 
+extension JobDistribution {
+    /// Runs jobs 0 ..< count and returns their results in job order on rank 0 (nil on the
+    /// other ranks). With a checkpoint, jobs of this `kind` it already holds are not run again
+    /// and each new result is recorded as it arrives; `progress` gets (done, count) on rank 0.
+    func run(count: Int, kind: String, checkpoint path: String?, fit: FitResult, progress: ((Int, Int) -> Void)?,
+             work: @escaping @Sendable (_ job: Int, _ thread: Int) -> [UInt8]) throws -> [[UInt8]]? {
+        var results: [Int: [UInt8]] = [:]
+        var checkpoint: Checkpoint?
+        if communicator.isRoot, let path {
+            checkpoint = try Checkpoint(path: path, fit: fit)
+            results = checkpoint!.finished(kind).filter { $0.key < count }
+        }
+        if communicator.isRoot { progress?(results.count, count) }
+        try run(jobs: (0..<count).filter { results[$0] == nil }, work: work, delivered: { job, bytes in
+            try checkpoint?.record(kind, job: job, bytes)
+            results[job] = bytes
+            progress?(results.count, count)
+        })
+        return communicator.isRoot ? (0..<count).map { results[$0]! } : nil
+    }
+}
+
 /// Job numbers handed out in order, under a lock.
 private final class SharedQueue: @unchecked Sendable {
     private let lock = NSLock()
