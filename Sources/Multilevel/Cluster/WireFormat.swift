@@ -22,8 +22,6 @@ struct ByteReader {
     private var at = 0
     init(_ bytes: [UInt8]) { data = bytes }
 
-    var isAtEnd: Bool { at >= data.count }
-
     private mutating func word() -> UInt64 {
         precondition(at + 8 <= data.count, "a message ended early")
         var v: UInt64 = 0
