@@ -40,6 +40,13 @@ final class FactorizationTests: XCTestCase {
                     let ua = blocked.conditionalModes(theta, a, beta: beta)
                     let scale = ub.map(abs).max() ?? 1
                     XCTAssertLessThan(zip(ua, ub).map { abs($0 - $1) }.max() ?? 0, 1e-9 * scale, "\(schur)")
+                    // The diagonal blocks of the inverse: closed form against CHOLMOD's block solves.
+                    if reml {
+                        let ia = blocked.inverseDiagonalBlocks(), ib = sparse.inverseDiagonalBlocks()
+                        XCTAssertEqual(ia.count, ib.count)
+                        let worst = zip(ia, ib).map { zip($0, $1).map { abs($0 - $1) / max(abs($1), 1e-3) }.max() ?? 0 }.max() ?? 0
+                        XCTAssertLessThan(worst, 1e-8, "inverse blocks, \(schur)")
+                    }
                 }
             }
         }
@@ -57,9 +64,8 @@ final class FactorizationTests: XCTestCase {
         let single = try crossProducts("sleepstudy.csv", "Reaction ~ Days + (Days | Subject)")
         XCTAssertFalse(try PenalizedLeastSquares(single, reml: true, ordering: .natural).isBlocked)
     }
-}
 
-private enum CrossedFormula { static let text = "y ~ x + w + (1 + x | A) + (1 | B)" 
+
     /// The tiled dense Cholesky factor equals the plain one to rounding, and is bit for bit the
     /// same on 1, 2 and 5 threads (n = 500 spans three tiles of 192, the last one partial).
     func testTiledCholeskyIsTheSameOnAnyNumberOfThreads() {
@@ -90,3 +96,5 @@ private enum CrossedFormula { static let text = "y ~ x + w + (1 + x | A) + (1 | 
         XCTAssertFalse(indefinite.withUnsafeMutableBufferPointer { TiledCholesky.factor($0.baseAddress!, order: n, threads: 2) })
     }
 }
+
+private enum CrossedFormula { static let text = "y ~ x + w + (1 + x | A) + (1 | B)" }

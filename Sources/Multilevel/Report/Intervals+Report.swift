@@ -64,7 +64,7 @@ func intervalTable(_ intervals: [ParameterInterval], level: Double, title: Strin
     let format = { (x: Double) in x.isFinite ? String(format: "%.6g", x) : "NA" }
     let rows = intervals.map { [$0.parameter.label, format($0.parameter.estimate), format($0.lower), format($0.upper)] }
     return "\(title):\n" + table(header: ["", "Estimate", percent(alpha), percent(1 - alpha)], rows: rows,
-                                   leftColumns: 1, indent: "") + "\n"
+                                   leftColumns: 1, indent: "")
 }
 
 /// `[{"parameter", "group", "var1", "var2", "name", "estimate", "lower", "upper"}, …]`, absent keys null.
