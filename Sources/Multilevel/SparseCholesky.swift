@@ -42,36 +42,74 @@ extension SparseCholesky: SymmetricFactorization {
         solve(.unpermute, &b, columns: columns)
     }
 
-    /// Block (B, B) of A⁻¹ = (L⁻¹PE_B)'(L⁻¹PE_B): forward solves on the blocks' unit vectors,
-    /// up to 256 columns at a time. Cost: about q · nnz(L) multiply-adds for all of them.
+    /// The diagonal blocks of A⁻¹ by Takahashi's recurrences: Z = (LL')⁻¹ on the pattern of L
+    /// (a simplicial copy of the factor), column by column from the last,
+    ///
+    ///     Z_ij = −(1/L_jj) Σ_{k ∈ S_j} L_kj Z_ik  (i ∈ S_j),   Z_jj = 1/L_jj² − (1/L_jj) Σ_{k ∈ S_j} L_kj Z_kj,
+    ///
+    /// S_j the rows below the diagonal in column j; every Z_ik needed is on the pattern (S_j is
+    /// a clique of the filled graph). The cost is about that of one factorisation, and no dense
+    /// inverse is formed. Then A⁻¹ = P'ZP gives each block.
     func inverseDiagonalBlocks(starts: [Int], size: [Int]) -> [[Double]] {
-        let q = dimension
-        var out: [[Double]] = []
-        out.reserveCapacity(starts.count)
-        var first = 0
-        while first < starts.count {
-            var last = first, columns = 0
-            while last < starts.count && (columns == 0 || columns + size[last] <= 256) { columns += size[last]; last += 1 }
-            var b = [Double](repeating: 0, count: q * columns)
-            var c = 0
-            for k in first..<last { for t in 0..<size[k] { b[starts[k] + t + (c + t) * q] = 1 }; c += size[k] }
-            forwardSolve(&b, columns: columns)
-            c = 0
-            for k in first..<last {
-                let p = size[k]
-                var m = [Double](repeating: 0, count: p * p)
-                for s in 0..<p { for t in 0...s {
-                    var dot = 0.0
-                    for i in 0..<q { dot += b[i + (c + t) * q] * b[i + (c + s) * q] }
-                    m[t + s * p] = dot
-                    m[s + t * p] = dot
-                } }
-                out.append(m)
-                c += p
-            }
-            first = last
+        guard let copy = cholmod_l_copy_factor(factor, common) else { preconditionFailure("CHOLMOD could not copy its factor") }
+        var l: UnsafeMutablePointer<cholmod_factor>? = copy
+        defer { cholmod_l_free_factor(&l, common) }
+        guard cholmod_l_change_factor(mlm_cholmod_real(), 1, 0, 1, 1, copy, common) != 0 else {
+            preconditionFailure("CHOLMOD could not make a simplicial copy of its factor")
         }
-        return out
+        let n = dimension
+        let lp = copy.pointee.p.assumingMemoryBound(to: Int.self)
+        let li = copy.pointee.i.assumingMemoryBound(to: Int.self)
+        let lx = copy.pointee.x.assumingMemoryBound(to: Double.self)
+        let perm = copy.pointee.Perm.assumingMemoryBound(to: Int.self)
+        // Columns with sorted rows, diagonal first (CHOLMOD's simplicial layout), for the lookups below.
+        var rows = [Int](repeating: 0, count: lp[n]), values = [Double](repeating: 0, count: lp[n])
+        for j in 0..<n {
+            let order = (lp[j]..<lp[j + 1]).sorted { li[$0] < li[$1] }
+            precondition(li[order[0]] == j, "CHOLMOD's column \(j) does not start at its diagonal")
+            for (k, e) in order.enumerated() { rows[lp[j] + k] = li[e]; values[lp[j] + k] = lx[e] }
+        }
+        var z = [Double](repeating: 0, count: lp[n])
+        var position = [Int](repeating: -1, count: n)   // row → its place in the current S_j
+        var sums = [Double](repeating: 0, count: n)
+        for j in stride(from: n - 1, through: 0, by: -1) {
+            let first = lp[j] + 1, end = lp[j + 1], ljj = values[lp[j]]
+            for e in first..<end { position[rows[e]] = e - first; sums[e - first] = 0 }
+            // Σ_k L_kj Z_ik for each i ∈ S_j, from the stored lower triangle of Z: column k holds
+            // Z_rk for r ≥ k; a stored Z_rk with r, k ∈ S_j serves (i = r, k) and, if r ≠ k, (i = k, r).
+            for e in first..<end {
+                let k = rows[e], lkj = values[e]
+                for f in lp[k]..<lp[k + 1] {
+                    let r = rows[f], at = position[r]
+                    guard at >= 0 else { continue }
+                    sums[at] += lkj * z[f]
+                    if r != k { sums[e - first] += values[first + at] * z[f] }
+                }
+            }
+            var diagonal = 1 / (ljj * ljj)
+            for e in first..<end {
+                let zij = -sums[e - first] / ljj
+                z[e] = zij
+                diagonal -= values[e] * zij / ljj
+            }
+            z[lp[j]] = diagonal
+            for e in first..<end { position[rows[e]] = -1 }
+        }
+        // A⁻¹[a, b] = Z[π(a), π(b)], π the inverse of CHOLMOD's permutation.
+        var inverse = [Int](repeating: 0, count: n)
+        for k in 0..<n { inverse[perm[k]] = k }
+        func entry(_ a: Int, _ b: Int) -> Double {
+            let (r, c) = (max(inverse[a], inverse[b]), min(inverse[a], inverse[b]))
+            var lo = lp[c], hi = lp[c + 1]
+            while lo < hi { let mid = (lo + hi) / 2; if rows[mid] < r { lo = mid + 1 } else { hi = mid } }
+            precondition(lo < lp[c + 1] && rows[lo] == r, "a diagonal block of A lies outside the pattern of L")
+            return z[lo]
+        }
+        return zip(starts, size).map { start, p in
+            var m = [Double](repeating: 0, count: p * p)
+            for t in 0..<p { for u in 0..<p { m[u + t * p] = entry(start + u, start + t) } }
+            return m
+        }
     }
 }
 
