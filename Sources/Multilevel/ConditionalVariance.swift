@@ -6,8 +6,8 @@ import Foundation
 /// With b = Λu and u | y ~ N(û, σ²(Λ'Z'ZΛ + I)⁻¹) (β taken as known, as lme4 does), level j of
 /// term k has Var(b_j | y) = σ² T_k M_jj T_k', M_jj the level's diagonal block of
 /// (Λ'Z'ZΛ + I)⁻¹. Only those blocks are computed, never the dense inverse: in closed form from
-/// the blocked factor's pieces (`BlockedCholesky`), or by forward solves on the blocks' unit
-/// vectors with CHOLMOD's factor.
+/// the blocked factor's pieces (`BlockedCholesky`), or by Takahashi's recurrences (the inverse
+/// on the pattern of L) from CHOLMOD's factor (`SparseCholesky`).
 extension FitResult {
     /// For each term, for each level, the p_k × p_k conditional covariance matrix (column-major).
     public func conditionalVariances() throws -> [[[Double]]] {
