@@ -204,6 +204,12 @@ final class BootstrapSimulator: @unchecked Sendable {
         return cp.replacingResponse(wy, yy)
     }
 
+    /// BOBYQA's first steps from θ̂: a tenth of each |θ̂_i| (at least 0.01). A replicate's optimum
+    /// is near θ̂, and NLopt's default steps (up to ¾ of the distance to a bound) make it first
+    /// explore far away: sleepstudy's refits took 73 evaluations on average with those, 43 with
+    /// these, InstEval's 25 and 20, reaching the same deviances (within ±7e-7).
+    private var initialStep: [Double] { fit.theta.map { 0.1 * max(abs($0), 0.1) } }
+
     /// Refits to `cp` from θ̂ on `thread`'s workspace.
     func refit(_ cp: CrossProducts, index: Int, thread: Int) -> BootstrapReplicate {
         let pls = workers[thread]
@@ -212,7 +218,7 @@ final class BootstrapSimulator: @unchecked Sendable {
         let nan = BootstrapReplicate(index: index, theta: fit.theta.map { _ in .nan }, beta: fit.beta.map { _ in .nan },
                                      sigma: .nan, deviance: .nan)
         guard let (theta, _) = try? Optimizer.minimize({ pls.objective($0) }, start: fit.theta,
-                                                        lower: pls.factor.lowerBounds, summary: &summary),
+                                                        lower: pls.factor.lowerBounds, initialStep: initialStep, summary: &summary),
               let e = pls.evaluate(theta) else { return nan }
         return BootstrapReplicate(index: index, theta: theta, beta: pls.fixedEffects(e), sigma: pls.residualSD(e),
                                   deviance: e.deviance)

@@ -36,6 +36,7 @@ enum Optimizer {
 
     /// Returns the minimiser and minimum; `summary` gets the evaluation count and return code.
     static func minimize(_ f: @escaping ([Double]) -> Double, start: [Double], lower: [Double], upper: [Double]? = nil,
+                         initialStep: [Double]? = nil,
                          summary: inout OptimizerSummary) throws -> (theta: [Double], value: Double) {
         let n = start.count
         let box = Box(f)
@@ -46,6 +47,7 @@ enum Optimizer {
         var lb = lower
         nlopt_set_lower_bounds(opt, &lb)
         if var ub = upper { nlopt_set_upper_bounds(opt, &ub) }
+        if var step = initialStep { nlopt_set_initial_step(opt, &step) }
         nlopt_set_ftol_abs(opt, summary.ftolAbs)
         nlopt_set_xtol_abs1(opt, summary.xtolAbs)
         nlopt_set_xtol_rel(opt, summary.xtolRel)
