@@ -6,7 +6,15 @@ public struct SavedModel {
     public let formula: Formula
     let beta: [String: Double]
     let factorLevels: [String: [String]]
-    let terms: [(group: String, effects: [String], modes: [String: [Double]])]
+    let terms: [SavedTerm]
+
+    struct SavedTerm {
+        let group: String
+        let effects: [String]
+        /// The levels in the fit's order, and each level's conditional modes.
+        let levels: [String]
+        let modes: [String: [Double]]
+    }
 
     /// The model of a fit in memory.
     init(fit: FitResult) throws {
@@ -14,9 +22,10 @@ public struct SavedModel {
         beta = Dictionary(uniqueKeysWithValues: zip(fit.fixedNames, fit.beta))
         factorLevels = Dictionary(uniqueKeysWithValues: fit.factorLevels.map { ($0.variable, $0.levels) })
         terms = fit.terms.enumerated().map { k, t in
-            (t.group, t.effects, Dictionary(uniqueKeysWithValues: t.levels.enumerated().map { l, name in
-                (name, Array(fit.conditionalModes[k][(l * t.dimension)..<((l + 1) * t.dimension)]))
-            }))
+            SavedTerm(group: t.group, effects: t.effects, levels: t.levels,
+                      modes: Dictionary(uniqueKeysWithValues: t.levels.enumerated().map { l, name in
+                          (name, Array(fit.conditionalModes[k][(l * t.dimension)..<((l + 1) * t.dimension)]))
+                      }))
         }
     }
 
@@ -38,7 +47,8 @@ public struct SavedModel {
                   let names = t["levels"] as? [String], let modes = t["modes"] as? [[Double]], names.count == modes.count else {
                 throw InputError("the model file '\(path)' has a malformed ranef entry")
             }
-            return (group, effects, Dictionary(uniqueKeysWithValues: zip(names, modes)))
+            return SavedTerm(group: group, effects: effects, levels: names,
+                             modes: Dictionary(uniqueKeysWithValues: zip(names, modes)))
         }
     }
 }
@@ -52,18 +62,47 @@ public enum Prediction {
     /// rows (0 when the data have no response column); nil where a predictor is missing.
     public static func predict(_ model: SavedModel, data: TableSource, population: Bool, chunkRows: Int = 65_536,
                                emit: (_ predictions: [Double?], _ responses: [Double?]) throws -> Void) throws {
-        let formula = model.formula
-        let groupingLevels: [[String]] = try formula.random.map { rt in
-            try savedTerm(model, rt).modes.keys.sorted()
+        try forEachChunk(model, data: data, chunkRows: chunkRows) { chunk in
+            var out = [Double?](repeating: nil, count: chunk.complete.count), responses = out
+            var r = 0
+            for i in chunk.complete.indices where chunk.complete[i] {
+                out[i] = population ? chunk.population[r] : chunk.conditional[r]
+                responses[i] = chunk.response[r]
+                r += 1
+            }
+            try emit(out, responses)
         }
+    }
+
+    /// One chunk of rows as prediction sees them; the arrays other than `complete` hold the
+    /// complete rows only, in order.
+    struct PredictedChunk {
+        var complete: [Bool]
+        /// Xβ̂, and Xβ̂ + Zb̂.
+        var population: [Double]
+        var conditional: [Double]
+        var response: [Double]
+        /// Per random term of the formula: the index of its term in the saved model, and each
+        /// complete row's `memberships` levels (indices into the saved term's levels, −1 for a
+        /// level the fit did not see) and weights.
+        var terms: [(saved: Int, memberships: Int, levels: [Int], weights: [Double])]
+    }
+
+    /// Reads `data` in chunks and evaluates the model on each.
+    static func forEachChunk(_ model: SavedModel, data: TableSource, chunkRows: Int,
+                             body: (PredictedChunk) throws -> Void) throws {
+        let formula = model.formula
+        let saved = try formula.random.map { try savedTerm(model, $0) }
         let frame = try ModelFrame.binding(formula, source: data, chunkRows: chunkRows, factorLevels: model.factorLevels,
-                                           groupingLevels: groupingLevels)
+                                           groupingLevels: saved.map { model.terms[$0].levels })
         let beta = frame.fixedDesign.columns.map { model.beta[$0.name] ?? 0 }   // an aliased column has no β: 0
-        // Per term, the mode of each of the frame's level codes.
-        let modes: [[[Double]]] = try frame.randomTerms.map { bt in
-            let t = try savedTerm(model, bt.term)
-            let p = bt.effects.columns.count
-            return bt.levels.names.map { t.modes[$0] ?? Array(repeating: 0, count: p) }
+        // Per term, each of the frame's level codes as the saved level's index and its modes.
+        let index: [[Int]] = zip(frame.randomTerms, saved).map { bt, k in
+            let position = Dictionary(uniqueKeysWithValues: model.terms[k].levels.enumerated().map { ($1, $0) })
+            return bt.levels.names.map { position[$0] ?? -1 }
+        }
+        let modes: [[[Double]]] = zip(frame.randomTerms, saved).map { bt, k in
+            bt.levels.names.map { model.terms[k].modes[$0] ?? Array(repeating: 0, count: bt.effects.columns.count) }
         }
         let p = beta.count
         var start = 0
@@ -71,39 +110,37 @@ public enum Prediction {
             let rows = start..<min(start + chunkRows, data.rowCount)
             let raw = try frame.read(rows)
             let chunk = try frame.modelChunk(raw)
-            var out = [Double?](repeating: nil, count: rows.count), responses = out
-            var r = 0
-            for i in 0..<rows.count where raw.complete[i] {
+            var out = PredictedChunk(complete: raw.complete, population: [], conditional: [], response: chunk.y,
+                                     terms: chunk.terms.indices.map { (saved[$0], chunk.terms[$0].memberships, [], []) })
+            for r in 0..<chunk.count {
                 var eta = 0.0
                 for j in 0..<p { eta += chunk.x[r * p + j] * beta[j] }
-                if !population {
-                    for (k, t) in chunk.terms.enumerated() {
-                        let pk = frame.randomTerms[k].effects.columns.count
-                        for m in 0..<t.memberships {
-                            let code = Int(t.levels[r * t.memberships + m])
-                            guard code >= 0 else { continue }
-                            var dot = 0.0
-                            for e in 0..<pk { dot += t.z[r * pk + e] * modes[k][code][e] }
-                            eta += t.weights[r * t.memberships + m] * dot
-                        }
+                out.population.append(eta)
+                for (k, t) in chunk.terms.enumerated() {
+                    let pk = frame.randomTerms[k].effects.columns.count
+                    for m in 0..<t.memberships {
+                        let code = Int(t.levels[r * t.memberships + m]), w = t.weights[r * t.memberships + m]
+                        out.terms[k].levels.append(code >= 0 ? index[k][code] : -1)
+                        out.terms[k].weights.append(w)
+                        guard code >= 0 else { continue }
+                        var dot = 0.0
+                        for e in 0..<pk { dot += t.z[r * pk + e] * modes[k][code][e] }
+                        eta += w * dot
                     }
                 }
-                out[i] = eta
-                responses[i] = chunk.y[r]
-                r += 1
+                out.conditional.append(eta)
             }
-            try emit(out, responses)
+            try body(out)
             start = rows.upperBound
         }
     }
 
-    /// The saved term of a formula's random term (same group, same effects).
-    private static func savedTerm(_ model: SavedModel, _ rt: RandomTerm) throws
-        -> (group: String, effects: [String], modes: [String: [Double]]) {
+    /// The index of a formula's random term among the saved ones (same group, same effects).
+    private static func savedTerm(_ model: SavedModel, _ rt: RandomTerm) throws -> Int {
         let effects = Design(rt.effects, coding: { v in
             model.factorLevels[v.name].map { .categorical(levels: $0) } ?? .numeric
         }).columns.map(\.name)
-        guard let t = model.terms.first(where: { $0.group == rt.grouping.name && $0.effects == effects }) else {
+        guard let t = model.terms.firstIndex(where: { $0.group == rt.grouping.name && $0.effects == effects }) else {
             throw InputError("the model file has no random term (\(effects.joined(separator: " + ")) | \(rt.grouping.name)) of its formula")
         }
         return t

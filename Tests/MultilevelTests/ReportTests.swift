@@ -45,6 +45,7 @@ final class ReportTests: ScratchDirectoryTestCase {
             "caterpillar-Subject-_Intercept_.svg": 18, "caterpillar-Subject-Days.svg": 18,
             "qq-Subject-_Intercept_.svg": 18, "qq-Subject-Days.svg": 18,
             "residuals-fitted.svg": 180, "qq-residuals.svg": 180,
+            "fitted-Subject-_Intercept_.svg": 18, "fitted-Subject-Days.svg": 18,
         ]
         for (file, points) in expected {
             XCTAssertTrue(files.contains(file), "\(file) in \(files)")

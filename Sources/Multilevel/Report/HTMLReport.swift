@@ -18,8 +18,10 @@ public enum HTMLReport {
                              profile: ProfileResult? = nil, to directory: String) throws -> [String] {
         var sections: [(String, [(String, SVGPlot)])] = []
         sections.append(("Random effects: conditional modes", try caterpillars(fit, prefix: "")))
-        sections.append(("Residuals", try residualPlots(fit, data: data)))
-        sections.append(("Random effects: normal QQ plots", modeQQPlots(fit, prefix: "")))
+        let residuals = try residualPlots(fit, data: data)
+        sections.append(("Residuals at level 1", residuals.level1))
+        sections.append(("Residuals of each random term: conditional modes against fitted values, and normal QQ plots",
+                         residuals.groups + modeQQPlots(fit, prefix: "")))
         if let profile { sections.append(("Profile likelihood", profilePlots(profile))) }
         if let bootstrap { sections.append(("Parametric bootstrap", try bootstrapHistograms(bootstrap, fit: fit))) }
         var text = fit.summary()
@@ -129,18 +131,33 @@ public enum HTMLReport {
         return plots
     }
 
-    /// Level-1 residuals y − Xβ̂ − Zb̂ against fitted values, and their normal QQ plot, from one
-    /// pass over (every k-th row of) the data.
-    static func residualPlots(_ fit: FitResult, data: TableSource) throws -> [(String, SVGPlot)] {
+    /// Level-1 residuals y − Xβ̂ − Zb̂ against fitted values, and their normal QQ plot (every
+    /// k-th row); and per term and effect, each level's conditional mode against the mean of
+    /// Xβ̂ over its rows (weighted by membership) — all from one pass over the data.
+    static func residualPlots(_ fit: FitResult, data: TableSource) throws
+        -> (level1: [(String, SVGPlot)], groups: [(String, SVGPlot)]) {
         let stride = max(1, data.rowCount / residualPoints)
         var fitted: [Double] = [], residuals: [Double] = []
+        var weight = fit.terms.map { [Double](repeating: 0, count: $0.levels.count) }, total = weight
         var row = 0
-        try Prediction.predict(SavedModel(fit: fit), data: data, population: false) { predictions, responses in
-            for (p, y) in zip(predictions, responses) {
+        try Prediction.forEachChunk(SavedModel(fit: fit), data: data, chunkRows: 65_536) { chunk in
+            var r = 0
+            for complete in chunk.complete {
                 defer { row += 1 }
-                guard row % stride == 0, let p, let y else { continue }
-                fitted.append(p)
-                residuals.append(y - p)
+                guard complete else { continue }
+                if row % stride == 0 {
+                    fitted.append(chunk.conditional[r])
+                    residuals.append(chunk.response[r] - chunk.conditional[r])
+                }
+                for t in chunk.terms {
+                    for m in 0..<t.memberships {
+                        let level = t.levels[r * t.memberships + m], w = t.weights[r * t.memberships + m]
+                        guard level >= 0 else { continue }
+                        weight[t.saved][level] += w
+                        total[t.saved][level] += w * chunk.population[r]
+                    }
+                }
+                r += 1
             }
         }
         var scatter = SVGPlot(title: "Residuals against fitted values", xLabel: "fitted (conditional on the groups)", yLabel: "residual")
@@ -149,7 +166,20 @@ public enum HTMLReport {
         if stride > 1 { scatter.note = "every \(stride)th row: \(fitted.count) of \(fit.nobs) residuals" }
         var qq = qqPlot(residuals, title: "Normal QQ plot of the residuals", yLabel: "residual")
         if stride > 1 { qq.note = scatter.note }
-        return [("residuals-fitted", scatter), ("qq-residuals", qq)]
+        var groups: [(String, SVGPlot)] = []
+        for (k, t) in fit.terms.enumerated() {
+            let group = fit.uniqueGroupNames[k]
+            let levels = evenlySpaced(Array(t.levels.indices), count: 1_000)
+            for (e, effect) in t.effects.enumerated() {
+                var plot = SVGPlot(title: "\(group): \(effect)", xLabel: "mean fitted value Xβ̂ of the level's rows",
+                                   yLabel: "conditional mode")
+                plot.points = levels.map { l in (x: total[k][l] / weight[k][l], y: fit.conditionalModes[k][l * t.dimension + e]) }
+                plot.horizontal = [0]
+                if levels.count < t.levels.count { plot.note = "1,000 of \(t.levels.count) levels shown, evenly spaced" }
+                groups.append(("fitted-" + fileName("\(group)-\(effect)"), plot))
+            }
+        }
+        return ([("residuals-fitted", scatter), ("qq-residuals", qq)], groups)
     }
 
     static func qqPlot(_ values: [Double], title: String, yLabel: String) -> SVGPlot {
