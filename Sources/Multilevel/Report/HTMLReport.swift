@@ -171,7 +171,7 @@ public enum HTMLReport {
             let group = fit.uniqueGroupNames[k]
             let levels = evenlySpaced(Array(t.levels.indices), count: 1_000)
             for (e, effect) in t.effects.enumerated() {
-                var plot = SVGPlot(title: "\(group): \(effect)", xLabel: "mean fitted value Xβ̂ of the level's rows",
+                var plot = SVGPlot(title: "\(group): \(effect)", xLabel: "mean fixed-part fitted value of the level's rows",
                                    yLabel: "conditional mode")
                 plot.points = levels.map { l in (x: total[k][l] / weight[k][l], y: fit.conditionalModes[k][l * t.dimension + e]) }
                 plot.horizontal = [0]
