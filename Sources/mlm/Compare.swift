@@ -28,6 +28,8 @@ struct Compare: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            try requireWritable(json, option: "--json")
+            try requireWritable(report, option: "--report")
             let (data, options) = try reading.resolve(reml: false)
             let comparison = try ModelComparison.compare(formula, data: data, options: options)
             guard Job.isRoot else { return }

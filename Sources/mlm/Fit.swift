@@ -65,6 +65,10 @@ struct Fit: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
+            for (path, option) in [(json, "--json"), (ranef, "--ranef"), (bootstrapTable, "--bootstrap-table"),
+                                   (profileTable, "--profile-table"), (checkpoint, "--checkpoint"), (report, "--report")] {
+                try requireWritable(path, option: option)
+            }
             let result = try model.fit(trace: verbose && Job.isRoot ? traceLine(since: ContinuousClock.now) : nil)
             if verbose && Job.isRoot {
                 for (stage, d) in result.timings { FileHandle.standardError.write(Data("\(stage): \(d)\n".utf8)) }

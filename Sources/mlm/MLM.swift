@@ -82,3 +82,16 @@ func write(_ text: String, to path: String) throws {
         throw InputError("cannot write '\(path)': \((error as NSError).localizedDescription)")
     }
 }
+
+/// Fails at once, in one line, if `path` could not be written later (its folder is missing or
+/// not writable), so that a long fit or bootstrap does not end by losing its output.
+func requireWritable(_ path: String?, option: String) throws {
+    guard let path else { return }
+    let folder = (path as NSString).deletingLastPathComponent
+    let directory = folder.isEmpty ? "." : folder
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue,
+          FileManager.default.isWritableFile(atPath: directory) else {
+        throw InputError("\(option) '\(path)': the folder '\(directory)' does not exist or is not writable")
+    }
+}

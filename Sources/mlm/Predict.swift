@@ -36,20 +36,27 @@ struct Predict: ParsableCommand {
             let saved = try SavedModel(path: model)
             let data = try openTable(path: file, table: table)
             guard Job.isRoot else { return }
-            let sink: FileHandle
-            if let out {
-                guard FileManager.default.createFile(atPath: out, contents: nil), let h = FileHandle(forWritingAtPath: out) else {
-                    throw InputError("cannot write '\(out)'")
-                }
-                sink = h
-            } else {
-                sink = FileHandle.standardOutput
-            }
-            sink.write(Data("prediction\n".utf8))
+            try requireWritable(out, option: "--out")
+            // The output starts with the first chunk, so bad input leaves no partial file.
+            var sink: FileHandle?
             try Prediction.predict(saved, data: data, population: population, chunkRows: chunkRows) { values, _ in
-                sink.write(Data(values.map { $0.map { String(format: "%.17g", $0) } ?? "NA" }.joined(separator: "\n").utf8 + [10]))
+                if sink == nil {
+                    if let out {
+                        guard FileManager.default.createFile(atPath: out, contents: nil), let h = FileHandle(forWritingAtPath: out) else {
+                            throw InputError("cannot write '\(out)'")
+                        }
+                        sink = h
+                    } else {
+                        sink = FileHandle.standardOutput
+                    }
+                    sink!.write(Data("prediction\n".utf8))
+                }
+                sink!.write(Data(values.map { $0.map { String(format: "%.17g", $0) } ?? "NA" }.joined(separator: "\n").utf8 + [10]))
             }
-            if out != nil { try sink.close() }
+            if sink == nil {   // no rows: the header alone
+                if let out { try write("prediction\n", to: out) } else { print("prediction") }
+            }
+            if out != nil { try sink?.close() }
         }
     }
 }

@@ -130,4 +130,13 @@ final class CommandLineTests: ScratchDirectoryTestCase {
         let text = try write("this is not HDF5\n", to: "text.h5")
         try assertFails(["fit", text, "--formula", "Yield ~ 1 + (1 | Batch)"], mentioning: text)
     }
+
+    /// An output that could not be written fails before the fit, not after an hour of bootstrap.
+    func testUnwritableOutputFailsBeforeFitting() throws {
+        let run = try mlm(["fit", Fixtures.path("sleepstudy.csv"), "--formula", "Reaction ~ Days + (Days | Subject)",
+                           "--bootstrap", "50", "--bootstrap-table", "/nonexistent-folder/boot.csv"])
+        XCTAssertEqual(run.status, 1)
+        XCTAssertEqual(run.stderr, "mlm: error: --bootstrap-table '/nonexistent-folder/boot.csv': the folder '/nonexistent-folder' does not exist or is not writable\n")
+        XCTAssertEqual(run.stdout, "")
+    }
 }
