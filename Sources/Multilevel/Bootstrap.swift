@@ -204,11 +204,10 @@ final class BootstrapSimulator: @unchecked Sendable {
         return cp.replacingResponse(wy, yy)
     }
 
-    /// BOBYQA's first steps from θ̂: a tenth of each |θ̂_i| (at least 0.01). A replicate's optimum
-    /// is near θ̂, and NLopt's default steps (up to ¾ of the distance to a bound) make it first
-    /// explore far away: sleepstudy's refits took 73 evaluations on average with those, 43 with
-    /// these, InstEval's 25 and 20, reaching the same deviances (within ±7e-7).
-    private var initialStep: [Double] { fit.theta.map { 0.1 * max(abs($0), 0.1) } }
+    /// BOBYQA's first steps from θ̂ (`Optimizer.localSteps`): sleepstudy's refits took 73
+    /// evaluations on average with NLopt's default steps and 43 with these, InstEval's 25 and
+    /// 20, reaching the same deviances (within ±7e-7).
+    private var initialStep: [Double] { Optimizer.localSteps(fit.theta, floor: fit.theta.map { _ in 0.1 }) }
 
     /// Refits to `cp` from θ̂ on `thread`'s workspace.
     func refit(_ cp: CrossProducts, index: Int, thread: Int) -> BootstrapReplicate {

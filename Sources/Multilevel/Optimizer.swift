@@ -34,6 +34,13 @@ enum Optimizer {
         init(_ f: @escaping ([Double]) -> Double) { self.f = f }
     }
 
+    /// First steps for a start that is already near the optimum (a refit from θ̂, the next
+    /// point of a profile): a tenth of each |x_i|, at least a tenth of `floor_i`. NLopt's
+    /// default steps (up to ¾ of the distance to a bound) first explore far away.
+    static func localSteps(_ x: [Double], floor: [Double]) -> [Double] {
+        zip(x, floor).map { 0.1 * max(abs($0), $1) }
+    }
+
     /// Returns the minimiser and minimum; `summary` gets the evaluation count and return code.
     static func minimize(_ f: @escaping ([Double]) -> Double, start: [Double], lower: [Double], upper: [Double]? = nil,
                          initialStep: [Double]? = nil,

@@ -205,8 +205,12 @@ final class ProfileEngine: @unchecked Sendable {
             return w
         }
         var summary = OptimizerSummary()
+        // Small first steps: the start is the neighbouring point's optimum (sleepstudy's whole
+        // profile: 9,353 evaluations with NLopt's default steps, 5,312 with these).
+        let sigma = omega[omega.count - 1]
+        let steps = Optimizer.localSteps(x0, floor: free.map { isCorrelation[$0] ? 0.1 : max(abs(omega[$0]), 1e-3 * sigma) })
         guard let (x, d) = try? Optimizer.minimize({ self.deviance(full($0), thread: thread) }, start: x0,
-                                                    lower: lower, upper: upper, summary: &summary) else {
+                                                    lower: lower, upper: upper, initialStep: steps, summary: &summary) else {
             return (.infinity, start)
         }
         return (d, full(x))
@@ -218,8 +222,9 @@ final class ProfileEngine: @unchecked Sendable {
     func profileFixed(_ j: Int, value: Double, start: [Double], pls: PenalizedLeastSquares) -> (Double, [Double]) {
         pls.replaceResponse(with: cp.fixingCoefficient(j, at: value))
         var summary = OptimizerSummary()
-        guard let (theta, d) = try? Optimizer.minimize({ pls.objective($0) }, start: start,
-                                                        lower: pls.factor.lowerBounds, summary: &summary) else {
+        guard let (theta, d) = try? Optimizer.minimize({ pls.objective($0) }, start: start, lower: pls.factor.lowerBounds,
+                                                        initialStep: Optimizer.localSteps(start, floor: start.map { _ in 0.1 }),
+                                                        summary: &summary) else {
             return (.infinity, start)
         }
         return (d, theta)
