@@ -103,6 +103,8 @@ public struct BootstrapResult: Sendable {
     public let replicates: [BootstrapReplicate]
     /// Each parameter's interval (lme4's order: SDs and correlations, σ, β).
     public let intervals: [ParameterInterval]
+    /// Each successful replicate's parameters, in the order of `intervals`.
+    public let parameterValues: [[Double]]
     /// Replicates whose refit failed (left out of the intervals, as boot does with NA).
     public var failed: Int { replicates.filter(\.failed).count }
 
@@ -119,6 +121,7 @@ public struct BootstrapResult: Sendable {
             ModelParameter.values(FitResult.varCorr(terms: fit.terms, factor: factor, theta: r.theta, sigma: r.sigma),
                                   r.sigma, r.beta)
         }
+        parameterValues = values
         intervals = parameters.enumerated().map { j, parameter in
             let t = values.map { $0[j] }.filter(\.isFinite)
             let (lower, upper) = BootstrapInterval.limits(t, estimate: parameter.estimate, level: options.level, type: options.type)

@@ -68,7 +68,9 @@ public struct FitResult: Sendable {
     }
 
     /// The unique group names lme4 uses in `VarCorr`: a repeated group gets `.1`, `.2`, …
-    public var uniqueGroupNames: [String] {
+    public var uniqueGroupNames: [String] { Self.uniqueGroupNames(terms) }
+
+    static func uniqueGroupNames(_ terms: [RandomEffectsTerm]) -> [String] {
         var count: [String: Int] = [:]
         return terms.map { t in
             let k = count[t.group, default: 0]
@@ -126,8 +128,7 @@ public struct FitResult: Sendable {
                         sigma: Double) -> [VarCorrEntry] {
         let sigma2 = sigma * sigma
         var entries: [VarCorrEntry] = []
-        var count: [String: Int] = [:]
-        for (k, t) in terms.enumerated() {
+        for (k, (t, name)) in zip(terms, uniqueGroupNames(terms)).enumerated() {
             let dim = t.dimension
             let tk = factor.template(k, theta: theta)
             var sigmaK = [Double](repeating: 0, count: dim * dim)
@@ -136,9 +137,6 @@ public struct FitResult: Sendable {
                 for m in 0...min(i, j) { s += tk[i + m * dim] * tk[j + m * dim] }
                 sigmaK[i + j * dim] = sigma2 * s
             } }
-            let seen = count[t.group, default: 0]
-            count[t.group] = seen + 1
-            let name = seen == 0 ? t.group : "\(t.group).\(seen)"
             for i in 0..<dim {
                 let v = sigmaK[i + i * dim]
                 entries.append(VarCorrEntry(group: name, var1: t.effects[i], var2: nil, vcov: v, sdcor: v.squareRoot()))

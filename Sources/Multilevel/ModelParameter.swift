@@ -32,11 +32,7 @@ public struct ModelParameter: Sendable, Equatable {
     /// The names in `all(of:)` order with the values given.
     static func parameters(terms: [RandomEffectsTerm], fixedNames: [String], values v: [Double]) -> [ModelParameter] {
         var out: [ModelParameter] = []
-        var count: [String: Int] = [:]
-        for t in terms {
-            let seen = count[t.group, default: 0]
-            count[t.group] = seen + 1
-            let group = seen == 0 ? t.group : "\(t.group).\(seen)"
+        for (t, group) in zip(terms, FitResult.uniqueGroupNames(terms)) {
             for col in 0..<t.dimension { for row in col..<t.dimension {
                 let kind: Kind = row == col ? .sd : .cor
                 out.append(ModelParameter(kind: kind, group: group, var1: t.effects[col],

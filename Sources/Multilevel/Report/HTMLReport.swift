@@ -23,7 +23,7 @@ public enum HTMLReport {
         sections.append(("Residuals of each random term: conditional modes against fitted values, and normal QQ plots",
                          residuals.groups + modeQQPlots(fit, prefix: "")))
         if let profile { sections.append(("Profile likelihood", profilePlots(profile))) }
-        if let bootstrap { sections.append(("Parametric bootstrap", try bootstrapHistograms(bootstrap, fit: fit))) }
+        if let bootstrap { sections.append(("Parametric bootstrap", bootstrapHistograms(bootstrap))) }
         var text = fit.summary()
         if let bootstrap { text += "\n" + bootstrap.summary() }
         if let profile { text += "\n" + profile.summary() }
@@ -209,13 +209,9 @@ public enum HTMLReport {
         }
     }
 
-    static func bootstrapHistograms(_ boot: BootstrapResult, fit: FitResult) throws -> [(String, SVGPlot)] {
-        let factor = RelativeCovarianceFactor(terms: fit.terms)
-        let values = boot.replicates.filter { !$0.failed }.map { r in
-            ModelParameter.values(FitResult.varCorr(terms: fit.terms, factor: factor, theta: r.theta, sigma: r.sigma), r.sigma, r.beta)
-        }
-        return boot.intervals.enumerated().map { j, interval in
-            let t = values.map { $0[j] }.filter(\.isFinite)
+    static func bootstrapHistograms(_ boot: BootstrapResult) -> [(String, SVGPlot)] {
+        boot.intervals.enumerated().map { j, interval in
+            let t = boot.parameterValues.map { $0[j] }.filter(\.isFinite)
             var plot = SVGPlot(title: "Bootstrap: \(interval.parameter.label)", xLabel: interval.parameter.label, yLabel: "replicates")
             if let lo = t.min(), let hi = t.max() {
                 let bins = 30, width = hi > lo ? (hi - lo) / Double(bins) : 1
