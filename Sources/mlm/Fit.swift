@@ -69,7 +69,7 @@ struct Fit: ParsableCommand {
                                    (profileTable, "--profile-table"), (checkpoint, "--checkpoint"), (report, "--report")] {
                 try requireWritable(path, option: option)
             }
-            let result = try model.fit(trace: verbose && Job.isRoot ? traceLine(since: ContinuousClock.now) : nil)
+            let (result, data) = try model.fitWithData(trace: verbose && Job.isRoot ? traceLine(since: ContinuousClock.now) : nil)
             if verbose && Job.isRoot {
                 for (stage, d) in result.timings { FileHandle.standardError.write(Data("\(stage): \(d)\n".utf8)) }
                 FileHandle.standardError.write(Data("deviance evaluations: \(result.optimizer.evaluations)\n".utf8))
@@ -103,12 +103,14 @@ struct Fit: ParsableCommand {
                 }
                 try write(document.serialized() + "\n", to: json)
             }
-            if let ranef { try write(result.conditionalModesCSV(), to: ranef) }
+            // Conditional variances once, for both the CSV and the report's caterpillars.
+            let variances = ranef != nil || report != nil ? try result.conditionalVariances() : nil
+            if let ranef { try write(result.conditionalModesCSV(variances: variances), to: ranef) }
             if let path = bootstrapTable, let boot { try boot.writeTable(to: path) }
             if let path = profileTable, let profiled { try write(profiled.tracesCSV(), to: path) }
             if let report {
-                let data = try openTable(path: model.reading.file, table: model.reading.table)
-                try HTMLReport.write(fit: result, data: data, bootstrap: boot, profile: profiled, to: report)
+                try HTMLReport.write(fit: result, data: data, bootstrap: boot, profile: profiled,
+                                     conditionalVariances: variances, to: report)
             }
         }
     }

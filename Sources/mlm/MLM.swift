@@ -58,8 +58,13 @@ struct ModelOptions: ParsableArguments {
     var threads: Int { reading.threads }
 
     func fit(trace: (@Sendable (Int, [Double], Double) -> Void)? = nil) throws -> FitResult {
+        try fitWithData(trace: trace).fit
+    }
+
+    /// The fit and the data source it read (for a second pass, e.g. the report's residuals).
+    func fitWithData(trace: (@Sendable (Int, [Double], Double) -> Void)? = nil) throws -> (fit: FitResult, data: TableSource) {
         let (data, options) = try reading.resolve(reml: !ml, trace: trace)
-        return try LinearMixedModel.fit(formula, data: data, options: options)
+        return (try LinearMixedModel.fit(formula, data: data, options: options), data)
     }
 }
 

@@ -52,8 +52,9 @@ extension FitResult {
 
     /// The conditional modes and their conditional SDs as CSV: one line per (group, level,
     /// effect), like `as.data.frame(ranef(m, condVar = TRUE))` (grpvar, term, grp, condval, condsd).
-    public func conditionalModesCSV() throws -> String {
-        let variances = try conditionalVariances()
+    /// `variances`: the fit's `conditionalVariances()`, if already computed.
+    public func conditionalModesCSV(variances given: [[[Double]]]? = nil) throws -> String {
+        let variances = try given ?? conditionalVariances()
         var out = "grpvar,term,grp,condval,condsd\n"
         for (k, t) in terms.enumerated() {
             let p = t.dimension

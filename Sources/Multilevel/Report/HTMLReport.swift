@@ -14,10 +14,13 @@ public enum HTMLReport {
 
     /// Writes the report of a fit into `directory` (created if needed); returns the files written.
     @discardableResult
+    /// `conditionalVariances`: the fit's `conditionalVariances()`, if already computed.
     public static func write(fit: FitResult, data: TableSource, bootstrap: BootstrapResult? = nil,
-                             profile: ProfileResult? = nil, to directory: String) throws -> [String] {
+                             profile: ProfileResult? = nil, conditionalVariances: [[[Double]]]? = nil,
+                             to directory: String) throws -> [String] {
         var sections: [(String, [(String, SVGPlot)])] = []
-        sections.append(("Random effects: conditional modes", try caterpillars(fit, prefix: "")))
+        sections.append(("Random effects: conditional modes",
+                         try caterpillars(fit, variances: conditionalVariances ?? fit.conditionalVariances(), prefix: "")))
         let residuals = try residualPlots(fit, data: data)
         sections.append(("Residuals at level 1", residuals.level1))
         sections.append(("Residuals of each random term: conditional modes against fitted values, and normal QQ plots",
@@ -37,7 +40,8 @@ public enum HTMLReport {
         var sections: [(String, [(String, SVGPlot)])] = []
         for (k, fit) in comparison.fits.enumerated() {
             text += "\n— m\(k + 1) —\n" + fit.summary()
-            sections.append(("m\(k + 1): \(fit.formula)", try caterpillars(fit, prefix: "m\(k + 1)-")))
+            sections.append(("m\(k + 1): \(fit.formula)",
+                             try caterpillars(fit, variances: fit.conditionalVariances(), prefix: "m\(k + 1)-")))
         }
         return try write(title: "mlm compare: \(comparison.dataName)", text: text, sections: sections, to: directory)
     }
@@ -90,8 +94,7 @@ public enum HTMLReport {
 
     // MARK: Plots
 
-    static func caterpillars(_ fit: FitResult, prefix: String) throws -> [(String, SVGPlot)] {
-        let variances = try fit.conditionalVariances()
+    static func caterpillars(_ fit: FitResult, variances: [[[Double]]], prefix: String) -> [(String, SVGPlot)] {
         var plots: [(String, SVGPlot)] = []
         for (k, t) in fit.terms.enumerated() {
             let p = t.dimension, group = fit.uniqueGroupNames[k]
