@@ -175,6 +175,8 @@ final class BootstrapSimulator: @unchecked Sendable {
     let fit: FitResult
     let root: SemidefiniteCholesky
     private let workers: [PenalizedLeastSquares]
+    /// Λ̂: the factor and its templates at θ̂, built once for every replicate.
+    private let lambda: RelativeCovarianceFactor
     private let lambdaTemplates: [[Double]]
 
     init(_ fit: FitResult, threads: Int) {
@@ -184,7 +186,8 @@ final class BootstrapSimulator: @unchecked Sendable {
             // The fit's own cross-products and ordering: it factored them once already.
             try! PenalizedLeastSquares(fit.crossProducts, reml: fit.reml, ordering: fit.ordering)
         }
-        lambdaTemplates = RelativeCovarianceFactor(terms: fit.terms).templates(fit.theta)
+        lambda = RelativeCovarianceFactor(terms: fit.terms)
+        lambdaTemplates = lambda.templates(fit.theta)
     }
 
     /// Replicate `index`'s cross-products: only [Z'y*; X'y*; y*'y*] differ from the data's.
@@ -193,7 +196,7 @@ final class BootstrapSimulator: @unchecked Sendable {
         let q = cp.randomEffectsCount, p = cp.fixedCount, sigma = fit.sigma
         var random = Xoshiro256(seed: seed, stream: index)
         var b = (0..<q).map { _ in random.nextNormal() }
-        RelativeCovarianceFactor(terms: fit.terms).apply(lambdaTemplates, to: &b)
+        lambda.apply(lambdaTemplates, to: &b)
         let gamma = b.map { $0 * sigma } + fit.beta
         let a = (0..<(q + p)).map { _ in random.nextNormal() }
         let c = random.nextChiSquare(df: cp.rows - root.rank)
