@@ -4,7 +4,7 @@ import Foundation
 /// factor, and the conditional modes of each random term by level — what prediction needs.
 public struct SavedModel {
     public let formula: Formula
-    let beta: [String: Double]
+    let beta: [ExactString: Double]
     let factorLevels: [String: [String]]
     let terms: [SavedTerm]
 
@@ -13,18 +13,18 @@ public struct SavedModel {
         let effects: [String]
         /// The levels in the fit's order, and each level's conditional modes.
         let levels: [String]
-        let modes: [String: [Double]]
+        let modes: [ExactString: [Double]]
     }
 
     /// The model of a fit in memory.
     init(fit: FitResult) throws {
         formula = try Formula.parse(fit.formula)
-        beta = Dictionary(uniqueKeysWithValues: zip(fit.fixedNames, fit.beta))
+        beta = Dictionary(uniqueKeysWithValues: zip(fit.fixedNames.map(ExactString.init), fit.beta))
         factorLevels = Dictionary(uniqueKeysWithValues: fit.factorLevels.map { ($0.variable, $0.levels) })
         terms = fit.terms.enumerated().map { k, t in
             SavedTerm(group: t.group, effects: t.effects, levels: t.levels,
                       modes: Dictionary(uniqueKeysWithValues: t.levels.enumerated().map { l, name in
-                          (name, Array(fit.conditionalModes[k][(l * t.dimension)..<((l + 1) * t.dimension)]))
+                          (ExactString(name), Array(fit.conditionalModes[k][(l * t.dimension)..<((l + 1) * t.dimension)]))
                       }))
         }
     }
@@ -32,7 +32,7 @@ public struct SavedModel {
     /// Reads the JSON that `mlm fit --json` wrote.
     public init(path: String) throws {
         guard let data = FileManager.default.contents(atPath: path) else { throw InputError("cannot read the model file '\(path)'") }
-        guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        guard let json = try? JSONValue.parse(data) as? [String: Any] else {
             throw InputError("the model file '\(path)' is not JSON")
         }
         guard let text = json["formula"] as? String, let beta = json["beta"] as? [String: Any],
@@ -40,7 +40,7 @@ public struct SavedModel {
             throw InputError("the model file '\(path)' lacks formula, beta, factor_levels or ranef: write it with `mlm fit --json`")
         }
         formula = try Formula.parse(text)
-        self.beta = beta.compactMapValues { $0 as? Double }
+        self.beta = Dictionary(beta.compactMap { name, value in (value as? Double).map { (ExactString(name), $0) } }) { a, _ in a }
         factorLevels = levels
         terms = try ranef.map { t in
             guard let group = t["group"] as? String, let effects = t["effects"] as? [String],
@@ -48,7 +48,7 @@ public struct SavedModel {
                 throw InputError("the model file '\(path)' has a malformed ranef entry")
             }
             return SavedTerm(group: group, effects: effects, levels: names,
-                             modes: Dictionary(uniqueKeysWithValues: zip(names, modes)))
+                             modes: Dictionary(zip(names.map(ExactString.init), modes)) { a, _ in a })
         }
     }
 }
@@ -95,14 +95,14 @@ public enum Prediction {
         let saved = try formula.random.map { try savedTerm(model, $0) }
         let frame = try ModelFrame.binding(formula, source: data, chunkRows: chunkRows, factorLevels: model.factorLevels,
                                            groupingLevels: saved.map { model.terms[$0].levels })
-        let beta = frame.fixedDesign.columns.map { model.beta[$0.name] ?? 0 }   // an aliased column has no β: 0
+        let beta = frame.fixedDesign.columns.map { model.beta[ExactString($0.name)] ?? 0 }   // an aliased column has no β: 0
         // Per term, each of the frame's level codes as the saved level's index and its modes.
         let index: [[Int]] = zip(frame.randomTerms, saved).map { bt, k in
-            let position = Dictionary(uniqueKeysWithValues: model.terms[k].levels.enumerated().map { ($1, $0) })
-            return bt.levels.names.map { position[$0] ?? -1 }
+            let position = Dictionary(uniqueKeysWithValues: model.terms[k].levels.enumerated().map { (ExactString($1), $0) })
+            return bt.levels.names.map { position[ExactString($0)] ?? -1 }
         }
         let modes: [[[Double]]] = zip(frame.randomTerms, saved).map { bt, k in
-            bt.levels.names.map { model.terms[k].modes[$0] ?? Array(repeating: 0, count: bt.effects.columns.count) }
+            bt.levels.names.map { model.terms[k].modes[ExactString($0)] ?? Array(repeating: 0, count: bt.effects.columns.count) }
         }
         let p = beta.count
         var start = 0

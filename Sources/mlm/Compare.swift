@@ -33,7 +33,7 @@ struct Compare: ParsableCommand {
             let (data, options) = try reading.resolve(reml: false)
             let comparison = try ModelComparison.compare(formula, data: data, options: options)
             guard Job.isRoot else { return }
-            print(comparison.summary(), terminator: "")
+            printOutput(comparison.summary())
             if let json { try write(comparison.json().serialized() + "\n", to: json) }
             if let report { try HTMLReport.write(comparison: comparison, to: report) }
         }

@@ -93,7 +93,7 @@ struct Fit: ParsableCommand {
             var text = result.summary()
             if let boot { text += "\n" + boot.summary() }
             if let profiled { text += "\n" + profiled.summary() }
-            print(text, terminator: "")
+            printOutput(text)
             if let json {
                 var document = result.json()
                 if case .object(var fields) = document {

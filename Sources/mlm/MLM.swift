@@ -74,15 +74,16 @@ func reportingErrors(_ body: () throws -> Void) throws {
         try body()
     } catch let error as InputError {
         // Every rank meets the same error (they agree on failures); one prints it.
-        if Job.isRoot { FileHandle.standardError.write(Data("mlm: error: \(error.message)\n".utf8)) }
+        if Job.isRoot { FileHandle.standardError.write(Data("mlm: error: \(error.message)\n".fileBytes)) }
         throw ExitCode.failure
     }
 }
 
-/// Writes text to a file, or fails with one line naming the file.
+/// Writes text to a file as the bytes it stands for (labels as they were in the data file), or
+/// fails with one line naming the file.
 func write(_ text: String, to path: String) throws {
     do {
-        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        try Data(text.fileBytes).write(to: URL(fileURLWithPath: path), options: .atomic)
     } catch {
         throw InputError("cannot write '\(path)': \((error as NSError).localizedDescription)")
     }
@@ -99,4 +100,9 @@ func requireWritable(_ path: String?, option: String) throws {
           FileManager.default.isWritableFile(atPath: directory) else {
         throw InputError("\(option) '\(path)': the folder '\(directory)' does not exist or is not writable")
     }
+}
+
+/// Prints text on standard output as the bytes it stands for (labels as they were in the data file).
+func printOutput(_ text: String) {
+    FileHandle.standardOutput.write(Data(text.fileBytes))
 }

@@ -24,7 +24,7 @@ public final class CSVSource: TableSource {
     }
 
     private let values: [Values]
-    private let indexByName: [String: Int]
+    private let indexByName: [ExactString: Int]
 
     /// Reads and types every column of the CSV file at `path`.
     ///
@@ -44,12 +44,12 @@ public final class CSVSource: TableSource {
 
         name = path
         columnNames = parsed.header.map { CSVSource.text(of: $0, in: bytes) }
-        var indexByName: [String: Int] = [:]
+        var indexByName: [ExactString: Int] = [:]
         for (index, column) in columnNames.enumerated() {
-            if let first = indexByName[column] {
+            if let first = indexByName[ExactString(column)] {
                 throw InputError("\(path): duplicate column name '\(column)' (columns \(first + 1) and \(index + 1))")
             }
-            indexByName[column] = index
+            indexByName[ExactString(column)] = index
         }
         self.indexByName = indexByName
         rowCount = parsed.columns.first?.count ?? 0
@@ -83,7 +83,7 @@ public final class CSVSource: TableSource {
 
     /// The position of `column`, or the error listing the columns there are.
     private func index(of column: String) throws -> Int {
-        guard let index = indexByName[column] else { throw unknownColumn(column) }
+        guard let index = indexByName[ExactString(column)] else { throw unknownColumn(column) }
         return index
     }
 
@@ -126,7 +126,7 @@ public final class CSVSource: TableSource {
     /// The field's text, with `""` escapes in a quoted field turned into `"`.
     private static func text(of field: CSVField, in bytes: [UInt8]) -> String {
         let raw = bytes[field.start..<field.end]
-        guard field.escaped else { return String(decoding: raw, as: UTF8.self) }
+        guard field.escaped else { return String(fileBytes: raw) }
         var unescaped: [UInt8] = []
         unescaped.reserveCapacity(raw.count)
         var previousWasQuote = false
@@ -138,7 +138,7 @@ public final class CSVSource: TableSource {
             previousWasQuote = byte == UInt8(ascii: "\"")
             unescaped.append(byte)
         }
-        return String(decoding: unescaped, as: UTF8.self)
+        return String(fileBytes: unescaped)
     }
 }
 

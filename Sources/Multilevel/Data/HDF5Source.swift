@@ -39,7 +39,7 @@ public final class HDF5Source: TableSource {
     /// The open group or compound dataset that is the table.
     private let table: hid_t
     private let columns: [Column]
-    private let indexByName: [String: Int]
+    private let indexByName: [ExactString: Int]
 
     /// How one column is stored, as far as reading it goes.
     private enum Kind {
@@ -83,7 +83,7 @@ public final class HDF5Source: TableSource {
         rowCount = opened.rowCount
         name = "\(path):\(opened.tablePath)"
         columnNames = opened.columns.map(\.name)
-        indexByName = Dictionary(uniqueKeysWithValues: opened.columns.enumerated().map { ($1.name, $0) })
+        indexByName = Dictionary(opened.columns.enumerated().map { (ExactString($1.name), $0) }) { first, _ in first }
     }
 
     deinit {
@@ -158,7 +158,7 @@ public final class HDF5Source: TableSource {
             try pointers.withUnsafeMutableBytes { buffer in
                 try read(column, as: stringType, rows: rows, into: buffer.baseAddress!) { memoryType, memorySpace in
                     for pointer in buffer.bindMemory(to: UnsafeMutablePointer<CChar>?.self) {
-                        strings.append(pointer.flatMap { HDF5Source.nonMissing(String(cString: $0)) })
+                        strings.append(pointer.flatMap { HDF5Source.nonMissing(String(fileCString: $0)) })
                     }
                     H5Dvlen_reclaim(memoryType, memorySpace, mlm_h5p_default(), buffer.baseAddress!)
                 }
@@ -194,7 +194,7 @@ public final class HDF5Source: TableSource {
         if column.isMember {
             memoryType = H5Tcreate(H5T_COMPOUND, H5Tget_size(elementType))
             guard memoryType >= 0 else { throw failure }
-            guard H5Tinsert(memoryType, column.name, 0, elementType) >= 0 else {
+            guard withFileCString(column.name, { H5Tinsert(memoryType, $0, 0, elementType) }) >= 0 else {
                 H5Tclose(memoryType)
                 throw failure
             }
@@ -217,7 +217,7 @@ public final class HDF5Source: TableSource {
 
     /// The column named `name`, or the error listing the columns there are.
     private func column(_ name: String) throws -> Column {
-        guard let index = indexByName[name] else { throw unknownColumn(name) }
+        guard let index = indexByName[ExactString(name)] else { throw unknownColumn(name) }
         return columns[index]
     }
 
@@ -231,7 +231,7 @@ public final class HDF5Source: TableSource {
         stride(from: 0, to: bytes.count, by: max(size, 1)).map { start in
             let text = bytes[start..<(start + size)].prefix { $0 != 0 }
             let end = text.lastIndex { $0 != UInt8(ascii: " ") }.map { $0 + 1 } ?? text.startIndex
-            return String(decoding: text[..<end], as: UTF8.self)
+            return String(fileBytes: text[..<end])
         }
     }
 
@@ -312,7 +312,7 @@ public final class HDF5Source: TableSource {
         defer { H5Oclose(root) }
         let children = childNames(of: root)
         let shapes = children.map { child -> Shape in
-            let object = H5Oopen(root, child, mlm_h5p_default())
+            let object = withFileCString(child) { H5Oopen(root, $0, mlm_h5p_default()) }
             guard object >= 0 else { return .other }
             defer { H5Oclose(object) }
             return shape(of: object)
@@ -363,7 +363,7 @@ public final class HDF5Source: TableSource {
             guard length >= 0 else { return nil }
             var name = [CChar](repeating: 0, count: length + 1)
             H5Lget_name_by_idx(group, ".", order, H5_ITER_INC, index, &name, length + 1, mlm_h5p_default())
-            return String(cString: name)
+            return String(fileCString: name)
         }
     }
 
@@ -371,7 +371,7 @@ public final class HDF5Source: TableSource {
     private static func groupColumns(_ group: hid_t, lengths: inout [Int]) throws -> [Column] {
         var columns: [Column] = []
         for child in childNames(of: group) {
-            let object = H5Oopen(group, child, mlm_h5p_default())
+            let object = withFileCString(child) { H5Oopen(group, $0, mlm_h5p_default()) }
             guard object >= 0 else { continue }
             let shape = shape(of: object)
             guard shape == .columnDataset || shape == .compoundTable else {
@@ -395,7 +395,7 @@ public final class HDF5Source: TableSource {
             defer { H5free_memory(namePointer) }
             let memberType = H5Tget_member_type(type, index)
             defer { H5Tclose(memberType) }
-            return Column(name: String(cString: namePointer), dataset: dataset, isMember: true,
+            return Column(name: String(fileCString: namePointer), dataset: dataset, isMember: true,
                           kind: kind(of: memberType, dataset: nil))
         }
     }
@@ -434,7 +434,7 @@ public final class HDF5Source: TableSource {
             defer { H5Tclose(memoryType) }
             var pointers = [UnsafeMutablePointer<CChar>?](repeating: nil, count: count)
             guard H5Aread(attribute, memoryType, &pointers) >= 0 else { return nil }
-            let levels = pointers.map { $0.map { String(cString: $0) } ?? "" }
+            let levels = pointers.map { $0.map { String(fileCString: $0) } ?? "" }
             H5Dvlen_reclaim(memoryType, space, mlm_h5p_default(), &pointers)
             return levels
         }

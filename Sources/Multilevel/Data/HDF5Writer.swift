@@ -239,7 +239,7 @@ public final class HDF5TableWriter {
         offsets.reserveCapacity(strings.count)
         for string in strings {
             offsets.append(storage.count)
-            storage.append(contentsOf: string.utf8.map { CChar(bitPattern: $0) })
+            storage.append(contentsOf: string.fileBytes.map { CChar(bitPattern: $0) })
             storage.append(0)
         }
         return try storage.withUnsafeBufferPointer { buffer in
@@ -305,7 +305,7 @@ public final class HDF5TableWriter {
         case .string: type = HDF5Source.variableStringType(cset: H5T_CSET_UTF8)
         }
         defer { H5Tclose(type) }
-        return H5Dcreate2(group, column.name, type, space, mlm_h5p_default(), creation, mlm_h5p_default())
+        return withFileCString(column.name) { H5Dcreate2(group, $0, type, space, mlm_h5p_default(), creation, mlm_h5p_default()) }
     }
 }
 

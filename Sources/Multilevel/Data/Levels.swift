@@ -1,22 +1,39 @@
 import Foundation
 
 /// One value of a categorical column: a string, or a number (a numeric column used as a factor).
+///
+/// Strings are equal only when their bytes are (`ExactString`): labels are the bytes in the file.
 enum LevelValue: Hashable {
     case string(String)
     case number(Double)
+
+    static func == (a: LevelValue, b: LevelValue) -> Bool {
+        switch (a, b) {
+        case (.string(let x), .string(let y)): return ExactString(x) == ExactString(y)
+        case (.number(let x), .number(let y)): return x == y
+        default: return false
+        }
+    }
+
+    func hash(into hasher: inout Hasher) {
+        switch self {
+        case .string(let s): hasher.combine(ExactString(s))
+        case .number(let x): hasher.combine(x)
+        }
+    }
 }
 
 /// The levels of one categorical variable or grouping factor, collected from the data.
 ///
-/// String values sort in byte order (R's C-locale sort); numeric values sort numerically and
+/// String values sort in the byte order of the file's bytes (R's C-locale sort); numeric values sort numerically and
 /// are named as R's `as.character` names them (`1`, `2.5`, `1e+05`).
 struct LevelSet {
-    private var strings: Set<String> = []
+    private var strings: Set<ExactString> = []
     private var numbers: Set<Double> = []
 
     mutating func insert(_ value: LevelValue) {
         switch value {
-        case .string(let s): strings.insert(s)
+        case .string(let s): strings.insert(ExactString(s))
         case .number(let x): numbers.insert(x)
         }
     }
@@ -30,14 +47,15 @@ struct LevelSet {
     /// The values in level order.
     func sorted() -> [LevelValue] {
         numbers.sorted().map(LevelValue.number)
-            + strings.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }.map(LevelValue.string)
+            + strings.map { ($0.value.fileBytes, $0.value) }.sorted { $0.0.lexicographicallyPrecedes($1.0) }
+                .map { LevelValue.string($0.1) }
     }
 }
 
 /// Maps a factor's values to 0-based level codes, and codes to level names.
 struct LevelIndex {
     let names: [String]
-    private var stringCodes: [String: Int32] = [:]
+    private var stringCodes: [ExactString: Int32] = [:]
     private var numberCodes: [Double: Int32] = [:]
 
     init(_ set: LevelSet) { self.init(values: set.sorted()) }
@@ -51,7 +69,7 @@ struct LevelIndex {
         }
         for (i, v) in values.enumerated() {
             switch v {
-            case .string(let s): stringCodes[s] = Int32(i)
+            case .string(let s): stringCodes[ExactString(s)] = Int32(i)
             case .number(let x): numberCodes[x] = Int32(i)
             }
         }
@@ -60,7 +78,7 @@ struct LevelIndex {
     /// The code of a value, or −1 for a value not among the levels.
     func code(_ value: LevelValue) -> Int32 {
         switch value {
-        case .string(let s): return stringCodes[s] ?? -1
+        case .string(let s): return stringCodes[ExactString(s)] ?? -1
         case .number(let x): return numberCodes[x] ?? -1
         }
     }
@@ -68,7 +86,7 @@ struct LevelIndex {
     /// The codes of a column's values at `rows` (−1 for a missing value or one not among the levels).
     func codes(_ column: CategoricalValues, rows: [Int]) -> [Int32] {
         switch column {
-        case .strings(let s): return rows.map { s[$0].flatMap { stringCodes[$0] } ?? -1 }
+        case .strings(let s): return rows.map { s[$0].flatMap { stringCodes[ExactString($0)] } ?? -1 }
         case .numbers(let x): return rows.map { numberCodes[x[$0]] ?? -1 }
         }
     }

@@ -81,8 +81,9 @@ public enum HTMLReport {
         return ["index.html"] + files
     }
 
+    /// Writes a page or plot; a label byte that is not UTF-8 shows as `\xXX` (the page must be UTF-8).
     private static func save(_ text: String, to path: String) throws {
-        do { try text.write(toFile: path, atomically: true, encoding: .utf8) } catch {
+        do { try text.displayText.write(toFile: path, atomically: true, encoding: .utf8) } catch {
             throw InputError("cannot write '\(path)': \((error as NSError).localizedDescription)")
         }
     }

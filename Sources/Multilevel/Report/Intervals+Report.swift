@@ -28,7 +28,7 @@ extension BootstrapResult {
                 out += row.enumerated().map { $0 == 0 ? String(Int($1)) : ($1.isFinite ? String(format: "%.17g", $1) : "NA") }
                     .joined(separator: ",") + "\n"
             }
-            do { try out.write(toFile: path, atomically: true, encoding: .utf8) } catch {
+            do { try Data(out.fileBytes).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
                 throw InputError("cannot write '\(path)': \((error as NSError).localizedDescription)")
             }
         } else if path.hasSuffix(".h5") {

@@ -37,6 +37,48 @@ public indirect enum JSONValue: Equatable, Sendable {
         }
     }
 
+    /// Parses JSON text as `JSONSerialization` does, after turning each lone low-surrogate escape
+    /// `\udc80`–`\udcff` (a byte of a label that is not UTF-8, as `serialized()` writes it) back
+    /// into that byte's escape scalar (see Label.swift), which a standard parser would refuse.
+    public static func parse(_ data: Data) throws -> Any {
+        try JSONSerialization.jsonObject(with: restoringByteEscapes(data))
+    }
+
+    /// `data` with every `\udcXX` escape (XX ≥ 80) not preceded by a high-surrogate escape
+    /// rewritten as the surrogate pair of the escape scalar U+10FFXX.
+    static func restoringByteEscapes(_ data: Data) -> Data {
+        let bytes = [UInt8](data)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count)
+        let backslash = UInt8(ascii: "\\")
+        var i = 0
+        var afterHighSurrogate = false
+        func hexValue(_ at: Int) -> UInt32? {
+            guard at + 6 <= bytes.count, bytes[at] == backslash, bytes[at + 1] == UInt8(ascii: "u") else { return nil }
+            return UInt32(String(decoding: bytes[(at + 2)..<(at + 6)], as: UTF8.self), radix: 16)
+        }
+        while i < bytes.count {
+            guard bytes[i] == backslash, i + 1 < bytes.count else {
+                out.append(bytes[i]); i += 1; afterHighSurrogate = false
+                continue
+            }
+            if let value = hexValue(i) {
+                if (0xDC80...0xDCFF).contains(value), !afterHighSurrogate {
+                    out += Array(String(format: "\\udbff\\udf%02x", value & 0xFF).utf8)
+                } else {
+                    out += bytes[i..<(i + 6)]
+                }
+                afterHighSurrogate = (0xD800...0xDBFF).contains(value)
+                i += 6
+            } else {
+                out += bytes[i..<(i + 2)]  // any other escape, such as \\ or \", kept whole
+                i += 2
+                afterHighSurrogate = false
+            }
+        }
+        return Data(out)
+    }
+
     private static func quote(_ s: String) -> String {
         var out = "\""
         for u in s.unicodeScalars {
@@ -47,7 +89,13 @@ public indirect enum JSONValue: Equatable, Sendable {
             case "\r": out += "\\r"
             case "\t": out += "\\t"
             default:
-                if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
+                if u.value < 0x20 {
+                    out += String(format: "\\u%04x", u.value)
+                } else if let byte = String.escapedByte(u) {
+                    out += String(format: "\\udc%02x", byte)  // a byte that is not UTF-8: Python's surrogateescape
+                } else {
+                    out.unicodeScalars.append(u)
+                }
             }
         }
         return out + "\""
