@@ -66,13 +66,8 @@ public struct Simulation: Sendable {
     /// `chunkRows` is not positive or the file cannot be written; a partly written file is removed.
     public func write(to path: String, chunkRows: Int = 65_536) throws {
         guard chunkRows > 0 else { throw InputError("--chunk-rows must be a positive number of rows, not \(chunkRows)") }
-        try requireWritableFile(path)
-        do {
-            try writeFile(path, chunkRows: chunkRows)
-        } catch {
-            unlink(path)
-            throw error
-        }
+        // Written beside the target and renamed onto it (`OutputFile`): a failure leaves nothing.
+        try OutputFile.write(to: path) { try writeFile($0, chunkRows: chunkRows) }
     }
 
     /// Creates the file, writes the attributes, then the rows chunk by chunk; the writer closes the file if this throws.
@@ -98,16 +93,6 @@ public struct Simulation: Sendable {
         for (name, value) in design.parameters { try writer.setAttribute(name, value) }
     }
 
-    /// Throws the system's reason, in one line, if `path` cannot be created for writing.
-    ///
-    /// HDF5's own failure names no reason; this check leaves an empty file that the writer truncates.
-    private func requireWritableFile(_ path: String) throws {
-        let descriptor = open(path, O_WRONLY | O_CREAT, 0o644)
-        guard descriptor >= 0 else {
-            throw InputError("cannot write '\(path)': \(String(cString: strerror(errno)))")
-        }
-        close(descriptor)
-    }
 }
 
 // MARK: - Designs

@@ -28,14 +28,20 @@ struct Compare: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            try requireWritable(json, option: "--json")
-            try requireWritable(report, option: "--report")
-            let (data, options) = try reading.resolve(reml: false)
-            let comparison = try ModelComparison.compare(formula, data: data, options: options)
-            guard Job.isRoot else { return }
-            print(comparison.summary(), terminator: "")
-            if let json { try write(comparison.json().serialized() + "\n", to: json) }
-            if let report { try HTMLReport.write(comparison: comparison, to: report) }
+            try Job.stage {
+                guard Job.isRoot else { return }
+                try requireWritable(json, option: "--json")
+                try requireWritableFolder(report, option: "--report")
+            }
+            let (data, options) = try Job.stage { try reading.resolve(reml: false) }
+            let comparison = try Job.stage { try ModelComparison.compare(formula, data: data, options: options) }
+            try Job.stage {
+                guard Job.isRoot else { return }
+                print(comparison.summary(), terminator: "")
+                fflush(stdout)
+                if let json { try write(comparison.json().serialized() + "\n", to: json) }
+                if let report { try HTMLReport.write(comparison: comparison, to: report) }
+            }
         }
     }
 }

@@ -10,6 +10,16 @@ struct MLM: ParsableCommand {
     )
 }
 
+/// A usage error in one line, pointing to the help of the subcommand given (if any).
+func usageMessage(for error: Error) -> String {
+    let names = MLM.configuration.subcommands.map { $0._commandName }
+    let given = CommandLine.arguments.dropFirst().first { !$0.hasPrefix("-") }
+    let help = given.map { names.contains($0) } == true ? "mlm \(given!) --help" : "mlm --help"
+    var message = MLM.message(for: error)
+    if !message.hasSuffix(".") { message += "." }
+    return message + " See '\(help)'."
+}
+
 /// The data file and how to read and factor it: shared by every subcommand that fits.
 struct ReadingOptions: ParsableArguments {
     @Argument(help: "The data: a .csv file, or an .h5 file (a group of 1-D column datasets, or a compound dataset).")
@@ -62,41 +72,50 @@ struct ModelOptions: ParsableArguments {
     }
 
     /// The fit and the data source it read (for a second pass, e.g. the report's residuals).
+    /// Two stages: opening the data (a rank that cannot must not leave the others reading),
+    /// then the fit, whose collectives agree on every failure inside.
     func fitWithData(trace: (@Sendable (Int, [Double], Double) -> Void)? = nil) throws -> (fit: FitResult, data: TableSource) {
-        let (data, options) = try reading.resolve(reml: !ml, trace: trace)
-        return (try LinearMixedModel.fit(formula, data: data, options: options), data)
+        let (data, options) = try Job.stage { try reading.resolve(reml: !ml, trace: trace) }
+        return (try Job.stage { try LinearMixedModel.fit(formula, data: data, options: options) }, data)
     }
 }
 
-/// Runs `body`; bad input becomes one line on standard error and exit status 1.
+/// Runs `body`; an error becomes one line `mlm: error: …` on stderr and exit status 1.
+///
+/// An error agreed on by every rank (`Job.stage`) is printed by rank 0 and every rank exits.
+/// Any other error was met by this rank alone while the others may be waiting for it: the
+/// rank prints it and ends the whole job (MPI_Abort) rather than leave them spinning.
 func reportingErrors(_ body: () throws -> Void) throws {
     do {
         try body()
-    } catch let error as InputError {
-        // Every rank meets the same error (they agree on failures); one prints it.
-        if Job.isRoot { FileHandle.standardError.write(Data("mlm: error: \(error.message)\n".utf8)) }
-        throw ExitCode.failure
-    }
-}
-
-/// Writes text to a file, or fails with one line naming the file.
-func write(_ text: String, to path: String) throws {
-    do {
-        try text.write(toFile: path, atomically: true, encoding: .utf8)
+    } catch let failure as Job.AgreedFailure {
+        if Job.isRoot { printError(failure.message) }
+        throw ExitCode(ExitStatus.inputError)
+    } catch let error as ExitCode {
+        throw error
     } catch {
-        throw InputError("cannot write '\(path)': \((error as NSError).localizedDescription)")
+        printError((error as? InputError)?.message ?? String(describing: error))
+        Job.abortOtherRanks(status: ExitStatus.inputError)
+        throw ExitCode(ExitStatus.inputError)
     }
 }
 
-/// Fails at once, in one line, if `path` could not be written later (its folder is missing or
-/// not writable), so that a long fit or bootstrap does not end by losing its output.
+/// Writes text to a file (through a symbolic link; never onto a device, FIFO or folder), or
+/// fails with one line naming the file (`OutputFile`).
+func write(_ text: String, to path: String) throws {
+    try OutputFile.write(text, to: path)
+}
+
+/// Fails at once, in one line naming the path, if `path` could not be written later (its
+/// folder is missing or takes no files, or it is a folder, a device or a FIFO), so that a
+/// long fit or bootstrap does not end by losing its output.
 func requireWritable(_ path: String?, option: String) throws {
     guard let path else { return }
-    let folder = (path as NSString).deletingLastPathComponent
-    let directory = folder.isEmpty ? "." : folder
-    var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue,
-          FileManager.default.isWritableFile(atPath: directory) else {
-        throw InputError("\(option) '\(path)': the folder '\(directory)' does not exist or is not writable")
-    }
+    try OutputFile.check(path, option: option)
+}
+
+/// As `requireWritable`, for an output folder (`--report DIR`).
+func requireWritableFolder(_ path: String?, option: String) throws {
+    guard let path else { return }
+    try OutputFile.checkFolder(path, option: option)
 }

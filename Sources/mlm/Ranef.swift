@@ -13,7 +13,9 @@ struct Ranef: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            try write(model.fit().conditionalModesCSV(), to: out)
+            try Job.stage { if Job.isRoot { try requireWritable(out, option: "--out") } }
+            let fit = try model.fit()
+            try Job.stage { if Job.isRoot { try write(fit.conditionalModesCSV(), to: out) } }
         }
     }
 }

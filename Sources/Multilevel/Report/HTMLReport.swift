@@ -48,11 +48,7 @@ public enum HTMLReport {
 
     private static func write(title: String, text: String, sections: [(String, [(String, SVGPlot)])],
                               to directory: String) throws -> [String] {
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            throw InputError("cannot create the report folder '\(directory)': \((error as NSError).localizedDescription)")
-        }
+        try OutputFile.prepareFolder(directory)
         var files: [String] = []
         var html = """
         <!DOCTYPE html>
@@ -82,9 +78,7 @@ public enum HTMLReport {
     }
 
     private static func save(_ text: String, to path: String) throws {
-        do { try text.write(toFile: path, atomically: true, encoding: .utf8) } catch {
-            throw InputError("cannot write '\(path)': \((error as NSError).localizedDescription)")
-        }
+        try OutputFile.write(text, to: path)
     }
 
     /// A file name from a label: letters, digits, '-' and '_' kept, the rest '_'.
