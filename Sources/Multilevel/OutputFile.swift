@@ -245,6 +245,9 @@ public enum OutputFile {
     /// it takes; a dangling link gives the path it names). Refuses anything that exists and is
     /// not a regular file (or, with `folder`, not a folder).
     static func resolve(_ path: String, folder: Bool = false) throws -> String {
+        // /dev/stdout, /dev/fd/N, /proc/self/fd/N name a descriptor of this process, whatever it
+        // points at; renaming onto what it points at would take the file from under it.
+        if isDescriptor(path) { throw Refusal(reason: "names an open file descriptor, not a file (give '-' for standard output)") }
         // What the path finally is, links followed (also /dev/stdout's /proc magic links).
         if let k = kind(of: path, following: true), k != (folder ? S_IFDIR : S_IFREG) {
             if folder { throw Refusal(reason: "it exists and is not a folder") }
@@ -259,8 +262,19 @@ public enum OutputFile {
             let destination = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
             current = destination.hasPrefix("/") ? destination
                 : ((current as NSString).deletingLastPathComponent as NSString).appendingPathComponent(destination)
+            if isDescriptor(current) { throw Refusal(reason: "names an open file descriptor, not a file (give '-' for standard output)") }
         }
         throw Refusal(reason: reason(errno: ELOOP))
+    }
+
+    /// Whether `path` is one of the kernel's names for a file descriptor.
+    static func isDescriptor(_ path: String) -> Bool {
+        // Components as written (not Foundation's standardizingPath, which follows the links).
+        guard path.hasPrefix("/") else { return false }
+        let parts = path.split(separator: "/").filter { $0 != "." }
+        if parts.count == 2, parts[0] == "dev", ["stdin", "stdout", "stderr"].contains(parts[1]) { return true }
+        if parts.count >= 3, parts[0] == "dev", parts[1] == "fd" { return true }
+        return parts.count >= 4 && parts[0] == "proc" && parts[2] == "fd" && (parts[1] == "self" || Int(parts[1]) != nil)
     }
 
     static func folderOf(_ path: String) -> String {

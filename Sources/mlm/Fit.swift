@@ -15,10 +15,10 @@ struct Fit: ParsableCommand {
 
     @OptionGroup var model: ModelOptions
 
-    @Option(help: "Write the results as JSON (lme4's names) to this file.")
+    @Option(help: "Write the results as JSON (lme4's names) to this file ('-': standard output, the summary then on stderr).")
     var json: String?
 
-    @Option(help: "Write the conditional modes (BLUPs) of the random effects as CSV to this file.")
+    @Option(help: "Write the conditional modes (BLUPs) of the random effects as CSV to this file ('-': standard output).")
     var ranef: String?
 
     @Flag(help: "Report each deviance evaluation (number, seconds since the start, deviance, θ) and the time of each stage on stderr.")
@@ -39,7 +39,7 @@ struct Fit: ParsableCommand {
     @Flag(help: "Profile-likelihood intervals for every SD, correlation, σ and β (lme4's profile and confint).")
     var profile = false
 
-    @Option(help: "Write the profile ζ traces as CSV to this file.")
+    @Option(help: "Write the profile ζ traces as CSV to this file ('-': standard output).")
     var profileTable: String?
 
     @Option(help: "Confidence level of the bootstrap and profile intervals.")
@@ -58,6 +58,7 @@ struct Fit: ParsableCommand {
         if !(level > 0 && level < 1) { throw ValidationError("--level must be between 0 and 1, e.g. 0.95") }
         if let b = bootstrap, b < 2 { throw ValidationError("--bootstrap needs at least 2 replicates") }
         if BootstrapOptions.IntervalType(rawValue: bootCI) == nil { throw ValidationError("--boot-ci must be perc, basic or norm") }
+        try requireOneStandardOutput([(json, "--json"), (ranef, "--ranef"), (profileTable, "--profile-table")])
         if let t = bootstrapTable, !(t.hasSuffix(".csv") || t.hasSuffix(".h5")) {
             throw ValidationError("--bootstrap-table must name a .csv or .h5 file")
         }
@@ -107,8 +108,7 @@ struct Fit: ParsableCommand {
         var text = result.summary()
         if let boot { text += "\n" + boot.summary() }
         if let profiled { text += "\n" + profiled.summary() }
-        print(text, terminator: "")
-        fflush(stdout)
+        printSummary(text, outputs: [json, ranef, profileTable])
         if let json {
             var document = result.json()
             if case .object(var fields) = document {

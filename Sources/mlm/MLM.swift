@@ -100,18 +100,49 @@ func reportingErrors(_ body: () throws -> Void) throws {
     }
 }
 
+/// `-` as a text output (`--json -`, `--ranef -`, `--profile-table -`, `--out -`): standard
+/// output, whatever it is (a pipe, a terminal, a file). The summary then goes to standard error,
+/// so standard output holds that output alone. `/dev/stdout` (and `/dev/fd/1`,
+/// `/proc/self/fd/1`) mean the same; other descriptors' names are refused (`OutputFile`).
+func isStandardOutput(_ path: String?) -> Bool {
+    guard let path else { return false }
+    return ["-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"].contains(path)
+}
+
 /// Writes text to a file (through a symbolic link; never onto a device, FIFO or folder), or
-/// fails with one line naming the file (`OutputFile`).
+/// fails with one line naming the file (`OutputFile`); `-` is standard output.
 func write(_ text: String, to path: String) throws {
+    if isStandardOutput(path) {
+        FileHandle.standardOutput.write(Data(text.utf8))
+        return
+    }
     try OutputFile.write(text, to: path)
 }
 
 /// Fails at once, in one line naming the path, if `path` could not be written later (its
 /// folder is missing or takes no files, or it is a folder, a device or a FIFO), so that a
-/// long fit or bootstrap does not end by losing its output.
+/// long fit or bootstrap does not end by losing its output. `-` (standard output) passes.
 func requireWritable(_ path: String?, option: String) throws {
-    guard let path else { return }
+    guard let path, !isStandardOutput(path) else { return }
     try OutputFile.check(path, option: option)
+}
+
+/// Fails (a usage error) if more than one of the outputs is standard output.
+func requireOneStandardOutput(_ outputs: [(String?, String)]) throws {
+    let dashes = outputs.filter { isStandardOutput($0.0) }.map(\.1)
+    if dashes.count > 1 {
+        throw ValidationError("only one output can be standard output ('-'), not \(dashes.joined(separator: " and "))")
+    }
+}
+
+/// Prints the summary: on stdout, or on stderr when an output takes stdout.
+func printSummary(_ text: String, outputs: [String?]) {
+    if outputs.contains(where: isStandardOutput) {
+        FileHandle.standardError.write(Data(text.utf8))
+    } else {
+        print(text, terminator: "")
+        fflush(stdout)
+    }
 }
 
 /// As `requireWritable`, for an output folder (`--report DIR`).

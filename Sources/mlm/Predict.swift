@@ -24,7 +24,7 @@ struct Predict: ParsableCommand {
     @Flag(help: "Population-level predictions: fixed effects only.")
     var population = false
 
-    @Option(help: "Write the predictions as CSV to this file (default: standard output).")
+    @Option(help: "Write the predictions as CSV to this file (default, or '-': standard output).")
     var out: String?
 
     @Option(help: "Rows read per chunk.")
@@ -47,7 +47,7 @@ struct Predict: ParsableCommand {
     /// The predictions to `--out` (written beside it and renamed onto it at the end, so bad
     /// input part-way leaves no partial file) or to standard output.
     private func predict(_ saved: SavedModel, data: TableSource) throws {
-        let file = try out.map { try OutputFile.Output(path: $0) }
+        let file = try out.flatMap { isStandardOutput($0) ? nil : try OutputFile.Output(path: $0) }
         // Standard output starts with the first chunk, so bad input prints nothing.
         var started = false
         func emit(_ text: String) throws {

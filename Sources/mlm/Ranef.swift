@@ -8,7 +8,7 @@ struct Ranef: ParsableCommand {
 
     @OptionGroup var model: ModelOptions
 
-    @Option(help: "The CSV file to write (columns grpvar, term, grp, condval, condsd, as lme4's as.data.frame(ranef(m, condVar = TRUE))).")
+    @Option(help: "The CSV file to write ('-': standard output; columns grpvar, term, grp, condval, condsd, as lme4's as.data.frame(ranef(m, condVar = TRUE))).")
     var out: String
 
     func run() throws {

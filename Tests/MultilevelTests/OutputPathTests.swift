@@ -19,6 +19,7 @@ final class OutputPathTests: ScratchDirectoryTestCase {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.binary)
         process.arguments = arguments
+        process.currentDirectoryURL = directory
         process.standardOutput = FileHandle(forWritingAtPath: out)!
         process.standardError = FileHandle(forWritingAtPath: err)!
         let start = Date()
@@ -176,5 +177,28 @@ final class OutputPathTests: ScratchDirectoryTestCase {
         stat(json, &info)
         XCTAssertEqual(info.st_mode & 0o777, 0o640)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: directory.path).filter { $0.contains("mlm-") }, [])
+    }
+
+    /// `-` (or `/dev/stdout`) is standard output, whatever it is, and the summary moves to
+    /// stderr; other names of descriptors are refused; only one output may take stdout.
+    func testDashIsStandardOutput() throws {
+        let fit = ["fit", dyestuff, "--formula", model]
+        for name in ["-", "/dev/stdout"] {
+            let result = try run(fit + ["--json", name])
+            XCTAssertEqual(result.status, 0, result.stderr)
+            let object = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+            XCTAssertEqual(object?["nobs"] as? Int, 30, "\(name): \(result.stdout)")
+            XCTAssertTrue(result.stderr.contains("Linear mixed model fit by REML"), result.stderr)
+            XCTAssertNil(fileType(temporary("-")))
+        }
+        let ranef = try run(["ranef", dyestuff, "--formula", model, "--out", "-"])
+        XCTAssertEqual(ranef.status, 0, ranef.stderr)
+        XCTAssertTrue(ranef.stdout.hasPrefix("grpvar,term,grp,condval,condsd\n"), ranef.stdout)
+        let stderr = try run(fit + ["--json", "/dev/stderr"])
+        XCTAssertEqual(stderr.status, 1)
+        XCTAssertEqual(stderr.stderr, "mlm: error: --json '/dev/stderr': names an open file descriptor, not a file (give '-' for standard output)\n")
+        let two = try run(fit + ["--json", "-", "--ranef", "-"])
+        XCTAssertEqual(two.status, 2)
+        XCTAssertEqual(two.stderr, "mlm: error: only one output can be standard output ('-'), not --json and --ranef. See 'mlm fit --help'.\n")
     }
 }
