@@ -59,11 +59,12 @@ public struct Simulation: Sendable {
         }
     }
 
-    /// Writes the simulated table and its attributes to a new HDF5 file at `path` (replacing any).
+    /// Writes the simulated table and its attributes to a new HDF5 file at `path` (replacing a
+    /// regular file there, writing through a symbolic link, refusing anything else: `OutputFile`).
     ///
     /// Rows are generated and appended `chunkRows` at a time; `chunkRows` is also the HDF5
     /// chunk length (at most `rows`) and does not change the values. Throws `InputError` if
-    /// `chunkRows` is not positive or the file cannot be written; a partly written file is removed.
+    /// `chunkRows` is not positive or the file cannot be written; a failed write leaves nothing.
     public func write(to path: String, chunkRows: Int = 65_536) throws {
         guard chunkRows > 0 else { throw InputError("--chunk-rows must be a positive number of rows, not \(chunkRows)") }
         // Written beside the target and renamed onto it (`OutputFile`): a failure leaves nothing.

@@ -26,7 +26,7 @@ struct Simulate: ParsableCommand {
     @Option(help: "The number of rows to simulate.")
     var rows: Int
 
-    @Option(help: "The HDF5 file to write (replaced if it exists).")
+    @Option(help: "The HDF5 file to write (a regular file there is replaced; a symbolic link is written through).")
     var out: String
 
     @Option(help: "The design: crossed, multimember or nested3.")
