@@ -10,16 +10,23 @@ import Foundation
 final class Checkpoint {
     let path: String
     private var records: [String: [Int: [UInt8]]] = [:]
-    private let handle: FileHandle
+    private var stream: OutputFile.Stream
 
-    /// Opens (or creates) the checkpoint for the model fitted in `fit`.
+    /// Opens (or creates) the checkpoint for the model fitted in `fit`. The file is appended to
+    /// in place, through a symbolic link; a folder, device or FIFO is refused (`OutputFile`).
     init(path: String, fit: FitResult) throws {
         self.path = path
         let header = "mlm checkpoint 1 \(Self.fingerprint(fit))"
-        let fm = FileManager.default
-        if fm.fileExists(atPath: path) {
-            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-                throw InputError("cannot read the checkpoint '\(path)'")
+        let opened: (existing: Data?, real: String, stream: OutputFile.Stream)
+        do {
+            opened = try OutputFile.openForAppending(path, header: header + "\n")
+        } catch let e as InputError {
+            throw InputError(e.message.replacingOccurrences(of: "'\(path)'", with: "the checkpoint '\(path)'"))
+        }
+        stream = opened.stream
+        if let data = opened.existing {
+            guard let text = String(data: data, encoding: .utf8) else {
+                throw InputError("cannot read the checkpoint '\(path)': it is not an mlm checkpoint; delete it or give another --checkpoint file")
             }
             var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
             let complete = text.hasSuffix("\n")
@@ -34,21 +41,14 @@ final class Checkpoint {
                 guard parts.count == 3, let job = Int(parts[1]), let bytes = Self.bytes(hex: parts[2]) else { continue }
                 records[String(parts[0]), default: [:]][job] = bytes
             }
-            // Rewrite without a partial last line, so appends start on a fresh line.
+            // Rewrite without a partial last line, so appends start on a fresh line (at the
+            // link's target, so the appending stream, opened on it, sees the new file).
             if !complete {
-                try (lines.joined(separator: "\n") + "\n").write(toFile: path, atomically: true, encoding: .utf8)
-            }
-        } else {
-            guard fm.createFile(atPath: path, contents: Data((header + "\n").utf8)) else {
-                throw InputError("cannot create the checkpoint '\(path)'")
+                try OutputFile.write(lines.joined(separator: "\n") + "\n", to: opened.real)
+                stream = try OutputFile.Stream(descriptor: open(opened.real, O_WRONLY | O_APPEND | O_CLOEXEC), shownAs: path)
             }
         }
-        guard let h = FileHandle(forWritingAtPath: path) else { throw InputError("cannot write the checkpoint '\(path)'") }
-        handle = h
-        handle.seekToEndOfFile()
     }
-
-    deinit { try? handle.close() }
 
     /// The finished jobs of one kind (e.g. `bootstrap-<seed>`), by job number.
     func finished(_ kind: String) -> [Int: [UInt8]] { records[kind] ?? [:] }
@@ -57,10 +57,10 @@ final class Checkpoint {
     func record(_ kind: String, job: Int, _ bytes: [UInt8]) throws {
         let hex = bytes.map { String(format: "%02x", $0) }.joined()
         do {
-            try handle.write(contentsOf: Data("\(kind) \(job) \(hex)\n".utf8))
-            try handle.synchronize()
-        } catch {
-            throw InputError("cannot write the checkpoint '\(path)': \((error as NSError).localizedDescription)")
+            try stream.write(Data("\(kind) \(job) \(hex)\n".utf8))
+            try stream.synchronize()
+        } catch let e as InputError {
+            throw InputError(e.message.replacingOccurrences(of: "'\(path)'", with: "the checkpoint '\(path)'"))
         }
         records[kind, default: [:]][job] = bytes
     }

@@ -59,20 +59,16 @@ public struct Simulation: Sendable {
         }
     }
 
-    /// Writes the simulated table and its attributes to a new HDF5 file at `path` (replacing any).
+    /// Writes the simulated table and its attributes to a new HDF5 file at `path` (replacing a
+    /// regular file there, writing through a symbolic link, refusing anything else: `OutputFile`).
     ///
     /// Rows are generated and appended `chunkRows` at a time; `chunkRows` is also the HDF5
     /// chunk length (at most `rows`) and does not change the values. Throws `InputError` if
-    /// `chunkRows` is not positive or the file cannot be written; a partly written file is removed.
+    /// `chunkRows` is not positive or the file cannot be written; a failed write leaves nothing.
     public func write(to path: String, chunkRows: Int = 65_536) throws {
         guard chunkRows > 0 else { throw InputError("--chunk-rows must be a positive number of rows, not \(chunkRows)") }
-        try requireWritableFile(path)
-        do {
-            try writeFile(path, chunkRows: chunkRows)
-        } catch {
-            unlink(path)
-            throw error
-        }
+        // Written beside the target and renamed onto it (`OutputFile`): a failure leaves nothing.
+        try OutputFile.write(to: path) { try writeFile($0, chunkRows: chunkRows) }
     }
 
     /// Creates the file, writes the attributes, then the rows chunk by chunk; the writer closes the file if this throws.
@@ -98,16 +94,6 @@ public struct Simulation: Sendable {
         for (name, value) in design.parameters { try writer.setAttribute(name, value) }
     }
 
-    /// Throws the system's reason, in one line, if `path` cannot be created for writing.
-    ///
-    /// HDF5's own failure names no reason; this check leaves an empty file that the writer truncates.
-    private func requireWritableFile(_ path: String) throws {
-        let descriptor = open(path, O_WRONLY | O_CREAT, 0o644)
-        guard descriptor >= 0 else {
-            throw InputError("cannot write '\(path)': \(String(cString: strerror(errno)))")
-        }
-        close(descriptor)
-    }
 }
 
 // MARK: - Designs

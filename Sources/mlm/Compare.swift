@@ -16,7 +16,7 @@ struct Compare: ParsableCommand {
     @Option(help: "A model to compare, in lme4 syntax; give two or more.")
     var formula: [String]
 
-    @Option(help: "Write the table as JSON to this file.")
+    @Option(help: "Write the table as JSON to this file ('-': standard output, the table then on stderr).")
     var json: String?
 
     @Option(help: "Write a self-contained HTML report (the table, each model's summary and plots) into this folder.")
@@ -28,14 +28,19 @@ struct Compare: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            try requireWritable(json, option: "--json")
-            try requireWritable(report, option: "--report")
-            let (data, options) = try reading.resolve(reml: false)
-            let comparison = try ModelComparison.compare(formula, data: data, options: options)
-            guard Job.isRoot else { return }
-            printOutput(comparison.summary())
-            if let json { try write(comparison.json().serialized() + "\n", to: json) }
-            if let report { try HTMLReport.write(comparison: comparison, to: report) }
+            try Job.stage {
+                guard Job.isRoot else { return }
+                try requireWritable(json, option: "--json")
+                try requireWritableFolder(report, option: "--report")
+            }
+            let (data, options) = try Job.stage { try reading.resolve(reml: false) }
+            let comparison = try Job.stage { try ModelComparison.compare(formula, data: data, options: options) }
+            try Job.stage {
+                guard Job.isRoot else { return }
+                printSummary(comparison.summary(), outputs: [json])
+                if let json { try write(comparison.json().serialized() + "\n", to: json) }
+                if let report { try HTMLReport.write(comparison: comparison, to: report) }
+            }
         }
     }
 }

@@ -15,10 +15,10 @@ struct Fit: ParsableCommand {
 
     @OptionGroup var model: ModelOptions
 
-    @Option(help: "Write the results as JSON (lme4's names) to this file.")
+    @Option(help: "Write the results as JSON (lme4's names) to this file ('-': standard output, the summary then on stderr).")
     var json: String?
 
-    @Option(help: "Write the conditional modes (BLUPs) of the random effects as CSV to this file.")
+    @Option(help: "Write the conditional modes (BLUPs) of the random effects as CSV to this file ('-': standard output).")
     var ranef: String?
 
     @Flag(help: "Report each deviance evaluation (number, seconds since the start, deviance, θ) and the time of each stage on stderr.")
@@ -39,7 +39,7 @@ struct Fit: ParsableCommand {
     @Flag(help: "Profile-likelihood intervals for every SD, correlation, σ and β (lme4's profile and confint).")
     var profile = false
 
-    @Option(help: "Write the profile ζ traces as CSV to this file.")
+    @Option(help: "Write the profile ζ traces as CSV to this file ('-': standard output).")
     var profileTable: String?
 
     @Option(help: "Confidence level of the bootstrap and profile intervals.")
@@ -58,6 +58,7 @@ struct Fit: ParsableCommand {
         if !(level > 0 && level < 1) { throw ValidationError("--level must be between 0 and 1, e.g. 0.95") }
         if let b = bootstrap, b < 2 { throw ValidationError("--bootstrap needs at least 2 replicates") }
         if BootstrapOptions.IntervalType(rawValue: bootCI) == nil { throw ValidationError("--boot-ci must be perc, basic or norm") }
+        try requireOneStandardOutput([(json, "--json"), (ranef, "--ranef"), (profileTable, "--profile-table")])
         if let t = bootstrapTable, !(t.hasSuffix(".csv") || t.hasSuffix(".h5")) {
             throw ValidationError("--bootstrap-table must name a .csv or .h5 file")
         }
@@ -65,53 +66,66 @@ struct Fit: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            for (path, option) in [(json, "--json"), (ranef, "--ranef"), (bootstrapTable, "--bootstrap-table"),
-                                   (profileTable, "--profile-table"), (checkpoint, "--checkpoint"), (report, "--report")] {
-                try requireWritable(path, option: option)
+            // Each step is a stage that every rank ends together (Job.stage), so an error on any
+            // rank, at any step, stops them all with one line.
+            try Job.stage {
+                guard Job.isRoot else { return }
+                for (path, option) in [(json, "--json"), (ranef, "--ranef"), (bootstrapTable, "--bootstrap-table"),
+                                       (profileTable, "--profile-table"), (checkpoint, "--checkpoint")] {
+                    try requireWritable(path, option: option)
+                }
+                try requireWritableFolder(report, option: "--report")
             }
             let (result, data) = try model.fitWithData(trace: verbose && Job.isRoot ? traceLine(since: ContinuousClock.now) : nil)
             if verbose && Job.isRoot {
                 for (stage, d) in result.timings { FileHandle.standardError.write(Data("\(stage): \(d)\n".utf8)) }
                 FileHandle.standardError.write(Data("deviance evaluations: \(result.optimizer.evaluations)\n".utf8))
             }
-            var boot: BootstrapResult?
-            if let replicates = bootstrap {
+            let boot: BootstrapResult? = try Job.stage {
+                guard let replicates = bootstrap else { return nil }
                 let line = ProgressLine("bootstrap")
-                boot = try ParametricBootstrap.run(result, options: BootstrapOptions(
+                return try ParametricBootstrap.run(result, options: BootstrapOptions(
                     replicates: replicates, seed: seed, level: level, type: BootstrapOptions.IntervalType(rawValue: bootCI)!,
                     threads: model.threads, checkpoint: checkpoint, communicator: Job.communicator,
                     progress: { line.update(done: $0, total: $1) }))
             }
-            var profiled: ProfileResult?
-            if profile {
+            let profiled: ProfileResult? = try Job.stage {
+                guard profile else { return nil }
                 let line = ProgressLine("profile")
-                profiled = try ProfileLikelihood.run(result, options: ProfileOptions(
+                return try ProfileLikelihood.run(result, options: ProfileOptions(
                     level: level, threads: model.threads, checkpoint: checkpoint, communicator: Job.communicator,
                     progress: { line.update(done: $0, total: $1) }))
             }
-            guard Job.isRoot else { return }
-            var text = result.summary()
-            if let boot { text += "\n" + boot.summary() }
-            if let profiled { text += "\n" + profiled.summary() }
-            printOutput(text)
-            if let json {
-                var document = result.json()
-                if case .object(var fields) = document {
-                    if let boot { fields.append(("bootstrap", boot.json())) }
-                    if let profiled { fields.append(("profile", profiled.json())) }
-                    document = .object(fields)
-                }
-                try write(document.serialized() + "\n", to: json)
+            try Job.stage {
+                guard Job.isRoot else { return }
+                try writeOutputs(result, data: data, boot: boot, profiled: profiled)
             }
-            // Conditional variances once, for both the CSV and the report's caterpillars.
-            let variances = ranef != nil || report != nil ? try result.conditionalVariances() : nil
-            if let ranef { try write(result.conditionalModesCSV(variances: variances), to: ranef) }
-            if let path = bootstrapTable, let boot { try boot.writeTable(to: path) }
-            if let path = profileTable, let profiled { try write(profiled.tracesCSV(), to: path) }
-            if let report {
-                try HTMLReport.write(fit: result, data: data, bootstrap: boot, profile: profiled,
-                                     conditionalVariances: variances, to: report)
+        }
+    }
+
+    /// Rank 0: the summary on stdout, then every file asked for.
+    private func writeOutputs(_ result: FitResult, data: TableSource, boot: BootstrapResult?, profiled: ProfileResult?) throws {
+        var text = result.summary()
+        if let boot { text += "\n" + boot.summary() }
+        if let profiled { text += "\n" + profiled.summary() }
+        printSummary(text, outputs: [json, ranef, profileTable])
+        if let json {
+            var document = result.json()
+            if case .object(var fields) = document {
+                if let boot { fields.append(("bootstrap", boot.json())) }
+                if let profiled { fields.append(("profile", profiled.json())) }
+                document = .object(fields)
             }
+            try write(document.serialized() + "\n", to: json)
+        }
+        // Conditional variances once, for both the CSV and the report's caterpillars.
+        let variances = ranef != nil || report != nil ? try result.conditionalVariances() : nil
+        if let ranef { try write(result.conditionalModesCSV(variances: variances), to: ranef) }
+        if let path = bootstrapTable, let boot { try boot.writeTable(to: path) }
+        if let path = profileTable, let profiled { try write(profiled.tracesCSV(), to: path) }
+        if let report {
+            try HTMLReport.write(fit: result, data: data, bootstrap: boot, profile: profiled,
+                                 conditionalVariances: variances, to: report)
         }
     }
 }

@@ -12,6 +12,45 @@ enum Job {
     static func finish() {
         (communicator as? MPICommunicator)?.finish()
     }
+
+    /// Runs one stage of the command (checking the outputs, opening the data, the fit, the
+    /// bootstrap, the profile, writing the outputs) on every rank, and agrees on its outcome:
+    /// if it failed on any rank, every rank throws the error of the lowest failing rank as an
+    /// `AgreedFailure`, which rank 0 alone prints. A stage that only rank 0 works in (the
+    /// checks and writes) keeps the others waiting at its end rather than gone, so rank 0's
+    /// error there still reaches them. Inside a stage no rank may throw where another would
+    /// go on to talk to it: a stage's collectives are the library's own, which agree likewise.
+    static func stage<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try communicator.agree(body)
+        } catch let error as InputError {
+            throw AgreedFailure(message: error.message)
+        }
+    }
+
+    /// An error every rank of the job has met (see `stage`).
+    struct AgreedFailure: Error { let message: String }
+
+    /// Ends every rank of the job at once with `status` (MPI_Abort); without mpirun, nothing.
+    static func abortOtherRanks(status: Int32) {
+        guard let mpi = communicator as? MPICommunicator, mpi.size > 1 else { return }
+        mpi.abort(code: status)
+    }
+}
+
+/// Exit statuses (README, "Exit status").
+enum ExitStatus {
+    /// Bad input: data, formula, model, an output that cannot be written, a refused checkpoint.
+    static let inputError: Int32 = 1
+    /// A command line that does not parse or fails its checks (unknown option, `--level 2`).
+    static let usage: Int32 = 2
+}
+
+/// Prints `mlm: error: <message>` on stderr, as one line whatever the message holds.
+func printError(_ message: String) {
+    let line = message.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+        .filter { !$0.isEmpty }.joined(separator: " ")
+    FileHandle.standardError.write(Data("mlm: error: \(line)\n".fileBytes))
 }
 
 /// A progress line on standard error, shown by rank 0: done/total, rate and time left.

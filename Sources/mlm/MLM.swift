@@ -10,6 +10,16 @@ struct MLM: ParsableCommand {
     )
 }
 
+/// A usage error in one line, pointing to the help of the subcommand given (if any).
+func usageMessage(for error: Error) -> String {
+    let names = MLM.configuration.subcommands.map { $0._commandName }
+    let given = CommandLine.arguments.dropFirst().first { !$0.hasPrefix("-") }
+    let help = given.map { names.contains($0) } == true ? "mlm \(given!) --help" : "mlm --help"
+    var message = MLM.message(for: error)
+    if !message.hasSuffix(".") { message += "." }
+    return message + " See '\(help)'."
+}
+
 /// The data file and how to read and factor it: shared by every subcommand that fits.
 struct ReadingOptions: ParsableArguments {
     @Argument(help: "The data: a .csv file, or an .h5 file (a group of 1-D column datasets, or a compound dataset).")
@@ -62,47 +72,80 @@ struct ModelOptions: ParsableArguments {
     }
 
     /// The fit and the data source it read (for a second pass, e.g. the report's residuals).
+    /// Two stages: opening the data (a rank that cannot must not leave the others reading),
+    /// then the fit, whose collectives agree on every failure inside.
     func fitWithData(trace: (@Sendable (Int, [Double], Double) -> Void)? = nil) throws -> (fit: FitResult, data: TableSource) {
-        let (data, options) = try reading.resolve(reml: !ml, trace: trace)
-        return (try LinearMixedModel.fit(formula, data: data, options: options), data)
+        let (data, options) = try Job.stage { try reading.resolve(reml: !ml, trace: trace) }
+        return (try Job.stage { try LinearMixedModel.fit(formula, data: data, options: options) }, data)
     }
 }
 
-/// Runs `body`; bad input becomes one line on standard error and exit status 1.
+/// Runs `body`; an error becomes one line `mlm: error: …` on stderr and exit status 1.
+///
+/// An error agreed on by every rank (`Job.stage`) is printed by rank 0 and every rank exits.
+/// Any other error was met by this rank alone while the others may be waiting for it: the
+/// rank prints it and ends the whole job (MPI_Abort) rather than leave them spinning.
 func reportingErrors(_ body: () throws -> Void) throws {
     do {
         try body()
-    } catch let error as InputError {
-        // Every rank meets the same error (they agree on failures); one prints it.
-        if Job.isRoot { FileHandle.standardError.write(Data("mlm: error: \(error.message)\n".fileBytes)) }
-        throw ExitCode.failure
-    }
-}
-
-/// Writes text to a file as the bytes it stands for (labels as they were in the data file), or
-/// fails with one line naming the file.
-func write(_ text: String, to path: String) throws {
-    do {
-        try Data(text.fileBytes).write(to: URL(fileURLWithPath: path), options: .atomic)
+    } catch let failure as Job.AgreedFailure {
+        if Job.isRoot { printError(failure.message) }
+        throw ExitCode(ExitStatus.inputError)
+    } catch let error as ExitCode {
+        throw error
     } catch {
-        throw InputError("cannot write '\(path)': \((error as NSError).localizedDescription)")
+        printError((error as? InputError)?.message ?? String(describing: error))
+        Job.abortOtherRanks(status: ExitStatus.inputError)
+        throw ExitCode(ExitStatus.inputError)
     }
 }
 
-/// Fails at once, in one line, if `path` could not be written later (its folder is missing or
-/// not writable), so that a long fit or bootstrap does not end by losing its output.
+/// `-` as a text output (`--json -`, `--ranef -`, `--profile-table -`, `--out -`): standard
+/// output, whatever it is (a pipe, a terminal, a file). The summary then goes to standard error,
+/// so standard output holds that output alone. `/dev/stdout` (and `/dev/fd/1`,
+/// `/proc/self/fd/1`) mean the same; other descriptors' names are refused (`OutputFile`).
+func isStandardOutput(_ path: String?) -> Bool {
+    guard let path else { return false }
+    return ["-", "/dev/stdout", "/dev/fd/1", "/proc/self/fd/1"].contains(path)
+}
+
+/// Writes text to a file (through a symbolic link; never onto a device, FIFO or folder), or
+/// fails with one line naming the file (`OutputFile`); `-` is standard output.
+func write(_ text: String, to path: String) throws {
+    if isStandardOutput(path) {
+        FileHandle.standardOutput.write(Data(text.fileBytes))
+        return
+    }
+    try OutputFile.write(text, to: path)
+}
+
+/// Fails at once, in one line naming the path, if `path` could not be written later (its
+/// folder is missing or takes no files, or it is a folder, a device or a FIFO), so that a
+/// long fit or bootstrap does not end by losing its output. `-` (standard output) passes.
 func requireWritable(_ path: String?, option: String) throws {
-    guard let path else { return }
-    let folder = (path as NSString).deletingLastPathComponent
-    let directory = folder.isEmpty ? "." : folder
-    var isDirectory: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue,
-          FileManager.default.isWritableFile(atPath: directory) else {
-        throw InputError("\(option) '\(path)': the folder '\(directory)' does not exist or is not writable")
+    guard let path, !isStandardOutput(path) else { return }
+    try OutputFile.check(path, option: option)
+}
+
+/// Fails (a usage error) if more than one of the outputs is standard output.
+func requireOneStandardOutput(_ outputs: [(String?, String)]) throws {
+    let dashes = outputs.filter { isStandardOutput($0.0) }.map(\.1)
+    if dashes.count > 1 {
+        throw ValidationError("only one output can be standard output ('-'), not \(dashes.joined(separator: " and "))")
     }
 }
 
-/// Prints text on standard output as the bytes it stands for (labels as they were in the data file).
-func printOutput(_ text: String) {
-    FileHandle.standardOutput.write(Data(text.fileBytes))
+/// Prints the summary: on stdout, or on stderr when an output takes stdout.
+func printSummary(_ text: String, outputs: [String?]) {
+    if outputs.contains(where: isStandardOutput) {
+        FileHandle.standardError.write(Data(text.fileBytes))
+    } else {
+        FileHandle.standardOutput.write(Data(text.fileBytes))  // labels as the bytes they were in the data file
+    }
+}
+
+/// As `requireWritable`, for an output folder (`--report DIR`).
+func requireWritableFolder(_ path: String?, option: String) throws {
+    guard let path else { return }
+    try OutputFile.checkFolder(path, option: option)
 }

@@ -24,7 +24,7 @@ struct Predict: ParsableCommand {
     @Flag(help: "Population-level predictions: fixed effects only.")
     var population = false
 
-    @Option(help: "Write the predictions as CSV to this file (default: standard output).")
+    @Option(help: "Write the predictions as CSV to this file (default, or '-': standard output).")
     var out: String?
 
     @Option(help: "Rows read per chunk.")
@@ -32,31 +32,33 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            guard chunkRows > 0 else { throw InputError("--chunk-rows must be a positive number of rows") }
-            let saved = try SavedModel(path: model)
-            let data = try openTable(path: file, table: table)
-            guard Job.isRoot else { return }
-            try requireWritable(out, option: "--out")
-            // The output starts with the first chunk, so bad input leaves no partial file.
-            var sink: FileHandle?
-            try Prediction.predict(saved, data: data, population: population, chunkRows: chunkRows) { values, _ in
-                if sink == nil {
-                    if let out {
-                        guard FileManager.default.createFile(atPath: out, contents: nil), let h = FileHandle(forWritingAtPath: out) else {
-                            throw InputError("cannot write '\(out)'")
-                        }
-                        sink = h
-                    } else {
-                        sink = FileHandle.standardOutput
-                    }
-                    sink!.write(Data("prediction\n".utf8))
-                }
-                sink!.write(Data(values.map { $0.map { String(format: "%.17g", $0) } ?? "NA" }.joined(separator: "\n").utf8 + [10]))
+            // Rank 0 does it all; the other ranks of an mpirun wait for the outcome.
+            try Job.stage {
+                guard Job.isRoot else { return }
+                guard chunkRows > 0 else { throw InputError("--chunk-rows must be a positive number of rows") }
+                try requireWritable(out, option: "--out")
+                let saved = try SavedModel(path: model)
+                let data = try openTable(path: file, table: table)
+                try predict(saved, data: data)
             }
-            if sink == nil {   // no rows: the header alone
-                if let out { try write("prediction\n", to: out) } else { print("prediction") }
-            }
-            if out != nil { try sink?.close() }
         }
+    }
+
+    /// The predictions to `--out` (written beside it and renamed onto it at the end, so bad
+    /// input part-way leaves no partial file) or to standard output.
+    private func predict(_ saved: SavedModel, data: TableSource) throws {
+        let file = try out.flatMap { isStandardOutput($0) ? nil : try OutputFile.Output(path: $0) }
+        // Standard output starts with the first chunk, so bad input prints nothing.
+        var started = false
+        func emit(_ text: String) throws {
+            let bytes = Data(((started ? "" : "prediction\n") + text).utf8)
+            started = true
+            if let file { try file.write(bytes) } else { FileHandle.standardOutput.write(bytes) }
+        }
+        try Prediction.predict(saved, data: data, population: population, chunkRows: chunkRows) { values, _ in
+            try emit(values.map { $0.map { String(format: "%.17g", $0) } ?? "NA" }.joined(separator: "\n") + "\n")
+        }
+        if !started { try emit("") }   // no rows: the header alone
+        try file?.commit()
     }
 }

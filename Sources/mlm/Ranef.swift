@@ -8,12 +8,14 @@ struct Ranef: ParsableCommand {
 
     @OptionGroup var model: ModelOptions
 
-    @Option(help: "The CSV file to write (columns grpvar, term, grp, condval, condsd, as lme4's as.data.frame(ranef(m, condVar = TRUE))).")
+    @Option(help: "The CSV file to write ('-': standard output; columns grpvar, term, grp, condval, condsd, as lme4's as.data.frame(ranef(m, condVar = TRUE))).")
     var out: String
 
     func run() throws {
         try reportingErrors {
-            try write(model.fit().conditionalModesCSV(), to: out)
+            try Job.stage { if Job.isRoot { try requireWritable(out, option: "--out") } }
+            let fit = try model.fit()
+            try Job.stage { if Job.isRoot { try write(fit.conditionalModesCSV(), to: out) } }
         }
     }
 }

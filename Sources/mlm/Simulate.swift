@@ -26,7 +26,7 @@ struct Simulate: ParsableCommand {
     @Option(help: "The number of rows to simulate.")
     var rows: Int
 
-    @Option(help: "The HDF5 file to write (replaced if it exists).")
+    @Option(help: "The HDF5 file to write (a regular file there is replaced; a symbolic link is written through).")
     var out: String
 
     @Option(help: "The design: crossed, multimember or nested3.")
@@ -40,11 +40,16 @@ struct Simulate: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let simulation = try Simulation(design: SimulationDesign(named: design), rows: rows, seed: seed)
-            try simulation.write(to: out, chunkRows: chunkRows)
-            let levels = simulation.levels.map { "\($0.factor) \($0.count)" }.joined(separator: ", ")
-            print("wrote \(rows) rows of the \(design) design (\(levels)) to \(out), group \(Simulation.group); "
-                + "fit with: \(simulation.formula)")
+            // One file: rank 0 writes it, the other ranks of an mpirun wait for the outcome.
+            try Job.stage {
+                guard Job.isRoot else { return }
+                try requireWritable(out, option: "--out")
+                let simulation = try Simulation(design: SimulationDesign(named: design), rows: rows, seed: seed)
+                try simulation.write(to: out, chunkRows: chunkRows)
+                let levels = simulation.levels.map { "\($0.factor) \($0.count)" }.joined(separator: ", ")
+                print("wrote \(rows) rows of the \(design) design (\(levels)) to \(out), group \(Simulation.group); "
+                    + "fit with: \(simulation.formula)")
+            }
         }
     }
 }

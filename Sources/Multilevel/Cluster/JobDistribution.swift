@@ -103,20 +103,28 @@ extension JobDistribution {
     /// Runs jobs 0 ..< count and returns their results in job order on rank 0 (nil on the
     /// other ranks). With a checkpoint, jobs of this `kind` it already holds are not run again
     /// and each new result is recorded as it arrives; `progress` gets (done, count) on rank 0.
+    ///
+    /// Only rank 0 touches the checkpoint, so whether it could be opened, and whether every
+    /// result could be recorded, is agreed on by every rank: a refused checkpoint or a write
+    /// that fails part-way (a full disk) stops every rank with rank 0's error, none left
+    /// waiting for jobs or messages.
     func run(count: Int, kind: String, checkpoint path: String?, fit: FitResult, progress: ((Int, Int) -> Void)?,
              work: @escaping @Sendable (_ job: Int, _ thread: Int) -> [UInt8]) throws -> [[UInt8]]? {
         var results: [Int: [UInt8]] = [:]
-        var checkpoint: Checkpoint?
-        if communicator.isRoot, let path {
-            checkpoint = try Checkpoint(path: path, fit: fit)
-            results = checkpoint!.finished(kind).filter { $0.key < count }
+        let checkpoint: Checkpoint? = try communicator.agree {
+            guard communicator.isRoot, let path else { return nil }
+            let opened = try Checkpoint(path: path, fit: fit)
+            results = opened.finished(kind).filter { $0.key < count }
+            return opened
         }
         if communicator.isRoot { progress?(results.count, count) }
-        try run(jobs: (0..<count).filter { results[$0] == nil }, work: work, delivered: { job, bytes in
-            try checkpoint?.record(kind, job: job, bytes)
-            results[job] = bytes
-            progress?(results.count, count)
-        })
+        try communicator.agree {
+            try run(jobs: (0..<count).filter { results[$0] == nil }, work: work, delivered: { job, bytes in
+                try checkpoint?.record(kind, job: job, bytes)
+                results[job] = bytes
+                progress?(results.count, count)
+            })
+        }
         return communicator.isRoot ? (0..<count).map { results[$0]! } : nil
     }
 }

@@ -35,6 +35,13 @@ public final class MPICommunicator: Communicator, @unchecked Sendable {
     /// Ends MPI; call once, after the last message.
     public func finish() { MPI_Finalize() }
 
+    /// Ends every rank of the job now, with exit status `code` (MPI_Abort): for an error met by
+    /// this rank alone, while the others may be waiting for it in a message or a collective.
+    public func abort(code: Int32) -> Never {
+        MPI_Abort(world, code)
+        exit(code)
+    }
+
     public func broadcast(_ bytes: [UInt8], root: Int) -> [UInt8] {
         var count = Int64(bytes.count)
         MPI_Bcast(&count, 1, mlm_mpi_long(), Int32(root), world)

@@ -48,11 +48,7 @@ public enum HTMLReport {
 
     private static func write(title: String, text: String, sections: [(String, [(String, SVGPlot)])],
                               to directory: String) throws -> [String] {
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        } catch {
-            throw InputError("cannot create the report folder '\(directory)': \((error as NSError).localizedDescription)")
-        }
+        try OutputFile.prepareFolder(directory)
         var files: [String] = []
         var html = """
         <!DOCTYPE html>
@@ -83,9 +79,7 @@ public enum HTMLReport {
 
     /// Writes a page or plot; a label byte that is not UTF-8 shows as `\xXX` (the page must be UTF-8).
     private static func save(_ text: String, to path: String) throws {
-        do { try text.displayText.write(toFile: path, atomically: true, encoding: .utf8) } catch {
-            throw InputError("cannot write '\(path)': \((error as NSError).localizedDescription)")
-        }
+        try OutputFile.write(text.displayText, to: path)
     }
 
     /// A file name from a label: letters, digits, '-' and '_' kept, the rest '_'.

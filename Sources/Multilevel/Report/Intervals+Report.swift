@@ -28,19 +28,18 @@ extension BootstrapResult {
                 out += row.enumerated().map { $0 == 0 ? String(Int($1)) : ($1.isFinite ? String(format: "%.17g", $1) : "NA") }
                     .joined(separator: ",") + "\n"
             }
-            do { try Data(out.fileBytes).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
-                throw InputError("cannot write '\(path)': \((error as NSError).localizedDescription)")
-            }
+            try OutputFile.write(out, to: path)
         } else if path.hasSuffix(".h5") {
-            try? FileManager.default.removeItem(atPath: path)
             let names = tableColumns
-            let writer = try HDF5TableWriter(path: path, group: "bootstrap",
-                                             columns: [.integer("index")] + names.dropFirst().map { .numeric($0) })
-            var numeric: [String: [Double]] = [:]
-            for (c, name) in names.enumerated().dropFirst() { numeric[name] = rows.map { $0[c] } }
-            try writer.append(numeric: numeric, integer: ["index": replicates.map { Int64($0.index) }])
-            try writer.setAttribute("seed", String(seed))
-            try writer.close()
+            try OutputFile.write(to: path) { temporary in
+                let writer = try HDF5TableWriter(path: temporary, group: "bootstrap",
+                                                 columns: [.integer("index")] + names.dropFirst().map { .numeric($0) })
+                var numeric: [String: [Double]] = [:]
+                for (c, name) in names.enumerated().dropFirst() { numeric[name] = rows.map { $0[c] } }
+                try writer.append(numeric: numeric, integer: ["index": replicates.map { Int64($0.index) }])
+                try writer.setAttribute("seed", String(seed))
+                try writer.close()
+            }
         } else {
             throw InputError("--bootstrap-table '\(path)': the file must end in .csv or .h5")
         }
