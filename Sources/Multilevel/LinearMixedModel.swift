@@ -67,6 +67,7 @@ public enum LinearMixedModel {
 
     /// Fits from cross-products alone: no data are touched.
     public static func fit(_ crossProducts: CrossProducts, options: FitOptions = FitOptions()) throws -> FitResult {
+        try checkUsable(crossProducts)
         var notes: [String] = []
         let keep = independentColumns(crossProducts)
         var cp = crossProducts
@@ -98,6 +99,32 @@ public enum LinearMixedModel {
         var result = FitResult(crossProducts: cp, pls: pls, theta: theta, evaluation: e, optimizer: summary, notes: notes)
         result.ordering = options.ordering
         return result
+    }
+
+    /// Refuses what no fit can use: no random-effects term, or cross-products that overflowed.
+    static func checkUsable(_ cp: CrossProducts) throws {
+        if cp.terms.isEmpty {
+            throw InputError("no random-effects terms specified in the formula (a term such as (1 | g)): mlm fits mixed models")
+        }
+        let p = cp.fixedCount
+        for j in 0...p where !cp.xx(j, j).isFinite {
+            let what = j == p ? "the response" : "fixed-effect column '\(cp.fixedNames[j])'"
+            throw InputError("\(what) is too large for its sum of squares to be finite in double precision; rescale it")
+        }
+        if !cp.xyxy.allSatisfy(\.isFinite) || !cp.zxy.allSatisfy(\.isFinite) {
+            throw InputError("the cross-products of the fixed effects or the response are not finite; rescale the variables")
+        }
+        var offset = 0
+        for t in cp.terms {
+            let columns = offset..<(offset + t.columns)
+            offset += t.columns
+            for c in columns {
+                let range = cp.zzColumnStarts[c]..<cp.zzColumnStarts[c + 1]
+                if !cp.zzValues[range].allSatisfy(\.isFinite) {
+                    throw InputError("the random effects of (\(t.effects.joined(separator: " + ")) | \(t.group)) have cross-products too large to be finite in double precision; rescale them")
+                }
+            }
+        }
     }
 
     /// The fixed-effect columns kept: a column is dropped when it is (numerically) a linear
