@@ -127,8 +127,15 @@ public enum LinearMixedModel {
         }
     }
 
-    /// The fixed-effect columns kept: a column is dropped when it is (numerically) a linear
-    /// combination of the columns before it, as R's pivoting QR decides.
+    /// lme4's tolerance for dropping aliased fixed-effect columns (`chkRank.drop.cols`, `qr(X, tol = 1e-7)`).
+    static let rankTolerance = 1e-7
+
+    /// The fixed-effect columns kept, as lme4 decides (`chkRank.drop.cols`: LINPACK's `dqrdc2`
+    /// with tol = 1e-7). dqrdc2 takes the columns in order and moves one to the end, for good,
+    /// when the norm of what is left of it after the kept columns falls below tol times its
+    /// original norm. Here X is known only through X'X: the Cholesky of X'X over the kept columns
+    /// gives that remaining squared norm as the pivot d_j (R_jj² of the QR, up to rounding), so
+    /// column j is kept when d_j ≥ tol² x_j'x_j.
     static func independentColumns(_ cp: CrossProducts) -> [Int] {
         let p = cp.fixedCount
         var keep: [Int] = []
@@ -143,7 +150,7 @@ public enum LinearMixedModel {
                 col[a] = s / r[a][a]
                 d -= col[a] * col[a]
             }
-            if xjj > 0 && d > 1e-10 * xjj {
+            if xjj > 0 && d >= rankTolerance * rankTolerance * xjj {
                 let rjj = d.squareRoot()
                 for a in 0..<keep.count { r[a].append(col[a]) }
                 r.append(Array(repeating: 0, count: keep.count) + [rjj])
