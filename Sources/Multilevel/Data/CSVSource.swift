@@ -9,7 +9,8 @@ import Foundation
 ///
 /// A column is `.string` if any non-missing value is quoted (R's `write.csv` quotes every
 /// factor and character value) or is not a number; otherwise it is `.numeric`. Numbers are
-/// what `strtod` reads, so `1`, `-2.5`, `1e-05`, `Inf`, `-Inf` and `NaN` all parse.
+/// what `strtod` reads, so `1`, `-2.5`, `1e-05`, `Inf`, `-Inf` and `NaN` all parse (a model
+/// refuses an infinite value, naming its line: `rowDescription`).
 /// Missing values are an unquoted `NA`, an empty field, a quoted `"NA"` or `""`, and `NaN`:
 /// numeric reads give NaN for them and string reads give nil.
 public final class CSVSource: TableSource {
