@@ -76,6 +76,7 @@ public enum LinearMixedModel {
             notes.append("fixed-effect model matrix is rank deficient so dropping \(dropped.count) column\(dropped.count == 1 ? "" : "s") / coefficient\(dropped.count == 1 ? "" : "s"): \(dropped.joined(separator: ", "))")
             cp = crossProducts.selectingFixed(keep)
         }
+        try checkResidual(cp)
         let pls = try PenalizedLeastSquares(cp, reml: options.reml, ordering: options.ordering)
         let factor = pls.factor
         var summary = OptimizerSummary()
@@ -126,6 +127,20 @@ public enum LinearMixedModel {
             }
         }
     }
+
+    /// Refuses a response that the fixed effects fit exactly (y = 2 x): its residual sum of squares
+    /// is rounding, and a fit would report σ ≈ 0 and t values of 1e9.
+    static func checkResidual(_ cp: CrossProducts) throws {
+        let p1 = cp.fixedCount + 1, yy = cp.xx(p1 - 1, p1 - 1)
+        let residual = DenseCholesky.upper(cp.xyxy, order: p1).map { $0[p1 * p1 - 1] * $0[p1 * p1 - 1] } ?? 0
+        if residual <= exactFitTolerance * yy {
+            throw InputError("the response is a linear combination of the fixed effects (their least-squares residuals are 0 to rounding): there is no residual variance to estimate")
+        }
+    }
+
+    /// A residual sum of squares below this part of y'y is rounding (the Cholesky of [X y]'[X y]
+    /// computes it with an error of a few ε y'y).
+    static let exactFitTolerance = 1e-13
 
     /// lme4's tolerance for dropping aliased fixed-effect columns (`chkRank.drop.cols`, `qr(X, tol = 1e-7)`).
     static let rankTolerance = 1e-7

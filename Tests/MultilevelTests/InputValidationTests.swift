@@ -153,6 +153,18 @@ final class InputValidationTests: ScratchDirectoryTestCase {
                        "the response 'Reaction' is constant (5 in every complete row): there is nothing to model")
     }
 
+    /// A response that the fixed effects fit exactly has no residual variance (before: σ ≈ 4e-8,
+    /// t ≈ 1e9 and a convergence note).
+    func testAResponseFittedExactlyIsRefused() throws {
+        let path = Fixtures.path("sleepstudy.csv")
+        for formula in ["Days ~ I(Days * 2) + (1 | Subject)", "I(2 * Days + 1) ~ Days + (Days | Subject)",
+                        "Reaction ~ Days + I(Reaction * 3) + (1 | Subject)"] {
+            XCTAssertEqual(message { try self.fit(formula, path) },
+                           "the response is a linear combination of the fixed effects (their least-squares residuals are 0 to rounding): there is no residual variance to estimate",
+                           formula)
+        }
+    }
+
     /// A covariate offset by 1e9 loses its variation in the cross-products (lme4 drops it as
     /// aliased and reports an intercept-only model): refused, with the fix.
     func testAVariableLostInItsOffsetIsRefused() throws {
