@@ -67,6 +67,7 @@ public enum LinearMixedModel {
 
     /// Fits from cross-products alone: no data are touched.
     public static func fit(_ crossProducts: CrossProducts, options: FitOptions = FitOptions()) throws -> FitResult {
+        try checkUsable(crossProducts)
         var notes: [String] = []
         let keep = independentColumns(crossProducts)
         var cp = crossProducts
@@ -75,6 +76,7 @@ public enum LinearMixedModel {
             notes.append("fixed-effect model matrix is rank deficient so dropping \(dropped.count) column\(dropped.count == 1 ? "" : "s") / coefficient\(dropped.count == 1 ? "" : "s"): \(dropped.joined(separator: ", "))")
             cp = crossProducts.selectingFixed(keep)
         }
+        try checkResidual(cp)
         let pls = try PenalizedLeastSquares(cp, reml: options.reml, ordering: options.ordering)
         let factor = pls.factor
         var summary = OptimizerSummary()
@@ -100,8 +102,55 @@ public enum LinearMixedModel {
         return result
     }
 
-    /// The fixed-effect columns kept: a column is dropped when it is (numerically) a linear
-    /// combination of the columns before it, as R's pivoting QR decides.
+    /// Refuses what no fit can use: no random-effects term, or cross-products that overflowed.
+    static func checkUsable(_ cp: CrossProducts) throws {
+        if cp.terms.isEmpty {
+            throw InputError("no random-effects terms specified in the formula (a term such as (1 | g)): mlm fits mixed models")
+        }
+        let p = cp.fixedCount
+        for j in 0...p where !cp.xx(j, j).isFinite {
+            let what = j == p ? "the response" : "fixed-effect column '\(cp.fixedNames[j])'"
+            throw InputError("\(what) is too large for its sum of squares to be finite in double precision; rescale it")
+        }
+        if !cp.xyxy.allSatisfy(\.isFinite) || !cp.zxy.allSatisfy(\.isFinite) {
+            throw InputError("the cross-products of the fixed effects or the response are not finite; rescale the variables")
+        }
+        var offset = 0
+        for t in cp.terms {
+            let columns = offset..<(offset + t.columns)
+            offset += t.columns
+            for c in columns {
+                let range = cp.zzColumnStarts[c]..<cp.zzColumnStarts[c + 1]
+                if !cp.zzValues[range].allSatisfy(\.isFinite) {
+                    throw InputError("the random effects of (\(t.effects.joined(separator: " + ")) | \(t.group)) have cross-products too large to be finite in double precision; rescale them")
+                }
+            }
+        }
+    }
+
+    /// Refuses a response that the fixed effects fit exactly (y = 2 x): its residual sum of squares
+    /// is rounding, and a fit would report σ ≈ 0 and t values of 1e9.
+    static func checkResidual(_ cp: CrossProducts) throws {
+        let p1 = cp.fixedCount + 1, yy = cp.xx(p1 - 1, p1 - 1)
+        let residual = DenseCholesky.upper(cp.xyxy, order: p1).map { $0[p1 * p1 - 1] * $0[p1 * p1 - 1] } ?? 0
+        if residual <= exactFitTolerance * yy {
+            throw InputError("the response is a linear combination of the fixed effects (their least-squares residuals are 0 to rounding): there is no residual variance to estimate")
+        }
+    }
+
+    /// A residual sum of squares below this part of y'y is rounding (the Cholesky of [X y]'[X y]
+    /// computes it with an error of a few ε y'y).
+    static let exactFitTolerance = 1e-13
+
+    /// lme4's tolerance for dropping aliased fixed-effect columns (`chkRank.drop.cols`, `qr(X, tol = 1e-7)`).
+    static let rankTolerance = 1e-7
+
+    /// The fixed-effect columns kept, as lme4 decides (`chkRank.drop.cols`: LINPACK's `dqrdc2`
+    /// with tol = 1e-7). dqrdc2 takes the columns in order and moves one to the end, for good,
+    /// when the norm of what is left of it after the kept columns falls below tol times its
+    /// original norm. Here X is known only through X'X: the Cholesky of X'X over the kept columns
+    /// gives that remaining squared norm as the pivot d_j (R_jj² of the QR, up to rounding), so
+    /// column j is kept when d_j ≥ tol² x_j'x_j.
     static func independentColumns(_ cp: CrossProducts) -> [Int] {
         let p = cp.fixedCount
         var keep: [Int] = []
@@ -116,7 +165,7 @@ public enum LinearMixedModel {
                 col[a] = s / r[a][a]
                 d -= col[a] * col[a]
             }
-            if xjj > 0 && d > 1e-10 * xjj {
+            if xjj > 0 && d >= rankTolerance * rankTolerance * xjj {
                 let rjj = d.squareRoot()
                 for a in 0..<keep.count { r[a].append(col[a]) }
                 r.append(Array(repeating: 0, count: keep.count) + [rjj])

@@ -62,6 +62,9 @@ public struct ModelFrame {
     static func scan(_ formula: Formula, source: TableSource, chunkRows: Int, threads: Int,
                      communicator: Communicator, segmentRows: Int) throws -> ModelFrame {
         precondition(chunkRows > 0)
+        if formula.random.isEmpty {
+            throw InputError("no random-effects terms specified in the formula (a term such as (1 | g)): mlm fits mixed models")
+        }
         let columns = formula.columns
         var types: [String: ColumnType] = [:]
         for c in columns { types[c] = try source.columnType(c) }
@@ -88,8 +91,13 @@ public struct ModelFrame {
                 }
             }
         }
+        // The numeric variables, whose ranges are checked.
+        var numericVariables: [Variable] = []
+        for v in [formula.response] + allVariables where !categorical.contains(v) && !numericVariables.contains(v) {
+            numericVariables.append(v)
+        }
         // Segments of rows on every core; each thread collects into its own sets, then the union.
-        let template = LevelTally(complete: 0, total: 0,
+        let template = LevelTally(complete: 0, total: 0, numeric: numericVariables.count,
                                variableLevels: Array(repeating: LevelSet(), count: categorical.count),
                                groupingLevels: formula.random.map { rt in
                                    if case .factor(let cols) = rt.grouping { return Array(repeating: LevelSet(), count: cols.count) }
@@ -102,7 +110,10 @@ public struct ModelFrame {
             try forEachSegment(rows: slab, segmentRows: segmentRows,
                                chunkRows: chunkRows, threads: threads, state: template,
                                body: { tally, _, chunks in
-                                   for rows in chunks { tally.add(try reader.read(rows), categorical: categorical, random: formula.random) }
+                                   for rows in chunks {
+                                       tally.add(try reader.read(rows), categorical: categorical, random: formula.random,
+                                                 numeric: numericVariables)
+                                   }
                                },
                                finished: { tallies.append($0) })
         }
@@ -118,6 +129,10 @@ public struct ModelFrame {
         if complete == 0 {
             throw InputError(total == 0 ? "\(source.name) has no rows"
                 : "no complete rows: all \(total) rows of \(source.name) have a missing value in the columns used (\(columns.joined(separator: ", ")))")
+        }
+
+        for (k, v) in numericVariables.enumerated() {
+            try checkRange(v, isResponse: k == 0, minimum: all.minimum[k], maximum: all.maximum[k])
         }
 
         var factorLevels: [Variable: LevelIndex] = [:]
@@ -146,6 +161,8 @@ public struct ModelFrame {
                 throw InputError("grouping factor '\(rt.grouping.name)' has \(names.count) levels for \(complete) observations; it must have fewer levels than observations")
             }
             if names.count * effects.columns.count >= complete {
+                try explainStringColumn(rt, types: types, factorLevels: factorLevels, source: source, chunkRows: chunkRows,
+                                        effects: names.count * effects.columns.count, observations: complete)
                 throw InputError("term (… | \(rt.grouping.name)) has \(names.count * effects.columns.count) random effects for \(complete) observations; the variance components would be unidentifiable")
             }
             bound.append(BoundRandomTerm(term: rt, effects: effects, levels: levels))
@@ -159,6 +176,47 @@ public struct ModelFrame {
                           randomTerms: order.map { bound[$0] }, completeRows: complete,
                           droppedRows: total - complete, types: types, factorLevels: factorLevels,
                           communicator: communicator, segmentRows: segmentRows)
+    }
+
+    /// The largest relative spread that is refused: a variable whose range is below this part of
+    /// its magnitude (x = t + 1e9 with t in 0…9) loses its variation in the cross-products
+    /// (x'x − n x̄² cancels to rounding), and would be dropped as aliased or give a wrong fit.
+    static let minimumRelativeRange = 1e-5
+
+    /// A constant response, or a variable whose variation is lost to its offset, is refused.
+    private static func checkRange(_ v: Variable, isResponse: Bool, minimum: Double, maximum: Double) throws {
+        guard minimum <= maximum else { return }
+        let what = isResponse ? "the response '\(v.name)'" : "'\(v.name)'"
+        if isResponse && minimum == maximum {
+            throw InputError("\(what) is constant (\(rNumber(minimum)) in every complete row): there is nothing to model")
+        }
+        let magnitude = max(abs(minimum), abs(maximum)), range = maximum - minimum
+        if range > 0 && range < minimumRelativeRange * magnitude {
+            let centre = rNumber(Double(String(format: "%.3g", (minimum + maximum) / 2))!)
+            let fix: String
+            if case .column = v { fix = ", e.g. I(\(v.name) - \(centre))" } else { fix = " (subtract about \(centre))" }
+            throw InputError("\(what) varies only from \(rNumber(minimum)) to \(rNumber(maximum)), a range too small for its magnitude to be resolved in double precision: centre it\(fix)")
+        }
+    }
+
+    /// When a term has too many random effects because a column that should be numeric was read as
+    /// strings (a CSV field `abc` among numbers), says so, naming the column and the first such row.
+    private static func explainStringColumn(_ rt: RandomTerm, types: [String: ColumnType], factorLevels: [Variable: LevelIndex],
+                                            source: TableSource, chunkRows: Int, effects: Int, observations: Int) throws {
+        for v in rt.effects.terms.flatMap(\.variables) {
+            guard case .column(let c) = v, types[c] == .string, let levels = factorLevels[v]?.names else { continue }
+            let numbers = levels.filter { Double($0) != nil }.count
+            guard numbers > 0, numbers >= levels.count / 2, numbers < levels.count else { continue }
+            var start = 0
+            while start < source.rowCount {
+                let rows = start..<min(start + chunkRows, source.rowCount)
+                let values = try source.readStrings(c, rows: rows)
+                if let i = values.firstIndex(where: { $0 != nil && Double($0!) == nil }) {
+                    throw InputError("\(source.name) \(source.rowDescription(rows.lowerBound + i)): column '\(c)' holds '\(values[i]!)', not a number, so '\(c)' is read as strings and (… | \(rt.grouping.name)) has a factor of \(levels.count) levels (\(effects) random effects for \(observations) observations)")
+                }
+                start = rows.upperBound
+            }
+        }
     }
 
     /// New data bound with a fitted model's coding: each factor's levels and each grouping
@@ -320,12 +378,12 @@ public struct ModelFrame {
         let n = keep.count
         let y = chunk.numeric(formula.response, rows: keep)
         var x = [Double](repeating: 0, count: n * fixedDesign.columns.count)
-        evaluate(fixedDesign, chunk, keep, into: &x)
+        try evaluate(fixedDesign, chunk, keep, into: &x)
         var terms: [ModelChunk.TermRows] = []
         terms.reserveCapacity(randomTerms.count)
         for bt in randomTerms {
             var z = [Double](repeating: 0, count: n * bt.effects.columns.count)
-            evaluate(bt.effects, chunk, keep, into: &z)
+            try evaluate(bt.effects, chunk, keep, into: &z)
             switch (bt.term.grouping, bt.levels) {
             case (.factor(let cols), .single(let index)):
                 let levels = index.codes(chunk.categorical(cols[0]), rows: keep)
@@ -360,13 +418,26 @@ public struct ModelFrame {
         return ModelChunk(count: n, x: x, y: y, terms: terms)
     }
 
-    private func evaluate(_ design: Design, _ chunk: RawChunk, _ keep: [Int], into out: inout [Double]) {
+    private func evaluate(_ design: Design, _ chunk: RawChunk, _ keep: [Int], into out: inout [Double]) throws {
         var numeric: [[Double]] = []
         var codes: [[Int32]] = []
         for v in design.variables {
             if let index = factorLevels[v] {
                 numeric.append([])
-                codes.append(index.codes(chunk.categorical(v.factorColumn), rows: keep))
+                let values = chunk.categorical(v.factorColumn)
+                let c = index.codes(values, rows: keep)
+                if let r = c.firstIndex(of: -1) {
+                    // Only new data can hold a level the fit did not see (lme4: "factor x has new level").
+                    let value: String
+                    switch values.value(keep[r])! {
+                    case .string(let s): value = s
+                    case .number(let x): value = rLevelName(x)
+                    }
+                    let shown = index.names.prefix(10).map { "'\($0)'" }.joined(separator: ", ")
+                        + (index.names.count > 10 ? ", …" : "")
+                    throw InputError("\(source.name) \(source.rowDescription(chunk.start + keep[r])): \(v.name) has the level '\(value)', which the fitted model did not see (its levels: \(shown))")
+                }
+                codes.append(c)
             } else {
                 numeric.append(chunk.numeric(v, rows: keep))
                 codes.append([])
@@ -409,6 +480,8 @@ enum CategoricalValues {
 /// The used columns of one chunk of rows, as read, with each row's completeness.
 struct RawChunk {
     let count: Int
+    /// The source row of the chunk's first row (for messages).
+    var start = 0
     var numbers: [String: [Double]] = [:]
     var strings: [String: [String?]] = [:]
     var complete: [Bool]
@@ -446,9 +519,11 @@ struct RawChunk {
 
 /// Reads the formula's columns for a range of rows and marks complete rows.
 ///
-/// A row is complete when the response, every fixed and random-effect variable, every grouping
-/// column of an ordinary factor, and every weight of a present multiple membership are non-missing
-/// (a transformed value that is NaN, e.g. log of a negative number, counts as missing).
+/// A row is complete when the response, every fixed and random-effect variable (every column a
+/// transform reads), every grouping column of an ordinary factor, and every weight of a present
+/// multiple membership are non-missing. Missing is NA, NaN or empty in the file, nothing else:
+/// in a complete row, an infinite number (`Inf`, `1e400`) or a transform that is not finite
+/// (`log(0)`, `sqrt(-1)`, an overflow) is an `InputError` naming the column or term and the row.
 /// A missing multiple-membership group column only means that membership is absent.
 struct ChunkReader {
     let source: TableSource
@@ -465,7 +540,7 @@ struct ChunkReader {
     }
 
     func read(_ rows: Range<Int>) throws -> RawChunk {
-        var chunk = RawChunk(count: rows.count, complete: Array(repeating: true, count: rows.count))
+        var chunk = RawChunk(count: rows.count, start: rows.lowerBound, complete: Array(repeating: true, count: rows.count))
         for c in formula.columns {
             switch types[c]! {
             case .numeric: chunk.numbers[c] = try source.readNumeric(c, rows: rows)
@@ -474,18 +549,20 @@ struct ChunkReader {
         }
         let all = Array(0..<rows.count)
         // Plain columns: missing drops the row.
-        var required: Set<String> = []
+        var required: [String] = []
+        var transforms: [Variable] = []
         for v in [formula.response] + formula.fixed.terms.flatMap(\.variables)
             + formula.random.flatMap({ $0.effects.terms.flatMap(\.variables) }) {
             if case .transform = v {
-                let values = chunk.numeric(v, rows: all)
-                for i in 0..<rows.count where values[i].isNaN || values[i].isInfinite { chunk.complete[i] = false }
+                if !transforms.contains(v) { transforms.append(v) }
+                required += v.columns
             } else {
-                required.insert(v.factorColumn)
+                required.append(v.factorColumn)
             }
         }
-        for rt in formula.random { if case .factor(let cols) = rt.grouping { required.formUnion(cols) } }
-        for c in required { markMissing(c, in: &chunk) }
+        for rt in formula.random { if case .factor(let cols) = rt.grouping { required += cols } }
+        var marked: Set<String> = []
+        for c in required where marked.insert(c).inserted { markMissing(c, in: &chunk) }
         // Multiple membership: a present group needs its weight.
         for rt in formula.random {
             guard case .multipleMembership(let groups, let weights) = rt.grouping, !weights.isEmpty else { continue }
@@ -496,7 +573,33 @@ struct ChunkReader {
                 }
             }
         }
+        try checkFinite(chunk, transforms: transforms, all: all)
         return chunk
+    }
+
+    /// In the complete rows: every number read is finite, and so is every transform of them.
+    /// The error names the earliest row at fault (the first column or term in formula order).
+    private func checkFinite(_ chunk: RawChunk, transforms: [Variable], all: [Int]) throws {
+        var first: (row: Int, message: () -> String)?
+        func note(_ row: Int, _ message: @escaping () -> String) {
+            if first == nil || row < first!.row { first = (row, message) }
+        }
+        for c in formula.columns {
+            guard let x = chunk.numbers[c],
+                  let i = x.indices.first(where: { chunk.complete[$0] && x[$0].isInfinite }) else { continue }
+            note(i) { "column '\(c)' holds \(rNumber(x[i])), not a finite number (missing values are NA, NaN or empty)" }
+        }
+        for v in transforms {
+            let values = chunk.numeric(v, rows: all)
+            guard let i = values.indices.first(where: { chunk.complete[$0] && !values[$0].isFinite }) else { continue }
+            note(i) {
+                let inputs = v.columns.map { "\($0) = \(rNumber(chunk.numbers[$0]![i]))" }.joined(separator: ", ")
+                return "\(v.name) is \(rNumber(values[i])) (\(inputs)), not a finite number"
+            }
+        }
+        if let (row, message) = first {
+            throw InputError("\(source.name) \(source.rowDescription(chunk.start + row)): \(message())")
+        }
     }
 
     private func markMissing(_ c: String, in chunk: inout RawChunk) {
@@ -577,10 +680,12 @@ private final class LockedArray<Element>: @unchecked Sendable {
 
 /// What the levels pass collects: row counts and the level sets.
 private struct LevelTally {
-    init(complete: Int, total: Int, variableLevels: [LevelSet], groupingLevels: [[LevelSet]],
+    init(complete: Int, total: Int, numeric: Int, variableLevels: [LevelSet], groupingLevels: [[LevelSet]],
          interactionKeys: [Set<[LevelValue]>]) {
         self.complete = complete
         self.total = total
+        minimum = Array(repeating: .infinity, count: numeric)
+        maximum = Array(repeating: -.infinity, count: numeric)
         self.variableLevels = variableLevels
         self.groupingLevels = groupingLevels
         self.interactionKeys = interactionKeys
@@ -588,12 +693,22 @@ private struct LevelTally {
 
     var complete: Int
     var total: Int
+    /// The smallest and largest value of each numeric variable in the complete rows.
+    var minimum: [Double]
+    var maximum: [Double]
     var variableLevels: [LevelSet]
     var groupingLevels: [[LevelSet]]
     var interactionKeys: [Set<[LevelValue]>]
 
-    mutating func add(_ chunk: RawChunk, categorical: [Variable], random: [RandomTerm]) {
+    mutating func add(_ chunk: RawChunk, categorical: [Variable], random: [RandomTerm], numeric: [Variable]) {
         total += chunk.count
+        let rows = chunk.complete.indices.filter { chunk.complete[$0] }
+        for (k, v) in numeric.enumerated() {
+            for x in chunk.numeric(v, rows: rows) {
+                minimum[k] = Swift.min(minimum[k], x)
+                maximum[k] = Swift.max(maximum[k], x)
+            }
+        }
         let variables = categorical.map { chunk.categorical($0.factorColumn) }
         let groupings: [[CategoricalValues]] = random.map { rt in
             switch rt.grouping {
@@ -634,6 +749,7 @@ private struct LevelTally {
             }
         }
         w.int(complete); w.int(total)
+        w.int(minimum.count); for (a, b) in zip(minimum, maximum) { w.double(a); w.double(b) }
         w.int(variableLevels.count); for l in variableLevels { values(l.sorted()) }
         w.int(groupingLevels.count)
         for g in groupingLevels { w.int(g.count); for l in g { values(l.sorted()) } }
@@ -649,6 +765,9 @@ private struct LevelTally {
         }
         func set() -> LevelSet { var s = LevelSet(); for v in values() { s.insert(v) }; return s }
         complete = r.int(); total = r.int()
+        let numeric = r.int()
+        minimum = []; maximum = []
+        for _ in 0..<numeric { minimum.append(r.double()); maximum.append(r.double()) }
         variableLevels = (0..<r.int()).map { _ in set() }
         groupingLevels = (0..<r.int()).map { _ in (0..<r.int()).map { _ in set() } }
         interactionKeys = (0..<r.int()).map { _ in Set((0..<r.int()).map { _ in values() }) }
@@ -657,6 +776,10 @@ private struct LevelTally {
     mutating func formUnion(_ other: LevelTally) {
         complete += other.complete
         total += other.total
+        for k in minimum.indices {
+            minimum[k] = Swift.min(minimum[k], other.minimum[k])
+            maximum[k] = Swift.max(maximum[k], other.maximum[k])
+        }
         for i in variableLevels.indices { variableLevels[i].formUnion(other.variableLevels[i]) }
         for k in groupingLevels.indices { for c in groupingLevels[k].indices { groupingLevels[k][c].formUnion(other.groupingLevels[k][c]) } }
         for k in interactionKeys.indices { interactionKeys[k].formUnion(other.interactionKeys[k]) }

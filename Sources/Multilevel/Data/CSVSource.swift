@@ -9,7 +9,8 @@ import Foundation
 ///
 /// A column is `.string` if any non-missing value is quoted (R's `write.csv` quotes every
 /// factor and character value) or is not a number; otherwise it is `.numeric`. Numbers are
-/// what `strtod` reads, so `1`, `-2.5`, `1e-05`, `Inf`, `-Inf` and `NaN` all parse.
+/// what `strtod` reads, so `1`, `-2.5`, `1e-05`, `Inf`, `-Inf` and `NaN` all parse (a model
+/// refuses an infinite value, naming its line: `rowDescription`).
 /// Missing values are an unquoted `NA`, an empty field, a quoted `"NA"` or `""`, and `NaN`:
 /// numeric reads give NaN for them and string reads give nil.
 public final class CSVSource: TableSource {
@@ -25,6 +26,8 @@ public final class CSVSource: TableSource {
 
     private let values: [Values]
     private let indexByName: [ExactString: Int]
+    /// The line each data row's record starts on (1-based).
+    private let recordLines: [Int]
 
     /// Reads and types every column of the CSV file at `path`.
     ///
@@ -53,7 +56,12 @@ public final class CSVSource: TableSource {
         }
         self.indexByName = indexByName
         rowCount = parsed.columns.first?.count ?? 0
+        recordLines = parsed.lines
         values = parsed.columns.map { CSVSource.values(of: $0, in: bytes) }
+    }
+
+    public func rowDescription(_ row: Int) -> String {
+        recordLines.indices.contains(row) ? "line \(recordLines[row])" : "row \(row + 1)"
     }
 
     public func columnType(_ column: String) throws -> ColumnType {
@@ -156,8 +164,8 @@ private struct CSVParser {
     let bytes: [UInt8]
     let path: String
 
-    /// The header fields and, per column, the fields of every data row.
-    func parse() throws -> (header: [CSVField], columns: [[CSVField]]) {
+    /// The header fields, per column the fields of every data row, and each data row's line.
+    func parse() throws -> (header: [CSVField], columns: [[CSVField]], lines: [Int]) {
         let quote = UInt8(ascii: "\""), comma = UInt8(ascii: ","), cr = UInt8(ascii: "\r"), lf = UInt8(ascii: "\n")
         let n = bytes.count - 1  // the last byte is the added terminator
         var i = n >= 3 && bytes[0] == 0xEF && bytes[1] == 0xBB && bytes[2] == 0xBF ? 3 : 0
@@ -165,6 +173,7 @@ private struct CSVParser {
         var recordLine = 1
         var header: [CSVField]?
         var columns: [[CSVField]] = []
+        var lines: [Int] = []
         var record: [CSVField] = []
 
         func endRecord() throws {
@@ -182,6 +191,7 @@ private struct CSVParser {
                 throw InputError("\(path) line \(recordLine): \(record.count) fields, the header has \(header.count)")
             }
             for (column, field) in record.enumerated() { columns[column].append(field) }
+            lines.append(recordLine)
         }
 
         while i < n {
@@ -225,6 +235,6 @@ private struct CSVParser {
         }
         if !record.isEmpty { try endRecord() }
         guard let header else { throw InputError("data file '\(path)' is empty") }
-        return (header, columns)
+        return (header, columns, lines)
     }
 }

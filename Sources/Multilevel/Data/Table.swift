@@ -28,4 +28,11 @@ public protocol TableSource: AnyObject {
     func readNumeric(_ column: String, rows: Range<Int>) throws -> [Double]
     /// Values of a string column for `rows`; missing values are nil.
     func readStrings(_ column: String, rows: Range<Int>) throws -> [String?]
+    /// Where 0-based row `row` is, for messages: "row 5" (1-based) by default; a CSV file
+    /// says "line 6", the line its record starts on.
+    func rowDescription(_ row: Int) -> String
+}
+
+extension TableSource {
+    public func rowDescription(_ row: Int) -> String { "row \(row + 1)" }
 }

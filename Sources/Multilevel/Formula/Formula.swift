@@ -236,10 +236,19 @@ indirect enum ModelNode {
     case variable(Variable, at: Int)
     case number(Double, at: Int)
     case negate(ModelNode, at: Int)
-    /// One of `+ - : * /`.
+    /// One of `: * /`.
     case binary(Character, ModelNode, ModelNode, at: Int)
+    /// `first ± rest[0] ± rest[1] …`, held flat so that a long sum is not a deep tree.
+    case sum(ModelNode, [SumOperand])
     case power(ModelNode, Int)
     case bar(BarNode)
+}
+
+/// One operand after the first of a sum: `+ node` or `- node`, the operator at `at`.
+struct SumOperand {
+    let op: Character
+    let node: ModelNode
+    let at: Int
 }
 
 /// A random-effects term as written: `(lhs | grouping)` or `(lhs || grouping)`.
@@ -267,8 +276,12 @@ struct FormulaSource {
         InputError("formula: \(what) at position \(position) in \"\(oneLine)\"")
     }
 
-    /// The text with line breaks as spaces (one character each, so positions still match).
-    var oneLine: String { String(text.map { $0.isNewline ? " " : $0 }) }
+    /// The text with line breaks as spaces (one character each, so positions still match),
+    /// cut after 200 characters.
+    var oneLine: String {
+        let line = String(text.prefix(200).map { $0.isNewline ? " " : $0 })
+        return text.count > 200 ? line + "…" : line
+    }
 }
 
 // MARK: - Parser
@@ -293,6 +306,12 @@ struct FormulaParser {
     private let source: FormulaSource
     private let tokens: [Token]
     private var index = 0
+    /// The depth of the tree being built: nesting (parentheses, functions, unary minus, `^`)
+    /// plus the operators of the chain under way (`a:b:c` is a tree of depth 2).
+    private var depth = 0
+    /// The deepest tree accepted: every later stage walks the tree recursively, so deeper
+    /// input would overflow the stack instead of failing with a message. (Sums are flat.)
+    static let maximumDepth = 200
     /// Data columns in order of first appearance.
     private var columns: [String] = []
 
@@ -353,6 +372,15 @@ struct FormulaParser {
     /// "unexpected 'x'" or "unexpected end of formula", for the current token.
     private var unexpected: String {
         current.kind == .end ? "unexpected end of formula" : "unexpected '\(current.text)'"
+    }
+
+    /// One level deeper; throws when past `maximumDepth`. Pair with `depth -= 1`.
+    private mutating func descend(at position: Int) throws {
+        depth += 1
+        if depth > Self.maximumDepth {
+            throw source.error("nested too deeply (more than \(Self.maximumDepth) levels of parentheses, functions, operators or signs)",
+                               at: position)
+        }
     }
 
     private mutating func use(_ column: String) {
@@ -418,20 +446,24 @@ struct FormulaParser {
 
     /// sum := product (('+' | '-') product)*
     private mutating func parseSum() throws -> ModelNode {
-        var node = try parseProduct()
+        let first = try parseProduct()
+        var rest: [SumOperand] = []
         while case .symbol(let op) = current.kind, op == "+" || op == "-" {
             let at = current.position
             advance()
-            node = .binary(Character(op), node, try parseProduct(), at: at)
+            rest.append(SumOperand(op: Character(op), node: try parseProduct(), at: at))
         }
-        return node
+        return rest.isEmpty ? first : .sum(first, rest)
     }
 
     /// product := interaction (('*' | '/') interaction)*
     private mutating func parseProduct() throws -> ModelNode {
+        let entry = depth
+        defer { depth = entry }
         var node = try parseInteraction()
         while case .symbol(let op) = current.kind, op == "*" || op == "/" {
             let at = current.position
+            try descend(at: at)
             advance()
             node = .binary(Character(op), node, try parseInteraction(), at: at)
         }
@@ -440,9 +472,12 @@ struct FormulaParser {
 
     /// interaction := unary (':' unary)*
     private mutating func parseInteraction() throws -> ModelNode {
+        let entry = depth
+        defer { depth = entry }
         var node = try parseUnary()
         while current.kind == .symbol(":") {
             let at = current.position
+            try descend(at: at)
             advance()
             node = .binary(":", node, try parseUnary(), at: at)
         }
@@ -452,8 +487,10 @@ struct FormulaParser {
     /// unary := '-' unary | power
     private mutating func parseUnary() throws -> ModelNode {
         let at = current.position
-        if accept("-") { return .negate(try parseUnary(), at: at) }
-        return try parsePower()
+        guard accept("-") else { return try parsePower() }
+        try descend(at: at)
+        defer { depth -= 1 }
+        return .negate(try parseUnary(), at: at)
     }
 
     /// power := primary ('^' whole number)?
@@ -472,6 +509,8 @@ struct FormulaParser {
         let at = current.position
         switch current.kind {
         case .symbol("("):
+            try descend(at: at)
+            defer { depth -= 1 }
             advance()
             let inner = try parseSum()
             if case .symbol(let bar) = current.kind, bar == "|" || bar == "||" {
@@ -504,6 +543,8 @@ struct FormulaParser {
             use(name)
             return .column(name)
         }
+        try descend(at: at)
+        defer { depth -= 1 }
         advance()
         switch name {
         case "factor":
@@ -617,8 +658,12 @@ struct FormulaParser {
 
     /// expr := term (('+' | '-') term)*, returned with R's deparse of it.
     private mutating func parseExpression() throws -> (Expression, String) {
+        let entry = depth
+        defer { depth = entry }
+        try descend(at: current.position)
         var (node, text) = try parseExpressionTerm()
         while case .symbol(let op) = current.kind, op == "+" || op == "-" {
+            try descend(at: current.position)
             advance()
             let (right, rightText) = try parseExpressionTerm()
             node = .binary(Character(op), node, right)
@@ -629,8 +674,11 @@ struct FormulaParser {
 
     /// term := unary (('*' | '/') unary)*; R deparses `*` with spaces and `/` without.
     private mutating func parseExpressionTerm() throws -> (Expression, String) {
+        let entry = depth
+        defer { depth = entry }
         var (node, text) = try parseExpressionUnary()
         while case .symbol(let op) = current.kind, op == "*" || op == "/" {
+            try descend(at: current.position)
             advance()
             let (right, rightText) = try parseExpressionUnary()
             node = .binary(Character(op), node, right)
@@ -641,7 +689,10 @@ struct FormulaParser {
 
     /// unary := '-' unary | power
     private mutating func parseExpressionUnary() throws -> (Expression, String) {
+        let at = current.position
         guard accept("-") else { return try parseExpressionPower() }
+        try descend(at: at)
+        defer { depth -= 1 }
         let (operand, text) = try parseExpressionUnary()
         return (.negate(operand), "-\(text)")
     }
@@ -649,7 +700,10 @@ struct FormulaParser {
     /// power := primary ('^' unary)?  (right-associative, binding tighter than a unary minus on its left)
     private mutating func parseExpressionPower() throws -> (Expression, String) {
         let (base, text) = try parseExpressionPrimary()
+        let at = current.position
         guard accept("^") else { return (base, text) }
+        try descend(at: at)
+        defer { depth -= 1 }
         let (exponent, exponentText) = try parseExpressionUnary()
         return (.binary("^", base, exponent), "\(text)^\(exponentText)")
     }

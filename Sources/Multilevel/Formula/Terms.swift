@@ -94,6 +94,9 @@ struct TermExpander {
         case .binary(_, let left, let right, _):
             collect(left, into: &variables)
             collect(right, into: &variables)
+        case .sum(let first, let rest):
+            collect(first, into: &variables)
+            for operand in rest { collect(operand.node, into: &variables) }
         }
     }
 
@@ -120,17 +123,28 @@ struct TermExpander {
         case .power(let base, let exponent):
             let terms = try operand(base, of: "^", variables)
             var result = terms
-            for _ in 1..<exponent { result = unique(interact(terms, result)) }
+            // Past the number of variables no new term can appear.
+            let distinct = Set(terms.joined()).count
+            for _ in 1..<min(exponent, max(distinct, 1)) { result = unique(interact(terms, result)) }
             return Part(terms: result)
-        case .binary("+", let left, let right, _):
-            let a = try encode(left, variables), b = try encode(right, variables)
-            return Part(terms: unique(a.terms + b.terms), intercept: b.intercept ?? a.intercept,
-                        interceptAt: b.intercept == nil ? a.interceptAt : b.interceptAt, bars: a.bars + b.bars)
-        case .binary("-", let left, let right, let at):
-            var part = try encode(left, variables)
-            let removed = try removal(right, at: at)
-            part.intercept = removed.intercept
-            part.interceptAt = removed.interceptAt
+        case .sum(let first, let rest):
+            var part = try encode(first, variables)
+            var seen = Set(part.terms)
+            for operand in rest {
+                if operand.op == "-" {
+                    let removed = try removal(operand.node, at: operand.at)
+                    part.intercept = removed.intercept
+                    part.interceptAt = removed.interceptAt
+                    continue
+                }
+                let b = try encode(operand.node, variables)
+                for t in b.terms where seen.insert(t).inserted { part.terms.append(t) }
+                if b.intercept != nil {
+                    part.intercept = b.intercept
+                    part.interceptAt = b.interceptAt
+                }
+                part.bars += b.bars
+            }
             return part
         case .binary(let op, let left, let right, _):
             let a = try operand(left, of: op, variables), b = try operand(right, of: op, variables)
