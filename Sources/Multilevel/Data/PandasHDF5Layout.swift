@@ -278,7 +278,7 @@ enum PandasHDF5Layout {
         return Array(bytes.prefix { $0 != 0 })
     }
 
-    /// A scalar integer attribute, or nil.
+    /// A scalar integer attribute (or an 8-bit bitfield, as PyTables writes a boolean), or nil.
     private static func integerAttribute(_ object: hid_t, _ name: String) -> Int? {
         guard H5Aexists(object, name) > 0 else { return nil }
         let attribute = H5Aopen(object, name, mlm_h5p_default())
@@ -286,6 +286,10 @@ enum PandasHDF5Layout {
         defer { H5Aclose(attribute) }
         let type = H5Aget_type(attribute)
         defer { H5Tclose(type) }
+        if H5Tget_class(type) == H5T_BITFIELD, H5Tget_size(type) == 1 {
+            var flag: UInt8 = 0
+            return H5Aread(attribute, mlm_h5t_native_b8(), &flag) >= 0 ? Int(flag) : nil
+        }
         guard H5Tget_class(type) == H5T_INTEGER else { return nil }
         var value: Int64 = 0
         guard H5Aread(attribute, mlm_h5t_native_int64(), &value) >= 0 else { return nil }
