@@ -213,4 +213,85 @@ final class HDF5WritersTests: ScratchDirectoryTestCase {
         XCTAssertEqual(run.stderr, "mlm: error: column 'school' in \(source.name): row 4 holds code 5, outside its 2 levels "
                        + "(codes 1 to 2)\n")
     }
+
+    // MARK: mlm convert
+
+    /// Asserts that `actual` holds `expected`'s columns, in order, with the same types and values (NaN equal to NaN).
+    private func assertSameTable(_ expected: TableSource, _ actual: TableSource, file: StaticString = #filePath,
+                                 line: UInt = #line) throws {
+        XCTAssertEqual(actual.columnNames, expected.columnNames, file: file, line: line)
+        XCTAssertEqual(actual.rowCount, expected.rowCount, file: file, line: line)
+        let rows = 0..<expected.rowCount
+        for column in expected.columnNames {
+            let type = try expected.columnType(column)
+            XCTAssertEqual(try actual.columnType(column), type, column, file: file, line: line)
+            if type == .numeric {
+                let want = try expected.readNumeric(column, rows: rows), got = try actual.readNumeric(column, rows: rows)
+                XCTAssertEqual(want.map { $0.isNaN ? "NaN" : "\($0.bitPattern)" }, got.map { $0.isNaN ? "NaN" : "\($0.bitPattern)" },
+                               column, file: file, line: line)
+            } else {
+                XCTAssertEqual(try actual.readStrings(column, rows: rows), try expected.readStrings(column, rows: rows),
+                               column, file: file, line: line)
+            }
+        }
+    }
+
+    func testConvertReadsTheCSVAsCSVSourceDoesInAnyChunkSize() throws {
+        let texts = [
+            "\u{FEFF}id,name,x,note\r\n1,\"a, b\",2.5,\"line1\nline2\"\r\n\r\n2,NA,NA,\"say \"\"hi\"\"\"\n"
+                + "3,\"\",NaN,plain\n4,é,1e-5 ,\n5,\"NA\",-Inf,\"\"\n",
+            "a,b\r1,x\r\r2,y",          // CR line endings, no final line ending
+            "a,b\n1,\n2,",               // a final comma
+            "g,y\n\"1\",1\n\"2\",2\n",     // a quoted number makes a string column
+            "only\n",                     // no rows
+        ]
+        for (index, text) in texts.enumerated() {
+            let csv = try write(text, to: "t\(index).csv")
+            let expected = try CSVSource(path: csv)
+            for chunk in [1, 2, 3, 1000] {
+                let h5 = temporary("t\(index)-\(chunk).h5")
+                let result = try convertCSVToHDF5(csvPath: csv, h5Path: h5, group: "data", chunkRows: chunk)
+                XCTAssertEqual(result.rowCount, expected.rowCount)
+                try assertSameTable(expected, try HDF5Source(path: h5, table: nil))
+            }
+        }
+        // The first file's values, spelled out.
+        let h5 = try HDF5Source(path: temporary("t0-2.h5"), table: "data")
+        XCTAssertEqual(try h5.readStrings("name", rows: 0..<5), ["a, b", nil, nil, "é", nil])
+        XCTAssertEqual(try h5.readStrings("note", rows: 0..<5), ["line1\nline2", "say \"hi\"", "plain", nil, nil])
+        XCTAssertEqual(try h5.readNumeric("x", rows: 0..<5).map { $0.isNaN ? -1 : $0 }, [2.5, -1, -1, 1e-5, -.infinity])
+    }
+
+    func testConvertRefusesWhatCSVSourceRefusesWithTheSameMessage() throws {
+        for (index, text) in ["a,b\n1,2\n3\n", "a,b\n1,\"2\n", "a,b\n\"1\"x,2\n", "", "a,a\n1,2\n"].enumerated() {
+            let csv = try write(text, to: "bad\(index).csv")
+            let h5 = temporary("bad\(index).h5")
+            XCTAssertEqual(message { try convertCSVToHDF5(csvPath: csv, h5Path: h5) }, message { try CSVSource(path: csv) })
+            XCTAssertFalse(FileManager.default.fileExists(atPath: h5), "nothing is written for a bad CSV")
+        }
+    }
+
+    func testConvertCommandGivesTheSameFit() throws {
+        func fitJSON(_ file: String) throws -> NSDictionary {
+            let json = temporary(UUID().uuidString + ".json")
+            let run = try mlm(["fit", file, "--formula", Self.formula, "--json", json])
+            XCTAssertEqual(run.status, 0, run.stderr)
+            let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as! [String: Any]
+            return object.filter { $0.key != "data" } as NSDictionary
+        }
+        let csv = Fixtures.path("sleepstudy.csv")
+        let expected = try fitJSON(csv)
+        for (table, chunk) in [("data", "65536"), ("runs/sleep", "7")] {
+            let h5 = temporary("sleep-\(chunk).h5")
+            let run = try mlm(["convert", csv, h5, "--table", table, "--chunk-rows", chunk])
+            XCTAssertEqual(run.status, 0, run.stderr)
+            XCTAssertEqual(run.stdout, "wrote 180 rows of 3 columns (2 numeric, 1 string) to \(h5), table /\(table)\n")
+            XCTAssertEqual(try fitJSON(h5), expected)
+        }
+        let bad = try mlm(["convert", csv, temporary("out.csv")])
+        XCTAssertEqual(bad.status, 1)
+        XCTAssertTrue(bad.stderr.hasPrefix("mlm: error: the output '"), bad.stderr)
+        let missing = try mlm(["convert", temporary("none.csv"), temporary("out.h5")])
+        XCTAssertEqual(missing.stderr, "mlm: error: cannot open data file '\(temporary("none.csv"))': No such file or directory\n")
+    }
 }
