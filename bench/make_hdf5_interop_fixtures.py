@@ -6,6 +6,7 @@ Run from the repository root: python3 bench/make_hdf5_interop_fixtures.py
 (pandas, PyTables and h5py; the tests themselves need none of them).
 """
 import os
+import sys
 import warnings
 
 import h5py
@@ -38,10 +39,14 @@ sleep.to_hdf(path("pandas_table.h5"), key="df", format="table", index=False, com
 # pandas format="table" with every column a data column (one member each).
 sleep.to_hdf(path("pandas_datacolumns.h5"), key="df", format="table", data_columns=True, index=False,
              complib="zlib", complevel=9)  # compressed only to keep the file small
-# pandas format="fixed": numbers and booleans in 2-D blocks; a string column is a pickled object block.
+# pandas format="fixed": numbers and booleans in 2-D blocks; strings in pickled NumPy object arrays:
+# two object columns share one block (SubjectStr with interned, so memoized, strings; SubjectObj with
+# None at rows 3 and 100), and a pandas "str" column (missing as NaN) has a block of its own.
 fixed = sleep[["Reaction", "Days", "late"]].copy()
 fixed["Subject"] = sleep["Subject"].astype("int64")
-fixed["SubjectStr"] = sleep["Subject"].astype(object)
+fixed["SubjectStr"] = pd.Series([sys.intern(s) for s in sleep["Subject"]], dtype=object)
+fixed["SubjectObj"] = pd.Series(list(sleep["SubjectNA"].astype(object).where(sleep["SubjectNA"].notna(), None)), dtype=object)
+fixed["SubjectNA"] = sleep["SubjectNA"]
 fixed.to_hdf(path("pandas_fixed.h5"), key="df", format="fixed", complib="zlib", complevel=9)
 # pandas with blosc, a filter the system HDF5 library has no plugin for.
 sleep[["Reaction", "Days"]].head(20).to_hdf(path("pandas_blosc.h5"), key="df", format="table", index=False,

@@ -71,6 +71,8 @@ public final class HDF5Source: TableSource {
         case enumerated(memoryType: hid_t, size: Int, signed: Bool, names: [Int64: String])
         /// An 8-bit bitfield holding booleans.
         case boolean
+        /// Strings decoded when the table was opened (pandas' pickled `format="fixed"` string blocks).
+        case decoded([String?])
         case unsupported(hdf5Class: String)
         /// A column that cannot be read, with the one-line reason.
         case unreadable(String)
@@ -142,7 +144,7 @@ public final class HDF5Source: TableSource {
         columns = withHDF5 {
             var missing: [hid_t: String?] = [:]
             return opened.layout.columns.map { column in
-                if case .unreadable = column.kind { return column }
+                if case .decoded = column.kind { return column }
                 if missing[column.dataset] == nil { missing[column.dataset] = HDF5Source.missingFilter(column.dataset) }
                 guard let filter = missing[column.dataset]! else { return column }
                 return Column(name: column.name, dataset: column.dataset, location: column.location,
@@ -166,7 +168,7 @@ public final class HDF5Source: TableSource {
         let column = try self.column(column)
         switch column.kind {
         case .numeric: return .numeric
-        case .variableString, .fixedString, .coded, .categorical, .enumerated, .boolean: return .string
+        case .variableString, .fixedString, .coded, .categorical, .enumerated, .boolean, .decoded: return .string
         case .unsupported(let hdf5Class): throw unsupported(column.name, hdf5Class)
         case .unreadable(let reason): throw InputError(reason)
         }
@@ -177,7 +179,7 @@ public final class HDF5Source: TableSource {
         try checkRows(rows, column: column.name)
         switch column.kind {
         case .numeric: return try readDoubles(column, rows: rows)
-        case .variableString, .fixedString, .coded, .categorical, .enumerated, .boolean:
+        case .variableString, .fixedString, .coded, .categorical, .enumerated, .boolean, .decoded:
             throw InputError("column '\(column.name)' in \(name) holds strings, not numbers")
         case .unsupported(let hdf5Class): throw unsupported(column.name, hdf5Class)
         case .unreadable(let reason): throw InputError(reason)
@@ -219,6 +221,8 @@ public final class HDF5Source: TableSource {
             }
         case .boolean:
             return try readRaw(column, as: mlm_h5t_native_b8(), size: 1, rows: rows).map { $0 == 0 ? "FALSE" : "TRUE" }
+        case .decoded(let values):
+            return Array(values[rows])
         case .unsupported(let hdf5Class): throw unsupported(column.name, hdf5Class)
         case .unreadable(let reason): throw InputError(reason)
         }

@@ -13,7 +13,8 @@ import Foundation
 ///   `non_index_axes` gives the DataFrame's column order.
 /// - `format="fixed"` (`frame`): `axis0` (the column names), `axis1` (the index) and per block
 ///   `blockN_items` (its columns' names) and `blockN_values` (a 2-D rows × columns dataset).
-///   pandas writes string blocks of this format as pickled Python objects, which are not read.
+///   pandas writes a string block of this format as one pickled NumPy object array, which is
+///   decoded (`PickledArray`) and held in memory when the table is opened.
 ///
 /// PyTables stores lists in attributes as Python pickles (protocol 0, text): `unpickle` reads
 /// the small subset these attributes use.
@@ -171,42 +172,66 @@ enum PandasHDF5Layout {
             let values = H5Oexists(group, valuesName) ? H5Dopen2(group, valuesName, mlm_h5p_default()) : -1
             guard values >= 0 else { throw InputError("pandas frame \(description) has no dataset '\(valuesName)'") }
             layout.datasets.append(values)
-            let kind: HDF5Source.Kind
-            var transposed = false
             if H5Aexists(values, "PSEUDOATOM") > 0 {
-                kind = .unreadable("") // filled in per column below
-            } else {
-                let space = H5Dget_space(values)
-                var dims: [hsize_t] = [0, 0]
-                let rank = H5Sget_simple_extent_ndims(space)
-                if rank == 2 { H5Sget_simple_extent_dims(space, &dims, nil) }
-                H5Sclose(space)
-                // pandas stores a block's (columns × rows) values transposed, as rows × columns.
-                transposed = integerAttribute(values, "transposed") != 1
-                let shapeFits = rank == 2 && (transposed ? dims == [hsize_t(items.count), hsize_t(rows)]
-                                                        : dims == [hsize_t(rows), hsize_t(items.count)])
-                guard shapeFits else {
-                    throw InputError("pandas frame \(description): '\(valuesName)' does not hold \(items.count) columns of \(rows) rows")
+                // An object block: one pickled NumPy array of the block's strings.
+                let array = readBytes(values).flatMap { PickledArray(pickle: $0) }
+                let rowsFirst = array.map { $0.shape == [rows, items.count] || ($0.shape == [rows] && items.count == 1) } ?? false
+                let columnsFirst = array?.shape == [items.count, rows]
+                for (position, column) in items.enumerated() {
+                    let kind: HDF5Source.Kind
+                    if let array, rowsFirst || columnsFirst {
+                        kind = .decoded((0..<rows).map { row in
+                            let index = array.shape.count == 1 ? [row] : rowsFirst ? [row, position] : [position, row]
+                            return array.element(index).flatMap { HDF5Source.nonMissing(HDF5Source.labelText($0)) }
+                        })
+                    } else {
+                        kind = .unreadable("column '\(column)' in \(description) is a pandas format=\"fixed\" object block "
+                            + "(a pickled Python array) that mlm cannot decode: write the DataFrame with format=\"table\"")
+                    }
+                    byName[column] = Column(name: column, dataset: values, location: .dataset, kind: kind)
+                    order.append(column)
                 }
-                let type = H5Dget_type(values)
-                kind = HDF5Source.kind(of: type, dataset: nil, types: &layout.types)
-                H5Tclose(type)
+                continue
             }
+            let space = H5Dget_space(values)
+            var dims: [hsize_t] = [0, 0]
+            let rank = H5Sget_simple_extent_ndims(space)
+            if rank == 2 { H5Sget_simple_extent_dims(space, &dims, nil) }
+            H5Sclose(space)
+            // pandas stores a block's (columns × rows) values transposed, as rows × columns.
+            let transposed = integerAttribute(values, "transposed") != 1
+            let shapeFits = rank == 2 && (transposed ? dims == [hsize_t(items.count), hsize_t(rows)]
+                                                    : dims == [hsize_t(rows), hsize_t(items.count)])
+            guard shapeFits else {
+                throw InputError("pandas frame \(description): '\(valuesName)' does not hold \(items.count) columns of \(rows) rows")
+            }
+            let type = H5Dget_type(values)
+            let kind = HDF5Source.kind(of: type, dataset: nil, types: &layout.types)
+            H5Tclose(type)
             for (position, column) in items.enumerated() {
-                var columnKind = kind
-                if case .unreadable = kind {
-                    columnKind = .unreadable("column '\(column)' in \(description) is a pandas format=\"fixed\" object "
-                        + "block (a pickled Python array, as pandas writes strings there), which mlm does not read: "
-                        + "write the DataFrame with format=\"table\"")
-                }
                 byName[column] = Column(name: column, dataset: values, location: .matrix(index: position, transposed: transposed),
-                                        kind: columnKind)
+                                        kind: kind)
                 order.append(column)
             }
         }
         if axis0.count == order.count, Set(axis0) == Set(order) { order = axis0 }
         layout.columns = order.map { byName[$0]! }
         layout.rowCount = rows
+    }
+
+    /// The bytes of the first element of a dataset of variable-length byte sequences (PyTables' VLArray), or nil.
+    private static func readBytes(_ dataset: hid_t) -> [UInt8]? {
+        let space = H5Dget_space(dataset)
+        defer { H5Sclose(space) }
+        guard H5Sget_simple_extent_ndims(space) == 1, HDF5Source.length(of: dataset) == 1 else { return nil }
+        let memoryType = H5Tvlen_create(mlm_h5t_native_uint8())
+        guard memoryType >= 0 else { return nil }
+        defer { H5Tclose(memoryType) }
+        var sequence = hvl_t()
+        guard H5Dread(dataset, memoryType, mlm_h5s_all(), mlm_h5s_all(), mlm_h5p_default(), &sequence) >= 0 else { return nil }
+        defer { H5Dvlen_reclaim(memoryType, space, mlm_h5p_default(), &sequence) }
+        guard let pointer = sequence.p else { return [] }
+        return Array(UnsafeRawBufferPointer(start: pointer, count: sequence.len))
     }
 
     /// The names held in a 1-D dataset of strings or integers (pandas' axes and block items).
