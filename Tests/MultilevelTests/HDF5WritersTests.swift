@@ -271,7 +271,7 @@ final class HDF5WritersTests: ScratchDirectoryTestCase {
         }
     }
 
-    func testConvertReadsTheCSVAsCSVSourceDoesInAnyChunkSize() throws {
+    func testConvertStreamsTheCSVAsCSVSourceReadsItInAnyChunkAndBufferSize() throws {
         let texts = [
             "\u{FEFF}id,name,x,note\r\n1,\"a, b\",2.5,\"line1\nline2\"\r\n\r\n2,NA,NA,\"say \"\"hi\"\"\"\n"
                 + "3,\"\",NaN,plain\n4,é,1e-5 ,\n5,\"NA\",-Inf,\"\"\n",
@@ -280,12 +280,14 @@ final class HDF5WritersTests: ScratchDirectoryTestCase {
             "g,y\n\"1\",1\n\"2\",2\n",     // a quoted number makes a string column
             "only\n",                     // no rows
         ]
+        // Buffers of 4–7 bytes split BOMs, CRLFs, "" escapes and numbers across refills.
+        let sizes = [(chunk: 1, buffer: 4), (2, 5), (3, 7), (1000, 1 << 20)]
         for (index, text) in texts.enumerated() {
             let csv = try write(text, to: "t\(index).csv")
             let expected = try CSVSource(path: csv)
-            for chunk in [1, 2, 3, 1000] {
+            for (chunk, buffer) in sizes {
                 let h5 = temporary("t\(index)-\(chunk).h5")
-                let result = try convertCSVToHDF5(csvPath: csv, h5Path: h5, group: "data", chunkRows: chunk)
+                let result = try convertCSVToHDF5(csvPath: csv, h5Path: h5, group: "data", chunkRows: chunk, bufferSize: buffer)
                 XCTAssertEqual(result.rowCount, expected.rowCount)
                 try assertSameTable(expected, try HDF5Source(path: h5, table: nil))
             }
@@ -295,13 +297,15 @@ final class HDF5WritersTests: ScratchDirectoryTestCase {
         XCTAssertEqual(try h5.readStrings("name", rows: 0..<5), ["a, b", nil, nil, "é", nil])
         XCTAssertEqual(try h5.readStrings("note", rows: 0..<5), ["line1\nline2", "say \"hi\"", "plain", nil, nil])
         XCTAssertEqual(try h5.readNumeric("x", rows: 0..<5).map { $0.isNaN ? -1 : $0 }, [2.5, -1, -1, 1e-5, -.infinity])
-    }
 
-    func testConvertRefusesWhatCSVSourceRefusesWithTheSameMessage() throws {
-        for (index, text) in ["a,b\n1,2\n3\n", "a,b\n1,\"2\n", "a,b\n\"1\"x,2\n", "", "a,a\n1,2\n"].enumerated() {
+        // What CSVSource refuses, with its message (line numbers counted across refills), and nothing written.
+        let padding = String(repeating: "1,2\r\n", count: 40)
+        for (index, text) in ["a,b\n\(padding)3\n", "a,b\n\(padding)1,\"2\n", "a,b\r\n\(padding)\"1\"x,2\n", "",
+                              "a,a\n1,2\n"].enumerated() {
             let csv = try write(text, to: "bad\(index).csv")
             let h5 = temporary("bad\(index).h5")
-            XCTAssertEqual(message { try convertCSVToHDF5(csvPath: csv, h5Path: h5) }, message { try CSVSource(path: csv) })
+            XCTAssertEqual(message { try convertCSVToHDF5(csvPath: csv, h5Path: h5, group: "data", chunkRows: 2, bufferSize: 5) },
+                           message { try CSVSource(path: csv) })
             XCTAssertFalse(FileManager.default.fileExists(atPath: h5), "nothing is written for a bad CSV")
         }
     }

@@ -22,9 +22,16 @@ public struct CSVConversion: Sendable {
 @discardableResult
 public func convertCSVToHDF5(csvPath: String, h5Path: String, group: String = "data",
                              chunkRows: Int = 65_536) throws -> CSVConversion {
+    try convertCSVToHDF5(csvPath: csvPath, h5Path: h5Path, group: group, chunkRows: chunkRows, bufferSize: 1 << 20)
+}
+
+/// `convertCSVToHDF5` reading the CSV through a buffer of `bufferSize` bytes (small in tests,
+/// so that fields, quotes and line endings straddle refills).
+func convertCSVToHDF5(csvPath: String, h5Path: String, group: String, chunkRows: Int,
+                      bufferSize: Int) throws -> CSVConversion {
     guard chunkRows > 0 else { throw InputError("the chunk of rows to convert at a time must be positive") }
     // Pass 1: names, types and row count.
-    let reader = try CSVRecordReader(path: csvPath)
+    let reader = try CSVRecordReader(path: csvPath, bufferSize: bufferSize)
     guard try reader.next() else { throw InputError("data file '\(csvPath)' is empty") }
     let names = (0..<reader.fields.count).map { String(decoding: reader.bytes(of: $0), as: UTF8.self) }
     var indexByName: [String: Int] = [:]
@@ -51,7 +58,7 @@ public func convertCSVToHDF5(csvPath: String, h5Path: String, group: String = "d
 
     // Pass 2: the values, a chunk at a time.
     let writer = try HDF5TableWriter(path: h5Path, group: group, columns: columns, chunkRows: min(chunkRows, 65_536))
-    let rows = try CSVRecordReader(path: csvPath)
+    let rows = try CSVRecordReader(path: csvPath, bufferSize: bufferSize)
     _ = try rows.next()  // the header
     var numbers = [[Double]](repeating: [], count: names.count)
     var strings = [[ArraySlice<UInt8>?]](repeating: [], count: names.count)
