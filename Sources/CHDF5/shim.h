@@ -13,6 +13,8 @@ static inline hid_t mlm_h5t_std_i64le(void) { H5open(); return H5T_STD_I64LE; }
 static inline hid_t mlm_h5t_native_int8(void) { H5open(); return H5T_NATIVE_INT8; }
 static inline hid_t mlm_h5t_native_uint16(void) { H5open(); return H5T_NATIVE_UINT16; }
 static inline hid_t mlm_h5t_native_float(void) { H5open(); return H5T_NATIVE_FLOAT; }
+static inline hid_t mlm_h5t_native_b8(void) { H5open(); return H5T_NATIVE_B8; }
+static inline hid_t mlm_h5t_native_uint8(void) { H5open(); return H5T_NATIVE_UINT8; }
 static inline hid_t mlm_h5p_group_create(void) { H5open(); return H5P_GROUP_CREATE; }
 static inline hid_t mlm_h5p_link_create(void) { H5open(); return H5P_LINK_CREATE; }
 static inline size_t mlm_h5t_variable(void) { return H5T_VARIABLE; }

@@ -6,7 +6,7 @@ struct MLM: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mlm",
         abstract: "Fit linear mixed (multilevel) models by REML or ML, lme4-compatible, on large data.",
-        subcommands: [Fit.self, Compare.self, Predict.self, Ranef.self, Simulate.self]
+        subcommands: [Fit.self, Compare.self, Predict.self, Ranef.self, Simulate.self, Convert.self]
     )
 }
 

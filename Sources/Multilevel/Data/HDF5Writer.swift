@@ -90,17 +90,35 @@ public final class HDF5TableWriter {
     /// written as "NA".
     public func append(numeric: [String: [Double]] = [:], integer: [String: [Int64]] = [:],
                        strings: [String: [String?]] = [:]) throws {
+        try append(numeric: numeric, integer: integer, strings: strings, count: { $0.count }) { values, body in
+            try HDF5TableWriter.withCStrings(values.map { ($0 ?? "NA").fileBytes }, body)
+        }
+    }
+
+    /// Appends rows as `append(numeric:integer:strings:)` does, with strings given as their
+    /// bytes (written unchanged; nil as "NA").
+    func append(numeric: [String: [Double]] = [:], stringBytes: [String: [ArraySlice<UInt8>?]]) throws {
+        try append(numeric: numeric, integer: [:], strings: stringBytes, count: { $0.count }) { values, body in
+            try HDF5TableWriter.withCStrings(values.map { $0 ?? ArraySlice("NA".utf8) }, body)
+        }
+    }
+
+    /// The shared body of the appends: checks the columns and lengths, then writes each
+    /// column, string columns through `cStrings` (which passes their C string pointers on).
+    private func append<S>(numeric: [String: [Double]], integer: [String: [Int64]], strings: [String: S],
+                           count: (S) -> Int,
+                           cStrings: (S, (UnsafeRawPointer) throws -> Void) throws -> Void) throws {
         try requireOpen()
         var counts: [Int] = []
         for column in columns {
-            let count: Int?
+            let rows: Int?
             switch column {
-            case .numeric(let name): count = numeric[name]?.count
-            case .integer(let name): count = integer[name]?.count
-            case .string(let name): count = strings[name]?.count
+            case .numeric(let name): rows = numeric[name]?.count
+            case .integer(let name): rows = integer[name]?.count
+            case .string(let name): rows = strings[name].map(count)
             }
-            guard let count else { throw InputError("appending to '\(path)': no values for column '\(column.name)'") }
-            counts.append(count)
+            guard let rows else { throw InputError("appending to '\(path)': no values for column '\(column.name)'") }
+            counts.append(rows)
         }
         let given = numeric.keys.map(Column.numeric) + integer.keys.map(Column.integer) + strings.keys.map(Column.string)
         if let extra = given.first(where: { !columns.contains($0) }) {
@@ -123,7 +141,7 @@ public final class HDF5TableWriter {
                         try write(values.baseAddress!, type: mlm_h5t_native_int64(), rows: rows, to: dataset, column: name)
                     }
                 case .string(let name):
-                    try HDF5TableWriter.withCStrings(strings[name]!.map { $0 ?? "NA" }) { pointers in
+                    try cStrings(strings[name]!) { pointers in
                         let type = HDF5Source.variableStringType(cset: H5T_CSET_UTF8)
                         defer { H5Tclose(type) }
                         try write(pointers, type: type, rows: rows, to: dataset, column: name)
@@ -148,7 +166,7 @@ public final class HDF5TableWriter {
     public func setAttribute(_ name: String, _ value: String) throws {
         try requireOpen()
         try withHDF5 {
-            try HDF5TableWriter.withCStrings([value]) { pointers in
+            try HDF5TableWriter.withCStrings([value.fileBytes]) { pointers in
                 let type = HDF5Source.variableStringType(cset: H5T_CSET_UTF8)
                 defer { H5Tclose(type) }
                 try writeAttribute(name, on: groupID, type: type, memoryType: type, count: nil, values: pointers)
@@ -166,7 +184,7 @@ public final class HDF5TableWriter {
             throw InputError("cannot set levels in '\(path)': no integer column '\(column)'")
         }
         try withHDF5 {
-            try HDF5TableWriter.withCStrings(levels) { pointers in
+            try HDF5TableWriter.withCStrings(levels.map(\.fileBytes)) { pointers in
                 let type = HDF5Source.variableStringType(cset: H5T_CSET_UTF8)
                 defer { H5Tclose(type) }
                 try writeAttribute("levels", on: datasets[index], type: type, memoryType: type,
@@ -229,17 +247,18 @@ public final class HDF5TableWriter {
         guard H5Awrite(attribute, memoryType, values) >= 0 else { throw failure }
     }
 
-    /// Calls `body` with an array of C string pointers to `strings`, valid only during the call.
+    /// Calls `body` with an array of C string pointers to `strings` (their bytes), valid only during the call.
     ///
     /// The texts are packed, NUL-terminated, into one buffer rather than allocated one by one.
-    private static func withCStrings<T>(_ strings: [String], _ body: (UnsafeRawPointer) throws -> T) rethrows -> T {
+    private static func withCStrings<C: Collection, T>(_ strings: [C], _ body: (UnsafeRawPointer) throws -> T) rethrows -> T
+        where C.Element == UInt8 {
         var storage: [CChar] = []
-        storage.reserveCapacity(strings.reduce(0) { $0 + $1.utf8.count + 1 })
+        storage.reserveCapacity(strings.reduce(0) { $0 + $1.count + 1 })
         var offsets: [Int] = []
         offsets.reserveCapacity(strings.count)
         for string in strings {
             offsets.append(storage.count)
-            storage.append(contentsOf: string.fileBytes.map { CChar(bitPattern: $0) })
+            storage.append(contentsOf: string.lazy.map { CChar(bitPattern: $0) })
             storage.append(0)
         }
         return try storage.withUnsafeBufferPointer { buffer in
@@ -307,33 +326,4 @@ public final class HDF5TableWriter {
         defer { H5Tclose(type) }
         return withFileCString(column.name) { H5Dcreate2(group, $0, type, space, mlm_h5p_default(), creation, mlm_h5p_default()) }
     }
-}
-
-/// Converts a CSV file to an HDF5 table that `HDF5Source` reads with the same values.
-///
-/// Every column becomes a dataset in `group`, in the CSV's order: numeric columns as
-/// doubles (missing as NaN), string columns as variable-length strings (missing as "NA").
-/// The CSV is read whole (see `CSVSource`) and written in chunks.
-public func convertCSVToHDF5(csvPath: String, h5Path: String, group: String = "data") throws {
-    let source = try CSVSource(path: csvPath)
-    let types = try source.columnNames.map { try source.columnType($0) }
-    let columns = zip(source.columnNames, types).map { name, type -> HDF5TableWriter.Column in
-        type == .numeric ? .numeric(name) : .string(name)
-    }
-    let chunkRows = 65536
-    let writer = try HDF5TableWriter(path: h5Path, group: group, columns: columns, chunkRows: chunkRows)
-    for start in stride(from: 0, to: source.rowCount, by: chunkRows) {
-        let rows = start..<min(start + chunkRows, source.rowCount)
-        var numeric: [String: [Double]] = [:]
-        var strings: [String: [String?]] = [:]
-        for column in columns {
-            switch column {
-            case .numeric(let name): numeric[name] = try source.readNumeric(name, rows: rows)
-            case .string(let name): strings[name] = try source.readStrings(name, rows: rows)
-            case .integer: break
-            }
-        }
-        try writer.append(numeric: numeric, strings: strings)
-    }
-    try writer.close()
 }
