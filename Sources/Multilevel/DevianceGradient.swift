@@ -28,17 +28,8 @@ extension PenalizedLeastSquares {
         var b = u
         factor.apply(templates, to: &b)
 
-        // z_r = Z'y − Z'Z b − Z'X β̂.
-        var zr = Array(cp.zxy[(p * q)..<(p1 * q)])
-        for j in 0..<p where beta[j] != 0 { for x in 0..<q { zr[x] -= cp.zxy[x + j * q] * beta[j] } }
-        let cs = cp.zzColumnStarts, ri = cp.zzRowIndices, zz = cp.zzValues
-        for c in 0..<q {
-            for k in cs[c]..<cs[c + 1] {
-                let r = ri[k]
-                zr[r] -= zz[k] * b[c]
-                if r != c { zr[c] -= zz[k] * b[r] }
-            }
-        }
+        let zr = residualScores(b, beta: beta)
+        let cs = cp.zzColumnStarts, zz = cp.zzValues
 
         // F̃ = F R_X⁻¹ (C⁻¹_uu = A⁻¹ + F̃F̃') and H = F S⁻¹ = F̃R_X⁻ᵀ (C⁻¹_βu = −H'), q × p row-major.
         var ft = [Double](), h = [Double]()
@@ -148,4 +139,104 @@ private func addProduct(_ out: inout [Double], _ qm: [Double], _ t: [Double], _ 
         for c in 0..<n { sum += qt[i + c * m] * vAt(j, c) }
         out[i + j * m] += sum
     } }
+}
+
+extension PenalizedLeastSquares {
+    /// The average-information (AI) matrix of the profiled deviance at θ: an approximation to its
+    /// Hessian that needs one forward solve per θ entry and no second derivatives.
+    ///
+    /// With û, z_r as in `gradient`, the working variate of θ_i is Z a_i with
+    /// a_i = Λ̇_i û + ΛΛ̇_i'z_r (V̇_i P y, as Λ'z_r = û), and g_i = [Λ'Z'Z a_i; X'Z a_i]. Then
+    ///
+    ///     H_ij = σ⁻² (a_i'Z'Z a_j − g_i'C⁻¹g_j),   H_iσ² = a_i'z_r / σ⁴,   H_σ²σ² = ν / σ⁴
+    ///
+    /// (ν = n − p for REML, n for ML; σ² = r²/ν), and σ² is profiled out by the Schur complement
+    /// H_ij − H_iσ² H_jσ² / H_σ²σ². g'C⁻¹g = ‖L̃⁻¹g‖² with L̃ = [L 0; R_ZX' R_X'], so only forward
+    /// solves are needed. β is profiled out as in REML for both criteria.
+    /// Returns the m × m matrix, column-major.
+    func averageInformation(_ theta: [Double], _ e: Evaluation) -> [Double] {
+        let cp = crossProducts
+        let q = cp.randomEffectsCount, p = cp.fixedCount, p1 = p + 1, m = factor.thetaCount
+        let templates = factor.templates(theta)
+        let beta = fixedEffects(e)
+        let u = sphericalModes(e, beta: beta)
+        var b = u
+        factor.apply(templates, to: &b)
+        let zr = residualScores(b, beta: beta)
+
+        // a_i, one column per θ entry (nonzero on its term's columns only).
+        var a = [Double](repeating: 0, count: q * m)
+        var i = 0
+        for (k, term) in cp.terms.enumerated() {
+            let pk = term.dimension, t = templates[k]
+            for col in 0..<pk {
+                for row in col..<pk {
+                    for level in 0..<term.levels.count {
+                        let base = term.offset + level * pk
+                        a[base + row + i * q] += u[base + col]                       // Λ̇_i û: E_{row,col} û_l
+                        let z = zr[base + row]                                       // Λ Λ̇_i'z_r: T_k e_col z_r(l,row)
+                        for r in col..<pk { a[base + r + i * q] += t[r + col * pk] * z }
+                    }
+                    i += 1
+                }
+            }
+        }
+        // Z'Z a_i, then g_i's u part Λ'Z'Z a_i and β part X'Z a_i.
+        var zza = [Double](repeating: 0, count: q * m)
+        let cs = cp.zzColumnStarts, ri = cp.zzRowIndices, zz = cp.zzValues
+        for j in 0..<m {
+            for c in 0..<q {
+                for k in cs[c]..<cs[c + 1] {
+                    let r = ri[k]
+                    zza[r + j * q] += zz[k] * a[c + j * q]
+                    if r != c { zza[c + j * q] += zz[k] * a[r + j * q] }
+                }
+            }
+        }
+        var wu = zza
+        factor.applyTranspose(templates, to: &wu, columns: m)
+        cholesky.forwardSolve(&wu, columns: m)
+        var wb = [Double](repeating: 0, count: p * m)
+        for j in 0..<m {
+            for c in 0..<p {
+                var sum = 0.0
+                for x in 0..<q { sum += cp.zxy[x + c * q] * a[x + j * q] - e.rzx[x + c * q] * wu[x + j * q] }
+                // R_X' w_β = X'Z a_j − R_ZX' w_u, forward in the lower triangle R_X'.
+                for t in 0..<c { sum -= e.r[t + c * p1] * wb[t + j * p] }
+                wb[c + j * p] = sum / e.r[c + c * p1]
+            }
+        }
+        let nu = Double(reml ? cp.rows - p : cp.rows)
+        let sigma2 = e.penalizedRSS / nu
+        let azr = (0..<m).map { j in (0..<q).reduce(0.0) { $0 + a[$1 + j * q] * zr[$1] } }
+        var h = [Double](repeating: 0, count: m * m)
+        for j in 0..<m {
+            for i in 0...j {
+                var sum = 0.0
+                for x in 0..<q { sum += a[x + i * q] * zza[x + j * q] - wu[x + i * q] * wu[x + j * q] }
+                for c in 0..<p { sum -= wb[c + i * p] * wb[c + j * p] }
+                let v = sum / sigma2 - azr[i] * azr[j] / (sigma2 * sigma2 * nu)
+                h[i + j * m] = v
+                h[j + i * m] = v
+            }
+        }
+        return h
+    }
+
+    /// z_r = Z'(y − Zb − Xβ̂) = Z'y − Z'Z b − Z'X β̂, from the cross-products.
+    func residualScores(_ b: [Double], beta: [Double]) -> [Double] {
+        let cp = crossProducts
+        let q = cp.randomEffectsCount, p = cp.fixedCount
+        var zr = Array(cp.zxy[(p * q)..<((p + 1) * q)])
+        for j in 0..<p where beta[j] != 0 { for x in 0..<q { zr[x] -= cp.zxy[x + j * q] * beta[j] } }
+        let cs = cp.zzColumnStarts, ri = cp.zzRowIndices, zz = cp.zzValues
+        for c in 0..<q {
+            for k in cs[c]..<cs[c + 1] {
+                let r = ri[k]
+                zr[r] -= zz[k] * b[c]
+                if r != c { zr[c] -= zz[k] * b[r] }
+            }
+        }
+        return zr
+    }
 }

@@ -80,4 +80,33 @@ final class GradientTests: XCTestCase {
         let cp = try crossProducts("exam.csv", "normexam ~ standLRT * schavg + sex + (standLRT | school)")
         try check(cp, [0.35, 0.05, 0.12], ordering: .natural, label: "exam")
     }
+
+    /// At the optimum the AI matrix approximates the Hessian of the profiled deviance (central
+    /// differences of the analytic gradient) to 1e-2, relative to the Hessian's largest entry.
+    func testAverageInformationApproximatesTheHessianAtTheOptimum() throws {
+        for (dataset, formula) in [("sleepstudy.csv", "Reaction ~ Days + (Days | Subject)"),
+                                   ("penicillin.csv", "diameter ~ 1 + (1 | plate) + (1 | sample)")] {
+            let cp = try crossProducts(dataset, formula)
+            for reml in [true, false] {
+                let fit = try LinearMixedModel.fit(cp, options: FitOptions(reml: reml))
+                let pls = try PenalizedLeastSquares(cp, reml: reml, ordering: .natural)
+                let theta = fit.theta, m = theta.count
+                let ai = pls.averageInformation(theta, try XCTUnwrap(pls.evaluate(theta)))
+                var hessian = [Double](repeating: 0, count: m * m)
+                for j in 0..<m {
+                    let h = 1e-4 * max(abs(theta[j]), 0.1)
+                    var plus = theta, minus = theta
+                    plus[j] += h
+                    minus[j] -= h
+                    let gp = pls.gradient(plus, try XCTUnwrap(pls.evaluate(plus)))
+                    let gm = pls.gradient(minus, try XCTUnwrap(pls.evaluate(minus)))
+                    for i in 0..<m { hessian[i + j * m] = (gp[i] - gm[i]) / (2 * h) }
+                }
+                let scale = hessian.map(abs).max()!
+                for (x, y) in zip(ai, hessian) {
+                    XCTAssertEqual(x, y, accuracy: 1e-2 * scale, "\(dataset) \(reml ? "REML" : "ML"): AI \(ai) Hessian \(hessian)")
+                }
+            }
+        }
+    }
 }
