@@ -309,11 +309,7 @@ final class BlockedCholesky: SymmetricFactorization {
     /// L_j⁻ᵀ(I + W_j'CW_j)L_j⁻¹ (W_j: level j's rows of W), and the other columns' blocks are C's.
     func inverseDiagonalBlocks(starts: [Int], size: [Int]) -> [[Double]] {
         let n2 = self.n2, q1 = self.q1, p = p1
-        var c = Array(UnsafeBufferPointer(s))
-        var n = Int32(n2), info: Int32 = 0
-        var lower = CChar(UInt8(ascii: "L"))
-        dpotri_(&lower, &n, &c, &n, &info)
-        precondition(info == 0, "dpotri failed on a factor that had succeeded")
+        let c = inverseOfSchurComplement()
         func cAt(_ i: Int, _ j: Int) -> Double { i >= j ? c[i + j * n2] : c[j + i * n2] }
         return zip(starts, size).map { start, size in
             if start >= q1 {
@@ -344,6 +340,75 @@ final class BlockedCholesky: SymmetricFactorization {
                 return g
             }
         }
+    }
+
+    /// A⁻¹ on the pattern of A. With L⁻¹ = [L₁₁⁻¹ 0; −L_S⁻¹WL₁₁⁻¹ L_S⁻¹] and C = S⁻¹:
+    ///
+    ///     A⁻¹₂₂ = C,   A⁻¹₂₁ = −C W L₁₁⁻¹,   A⁻¹_jj = L_j⁻ᵀL_j⁻¹ + V_j'CV_j   (V_j = W_j L_j⁻¹),
+    ///
+    /// and A⁻¹₂₁ is needed only where level j meets a column of S (its entries e): with
+    /// h_f = Σ_e C[col_f, col_e] v_e, the entry (col_f, level j) is −h_f and V_j'CV_j = Σ_f v_f'h_f.
+    /// The cost is that of scattering the Schur complement, Σ_j m_j² p₁, plus dpotri.
+    func inverseOnPattern() -> [Double] {
+        let n2 = self.n2, q1 = self.q1, p = p1
+        let c = inverseOfSchurComplement()
+        func cAt(_ i: Int, _ j: Int) -> Double { i >= j ? c[i + j * n2] : c[j + i * n2] }
+        var out = [Double](repeating: 0, count: rowIndices.count)
+        for col in q1..<dimension {
+            for k in columnStarts[col]..<columnStarts[col + 1] where rowIndices[k] >= q1 {
+                out[k] = cAt(rowIndices[k] - q1, col - q1)
+            }
+        }
+        blocks.withUnsafeBufferPointer { blocks in
+            var v = [Double](), h = [Double](), m = [Double](repeating: 0, count: p * p)
+            for j in 0..<levels1 {
+                let l = blocks.baseAddress! + j * p * p
+                let first = entryStart[j], count = entryStart[j + 1] - first
+                // v_e = (L_j⁻ᵀ w_e')', h_f = Σ_e C[col_f, col_e] v_e.
+                v = Array(w[(first * p)..<((first + count) * p)])
+                v.withUnsafeMutableBufferPointer { v in
+                    for e in 0..<count { Self.solveLowerTransposed(l, v.baseAddress! + e * p, order: p) }
+                }
+                h = [Double](repeating: 0, count: count * p)
+                for f in 0..<count {
+                    let cf = Int(entryColumn[first + f])
+                    for e in 0..<count {
+                        let cfe = cAt(cf, Int(entryColumn[first + e]))
+                        for a in 0..<p { h[f * p + a] += cfe * v[e * p + a] }
+                    }
+                }
+                // L_j⁻ᵀL_j⁻¹ (columns of L_j⁻ᵀ solved against unit vectors, then symmetrised) + Σ_f v_f'h_f.
+                for t in 0..<(p * p) { m[t] = 0 }
+                m.withUnsafeMutableBufferPointer { m in
+                    for col in 0..<p {
+                        m[col + col * p] = 1
+                        Self.solveLowerTransposed(l, m.baseAddress! + col * p, order: p)
+                    }
+                }
+                var linv = m
+                for a in 0..<p { for b in 0..<p { var sum = 0.0; for t in 0..<p { sum += linv[a + t * p] * linv[b + t * p] }; m[a + b * p] = sum } }
+                for f in 0..<count { for a in 0..<p { for b in 0..<p { m[a + b * p] += v[f * p + a] * h[f * p + b] } } }
+                linv.removeAll(keepingCapacity: true)
+                for col in (j * p)..<((j + 1) * p) {
+                    for k in columnStarts[col]..<columnStarts[col + 1] { out[k] = m[(rowIndices[k] - j * p) + (col - j * p) * p] }
+                }
+                for f in 0..<count {
+                    let at = entryPosition[first + f]
+                    for b in 0..<p { out[at + b] = -h[f * p + b] }
+                }
+            }
+        }
+        return out
+    }
+
+    /// C = S⁻¹ (lower triangle, column-major n2 × n2) by LAPACK dpotri on a copy of L_S.
+    private func inverseOfSchurComplement() -> [Double] {
+        var c = Array(UnsafeBufferPointer(s))
+        var n = Int32(n2), info: Int32 = 0
+        var lower = CChar(UInt8(ascii: "L"))
+        dpotri_(&lower, &n, &c, &n, &info)
+        precondition(info == 0, "dpotri failed on a factor that had succeeded")
+        return c
     }
 
     /// Runs `body` with raw pointers to b, the blocks L_j, W, the level starts and the entry columns.

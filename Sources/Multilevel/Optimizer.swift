@@ -14,16 +14,28 @@ public struct OptimizerSummary: Sendable, Equatable {
     public var xtolRel = 1e-4
     /// The most objective evaluations allowed.
     public var maxEvaluations = 100_000
-    /// Filled in by the fit: evaluations used, NLopt's return code, the largest |scaled gradient|
-    /// at the optimum over the parameters not at a bound, and the convergence verdict.
+    /// Filled in by the fit: Newton iterations, deviance evaluations and gradient (with AI matrix)
+    /// evaluations used, NLopt's return code, the largest |scaled gradient| at the optimum over the
+    /// parameters not at a bound, and the convergence verdict.
+    public var iterations = 0
     public var evaluations = 0
+    public var gradients = 0
     public var returnCode = 0
     public var maxGradient = 0.0
     public var converged = false
     /// A message for the reader when the fit did not converge cleanly; nil when it did.
     public var warning: String?
+    /// Why Newton handed over to BOBYQA, when it did.
+    public var fallback: String?
 
     public init() {}
+}
+
+/// Which optimiser fits θ: Newton steps with the average-information matrix (the default), or
+/// NLopt's derivative-free BOBYQA, as lme4.
+public enum OptimizerChoice: String, CaseIterable, Sendable {
+    case newton
+    case bobyqa
 }
 
 /// Minimises f(θ) subject to θ ≥ lower with NLopt's BOBYQA (the optimiser lme4 uses by default).

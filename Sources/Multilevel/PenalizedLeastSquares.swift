@@ -13,7 +13,7 @@ final class PenalizedLeastSquares {
     private(set) var crossProducts: CrossProducts
     let factor: RelativeCovarianceFactor
     let reml: Bool
-    private let cholesky: SymmetricFactorization
+    let cholesky: SymmetricFactorization
 
     /// With the `natural` ordering, the blocked factorisation is used where it applies.
     init(_ crossProducts: CrossProducts, reml: Bool, ordering: FillReducingOrdering,
@@ -118,15 +118,8 @@ final class PenalizedLeastSquares {
     ///
     /// û = P'L⁻ᵀ(c_u − R_ZX β̂).
     func conditionalModes(_ theta: [Double], _ e: Evaluation, beta: [Double]) -> [Double] {
-        let q = crossProducts.randomEffectsCount, p = crossProducts.fixedCount
-        var u = Array(e.rzx[(p * q)..<((p + 1) * q)])
-        for j in 0..<p {
-            let bj = beta[j]
-            if bj == 0 { continue }
-            for k in 0..<q { u[k] -= e.rzx[k + j * q] * bj }
-        }
         // The factor in `cholesky` is the one from `evaluate(theta)`, as long as nothing refactored since.
-        cholesky.backwardSolve(&u, columns: 1)
+        var u = sphericalModes(e, beta: beta)
         factor.apply(factor.templates(theta), to: &u)
         return u
     }

@@ -29,6 +29,9 @@ protocol SymmetricFactorization: AnyObject {
     /// The diagonal blocks of A⁻¹ (each `size × size`, column-major) for blocks of consecutive
     /// columns starting at `starts`, from the current factor.
     func inverseDiagonalBlocks(starts: [Int], size: [Int]) -> [[Double]]
+    /// A⁻¹ at every stored entry of A's pattern (the layout of `values`), from the current factor:
+    /// the selected inverse the gradient of the deviance needs.
+    func inverseOnPattern() -> [Double]
 }
 
 extension SparseCholesky: SymmetricFactorization {
@@ -51,6 +54,27 @@ extension SparseCholesky: SymmetricFactorization {
     /// a clique of the filled graph). The cost is about that of one factorisation, and no dense
     /// inverse is formed. Then A⁻¹ = P'ZP gives each block.
     func inverseDiagonalBlocks(starts: [Int], size: [Int]) -> [[Double]] {
+        selectedInverse { entry in
+            zip(starts, size).map { start, p in
+                var m = [Double](repeating: 0, count: p * p)
+                for t in 0..<p { for u in 0..<p { m[u + t * p] = entry(start + u, start + t) } }
+                return m
+            }
+        }
+    }
+
+    func inverseOnPattern() -> [Double] {
+        let p = matrix.pointee.p.assumingMemoryBound(to: Int.self), i = matrix.pointee.i.assumingMemoryBound(to: Int.self)
+        return selectedInverse { entry in
+            var out = [Double](repeating: 0, count: p[dimension])
+            for c in 0..<dimension { for k in p[c]..<p[c + 1] { out[k] = entry(i[k], c) } }
+            return out
+        }
+    }
+
+    /// Calls `body` with a lookup of A⁻¹[a, b] for (a, b) on the pattern of P'(L + L')P, computed
+    /// by Takahashi's recurrences (see `inverseDiagonalBlocks`).
+    private func selectedInverse<Result>(_ body: ((Int, Int) -> Double) -> Result) -> Result {
         guard let copy = cholmod_l_copy_factor(factor, common) else { preconditionFailure("CHOLMOD could not copy its factor") }
         var l: UnsafeMutablePointer<cholmod_factor>? = copy
         defer { cholmod_l_free_factor(&l, common) }
@@ -102,14 +126,10 @@ extension SparseCholesky: SymmetricFactorization {
             let (r, c) = (max(inverse[a], inverse[b]), min(inverse[a], inverse[b]))
             var lo = lp[c], hi = lp[c + 1]
             while lo < hi { let mid = (lo + hi) / 2; if rows[mid] < r { lo = mid + 1 } else { hi = mid } }
-            precondition(lo < lp[c + 1] && rows[lo] == r, "a diagonal block of A lies outside the pattern of L")
+            precondition(lo < lp[c + 1] && rows[lo] == r, "an entry of A's pattern lies outside the pattern of L")
             return z[lo]
         }
-        return zip(starts, size).map { start, p in
-            var m = [Double](repeating: 0, count: p * p)
-            for t in 0..<p { for u in 0..<p { m[u + t * p] = entry(start + u, start + t) } }
-            return m
-        }
+        return body(entry)
     }
 }
 

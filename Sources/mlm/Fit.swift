@@ -79,7 +79,9 @@ struct Fit: ParsableCommand {
             let (result, data) = try model.fitWithData(trace: verbose && Job.isRoot ? traceLine(since: ContinuousClock.now) : nil)
             if verbose && Job.isRoot {
                 for (stage, d) in result.timings { FileHandle.standardError.write(Data("\(stage): \(d)\n".utf8)) }
-                FileHandle.standardError.write(Data("deviance evaluations: \(result.optimizer.evaluations)\n".utf8))
+                let o = result.optimizer
+                FileHandle.standardError.write(Data(("optimizer: \(o.algorithm), \(o.iterations) iterations, \(o.evaluations) deviance "
+                    + "evaluations, \(o.gradients) gradients" + (o.fallback.map { " (BOBYQA took over: \($0))" } ?? "") + "\n").utf8))
             }
             let boot: BootstrapResult? = try Job.stage {
                 guard let replicates = bootstrap else { return nil }

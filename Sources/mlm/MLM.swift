@@ -37,6 +37,9 @@ struct ReadingOptions: ParsableArguments {
     @Option(help: "Ordering for the sparse Cholesky factor: natural (terms by decreasing number of levels; fastest on crossed designs), amd, metis, or best (CHOLMOD's least-fill choice).")
     var ordering: String = "natural"
 
+    @Option(help: "Optimiser of θ: newton (Newton steps with the average-information matrix and the analytic gradient; a handful of factorisations) or bobyqa (derivative-free, as lme4).")
+    var optimizer: String = "newton"
+
     @Option(help: ArgumentHelp("Rows per segment of the fixed summation order (for tests).", visibility: .hidden))
     var segmentRows = CrossProductAccumulator.segmentRows
 
@@ -48,9 +51,13 @@ struct ReadingOptions: ParsableArguments {
         guard let order = FillReducingOrdering(rawValue: ordering) else {
             throw InputError("--ordering must be one of \(FillReducingOrdering.allCases.map(\.rawValue).joined(separator: ", "))")
         }
+        guard let choice = OptimizerChoice(rawValue: optimizer) else {
+            throw InputError("--optimizer must be one of \(OptimizerChoice.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
         var options = FitOptions(reml: reml, chunkRows: chunkRows, ordering: order, threads: threads,
                                  trace: trace, communicator: Job.communicator)
         options.segmentRows = segmentRows
+        options.optimizer = choice
         return (try openTable(path: file, table: table), options)
     }
 }

@@ -97,4 +97,4 @@ final class FactorizationTests: XCTestCase {
     }
 }
 
-private enum CrossedFormula { static let text = "y ~ x + w + (1 + x | A) + (1 | B)" }
+enum CrossedFormula { static let text = "y ~ x + w + (1 + x | A) + (1 | B)" }

@@ -33,7 +33,10 @@ extension FitResult {
         }
         fields.append(("optimizer", .object([
             ("algorithm", .string(optimizer.algorithm)),
+            ("iterations", .number(Double(optimizer.iterations))),
             ("evaluations", .number(Double(optimizer.evaluations))),
+            ("gradients", .number(Double(optimizer.gradients))),
+            ("fallback", optimizer.fallback.map(JSONValue.string) ?? .null),
             ("converged", .bool(optimizer.converged)),
             ("max_scaled_gradient", .finite(optimizer.maxGradient)),
         ])))

@@ -1,0 +1,242 @@
+import Foundation
+
+/// The gradient of the profiled deviance with respect to θ, from the cross-products and the
+/// factor alone (no rows).
+///
+/// With M = [Z X]'[Z X], Λ̃ = diag(Λ, I_p), C = Λ̃'MΛ̃ + diag(I_q, 0) (so log|C| = log|L|² + log|R_X|²)
+/// and Λ̇_i = ∂Λ/∂θ_i = I_ℓ ⊗ E_ab for θ_i = T_k[a, b]:
+///
+///     REML: ∂d/∂θ_i = 2 tr(C⁻¹ Λ̃̇_i'MΛ̃) − 2 (n − p) û'Λ̇_i'z_r / r²
+///     ML:   the same with A = Λ'Z'ZΛ + I in place of C, and n in place of n − p,
+///
+/// where z_r = Z'(y − ZΛû − Xβ̂) = Z'y − Z'ZΛû − Z'Xβ̂ (the envelope theorem: r² is minimal in
+/// û and β̂). The trace is a sum over the levels of term k, G_k[a, b] = Σ_l (MΛ̃C⁻¹)[(l,a), (l,b)],
+/// and needs C⁻¹ only where Z'Z is stored (its block pattern) and in its β rows:
+///
+///     C⁻¹_uu = A⁻¹ + F S⁻¹F',   C⁻¹_βu = −S⁻¹F',   F = A⁻¹Λ'Z'X = P'L⁻ᵀR_ZX,   S = R_X'R_X,
+///
+/// A⁻¹ on the pattern being the selected inverse of the factor (`inverseOnPattern`: Takahashi's
+/// recurrences on CHOLMOD's factor, closed form on the blocked one). No dense inverse is formed.
+extension PenalizedLeastSquares {
+    /// ∂d/∂θ at θ, given `evaluate(theta)` (the factor in use must still be that evaluation's).
+    func gradient(_ theta: [Double], _ e: Evaluation) -> [Double] {
+        let cp = crossProducts
+        let q = cp.randomEffectsCount, p = cp.fixedCount, p1 = p + 1
+        let templates = factor.templates(theta)
+        let beta = fixedEffects(e)
+        let u = sphericalModes(e, beta: beta)
+        var b = u
+        factor.apply(templates, to: &b)
+
+        let zr = residualScores(b, beta: beta)
+        let cs = cp.zzColumnStarts, zz = cp.zzValues
+
+        // F̃ = F R_X⁻¹ (C⁻¹_uu = A⁻¹ + F̃F̃') and H = F S⁻¹ = F̃R_X⁻ᵀ (C⁻¹_βu = −H'), q × p row-major.
+        var ft = [Double](), h = [Double]()
+        if reml, p > 0 {
+            var f = Array(e.rzx[0..<(p * q)])
+            cholesky.backwardSolve(&f, columns: p)
+            ft = [Double](repeating: 0, count: q * p)
+            h = ft
+            var row = [Double](repeating: 0, count: p)
+            for x in 0..<q {
+                // R_X'f̃ = f_x (forward), then R_X h = f̃ (backward).
+                for i in 0..<p {
+                    var sum = f[x + i * q]
+                    for t in 0..<i { sum -= e.r[t + i * p1] * row[t] }
+                    row[i] = sum / e.r[i + i * p1]
+                }
+                for i in 0..<p { ft[x * p + i] = row[i] }
+                let hx = DenseCholesky.solveUpper(e.r, leading: p1, order: p, row)
+                for i in 0..<p { h[x * p + i] = hx[i] }
+            }
+        }
+        func lowRank(_ x: Int, _ y: Int) -> Double {
+            var sum = 0.0
+            for i in 0..<p { sum += ft[x * p + i] * ft[y * p + i] }
+            return sum
+        }
+
+        let ainv = cholesky.inverseOnPattern()
+        let dims = cp.terms.map(\.dimension)
+        var g = dims.map { [Double](repeating: 0, count: $0 * $0) }
+        // Per stored block (row block rb of term k, column block cb of term l): Q = (Z'Z)_{rb,cb},
+        // V = C⁻¹_{rb,cb}; G_k += Q T_l V' and, off the diagonal, G_l += Q' T_k V.
+        let blockTerm = cp.blockTerm, blockStart = cp.blockStart
+        for cb in 0..<blockTerm.count {
+            let l = blockTerm[cb], pl = dims[l], cStart = blockStart[cb]
+            var offset = 0
+            for idx in cp.blockRowStarts[cb]..<cp.blockRowStarts[cb + 1] {
+                let rb = cp.blockRows[idx], k = blockTerm[rb], pk = dims[k], rStart = blockStart[rb]
+                var qm = [Double](repeating: 0, count: pk * pl), vm = qm
+                for s in 0..<pl {
+                    let base = cs[cStart + s] + offset
+                    for t in 0..<(rb == cb ? s + 1 : pk) {
+                        var v = ainv[base + t]
+                        if !ft.isEmpty { v += lowRank(rStart + t, cStart + s) }
+                        qm[t + s * pk] = zz[base + t]
+                        vm[t + s * pk] = v
+                        if rb == cb { qm[s + t * pk] = zz[base + t]; vm[s + t * pk] = v }
+                    }
+                }
+                addProduct(&g[k], qm, templates[l], vm, rows: pk, inner: pl, transposeOuter: false)
+                if rb != cb { addProduct(&g[l], qm, templates[k], vm, rows: pl, inner: pk, transposeOuter: true) }
+                offset += pk
+            }
+        }
+
+        let dof = Double(reml ? cp.rows - p : cp.rows)
+        let residualScale = 2 * dof / e.penalizedRSS
+        var gradient: [Double] = []
+        gradient.reserveCapacity(factor.thetaCount)
+        for (k, term) in cp.terms.enumerated() {
+            let pk = term.dimension
+            for col in 0..<pk {
+                for row in col..<pk {
+                    // The fixed part −Σ_levels Σ_j (Z'X)[(l,row), j] H[(l,col), j] and the residual part.
+                    var fixed = 0.0, residual = 0.0
+                    for level in 0..<term.levels.count {
+                        let xr = term.offset + level * pk + row, xc = term.offset + level * pk + col
+                        if !h.isEmpty { for j in 0..<p { fixed -= cp.zxy[xr + j * q] * h[xc * p + j] } }
+                        residual += zr[xr] * u[xc]
+                    }
+                    gradient.append(2 * (g[k][row + col * pk] + fixed) - residualScale * residual)
+                }
+            }
+        }
+        return gradient
+    }
+
+    /// û, the spherical conditional modes (b = Λû): P'L⁻ᵀ(c_u − R_ZX β̂).
+    func sphericalModes(_ e: Evaluation, beta: [Double]) -> [Double] {
+        let q = crossProducts.randomEffectsCount, p = crossProducts.fixedCount
+        var u = Array(e.rzx[(p * q)..<((p + 1) * q)])
+        for j in 0..<p where beta[j] != 0 {
+            for k in 0..<q { u[k] -= e.rzx[k + j * q] * beta[j] }
+        }
+        cholesky.backwardSolve(&u, columns: 1)
+        return u
+    }
+}
+
+/// out += Q T V' (Q, V: m × n, T: n × n lower), or with `transposeOuter` out += Q' T V
+/// (Q, V: n × m, T: n × n); out is `rows` × `rows` column-major. All column-major.
+private func addProduct(_ out: inout [Double], _ qm: [Double], _ t: [Double], _ vm: [Double], rows: Int, inner: Int,
+                        transposeOuter: Bool) {
+    // With transposeOuter, Q and V are inner × rows; otherwise rows × inner.
+    let m = rows, n = inner
+    func qAt(_ i: Int, _ j: Int) -> Double { transposeOuter ? qm[j + i * n] : qm[i + j * m] }   // (Q or Q')[i, j], i < m, j < n
+    func vAt(_ i: Int, _ j: Int) -> Double { transposeOuter ? vm[j + i * n] : vm[i + j * m] }
+    // (Q T)[i, c] = Σ_{s ≥ c} Q[i, s] T[s, c]; then out[i, j] += Σ_c (QT)[i, c] V[j, c].
+    var qt = [Double](repeating: 0, count: m * n)
+    for c in 0..<n { for i in 0..<m {
+        var sum = 0.0
+        for s in c..<n { sum += qAt(i, s) * t[s + c * n] }
+        qt[i + c * m] = sum
+    } }
+    for j in 0..<m { for i in 0..<m {
+        var sum = 0.0
+        for c in 0..<n { sum += qt[i + c * m] * vAt(j, c) }
+        out[i + j * m] += sum
+    } }
+}
+
+extension PenalizedLeastSquares {
+    /// The average-information (AI) matrix of the profiled deviance at θ: an approximation to its
+    /// Hessian that needs one forward solve per θ entry and no second derivatives.
+    ///
+    /// With û, z_r as in `gradient`, the working variate of θ_i is Z a_i with
+    /// a_i = Λ̇_i û + ΛΛ̇_i'z_r (V̇_i P y, as Λ'z_r = û), and g_i = [Λ'Z'Z a_i; X'Z a_i]. Then
+    ///
+    ///     H_ij = σ⁻² (a_i'Z'Z a_j − g_i'C⁻¹g_j),   H_iσ² = a_i'z_r / σ⁴,   H_σ²σ² = ν / σ⁴
+    ///
+    /// (ν = n − p for REML, n for ML; σ² = r²/ν), and σ² is profiled out by the Schur complement
+    /// H_ij − H_iσ² H_jσ² / H_σ²σ². g'C⁻¹g = ‖L̃⁻¹g‖² with L̃ = [L 0; R_ZX' R_X'], so only forward
+    /// solves are needed. β is profiled out as in REML for both criteria.
+    /// Returns the m × m matrix, column-major.
+    func averageInformation(_ theta: [Double], _ e: Evaluation) -> [Double] {
+        let cp = crossProducts
+        let q = cp.randomEffectsCount, p = cp.fixedCount, p1 = p + 1, m = factor.thetaCount
+        let templates = factor.templates(theta)
+        let beta = fixedEffects(e)
+        let u = sphericalModes(e, beta: beta)
+        var b = u
+        factor.apply(templates, to: &b)
+        let zr = residualScores(b, beta: beta)
+
+        // a_i, one column per θ entry (nonzero on its term's columns only).
+        var a = [Double](repeating: 0, count: q * m)
+        var i = 0
+        for (k, term) in cp.terms.enumerated() {
+            let pk = term.dimension, t = templates[k]
+            for col in 0..<pk {
+                for row in col..<pk {
+                    for level in 0..<term.levels.count {
+                        let base = term.offset + level * pk
+                        a[base + row + i * q] += u[base + col]                       // Λ̇_i û: E_{row,col} û_l
+                        let z = zr[base + row]                                       // Λ Λ̇_i'z_r: T_k e_col z_r(l,row)
+                        for r in col..<pk { a[base + r + i * q] += t[r + col * pk] * z }
+                    }
+                    i += 1
+                }
+            }
+        }
+        // Z'Z a_i, then g_i's u part Λ'Z'Z a_i and β part X'Z a_i.
+        var zza = [Double](repeating: 0, count: q * m)
+        let cs = cp.zzColumnStarts, ri = cp.zzRowIndices, zz = cp.zzValues
+        for j in 0..<m {
+            for c in 0..<q {
+                for k in cs[c]..<cs[c + 1] {
+                    let r = ri[k]
+                    zza[r + j * q] += zz[k] * a[c + j * q]
+                    if r != c { zza[c + j * q] += zz[k] * a[r + j * q] }
+                }
+            }
+        }
+        var wu = zza
+        factor.applyTranspose(templates, to: &wu, columns: m)
+        cholesky.forwardSolve(&wu, columns: m)
+        var wb = [Double](repeating: 0, count: p * m)
+        for j in 0..<m {
+            for c in 0..<p {
+                var sum = 0.0
+                for x in 0..<q { sum += cp.zxy[x + c * q] * a[x + j * q] - e.rzx[x + c * q] * wu[x + j * q] }
+                // R_X' w_β = X'Z a_j − R_ZX' w_u, forward in the lower triangle R_X'.
+                for t in 0..<c { sum -= e.r[t + c * p1] * wb[t + j * p] }
+                wb[c + j * p] = sum / e.r[c + c * p1]
+            }
+        }
+        let nu = Double(reml ? cp.rows - p : cp.rows)
+        let sigma2 = e.penalizedRSS / nu
+        let azr = (0..<m).map { j in (0..<q).reduce(0.0) { $0 + a[$1 + j * q] * zr[$1] } }
+        var h = [Double](repeating: 0, count: m * m)
+        for j in 0..<m {
+            for i in 0...j {
+                var sum = 0.0
+                for x in 0..<q { sum += a[x + i * q] * zza[x + j * q] - wu[x + i * q] * wu[x + j * q] }
+                for c in 0..<p { sum -= wb[c + i * p] * wb[c + j * p] }
+                let v = sum / sigma2 - azr[i] * azr[j] / (sigma2 * sigma2 * nu)
+                h[i + j * m] = v
+                h[j + i * m] = v
+            }
+        }
+        return h
+    }
+
+    /// z_r = Z'(y − Zb − Xβ̂) = Z'y − Z'Z b − Z'X β̂, from the cross-products.
+    func residualScores(_ b: [Double], beta: [Double]) -> [Double] {
+        let cp = crossProducts
+        let q = cp.randomEffectsCount, p = cp.fixedCount
+        var zr = Array(cp.zxy[(p * q)..<((p + 1) * q)])
+        for j in 0..<p where beta[j] != 0 { for x in 0..<q { zr[x] -= cp.zxy[x + j * q] * beta[j] } }
+        let cs = cp.zzColumnStarts, ri = cp.zzRowIndices, zz = cp.zzValues
+        for c in 0..<q {
+            for k in cs[c]..<cs[c + 1] {
+                let r = ri[k]
+                zr[r] -= zz[k] * b[c]
+                if r != c { zr[c] -= zz[k] * b[r] }
+            }
+        }
+        return zr
+    }
+}

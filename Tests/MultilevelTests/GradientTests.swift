@@ -1,0 +1,112 @@
+import XCTest
+@testable import Multilevel
+
+/// The analytic gradient of the profiled deviance against finite differences of the deviance
+/// itself, on every fixture design, REML and ML, on both factorisations and at a boundary.
+final class GradientTests: XCTestCase {
+    func crossProducts(_ dataset: String, _ formula: String) throws -> CrossProducts {
+        let data = try openTable(path: Fixtures.path(dataset), table: nil)
+        return try ModelFrame.scan(Formula.parse(formula), source: data).crossProducts()
+    }
+
+    /// Central differences, Richardson-extrapolated (error O(h⁴)), with h a small fraction of |θ_i|.
+    func finiteDifference(_ pls: PenalizedLeastSquares, _ theta: [Double]) -> [Double] {
+        theta.indices.map { i in
+            let h = 1e-3 * max(abs(theta[i]), 0.1)
+            func at(_ s: Double) -> Double { var t = theta; t[i] += s; return pls.objective(t) }
+            return (8 * (at(h) - at(-h)) - (at(2 * h) - at(-2 * h))) / (12 * h)
+        }
+    }
+
+    func check(_ cp: CrossProducts, _ theta: [Double], ordering: FillReducingOrdering, blocked: Bool? = nil,
+               label: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        for reml in [true, false] {
+            let pls = try PenalizedLeastSquares(cp, reml: reml, ordering: ordering)
+            if let blocked { XCTAssertEqual(pls.isBlocked, blocked, label, file: file, line: line) }
+            let e = try XCTUnwrap(pls.evaluate(theta))
+            let analytic = pls.gradient(theta, e)
+            let numeric = finiteDifference(pls, theta)
+            let scale = max(numeric.map(abs).max() ?? 1, 1)
+            for i in theta.indices {
+                XCTAssertEqual(analytic[i], numeric[i], accuracy: 1e-6 * scale,
+                               "\(label) \(reml ? "REML" : "ML") θ[\(i)]: analytic \(analytic) numeric \(numeric)",
+                               file: file, line: line)
+            }
+        }
+    }
+
+    func testRandomSlopesWithCorrelation() throws {
+        let cp = try crossProducts("sleepstudy.csv", "Reaction ~ Days + (Days | Subject)")
+        try check(cp, [0.9, 0.03, 0.2], ordering: .natural, label: "sleepstudy")
+        try check(cp, [0.9, -0.4, 0.0], ordering: .amd, label: "sleepstudy at a boundary")
+    }
+
+    func testUncorrelatedTerms() throws {
+        let cp = try crossProducts("sleepstudy.csv", "Reaction ~ Days + (Days || Subject)")
+        try check(cp, [0.8, 0.25], ordering: .natural, label: "sleepstudy ||")
+    }
+
+    func testNested() throws {
+        let cp = try crossProducts("pastes.csv", "strength ~ 1 + (1 | batch/cask)")
+        try check(cp, [2.1, 0.6], ordering: .natural, label: "pastes")
+        try check(cp, [0, 0.6], ordering: .metis, label: "pastes at a boundary")
+    }
+
+    func testCrossedOnBothFactorizations() throws {
+        let cp = try crossProducts("penicillin.csv", "diameter ~ 1 + (1 | plate) + (1 | sample)")
+        try check(cp, [1.7, 3.1], ordering: .natural, blocked: true, label: "penicillin blocked")
+        try check(cp, [1.7, 3.1], ordering: .amd, blocked: false, label: "penicillin CHOLMOD")
+        let instEval = try crossProducts("insteval.h5", "y ~ 1 + service + (1 | s) + (1 | d)")
+        try check(instEval, [0.31, 0.52], ordering: .natural, blocked: true, label: "insteval blocked")
+    }
+
+    /// A random-slope first term crossed with another factor: 2 × 2 blocks in the blocked form.
+    func testRandomSlopeCrossedBlocked() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("mlm-gradient-\(UUID().uuidString).h5").path
+        defer { unlink(path) }
+        try Simulation(design: .crossed, rows: 3_000, seed: 5).write(to: path)
+        let cp = try ModelFrame.scan(Formula.parse(CrossedFormula.text), source: openTable(path: path, table: nil)).crossProducts()
+        try check(cp, [0.8, 0.25, 0.3, 0.45], ordering: .natural, blocked: true, label: "crossed blocked")
+        try check(cp, [0.8, 0.25, 0.3, 0.45], ordering: .amd, blocked: false, label: "crossed CHOLMOD")
+    }
+
+    func testMultipleMembership() throws {
+        let cp = try crossProducts("multimember.csv",
+                                   "y ~ x + (1 | mm(school1, school2, school3, weights = cbind(w1, w2, w3))) + (1 | nbhd)")
+        try check(cp, [0.6, 0.4], ordering: .natural, label: "multimember")
+    }
+
+    func testFixedEffectsWithSeveralColumns() throws {
+        let cp = try crossProducts("exam.csv", "normexam ~ standLRT * schavg + sex + (standLRT | school)")
+        try check(cp, [0.35, 0.05, 0.12], ordering: .natural, label: "exam")
+    }
+
+    /// At the optimum the AI matrix approximates the Hessian of the profiled deviance (central
+    /// differences of the analytic gradient) to 1e-2, relative to the Hessian's largest entry.
+    func testAverageInformationApproximatesTheHessianAtTheOptimum() throws {
+        for (dataset, formula) in [("sleepstudy.csv", "Reaction ~ Days + (Days | Subject)"),
+                                   ("penicillin.csv", "diameter ~ 1 + (1 | plate) + (1 | sample)")] {
+            let cp = try crossProducts(dataset, formula)
+            for reml in [true, false] {
+                let fit = try LinearMixedModel.fit(cp, options: FitOptions(reml: reml))
+                let pls = try PenalizedLeastSquares(cp, reml: reml, ordering: .natural)
+                let theta = fit.theta, m = theta.count
+                let ai = pls.averageInformation(theta, try XCTUnwrap(pls.evaluate(theta)))
+                var hessian = [Double](repeating: 0, count: m * m)
+                for j in 0..<m {
+                    let h = 1e-4 * max(abs(theta[j]), 0.1)
+                    var plus = theta, minus = theta
+                    plus[j] += h
+                    minus[j] -= h
+                    let gp = pls.gradient(plus, try XCTUnwrap(pls.evaluate(plus)))
+                    let gm = pls.gradient(minus, try XCTUnwrap(pls.evaluate(minus)))
+                    for i in 0..<m { hessian[i + j * m] = (gp[i] - gm[i]) / (2 * h) }
+                }
+                let scale = hessian.map(abs).max()!
+                for (x, y) in zip(ai, hessian) {
+                    XCTAssertEqual(x, y, accuracy: 1e-2 * scale, "\(dataset) \(reml ? "REML" : "ML"): AI \(ai) Hessian \(hessian)")
+                }
+            }
+        }
+    }
+}
