@@ -70,14 +70,27 @@ final class CommandLineTests: ScratchDirectoryTestCase {
     /// `--verbose`: one line per deviance evaluation, numbered from 1, then the stage times; `--threads` does not change the answer.
     func testVerboseTracesEachEvaluation() throws {
         let arguments = ["fit", Fixtures.path("dyestuff.csv"), "--formula", "Yield ~ 1 + (1 | Batch)", "--ml"]
-        let run = try mlm(arguments + ["--verbose", "--threads", "1"])
-        XCTAssertEqual(run.status, 0, run.stderr)
-        let trace = run.stderr.split(separator: "\n").filter { $0.contains("deviance ") && $0.contains("theta") }
-        XCTAssertGreaterThan(trace.count, 5)
-        for (i, line) in trace.enumerated() {
-            XCTAssertEqual(line.split(separator: " ").first.map(String.init), String(i + 1), String(line))
+        for optimizer in ["newton", "bobyqa"] {
+            let run = try mlm(arguments + ["--verbose", "--threads", "1", "--optimizer", optimizer])
+            XCTAssertEqual(run.status, 0, run.stderr)
+            let trace = run.stderr.split(separator: "\n").filter { $0.contains("deviance ") && $0.contains("theta") }
+            for (i, line) in trace.enumerated() {
+                XCTAssertEqual(line.split(separator: " ").first.map(String.init), String(i + 1), String(line))
+            }
+            XCTAssertTrue(run.stderr.contains("optimisation: "))
+            // The report's counts are the trace's: "optimizer: …, I iterations, E deviance evaluations, G gradients".
+            let report = try XCTUnwrap(run.stderr.split(separator: "\n").first { $0.hasPrefix("optimizer: ") }, run.stderr)
+            let words = report.split(separator: " ")
+            let count = { (label: String) in Int(words[words.firstIndex { $0.hasPrefix(label) }! - 1])! }
+            XCTAssertEqual(count("deviance"), trace.count, String(report))
+            if optimizer == "newton" {
+                XCTAssertGreaterThan(count("iterations"), 1, String(report))
+                XCTAssertGreaterThanOrEqual(count("gradients"), count("iterations"), String(report))
+            } else {
+                XCTAssertGreaterThan(trace.count, 5)
+                XCTAssertEqual(count("gradients"), 0)
+            }
         }
-        XCTAssertTrue(run.stderr.contains("optimisation: "))
         XCTAssertEqual(try mlm(arguments + ["--threads", "3"]).stdout, try mlm(arguments).stdout)
     }
 
