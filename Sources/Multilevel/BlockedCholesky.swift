@@ -350,55 +350,112 @@ final class BlockedCholesky: SymmetricFactorization {
     /// h_f = Σ_e C[col_f, col_e] v_e, the entry (col_f, level j) is −h_f and V_j'CV_j = Σ_f v_f'h_f.
     /// The cost is that of scattering the Schur complement, Σ_j m_j² p₁, plus dpotri.
     func inverseOnPattern() -> [Double] {
-        let n2 = self.n2, q1 = self.q1, p = p1
-        let c = inverseOfSchurComplement()
-        func cAt(_ i: Int, _ j: Int) -> Double { i >= j ? c[i + j * n2] : c[j + i * n2] }
+        let n2 = self.n2, q1 = self.q1, p = p1, levels = levels1
+        var c = inverseOfSchurComplement()
+        for col in 0..<n2 { for row in 0..<col { c[row + col * n2] = c[col + row * n2] } }  // both triangles
         var out = [Double](repeating: 0, count: rowIndices.count)
         for col in q1..<dimension {
             for k in columnStarts[col]..<columnStarts[col + 1] where rowIndices[k] >= q1 {
-                out[k] = cAt(rowIndices[k] - q1, col - q1)
+                out[k] = c[(rowIndices[k] - q1) + (col - q1) * n2]
             }
         }
-        blocks.withUnsafeBufferPointer { blocks in
-            var v = [Double](), h = [Double](), m = [Double](repeating: 0, count: p * p)
-            for j in 0..<levels1 {
-                let l = blocks.baseAddress! + j * p * p
-                let first = entryStart[j], count = entryStart[j + 1] - first
-                // v_e = (L_j⁻ᵀ w_e')', h_f = Σ_e C[col_f, col_e] v_e.
-                v = Array(w[(first * p)..<((first + count) * p)])
-                v.withUnsafeMutableBufferPointer { v in
-                    for e in 0..<count { Self.solveLowerTransposed(l, v.baseAddress! + e * p, order: p) }
-                }
-                h = [Double](repeating: 0, count: count * p)
-                for f in 0..<count {
-                    let cf = Int(entryColumn[first + f])
-                    for e in 0..<count {
-                        let cfe = cAt(cf, Int(entryColumn[first + e]))
-                        for a in 0..<p { h[f * p + a] += cfe * v[e * p + a] }
+        let parts = max(1, min(threads, 8))
+        let longest = (0..<levels).map { entryStart[$0 + 1] - entryStart[$0] }.max() ?? 0
+        c.withUnsafeBufferPointer { c in
+            out.withUnsafeMutableBufferPointer { out in
+                blocks.withUnsafeBufferPointer { blocks in
+                    w.withUnsafeBufferPointer { w in
+                        let c = c.baseAddress!, out = out.baseAddress!, blocks = blocks.baseAddress!, w = w.baseAddress!
+                        // Levels interleaved among threads; each writes only its own levels' entries.
+                        DispatchQueue.concurrentPerform(iterations: parts) { part in
+                            var v = [Double](repeating: 0, count: max(1, longest * p)), h = v
+                            var linv = [Double](repeating: 0, count: p * p)
+                            v.withUnsafeMutableBufferPointer { v in
+                                h.withUnsafeMutableBufferPointer { h in
+                                    linv.withUnsafeMutableBufferPointer { linv in
+                                        for j in stride(from: part, to: levels, by: parts) {
+                                            self.invertLevel(j, c: c, w: w, blocks: blocks, v: v.baseAddress!, h: h.baseAddress!,
+                                                             linv: linv.baseAddress!, out: out)
+                                        }
+                                    }
+                                }
+                            }
+                        }
                     }
-                }
-                // L_j⁻ᵀL_j⁻¹ (columns of L_j⁻ᵀ solved against unit vectors, then symmetrised) + Σ_f v_f'h_f.
-                for t in 0..<(p * p) { m[t] = 0 }
-                m.withUnsafeMutableBufferPointer { m in
-                    for col in 0..<p {
-                        m[col + col * p] = 1
-                        Self.solveLowerTransposed(l, m.baseAddress! + col * p, order: p)
-                    }
-                }
-                var linv = m
-                for a in 0..<p { for b in 0..<p { var sum = 0.0; for t in 0..<p { sum += linv[a + t * p] * linv[b + t * p] }; m[a + b * p] = sum } }
-                for f in 0..<count { for a in 0..<p { for b in 0..<p { m[a + b * p] += v[f * p + a] * h[f * p + b] } } }
-                linv.removeAll(keepingCapacity: true)
-                for col in (j * p)..<((j + 1) * p) {
-                    for k in columnStarts[col]..<columnStarts[col + 1] { out[k] = m[(rowIndices[k] - j * p) + (col - j * p) * p] }
-                }
-                for f in 0..<count {
-                    let at = entryPosition[first + f]
-                    for b in 0..<p { out[at + b] = -h[f * p + b] }
                 }
             }
         }
         return out
+    }
+
+    /// Level j's entries of A⁻¹ (see `inverseOnPattern`), with C stored in both triangles and
+    /// v, h, linv scratch of the level's entries × p₁ and p₁ × p₁.
+    private func invertLevel(_ j: Int, c: UnsafePointer<Double>, w: UnsafePointer<Double>, blocks: UnsafePointer<Double>,
+                             v: UnsafeMutablePointer<Double>, h: UnsafeMutablePointer<Double>,
+                             linv: UnsafeMutablePointer<Double>, out: UnsafeMutablePointer<Double>) {
+        let p = p1, n2 = self.n2
+        let l = blocks + j * p * p
+        let first = entryStart[j], count = entryStart[j + 1] - first
+        // v_e = L_j⁻ᵀ w_e'; h_f = Σ_e C[col_f, col_e] v_e, each C[col_f, col_e] (f ≥ e, running
+        // down C's column col_e) read once for both h_f and h_e.
+        v.update(from: w + first * p, count: count * p)
+        for e in 0..<count { Self.solveLowerTransposed(l, v + e * p, order: p) }
+        h.update(repeating: 0, count: count * p)
+        entryColumn.withUnsafeBufferPointer { column in
+            let column = column.baseAddress! + first
+            for e in 0..<count {
+                let ce = c + Int(column[e]) * n2
+                switch p {
+                case 1:
+                    let ve = v[e]
+                    var he = ce[Int(column[e])] * ve
+                    for f in (e + 1)..<max(e + 1, count) {
+                        let cfe = ce[Int(column[f])]
+                        h[f] += cfe * ve
+                        he += cfe * v[f]
+                    }
+                    h[e] += he
+                case 2:
+                    let v0 = v[2 * e], v1 = v[2 * e + 1], cee = ce[Int(column[e])]
+                    var h0 = cee * v0, h1 = cee * v1
+                    for f in (e + 1)..<max(e + 1, count) {
+                        let cfe = ce[Int(column[f])]
+                        h[2 * f] += cfe * v0
+                        h[2 * f + 1] += cfe * v1
+                        h0 += cfe * v[2 * f]
+                        h1 += cfe * v[2 * f + 1]
+                    }
+                    h[2 * e] += h0
+                    h[2 * e + 1] += h1
+                default:
+                    for f in e..<count {
+                        let cfe = ce[Int(column[f])]
+                        for a in 0..<p { h[f * p + a] += cfe * v[e * p + a] }
+                        if f != e { for a in 0..<p { h[e * p + a] += cfe * v[f * p + a] } }
+                    }
+                }
+            }
+        }
+        // The diagonal block L_j⁻ᵀL_j⁻¹ + Σ_f v_f h_f' (columns of L_j⁻ᵀ from unit vectors).
+        linv.update(repeating: 0, count: p * p)
+        for col in 0..<p {
+            linv[col + col * p] = 1
+            Self.solveLowerTransposed(l, linv + col * p, order: p)
+        }
+        for col in (j * p)..<((j + 1) * p) {
+            let b = col - j * p
+            for k in columnStarts[col]..<columnStarts[col + 1] {
+                let a = rowIndices[k] - j * p
+                var sum = 0.0
+                for t in 0..<p { sum += linv[a + t * p] * linv[b + t * p] }
+                for f in 0..<count { sum += v[f * p + a] * h[f * p + b] }
+                out[k] = sum
+            }
+        }
+        for f in 0..<count {
+            let at = entryPosition[first + f]
+            for b in 0..<p { out[at + b] = -h[f * p + b] }
+        }
     }
 
     /// C = S⁻¹ (lower triangle, column-major n2 × n2) by LAPACK dpotri on a copy of L_S.

@@ -210,11 +210,6 @@ final class BootstrapSimulator: @unchecked Sendable {
         return cp.replacingResponse(wy, yy)
     }
 
-    /// BOBYQA's first steps from θ̂ (`Optimizer.localSteps`): sleepstudy's refits took 73
-    /// evaluations on average with NLopt's default steps and 43 with these, InstEval's 25 and
-    /// 20, reaching the same deviances (within ±7e-7).
-    private var initialStep: [Double] { Optimizer.localSteps(fit.theta, floor: fit.theta.map { _ in 0.1 }) }
-
     /// Refits to `cp` from θ̂ on `thread`'s workspace.
     func refit(_ cp: CrossProducts, index: Int, thread: Int) -> BootstrapReplicate {
         let pls = workers[thread]
@@ -222,8 +217,7 @@ final class BootstrapSimulator: @unchecked Sendable {
         var summary = OptimizerSummary()
         let nan = BootstrapReplicate(index: index, theta: fit.theta.map { _ in .nan }, beta: fit.beta.map { _ in .nan },
                                      sigma: .nan, deviance: .nan)
-        guard let (theta, _) = try? Optimizer.minimize({ pls.objective($0) }, start: fit.theta,
-                                                        lower: pls.factor.lowerBounds, initialStep: initialStep, summary: &summary),
+        guard let (theta, _) = try? fit.optimizerChoice.refit(pls, from: fit.theta, summary: &summary),
               let e = pls.evaluate(theta) else { return nan }
         return BootstrapReplicate(index: index, theta: theta, beta: pls.fixedEffects(e), sigma: pls.residualSD(e),
                                   deviance: e.deviance)

@@ -63,12 +63,22 @@ extension PenalizedLeastSquares {
         // Per stored block (row block rb of term k, column block cb of term l): Q = (Z'Z)_{rb,cb},
         // V = C⁻¹_{rb,cb}; G_k += Q T_l V' and, off the diagonal, G_l += Q' T_k V.
         let blockTerm = cp.blockTerm, blockStart = cp.blockStart
+        let maxP = dims.max() ?? 1
+        var qm = [Double](repeating: 0, count: maxP * maxP), vm = qm, qt = qm
         for cb in 0..<blockTerm.count {
             let l = blockTerm[cb], pl = dims[l], cStart = blockStart[cb]
             var offset = 0
             for idx in cp.blockRowStarts[cb]..<cp.blockRowStarts[cb + 1] {
                 let rb = cp.blockRows[idx], k = blockTerm[rb], pk = dims[k], rStart = blockStart[rb]
-                var qm = [Double](repeating: 0, count: pk * pl), vm = qm
+                if pk == 1 && pl == 1 {
+                    // Scalar blocks: G_k += q t_l v and, off the diagonal, G_l += q t_k v.
+                    let at = cs[cStart] + offset
+                    let v = ainv[at] + (ft.isEmpty ? 0 : lowRank(rStart, cStart))
+                    g[k][0] += zz[at] * templates[l][0] * v
+                    if rb != cb { g[l][0] += zz[at] * templates[k][0] * v }
+                    offset += 1
+                    continue
+                }
                 for s in 0..<pl {
                     let base = cs[cStart + s] + offset
                     for t in 0..<(rb == cb ? s + 1 : pk) {
@@ -79,8 +89,8 @@ extension PenalizedLeastSquares {
                         if rb == cb { qm[s + t * pk] = zz[base + t]; vm[s + t * pk] = v }
                     }
                 }
-                addProduct(&g[k], qm, templates[l], vm, rows: pk, inner: pl, transposeOuter: false)
-                if rb != cb { addProduct(&g[l], qm, templates[k], vm, rows: pl, inner: pk, transposeOuter: true) }
+                addProduct(&g[k], qm, templates[l], vm, scratch: &qt, rows: pk, inner: pl, transposeOuter: false)
+                if rb != cb { addProduct(&g[l], qm, templates[k], vm, scratch: &qt, rows: pl, inner: pk, transposeOuter: true) }
                 offset += pk
             }
         }
@@ -120,15 +130,15 @@ extension PenalizedLeastSquares {
 }
 
 /// out += Q T V' (Q, V: m × n, T: n × n lower), or with `transposeOuter` out += Q' T V
-/// (Q, V: n × m, T: n × n); out is `rows` × `rows` column-major. All column-major.
-private func addProduct(_ out: inout [Double], _ qm: [Double], _ t: [Double], _ vm: [Double], rows: Int, inner: Int,
-                        transposeOuter: Bool) {
+/// (Q, V: n × m, T: n × n); out is `rows` × `rows` column-major. All column-major; `scratch`
+/// holds at least m × n values.
+private func addProduct(_ out: inout [Double], _ qm: [Double], _ t: [Double], _ vm: [Double], scratch qt: inout [Double],
+                        rows: Int, inner: Int, transposeOuter: Bool) {
     // With transposeOuter, Q and V are inner × rows; otherwise rows × inner.
     let m = rows, n = inner
     func qAt(_ i: Int, _ j: Int) -> Double { transposeOuter ? qm[j + i * n] : qm[i + j * m] }   // (Q or Q')[i, j], i < m, j < n
     func vAt(_ i: Int, _ j: Int) -> Double { transposeOuter ? vm[j + i * n] : vm[i + j * m] }
     // (Q T)[i, c] = Σ_{s ≥ c} Q[i, s] T[s, c]; then out[i, j] += Σ_c (QT)[i, c] V[j, c].
-    var qt = [Double](repeating: 0, count: m * n)
     for c in 0..<n { for i in 0..<m {
         var sum = 0.0
         for s in c..<n { sum += qAt(i, s) * t[s + c * n] }

@@ -22,8 +22,9 @@ public struct FitResult: Sendable {
     public internal(set) var timings: [(stage: String, duration: Duration)] = []
     /// The levels of each categorical variable, by variable name (the coding `predict` reuses).
     public internal(set) var factorLevels: [(variable: String, levels: [String])] = []
-    /// The ordering the factorisation used (refits use it too).
+    /// The ordering the factorisation used, and the optimiser (refits use them too).
     var ordering: FillReducingOrdering = .natural
+    var optimizerChoice: OptimizerChoice = .newton
 
     /// REML (true) or maximum likelihood.
     public let reml: Bool

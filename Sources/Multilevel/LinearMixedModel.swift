@@ -106,6 +106,7 @@ public enum LinearMixedModel {
         }
         var result = FitResult(crossProducts: cp, pls: pls, theta: theta, evaluation: e, optimizer: summary, notes: notes)
         result.ordering = options.ordering
+        result.optimizerChoice = options.optimizer
         return result
     }
 

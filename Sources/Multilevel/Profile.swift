@@ -120,13 +120,17 @@ final class ProfileEngine: @unchecked Sendable {
     let isCorrelation: [Bool]
     private let workers: [PenalizedLeastSquares]
     private let ordering: FillReducingOrdering
+    private let optimizer: OptimizerChoice
 
     init(_ fit: FitResult, threads: Int) throws {
         cp = fit.crossProducts
         terms = fit.terms
         ordering = fit.ordering
+        optimizer = fit.optimizerChoice
         parameters = ModelParameter.all(of: fit)
-        let ml = fit.reml ? try LinearMixedModel.fit(cp, options: FitOptions(reml: false, ordering: fit.ordering)) : fit
+        var options = FitOptions(reml: false, ordering: fit.ordering)
+        options.optimizer = fit.optimizerChoice
+        let ml = fit.reml ? try LinearMixedModel.fit(cp, options: options) : fit
         let values = ModelParameter.values(ml.varcorr, ml.sigma, ml.beta)
         omega = Array(values[..<(values.count - ml.beta.count)])
         theta = ml.theta
@@ -222,9 +226,7 @@ final class ProfileEngine: @unchecked Sendable {
     func profileFixed(_ j: Int, value: Double, start: [Double], pls: PenalizedLeastSquares) -> (Double, [Double]) {
         pls.replaceResponse(with: cp.fixingCoefficient(j, at: value))
         var summary = OptimizerSummary()
-        guard let (theta, d) = try? Optimizer.minimize({ pls.objective($0) }, start: start, lower: pls.factor.lowerBounds,
-                                                        initialStep: Optimizer.localSteps(start, floor: start.map { _ in 0.1 }),
-                                                        summary: &summary) else {
+        guard let (theta, d) = try? optimizer.refit(pls, from: start, summary: &summary) else {
             return (.infinity, start)
         }
         return (d, theta)
