@@ -83,9 +83,11 @@ public enum LinearMixedModel {
         let factor = pls.factor
         var summary = OptimizerSummary()
         let theta: [Double]
+        var derivatives: NewtonOptimizer.Derivatives?
         switch options.optimizer {
         case .newton:
-            theta = try NewtonOptimizer.minimize(pls, start: factor.initialTheta, trace: options.trace, summary: &summary).theta
+            theta = try NewtonOptimizer.minimize(pls, start: factor.initialTheta, trace: options.trace, summary: &summary,
+                                                 derivatives: &derivatives).theta
         case .bobyqa:
             var evaluations = 0
             let objective: ([Double]) -> Double = { theta in
@@ -96,7 +98,7 @@ public enum LinearMixedModel {
             }
             theta = try Optimizer.minimize(objective, start: factor.initialTheta, lower: factor.lowerBounds, summary: &summary).theta
         }
-        checkConvergence(pls, theta: theta, summary: &summary)
+        checkConvergence(pls, theta: theta, derivatives: derivatives, summary: &summary)
         if let w = summary.warning { notes.append(w) }
         if theta.indices.contains(where: { factor.isDiagonal($0) && theta[$0] < 1e-4 }) {
             notes.append("boundary (singular) fit: a variance component is estimated at or near zero")
@@ -186,17 +188,24 @@ public enum LinearMixedModel {
     /// lme4's convergence check: at θ̂, the gradient scaled by the inverse Hessian must be below
     /// 0.002 in every coordinate not at a bound (within 1e-4 of it). lme4 takes both by finite
     /// differences of the deviance (1 + m(m+3)/2 evaluations); here the gradient is analytic and
-    /// the Hessian is the average-information matrix: one evaluation, one gradient.
-    static func checkConvergence(_ pls: PenalizedLeastSquares, theta: [Double], summary: inout OptimizerSummary) {
+    /// the Hessian is the average-information matrix: one evaluation and one gradient, or none
+    /// when Newton's last iteration gives them.
+    static func checkConvergence(_ pls: PenalizedLeastSquares, theta: [Double], derivatives: NewtonOptimizer.Derivatives? = nil,
+                                 summary: inout OptimizerSummary) {
         let lower = pls.factor.lowerBounds
         let free = theta.indices.filter { theta[$0] - 1e-4 > lower[$0] }
         guard !free.isEmpty else { summary.converged = true; return }
-        guard let e = pls.evaluate(theta) else {
+        let known: NewtonOptimizer.Derivatives
+        if let derivatives {
+            known = derivatives
+        } else if let e = pls.evaluate(theta) {
+            known = (pls.gradient(theta, e), pls.averageInformation(theta, e))
+        } else {
             summary.converged = false
             summary.warning = "model failed to converge: the deviance cannot be evaluated at the estimates"
             return
         }
-        let scaled = NewtonOptimizer.newtonStep(pls.averageInformation(theta, e), pls.gradient(theta, e), free: free)
+        let scaled = NewtonOptimizer.newtonStep(known.information, known.gradient, free: free)
         summary.maxGradient = scaled.map(abs).max() ?? 0
         summary.converged = summary.maxGradient.isFinite && summary.maxGradient < 2e-3
         if !summary.converged {

@@ -23,11 +23,24 @@ enum NewtonOptimizer {
     static let tolerance = 1e-6
     static let maxIterations = 100
 
+    /// The gradient and AI matrix at the point returned, when Newton's last iteration computed them
+    /// there (not after a move to a bound or BOBYQA), so the convergence check need not again.
+    typealias Derivatives = (gradient: [Double], information: [Double])
+
     /// The minimiser and minimum; `summary` gets the algorithm, iterations, evaluations and
     /// gradients, and the scaled gradient at the end. `trace` sees every deviance evaluation.
     static func minimize(_ pls: PenalizedLeastSquares, start: [Double],
                          trace: ((_ evaluation: Int, _ theta: [Double], _ deviance: Double) -> Void)? = nil,
                          summary: inout OptimizerSummary) throws -> (theta: [Double], value: Double) {
+        var derivatives: Derivatives?
+        return try minimize(pls, start: start, trace: trace, summary: &summary, derivatives: &derivatives)
+    }
+
+    /// As `minimize`, also giving the derivatives at the point returned when it has them.
+    static func minimize(_ pls: PenalizedLeastSquares, start: [Double],
+                         trace: ((_ evaluation: Int, _ theta: [Double], _ deviance: Double) -> Void)?,
+                         summary: inout OptimizerSummary, derivatives: inout Derivatives?) throws -> (theta: [Double], value: Double) {
+        derivatives = nil
         let lower = pls.factor.lowerBounds
         var theta = zip(start, lower).map { $1 == 0 ? max($0, 0.01) : $0 }
         summary.algorithm = "Newton (average information)"
@@ -63,7 +76,11 @@ enum NewtonOptimizer {
             summary.gradients += 1
             let step = newtonStep(h, g, free: Array(theta.indices))
             summary.maxGradient = step.map(abs).max() ?? 0
-            if summary.maxGradient < tolerance { return snapToBounds(pls, theta, e, lower: lower, evaluate: evaluate) }
+            if summary.maxGradient < tolerance {
+                let result = snapToBounds(pls, theta, e, lower: lower, evaluate: evaluate)
+                if result.theta == theta { derivatives = (g, h) }
+                return result
+            }
             var alpha = 1.0
             var accepted = false
             for _ in 0..<40 {
