@@ -6,7 +6,8 @@
 # Usage: bash bench/run.sh [--quick]
 #   --quick   only the 10^5-row cases and insteval (a few minutes), written to bench/RESULTS-quick.md
 # Environment: MLM_BENCH_DATA (default /tmp/mlm-bench) holds the simulated files (about 1.5 GB
-# for the full run); MLM_BENCH_REPEATS (default 3) repeats the cases under 10^6 rows.
+# for the full run); MLM_BENCH_REPEATS (default 3) repeats the cases under 10^6 rows;
+# MLM_BENCH_OPTIMIZERS (default "newton bobyqa") lists the optimisers mlm fits each case with.
 # Needs: Rscript with lme4, jsonlite and hdf5r (Debian: r-cran-lme4 r-cran-hdf5r), GNU time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ quick=false
 [ "${1:-}" = "--quick" ] && quick=true
 data=${MLM_BENCH_DATA:-/tmp/mlm-bench}
 repeats=${MLM_BENCH_REPEATS:-3}
+optimizers=${MLM_BENCH_OPTIMIZERS:-newton bobyqa}
 mkdir -p "$data"
 for tool in Rscript /usr/bin/time python3; do
   command -v "$tool" >/dev/null || { echo "bench: $tool is missing (Debian: r-base-core r-cran-lme4 r-cran-hdf5r time)" >&2; exit 1; }
@@ -53,31 +55,37 @@ for case in "${cases[@]}"; do
   [ "$rows" -ge 1000000 ] && n=1
   flag=""
   [ "$criterion" = ML ] && flag="--ml"
-  walls=() rss=()
-  for _ in $(seq "$n"); do
-    /usr/bin/time -f "%e %M" -o "$data/time" "$mlm" fit "$file" --formula "$formula" $flag --json "$data/mlm.json" >/dev/null
-    read -r w m < "$data/time"
-    walls+=("$w"); rss+=("$m")
-  done
-  echo "mlm  $name $(basename "$file"): wall ${walls[*]} s, peak RSS ${rss[*]} KB" >&2
   lme4_json=null lme4_wall=null lme4_rss=null
   if [ "$lme4" = yes ]; then
     /usr/bin/time -f "%e %M" -o "$data/time" Rscript bench/lme4_fit.R "$file" "$formula" "$criterion" "$n" "$data/lme4.json" >&2
     read -r lme4_wall lme4_rss < "$data/time"
     lme4_json=$(cat "$data/lme4.json")
   fi
-  python3 - "$name" "$file" "$criterion" "$data/mlm.json" "${walls[*]}" "${rss[*]}" "$lme4_json" "$lme4_wall" "$lme4_rss" "$commit" >> "$results" <<'EOF'
+  # Each optimiser, against the same lme4 run.
+  for optimizer in $optimizers; do
+    walls=() rss=()
+    for _ in $(seq "$n"); do
+      /usr/bin/time -f "%e %M" -o "$data/time" "$mlm" fit "$file" --formula "$formula" $flag --optimizer "$optimizer" \
+        --json "$data/mlm.json" >/dev/null
+      read -r w m < "$data/time"
+      walls+=("$w"); rss+=("$m")
+    done
+    echo "mlm  $name $(basename "$file") $optimizer: wall ${walls[*]} s, peak RSS ${rss[*]} KB" >&2
+    python3 - "$name" "$file" "$criterion" "$data/mlm.json" "${walls[*]}" "${rss[*]}" "$lme4_json" "$lme4_wall" "$lme4_rss" "$commit" >> "$results" <<'EOF'
 import json, statistics, sys
 name, file, criterion, mlm_json, walls, rss, lme4, lme4_wall, lme4_rss, commit = sys.argv[1:]
 m = json.load(open(mlm_json))
+o = m["optimizer"]
 print(json.dumps({
     "case": name, "file": file, "criterion": criterion, "rows": m["nobs"],
     "mlm_wall": statistics.median(map(float, walls.split())), "mlm_rss_kb": statistics.median(map(int, rss.split())),
     "mlm_criterion": m["REMLcrit"] if criterion == "REML" else m["deviance"], "mlm_theta": m["theta"],
-    "mlm_evaluations": m["optimizer"]["evaluations"], "repeats": len(walls.split()),
+    "optimizer": o["algorithm"], "mlm_iterations": o["iterations"], "mlm_evaluations": o["evaluations"],
+    "mlm_gradients": o["gradients"], "repeats": len(walls.split()),
     "lme4": json.loads(lme4), "lme4_wall": None if lme4_wall == "null" else float(lme4_wall),
     "lme4_rss_kb": None if lme4_rss == "null" else int(lme4_rss), "commit": commit}))
 EOF
+  done
 done
 
 out=bench/RESULTS.md
