@@ -22,13 +22,7 @@ extension PenalizedLeastSquares {
     func gradient(_ theta: [Double], _ e: Evaluation) -> [Double] {
         let cp = crossProducts
         let q = cp.randomEffectsCount, p = cp.fixedCount, p1 = p + 1
-        let templates = factor.templates(theta)
-        let beta = fixedEffects(e)
-        let u = sphericalModes(e, beta: beta)
-        var b = u
-        factor.apply(templates, to: &b)
-
-        let zr = residualScores(b, beta: beta)
+        let (templates, u, zr) = modes(theta, e)
         let cs = cp.zzColumnStarts, zz = cp.zzValues
 
         // F̃ = F R_X⁻¹ (C⁻¹_uu = A⁻¹ + F̃F̃') and H = F S⁻¹ = F̃R_X⁻ᵀ (C⁻¹_βu = −H'), q × p row-major.
@@ -167,12 +161,7 @@ extension PenalizedLeastSquares {
     func averageInformation(_ theta: [Double], _ e: Evaluation) -> [Double] {
         let cp = crossProducts
         let q = cp.randomEffectsCount, p = cp.fixedCount, p1 = p + 1, m = factor.thetaCount
-        let templates = factor.templates(theta)
-        let beta = fixedEffects(e)
-        let u = sphericalModes(e, beta: beta)
-        var b = u
-        factor.apply(templates, to: &b)
-        let zr = residualScores(b, beta: beta)
+        let (templates, u, zr) = modes(theta, e)
 
         // a_i, one column per θ entry (nonzero on its term's columns only).
         var a = [Double](repeating: 0, count: q * m)
@@ -231,6 +220,17 @@ extension PenalizedLeastSquares {
             }
         }
         return h
+    }
+
+    /// What both the gradient and the AI matrix start from: the templates T_k, the spherical
+    /// modes û, and z_r = Z'r̂ at b = Λû and β̂.
+    private func modes(_ theta: [Double], _ e: Evaluation) -> (templates: [[Double]], u: [Double], zr: [Double]) {
+        let templates = factor.templates(theta)
+        let beta = fixedEffects(e)
+        let u = sphericalModes(e, beta: beta)
+        var b = u
+        factor.apply(templates, to: &b)
+        return (templates, u, residualScores(b, beta: beta))
     }
 
     /// z_r = Z'(y − Zb − Xβ̂) = Z'y − Z'Z b − Z'X β̂, from the cross-products.
