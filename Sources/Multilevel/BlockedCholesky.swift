@@ -359,6 +359,10 @@ final class BlockedCholesky: SymmetricFactorization {
                 out[k] = c[(rowIndices[k] - q1) + (col - q1) * n2]
             }
         }
+        if gatherDense {
+            inverseGathered(c, into: &out)
+            return out
+        }
         let parts = max(1, min(threads, 8))
         let longest = (0..<levels).map { entryStart[$0 + 1] - entryStart[$0] }.max() ?? 0
         c.withUnsafeBufferPointer { c in
@@ -436,7 +440,16 @@ final class BlockedCholesky: SymmetricFactorization {
                 }
             }
         }
-        // The diagonal block L_j⁻ᵀL_j⁻¹ + Σ_f v_f h_f' (columns of L_j⁻ᵀ from unit vectors).
+        finishLevel(j, blocks: blocks, v: v, h: h, linv: linv, out: out)
+    }
+
+    /// Writes level j's entries of A⁻¹ from its v_e and h_f: −h_f at (col_f, level j), and the
+    /// diagonal block L_j⁻ᵀL_j⁻¹ + Σ_f v_f h_f' (columns of L_j⁻ᵀ from unit vectors).
+    private func finishLevel(_ j: Int, blocks: UnsafePointer<Double>, v: UnsafePointer<Double>, h: UnsafePointer<Double>,
+                             linv: UnsafeMutablePointer<Double>, out: UnsafeMutablePointer<Double>) {
+        let p = p1
+        let l = blocks + j * p * p
+        let first = entryStart[j], count = entryStart[j + 1] - first
         linv.update(repeating: 0, count: p * p)
         for col in 0..<p {
             linv[col + col * p] = 1
@@ -455,6 +468,63 @@ final class BlockedCholesky: SymmetricFactorization {
         for f in 0..<count {
             let at = entryPosition[first + f]
             for b in 0..<p { out[at + b] = -h[f * p + b] }
+        }
+    }
+
+    /// The levels' entries of A⁻¹ when W is dense enough that the Schur complement is formed by
+    /// BLAS (`gatherDense`): the v_e of a panel of levels gathered into a dense n2 × k matrix V,
+    /// H = C V by dgemm in row tiles on the package's threads, and h_f read off H, instead of
+    /// Σ_j m_j² scattered reads of C. `c` holds C in both triangles.
+    private func inverseGathered(_ c: [Double], into out: inout [Double]) {
+        let p = p1, n2 = self.n2
+        let levelsPerPanel = max(1, Self.denseBatch / p)
+        let longest = (0..<levels1).map { entryStart[$0 + 1] - entryStart[$0] }.max() ?? 0
+        var panel = [Double](repeating: 0, count: n2 * levelsPerPanel * p), product = panel
+        var v = [Double](repeating: 0, count: max(1, longest * p)), h = v, linv = [Double](repeating: 0, count: p * p)
+        c.withUnsafeBufferPointer { c in
+            blocks.withUnsafeBufferPointer { blocks in
+                out.withUnsafeMutableBufferPointer { out in
+                    let c = c.baseAddress!, blocks = blocks.baseAddress!, out = out.baseAddress!
+                    var first = 0
+                    while first < levels1 {
+                        let last = min(first + levelsPerPanel, levels1)
+                        let k = (last - first) * p
+                        for i in 0..<(n2 * k) { panel[i] = 0 }
+                        for j in first..<last {
+                            let l = blocks + j * p * p
+                            for e in entryStart[j]..<entryStart[j + 1] {
+                                var ve = Array(w[(e * p)..<((e + 1) * p)])
+                                ve.withUnsafeMutableBufferPointer { Self.solveLowerTransposed(l, $0.baseAddress!, order: p) }
+                                let row = Int(entryColumn[e])
+                                for t in 0..<p { panel[row + ((j - first) * p + t) * n2] = ve[t] }
+                            }
+                        }
+                        panel.withUnsafeBufferPointer { vd in
+                            product.withUnsafeMutableBufferPointer { hd in
+                                TiledCholesky.multiply(c, vd.baseAddress!, columns: k, into: hd.baseAddress!, order: n2, threads: threads)
+                            }
+                        }
+                        for j in first..<last {
+                            let start = entryStart[j], count = entryStart[j + 1] - start
+                            for f in 0..<count {
+                                let row = Int(entryColumn[start + f])
+                                for t in 0..<p {
+                                    v[f * p + t] = panel[row + ((j - first) * p + t) * n2]
+                                    h[f * p + t] = product[row + ((j - first) * p + t) * n2]
+                                }
+                            }
+                            v.withUnsafeBufferPointer { v in
+                                h.withUnsafeBufferPointer { h in
+                                    linv.withUnsafeMutableBufferPointer { linv in
+                                        finishLevel(j, blocks: blocks, v: v.baseAddress!, h: h.baseAddress!, linv: linv.baseAddress!, out: out)
+                                    }
+                                }
+                            }
+                        }
+                        first = last
+                    }
+                }
+            }
         }
     }
 

@@ -52,6 +52,20 @@ enum TiledCholesky {
         }
     }
 
+    /// H = C V for a dense symmetric C (n × n, both triangles stored) and V (n × k), by dgemm on
+    /// row tiles of H on up to `threads` threads; each tile's result does not depend on the count.
+    static func multiply(_ c: UnsafePointer<Double>, _ v: UnsafePointer<Double>, columns k: Int,
+                         into h: UnsafeMutablePointer<Double>, order n: Int, threads: Int) {
+        let tiles = (n + tile - 1) / tile
+        parallel(0..<tiles, threads: threads) { i in
+            let i0 = i * tile
+            var rows = Int32(min(tile, n - i0)), kk = Int32(k), nn = Int32(n), ld = Int32(n)
+            var one = 1.0, zero = 0.0
+            var notrans = CChar(UInt8(ascii: "N"))
+            dgemm_(&notrans, &notrans, &rows, &kk, &nn, &one, c + i0, &ld, v, &ld, &zero, h + i0, &ld)
+        }
+    }
+
     /// Column tile j of C −= PP' (rows from the tile's first column down): dsyrk on the diagonal
     /// tile, dgemm below it. P's row r is at p + r.
     private static func subtract(panel p: UnsafePointer<Double>, rows n: Int, columns k: Int,
