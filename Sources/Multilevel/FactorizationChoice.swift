@@ -53,13 +53,12 @@ public struct MemoryLimit: Sendable, Equatable {
 
     /// Bytes from a size such as `8G`, `512M`, `64k` or `1000000` (K, M, G, T: powers of 1024).
     public static func parse(_ text: String) throws -> Double {
-        let t = text.trimmingCharacters(in: .whitespaces)
-        var number = Substring(t), scale = 1.0
-        if let last = t.last?.uppercased(), let power = ["K": 1.0, "M": 2, "G": 3, "T": 4][last] {
-            number = t.dropLast()
+        var number = Substring(text.trimmingCharacters(in: .whitespaces)), scale = 1.0
+        if number.count > 1, number.last == "i" || number.last == "I" { number = number.dropLast() }   // 8Gi is 8G too
+        if let last = number.last?.uppercased(), let power = ["K": 1.0, "M": 2, "G": 3, "T": 4][last] {
+            number = number.dropLast()
             scale = pow(1024, power)
         }
-        if number.last == "i" || number.last == "I" { number = number.dropLast() }   // 8Gi is 8G too
         guard let value = Double(number), value.isFinite, value > 0 else {
             throw InputError("--max-memory must be a size such as 8G, 512M or 1000000 (bytes), not '\(text)'")
         }
