@@ -8,7 +8,7 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 def sh(c): return subprocess.run(c, shell=True, capture_output=True, text=True).stdout.strip()
 cpu = sh("lscpu | sed -n 's/^Model name: *//p' | head -1")
 cores = sh("nproc"); mem = sh("free -g | awk '/Mem:/ {print $2}'")
-blas = next((r["lme4"]["BLAS"] for r in rows if r["lme4"]), "")
+blas = next((r["lme4"]["BLAS"] for r in rows if r.get("lme4")), "")
 lme4v = sh("Rscript -e 'cat(format(packageVersion(\"lme4\")))'")
 rv = sh("Rscript -e 'cat(R.version$major, R.version$minor, sep=\".\")'")
 commit = rows[0].get("commit", "?")
@@ -27,6 +27,10 @@ lines = [
     "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
 ]
 for r in rows:
+    if "outcome" in r:  # refused, or stopped at the time limit: no figures to tabulate
+        lines.append(f'| {r["case"]} | {r["file"].rsplit("-", 1)[-1].removesuffix(".h5")} rows | {r["optimizer"]} | '
+                     f'{r["outcome"]} | | | | | | | | | |')
+        continue
     l = r["lme4"]
     case = f'{r["case"]} ({r["criterion"]})'
     if l:

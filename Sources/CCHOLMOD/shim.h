@@ -4,6 +4,7 @@
 
 /* Macros that do not import into Swift. */
 static inline int mlm_cholmod_real(void) { return CHOLMOD_REAL; }
+static inline int mlm_cholmod_pattern(void) { return CHOLMOD_PATTERN; }
 static inline int mlm_cholmod_double(void) { return CHOLMOD_DOUBLE; }
 static inline int mlm_cholmod_A(void) { return CHOLMOD_A; }
 static inline int mlm_cholmod_L(void) { return CHOLMOD_L; }
@@ -18,6 +19,8 @@ static inline int mlm_cholmod_supernodal(void) { return CHOLMOD_SUPERNODAL; }
 static inline int mlm_cholmod_simplicial(void) { return CHOLMOD_SIMPLICIAL; }
 static inline int mlm_cholmod_auto(void) { return CHOLMOD_AUTO; }
 static inline int mlm_cholmod_ok(void) { return CHOLMOD_OK; }
+/* Common->method[i]: an array, which Swift imports as a tuple. */
+static inline struct cholmod_method_struct *mlm_cholmod_method(cholmod_common *c, int i) { return &c->method[i]; }
 static inline int mlm_cholmod_not_posdef(void) { return CHOLMOD_NOT_POSDEF; }
 
 /* LAPACK/BLAS (OpenBLAS, the library CHOLMOD's supernodal kernels call) for dense Schur complements. */

@@ -51,7 +51,72 @@ final class BlockedCholesky: SymmetricFactorization {
     /// How S −= W W' is formed: chosen by estimated cost, or forced (tests compare the two).
     enum Formation { case automatic, scatter, gather }
 
-    init?(_ cp: CrossProducts, formation: Formation = .automatic) {
+    /// What the blocked factorisation of some cross-products would cost, known in closed form
+    /// before anything of its size is allocated (`cost(_:)`).
+    struct Cost {
+        /// n2, the order of the dense Schur complement S.
+        let schurOrder: Int
+        /// Σ_j Σ_t (p₁ − t + m_j)² + Σ_k k²: CHOLMOD's flop count (Σ of squared column counts) for
+        /// this factor, m_j the columns of S that level j of the first term meets: the formation
+        /// of S (about Σ_j m_j² p₁) and dpotrf's n2³/3.
+        let flops: Double
+        /// The bytes the factorisation holds: A's values, S (n2² doubles), W and the level blocks,
+        /// their indices, and the dense panel when S is formed by dsyrk.
+        let bytes: Double
+        /// The bytes `inverseOnPattern` (the gradient's selected inverse) adds: C = S⁻¹ and the output.
+        let inverseBytes: Double
+        /// The entries S fills in (beyond A₂₂'s pattern) by the pair of terms of their row and
+        /// column, `[a][b]` with a ≤ b (row and column 0, the first term, are empty).
+        let fillByTermPair: [[Double]]
+    }
+
+    /// The cost of the blocked factorisation of `cp`; nil where it does not apply (one term, or a
+    /// first term whose levels share rows, as `mm()` levels do). Unlike `init`, no cap on n2 and
+    /// no density test: a sparse S is costed as dense, and loses to CHOLMOD's cheaper factor.
+    static func cost(_ cp: CrossProducts) -> Cost? {
+        guard cp.terms.count >= 2 else { return nil }
+        let first = cp.terms[0]
+        let q1 = first.columns, p1 = first.dimension, levels = first.levels.count, q = cp.randomEffectsCount, n2 = q - q1
+        guard n2 >= 1 else { return nil }
+        for b in 0..<levels where cp.blockRowStarts[b + 1] - cp.blockRowStarts[b] != 1 { return nil }
+        let cs = cp.zzColumnStarts, ri = cp.zzRowIndices
+        var m = [Int](repeating: 0, count: levels)
+        var termOf = [Int](repeating: 0, count: q)
+        for (k, t) in cp.terms.enumerated() { for c in t.offset..<(t.offset + t.columns) { termOf[c] = k } }
+        let terms = cp.terms.count
+        var pattern = [[Double]](repeating: [Double](repeating: 0, count: terms), count: terms)
+        for c in q1..<q {
+            var k = cs[c]
+            while k < cs[c + 1], ri[k] < q1 { m[ri[k] / p1] += 1; k += p1 }
+            while k < cs[c + 1] { let a = termOf[ri[k]], b = termOf[c]; pattern[min(a, b)][max(a, b)] += 1; k += 1 }
+        }
+        var flops = 0.0, updates = 0.0, entries = 0.0
+        let p = Double(p1)
+        for j in 0..<levels {
+            let mj = Double(m[j])
+            entries += mj
+            updates += mj * (mj + 1) / 2 * p * p
+            for t in 0..<p1 { let c = Double(p1 - t) + mj; flops += c * c }
+        }
+        let n = Double(n2)
+        flops += n * (n + 1) * (2 * n + 1) / 6
+        let gather = n * n * Double(q1) / 4e10 < updates * 2e-9
+        let panel = gather ? 8 * n * Double(min(max(1, denseBatch / p1) * p1, q1)) : 0
+        let nnz = Double(ri.count)
+        let bytes = 8 * nnz + 8 * n * n + entries * (8 * p + 12) + 8 * Double(levels) * (p * p + 1) + panel
+        var fill = [[Double]](repeating: [Double](repeating: 0, count: terms), count: terms)
+        for a in 1..<terms {
+            for b in a..<terms {
+                let ca = Double(cp.terms[a].columns), cb = Double(cp.terms[b].columns)
+                fill[a][b] = max(0, (a == b ? ca * (ca + 1) / 2 : ca * cb) - pattern[a][b])
+            }
+        }
+        return Cost(schurOrder: n2, flops: flops, bytes: bytes, inverseBytes: 8 * n * n + 8 * nnz, fillByTermPair: fill)
+    }
+
+    /// `checked`: refuse (nil) a remainder larger than `largestDense` or sparser than
+    /// `smallestDensity`, as the `natural` ordering does; the `auto` choice has costed it instead.
+    init?(_ cp: CrossProducts, formation: Formation = .automatic, checked: Bool = true) {
         guard cp.terms.count >= 2 else { return nil }
         let first = cp.terms[0]
         q1 = first.columns
@@ -59,7 +124,7 @@ final class BlockedCholesky: SymmetricFactorization {
         levels1 = first.levels.count
         dimension = cp.randomEffectsCount
         n2 = dimension - q1
-        guard n2 >= 1, n2 <= Self.largestDense else { return nil }
+        guard n2 >= 1, !checked || n2 <= Self.largestDense else { return nil }
         // The first term's blocks are coupled with nothing before them (it has no partners).
         for b in 0..<levels1 where cp.blockRowStarts[b + 1] - cp.blockRowStarts[b] != 1 { return nil }
         columnStarts = cp.zzColumnStarts
@@ -87,7 +152,7 @@ final class BlockedCholesky: SymmetricFactorization {
         }
         entryColumn = column
         entryPosition = position
-        guard Self.schurIsDense(n2: n2, q1: q1, entryStart: counts, entryColumn: column,
+        guard !checked || Self.schurIsDense(n2: n2, q1: q1, entryStart: counts, entryColumn: column,
                                 columnStarts: columnStarts, rowIndices: rowIndices) else { return nil }
         // Scattering costs about 2 ns per update of S; dsyrk about n2² q1 / 4·10¹⁰ s (measured here).
         var updates = 0.0

@@ -184,7 +184,7 @@ final class BootstrapSimulator: @unchecked Sendable {
         root = SemidefiniteCholesky(fit.crossProducts)
         workers = (0..<max(1, threads)).map { _ in
             // The fit's own cross-products and ordering: it factored them once already.
-            try! PenalizedLeastSquares(fit.crossProducts, reml: fit.reml, ordering: fit.ordering)
+            try! PenalizedLeastSquares(fit.crossProducts, reml: fit.reml, factorization: fit.factorization)
         }
         lambda = RelativeCovarianceFactor(terms: fit.terms)
         lambdaTemplates = lambda.templates(fit.theta)

@@ -11,7 +11,7 @@ import Foundation
 extension FitResult {
     /// For each term, for each level, the p_k × p_k conditional covariance matrix (column-major).
     public func conditionalVariances() throws -> [[[Double]]] {
-        let pls = try PenalizedLeastSquares(crossProducts, reml: reml, ordering: ordering)
+        let pls = try PenalizedLeastSquares(crossProducts, reml: reml, factorization: factorization)
         guard pls.evaluate(theta) != nil else {
             throw InputError("the model could not be evaluated at its estimates for the conditional variances")
         }

@@ -23,7 +23,9 @@ public struct FitResult: Sendable {
     /// The levels of each categorical variable, by variable name (the coding `predict` reuses).
     public internal(set) var factorLevels: [(variable: String, levels: [String])] = []
     /// The ordering the factorisation used, and the optimiser (refits use them too).
-    var ordering: FillReducingOrdering = .natural
+    var ordering: FillReducingOrdering = .auto
+    /// The factorisation the fit chose (`ordering` resolved): refits reuse it without a new analysis.
+    var factorization: Factorization = .cholmod(.natural)
     var optimizerChoice: OptimizerChoice = .newton
 
     /// REML (true) or maximum likelihood.

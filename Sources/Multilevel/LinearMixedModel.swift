@@ -6,15 +6,24 @@ public struct FitOptions: Sendable {
     public var reml: Bool
     /// Rows read per chunk; the fit does not depend on it.
     public var chunkRows: Int
-    /// The ordering for the sparse Cholesky factor. `natural` eliminates the term with the most
-    /// levels first, which keeps its block diagonal: on InstEval CHOLMOD then factors in 29 ms
-    /// against 44 ms for its least-fill choice (fewer nonzeros, but smaller supernodes). With
-    /// `natural`, a dense remainder goes to `BlockedCholesky` (InstEval: 10 ms, most of it dpotrf).
+    /// The ordering for the sparse Cholesky factor. `auto` (the default) costs CHOLMOD's natural,
+    /// AMD and METIS orderings and the blocked path by the symbolic analysis and takes the
+    /// cheapest that fits in memory (`FactorizationChoice`). `natural` eliminates the term with
+    /// the most levels first, which keeps its block diagonal, and sends a dense remainder to
+    /// `BlockedCholesky` (InstEval: 10 ms, most of it dpotrf, against 29 ms for CHOLMOD natural
+    /// and 44 ms for its least-fill choice).
     public var ordering: FillReducingOrdering
     /// Threads that read and accumulate the cross-products; the fit does not depend on it.
     public var threads: Int
     /// The optimiser of θ: Newton with the average-information matrix, or BOBYQA.
     public var optimizer: OptimizerChoice = .newton
+    /// The most memory the factorisation may take (bytes), below what the machine has available
+    /// (`MemAvailable`): a fit whose factor is predicted to need more stops before allocating it.
+    public var maxMemory: Double?
+    /// Called with the factorisation's candidates and choice, before the first evaluation (`--verbose`).
+    public var log: (@Sendable (String) -> Void)?
+    /// A factorisation already chosen (a refit of a fit's own cross-products): no analysis, no check.
+    var factorization: Factorization?
     /// Called after every evaluation of the deviance by the optimiser (lme4's `verbose`):
     /// the evaluation's number, θ and the deviance.
     public var trace: (@Sendable (_ evaluation: Int, _ theta: [Double], _ deviance: Double) -> Void)?
@@ -25,7 +34,7 @@ public struct FitOptions: Sendable {
     /// small file spreads over several ranks.
     public var segmentRows = CrossProductAccumulator.segmentRows
 
-    public init(reml: Bool = true, chunkRows: Int = 65_536, ordering: FillReducingOrdering = .natural,
+    public init(reml: Bool = true, chunkRows: Int = 65_536, ordering: FillReducingOrdering = .auto,
                 threads: Int = ProcessInfo.processInfo.activeProcessorCount,
                 trace: (@Sendable (Int, [Double], Double) -> Void)? = nil,
                 communicator: Communicator = SingleProcess()) {
@@ -79,7 +88,14 @@ public enum LinearMixedModel {
             cp = crossProducts.selectingFixed(keep)
         }
         try checkResidual(cp)
-        let pls = try PenalizedLeastSquares(cp, reml: options.reml, ordering: options.ordering)
+        let pls: PenalizedLeastSquares
+        if let chosen = options.factorization {
+            pls = try PenalizedLeastSquares(cp, reml: options.reml, factorization: chosen)
+        } else {
+            let limit = MemoryLimit.forFit(maxMemory: options.maxMemory, communicator: options.communicator)
+            pls = try PenalizedLeastSquares(cp, reml: options.reml, ordering: options.ordering, memoryLimit: limit,
+                                            needsInverse: options.optimizer == .newton, log: options.log)
+        }
         let factor = pls.factor
         var summary = OptimizerSummary()
         let theta: [Double]
@@ -108,6 +124,7 @@ public enum LinearMixedModel {
         }
         var result = FitResult(crossProducts: cp, pls: pls, theta: theta, evaluation: e, optimizer: summary, notes: notes)
         result.ordering = options.ordering
+        result.factorization = pls.factorization
         result.optimizerChoice = options.optimizer
         return result
     }

@@ -15,19 +15,39 @@ final class PenalizedLeastSquares {
     let reml: Bool
     let cholesky: SymmetricFactorization
 
-    /// With the `natural` ordering, the blocked factorisation is used where it applies.
+    /// The factorisation in use: the blocked path or CHOLMOD with its ordering (`auto` resolved).
+    let factorization: Factorization
+
+    /// With the `natural` ordering, the blocked factorisation is used where it applies; with
+    /// `auto`, the cheapest candidate by the symbolic analysis (`FactorizationChoice`). Throws,
+    /// before allocating the factor, when its predicted size exceeds `memoryLimit`
+    /// (`needsInverse`: the optimiser's gradient adds the selected inverse).
     init(_ crossProducts: CrossProducts, reml: Bool, ordering: FillReducingOrdering,
-         schur: BlockedCholesky.Formation = .automatic) throws {
+         schur: BlockedCholesky.Formation = .automatic, memoryLimit: MemoryLimit? = nil, needsInverse: Bool = true,
+         log: ((String) -> Void)? = nil) throws {
         self.crossProducts = crossProducts
         self.factor = RelativeCovarianceFactor(terms: crossProducts.terms)
         self.reml = reml
-        if ordering == .natural, let blocked = BlockedCholesky(crossProducts, formation: schur) {
+        (cholesky, factorization) = try FactorizationChoice.make(crossProducts, ordering: ordering, schur: schur,
+                                                                 limit: memoryLimit, needsInverse: needsInverse, log: log)
+    }
+
+    /// A factorisation already chosen (refits: bootstrap replicates, profile points, conditional variances).
+    init(_ crossProducts: CrossProducts, reml: Bool, factorization: Factorization) throws {
+        self.crossProducts = crossProducts
+        self.factor = RelativeCovarianceFactor(terms: crossProducts.terms)
+        self.reml = reml
+        self.factorization = factorization
+        switch factorization {
+        case .blocked:
+            guard let blocked = BlockedCholesky(crossProducts, checked: false) else {
+                preconditionFailure("the blocked factorisation was chosen for cross-products it does not apply to")
+            }
             cholesky = blocked
-        } else {
+        case .cholmod(let ordering):
             cholesky = try SparseCholesky(dimension: crossProducts.randomEffectsCount,
                                           columnStarts: crossProducts.zzColumnStarts,
-                                          rowIndices: crossProducts.zzRowIndices,
-                                          ordering: ordering)
+                                          rowIndices: crossProducts.zzRowIndices, ordering: ordering)
         }
     }
 

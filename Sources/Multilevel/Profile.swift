@@ -119,17 +119,18 @@ final class ProfileEngine: @unchecked Sendable {
     /// Which components of ω are correlations (bounded by ±1); the others are SDs and σ (≥ 0).
     let isCorrelation: [Bool]
     private let workers: [PenalizedLeastSquares]
-    private let ordering: FillReducingOrdering
+    private let factorization: Factorization
     private let optimizer: OptimizerChoice
 
     init(_ fit: FitResult, threads: Int) throws {
         cp = fit.crossProducts
         terms = fit.terms
-        ordering = fit.ordering
+        factorization = fit.factorization
         optimizer = fit.optimizerChoice
         parameters = ModelParameter.all(of: fit)
         var options = FitOptions(reml: false, ordering: fit.ordering)
         options.optimizer = fit.optimizerChoice
+        options.factorization = fit.factorization
         let ml = fit.reml ? try LinearMixedModel.fit(cp, options: options) : fit
         let values = ModelParameter.values(ml.varcorr, ml.sigma, ml.beta)
         omega = Array(values[..<(values.count - ml.beta.count)])
@@ -138,7 +139,7 @@ final class ProfileEngine: @unchecked Sendable {
         standardErrors = ml.standardErrors
         minimum = ml.objective
         isCorrelation = parameters.prefix(omega.count).map { $0.kind == .cor }
-        workers = try (0..<max(1, threads)).map { _ in try PenalizedLeastSquares(fit.crossProducts, reml: false, ordering: fit.ordering) }
+        workers = try (0..<max(1, threads)).map { _ in try PenalizedLeastSquares(fit.crossProducts, reml: false, factorization: fit.factorization) }
     }
 
     private func zeta(_ value: Double, _ centre: Double, _ deviance: Double) -> Double {
@@ -245,7 +246,7 @@ final class ProfileEngine: @unchecked Sendable {
         var evaluate: (Double, [Double]) -> (Double, [Double])
         if isFixed {
             let j = m - omega.count
-            guard let pls = try? PenalizedLeastSquares(cp.fixingCoefficient(j, at: beta[j]), reml: false, ordering: ordering) else {
+            guard let pls = try? PenalizedLeastSquares(cp.fixingCoefficient(j, at: beta[j]), reml: false, factorization: factorization) else {
                 return ProfileTrace(points: [(centre, 0)], limit: .nan)
             }
             state = theta

@@ -120,10 +120,20 @@ public struct Simulation: Sendable {
 ///   within its school; a pupil draws a school, then a class, uniformly;
 ///   y = 0.5 + 0.4x + s[school] + c[school, class] + ε, SDs 0.7 and 0.4, σ = 1.
 ///   Columns y, x (float64), school, class (int64 codes).
+/// - `crossed-mm`: `y ~ x + w + (1 + x | A) + (1 | B) + (1 | mm(s1, s2, weights = cbind(m1, m2)))`:
+///   `crossed` with a weighted multiple-membership school effect crossed with A and B at random.
+///   A has 10,000 levels, B 2,000 and there are 20,000 schools; a pupil draws A, B, then 1 (60%)
+///   or 2 (40%) distinct schools uniformly among all, with weights normalised uniforms (0 for an
+///   absent second school). y = 1 + 0.5x − 0.3w + a0[A] + a1[A]·x + b[B] + Σ m_k u[s_k] + ε, A and
+///   B as in `crossed`, u ~ N(0, 0.6²), ε ~ N(0, 1). The schools' random crossing with A makes any
+///   Cholesky factor of Z'Z nearly dense at full size: the design exercises `--ordering auto` and
+///   the memory check. Columns y, x, w (float64), A, B (int64 codes), s1, s2 (float64 codes, s2 NaN
+///   when absent), m1, m2 (float64).
 public enum SimulationDesign: String, CaseIterable, Sendable {
     case crossed
     case multimember
     case nested3
+    case crossedMultimember = "crossed-mm"
 
     /// The design called `name`, or an `InputError` listing the designs.
     public init(named name: String) throws {
@@ -141,7 +151,8 @@ public enum SimulationDesign: String, CaseIterable, Sendable {
     ///
     /// `beta_<coefficient>` for fixed effects (lme4's names), `sd_<group>_<effect>` for the
     /// standard deviation of a random effect and `cor_<group>` for the correlation of a group's
-    /// two effects, then `sigma`. The groups are `A`, `B` (crossed); `school` (the
+    /// two effects, then `sigma`. The groups are `A`, `B` (crossed; crossed-mm with `school`, the
+    /// multiple-membership term); `school` (the
     /// multiple-membership term) and `area` (multimember); `class:school` (lme4's name for
     /// the classes nested in schools) and `school` (nested3).
     public var parameters: [(name: String, value: Double)] { process.parameters }
@@ -152,6 +163,7 @@ public enum SimulationDesign: String, CaseIterable, Sendable {
         case .crossed: return CrossedProcess.self
         case .multimember: return MultipleMembershipProcess.self
         case .nested3: return NestedProcess.self
+        case .crossedMultimember: return CrossedMultipleMembershipProcess.self
         }
     }
 }
@@ -358,5 +370,83 @@ struct NestedProcess: SimulatedProcess {
             codeClass[i] = Int64(inSchool + 1)
         }
         try writer.append(numeric: ["y": y, "x": x], integer: ["school": codeSchool, "class": codeClass])
+    }
+}
+
+/// `crossed-mm`: `crossed` plus a weighted multiple-membership school term crossed with A and B.
+///
+/// Effects are drawn A's (two normals each, intercept first), then B's, then the schools'. Each
+/// row draws A, B, the number of schools (one uniform), the schools (redrawing a repeat), one
+/// uniform weight per school (normalised), x, w, ε, in that order.
+struct CrossedMultipleMembershipProcess: SimulatedProcess {
+    static let formula = "y ~ x + w + (1 + x | A) + (1 | B) + (1 | mm(s1, s2, weights = cbind(m1, m2)))"
+    static let columns: [HDF5TableWriter.Column] = [.numeric("y"), .numeric("x"), .numeric("w"), .integer("A"), .integer("B"),
+                                                    .numeric("s1"), .numeric("s2"), .numeric("m1"), .numeric("m2")]
+    static let factors = [SimulatedFactor(name: "A", full: 10_000, minimum: 2),
+                          SimulatedFactor(name: "B", full: 2_000, minimum: 2),
+                          SimulatedFactor(name: "school", full: 20_000, minimum: 2)]
+    private static let intercept = 1.0, slopeX = 0.5, slopeW = -0.3
+    private static let sdIntercept = 0.8, sdSlope = 0.3, correlation = 0.3, sdB = 0.5, sdSchool = 0.6, sigma = 1.0
+    static let parameters: [(name: String, value: Double)] = [
+        ("beta_(Intercept)", intercept), ("beta_x", slopeX), ("beta_w", slopeW),
+        ("sd_A_(Intercept)", sdIntercept), ("sd_A_x", sdSlope), ("cor_A", correlation),
+        ("sd_B_(Intercept)", sdB), ("sd_school_(Intercept)", sdSchool), ("sigma", sigma),
+    ]
+
+    private let interceptA: [Double]
+    private let slopeA: [Double]
+    private let effectB: [Double]
+    private let effectSchool: [Double]
+
+    init(levels: [Int], random: inout Xoshiro256) {
+        let c = Self.self
+        var interceptA: [Double] = [], slopeA: [Double] = []
+        let residualScale = (1 - c.correlation * c.correlation).squareRoot()
+        for _ in 0..<levels[0] {
+            let z0 = random.nextNormal(), z1 = random.nextNormal()
+            interceptA.append(c.sdIntercept * z0)
+            slopeA.append(c.sdSlope * (c.correlation * z0 + residualScale * z1))
+        }
+        self.interceptA = interceptA
+        self.slopeA = slopeA
+        effectB = (0..<levels[1]).map { _ in c.sdB * random.nextNormal() }
+        effectSchool = (0..<levels[2]).map { _ in c.sdSchool * random.nextNormal() }
+    }
+
+    func appendRows(_ count: Int, random: inout Xoshiro256, to writer: HDF5TableWriter) throws {
+        let c = Self.self
+        var y = [Double](repeating: 0, count: count), x = y, w = y, m1 = y, m2 = y
+        var s1 = [Double](repeating: .nan, count: count), s2 = s1
+        var codeA = [Int64](repeating: 0, count: count), codeB = codeA
+        let schools = effectSchool.count
+        for i in 0..<count {
+            let a = random.nextInt(below: interceptA.count), b = random.nextInt(below: effectB.count)
+            let two = random.nextDouble() >= 0.6
+            let first = random.nextInt(below: schools)
+            var second = first
+            if two { while second == first { second = random.nextInt(below: schools) } }
+            // Uniforms in (0, 1], so no attended school weighs 0.
+            var weight1 = 1 - random.nextDouble(), weight2 = two ? 1 - random.nextDouble() : 0
+            let total = weight1 + weight2
+            weight1 /= total
+            weight2 /= total
+            let xi = random.nextNormal(), wi = random.nextNormal()
+            var schoolEffect = weight1 * effectSchool[first]
+            s1[i] = Double(first + 1)
+            m1[i] = weight1
+            if two {
+                schoolEffect += weight2 * effectSchool[second]
+                s2[i] = Double(second + 1)
+                m2[i] = weight2
+            }
+            y[i] = c.intercept + c.slopeX * xi + c.slopeW * wi + interceptA[a] + slopeA[a] * xi + effectB[b] + schoolEffect
+                + c.sigma * random.nextNormal()
+            x[i] = xi
+            w[i] = wi
+            codeA[i] = Int64(a + 1)
+            codeB[i] = Int64(b + 1)
+        }
+        try writer.append(numeric: ["y": y, "x": x, "w": w, "s1": s1, "s2": s2, "m1": m1, "m2": m2],
+                          integer: ["A": codeA, "B": codeB])
     }
 }

@@ -3,6 +3,10 @@ import Foundation
 
 /// The fill-reducing ordering used by the symbolic analysis.
 public enum FillReducingOrdering: String, CaseIterable, Sendable {
+    /// The cheapest by the symbolic analysis: CHOLMOD's natural, AMD and METIS orderings and the
+    /// blocked factorisation (where it applies) are costed before any numeric work, and the
+    /// one with the least predicted time per factorisation is taken (`FactorizationChoice`).
+    case auto
     /// Let CHOLMOD try AMD and METIS and keep the one with the least fill (its default).
     case best
     /// Approximate minimum degree.
@@ -194,6 +198,8 @@ final class SparseCholesky {
         switch ordering {
         case .best:
             break
+        case .auto:
+            preconditionFailure("the auto ordering is resolved by FactorizationChoice before CHOLMOD is called")
         case .amd:
             common.pointee.nmethods = 1
             common.pointee.method.0.ordering = mlm_cholmod_amd()
@@ -228,6 +234,8 @@ final class SparseCholesky {
             throw InputError("sparse Cholesky: symbolic analysis failed (CHOLMOD status \(common.pointee.status))")
         }
         factor = l
+        factorNonzeros = common.pointee.lnz
+        flops = common.pointee.fl
     }
 
     deinit {
@@ -248,8 +256,114 @@ final class SparseCholesky {
     /// Whether the analysis chose a supernodal factor.
     var isSupernodal: Bool { factor.pointee.is_super != 0 }
 
-    /// The number of nonzeros in L predicted by the analysis.
-    var factorNonzeros: Double { common.pointee.lnz }
+    /// The number of nonzeros in L predicted by the analysis (without the zeros of supernodal amalgamation).
+    let factorNonzeros: Double
+    /// The flops of one numeric factorisation predicted by the analysis (CHOLMOD's count for a
+    /// simplicial LL': Σ_j c_j², c_j the nonzeros of column j of L).
+    let flops: Double
+
+    /// The bytes one numeric factorisation holds: L's values and indices (the supernodal layout,
+    /// amalgamation zeros included, or the simplicial one) and the largest update matrix.
+    var factorBytes: Double {
+        let f = factor.pointee, n = Double(dimension)
+        if f.is_super != 0 {
+            return 8 * (Double(f.xsize) + Double(f.ssize) + Double(f.maxcsize) + 3 * Double(f.nsuper) + 4 * n)
+        }
+        return 16 * factorNonzeros + 48 * n
+    }
+
+    /// The bytes of the copy of A (pattern and values) this factorisation keeps.
+    static func matrixBytes(dimension: Int, nonzeros: Int) -> Double { 16 * Double(nonzeros) + 8 * Double(dimension) }
+
+    /// The bytes the selected inverse (`inverseOnPattern`, for the gradient) holds on top of the
+    /// factor: a simplicial copy of L, its rows and values sorted, and Z on L's pattern, 40 bytes a nonzero.
+    static func selectedInverseBytes(nonzeros: Double) -> Double { 40 * nonzeros }
+
+    /// The nonzeros of L (after `factorize()`) that are not exactly zero: the factor's true
+    /// nonzeros, to check `factorNonzeros` against (amalgamation's zeros and the unused upper
+    /// part of each supernode's diagonal block are left out).
+    func countNonzeroEntries() -> Int {
+        let f = factor.pointee
+        let x = f.x.assumingMemoryBound(to: Double.self)
+        var count = 0
+        if f.is_super != 0 {
+            let sup = f.super.assumingMemoryBound(to: Int.self)
+            let pi = f.pi.assumingMemoryBound(to: Int.self), px = f.px.assumingMemoryBound(to: Int.self)
+            for s in 0..<Int(f.nsuper) {
+                let ncols = sup[s + 1] - sup[s], nrows = pi[s + 1] - pi[s]
+                for k in 0..<ncols { for r in k..<nrows where x[px[s] + k * nrows + r] != 0 { count += 1 } }
+            }
+        } else {
+            let p = f.p.assumingMemoryBound(to: Int.self), nz = f.nz.assumingMemoryBound(to: Int.self)
+            for j in 0..<dimension { for k in p[j]..<(p[j] + nz[j]) where x[k] != 0 { count += 1 } }
+        }
+        return count
+    }
+
+    /// The entries of L's symbolic pattern (supernodal: amalgamation zeros included) by the pair of
+    /// terms of their row and column: `counts[a][b]`, a ≤ b, with `term[c]` the term of A's column c.
+    /// Nil for a simplicial analysis, which has no pattern before the numeric factorisation.
+    func patternByTermPair(term: [Int], terms: Int) -> [[Double]]? {
+        let f = factor.pointee
+        guard f.is_super != 0 else { return nil }
+        let sup = f.super.assumingMemoryBound(to: Int.self), pi = f.pi.assumingMemoryBound(to: Int.self)
+        let rows = f.s.assumingMemoryBound(to: Int.self), perm = f.Perm.assumingMemoryBound(to: Int.self)
+        var counts = [[Double]](repeating: [Double](repeating: 0, count: terms), count: terms)
+        var below = [Int](repeating: 0, count: terms)
+        for s in 0..<Int(f.nsuper) {
+            for t in 0..<terms { below[t] = 0 }
+            for r in pi[s]..<pi[s + 1] { below[term[perm[rows[r]]]] += 1 }
+            // Column k of the supernode holds its rows from the k-th on.
+            for k in 0..<(sup[s + 1] - sup[s]) {
+                let a = term[perm[rows[pi[s] + k]]]
+                for b in 0..<terms where below[b] > 0 { counts[min(a, b)][max(a, b)] += Double(below[b]) }
+                below[a] -= 1
+            }
+        }
+        return counts
+    }
+
+    /// CHOLMOD's predicted nonzeros and flops of L for each ordering, from one symbolic analysis
+    /// (orderings, elimination trees and column counts; no supernodes are formed and nothing of
+    /// the size of L is allocated). The orderings are those `init` would compute, so its
+    /// analysis with one of them predicts the same.
+    static func survey(dimension: Int, columnStarts: [Int], rowIndices: [Int],
+                       orderings: [FillReducingOrdering]) throws -> [(ordering: FillReducingOrdering, nonzeros: Double, flops: Double)] {
+        let common = UnsafeMutablePointer<cholmod_common>.allocate(capacity: 1)
+        cholmod_l_start(common)
+        defer { cholmod_l_finish(common); common.deallocate() }
+        common.pointee.print = 0
+        common.pointee.supernodal = mlm_cholmod_simplicial()
+        common.pointee.postorder = 1
+        common.pointee.nmethods = Int32(orderings.count)
+        for (k, o) in orderings.enumerated() {
+            let m = mlm_cholmod_method(common, Int32(k))!
+            switch o {
+            case .amd: m.pointee.ordering = mlm_cholmod_amd()
+            case .metis: m.pointee.ordering = mlm_cholmod_metis()
+            case .natural: m.pointee.ordering = mlm_cholmod_natural()
+            case .best, .auto: preconditionFailure("survey takes single orderings")
+            }
+        }
+        let nnz = rowIndices.count
+        guard let a = cholmod_l_allocate_sparse(dimension, dimension, nnz, 1, 1, 1, mlm_cholmod_pattern(), common) else {
+            throw InputError("sparse Cholesky: cannot allocate a \(dimension) × \(dimension) pattern with \(nnz) entries")
+        }
+        var aa: UnsafeMutablePointer<cholmod_sparse>? = a
+        defer { cholmod_l_free_sparse(&aa, common) }
+        let p = a.pointee.p.assumingMemoryBound(to: Int.self), i = a.pointee.i.assumingMemoryBound(to: Int.self)
+        for k in 0...dimension { p[k] = columnStarts[k] }
+        for k in 0..<nnz { i[k] = rowIndices[k] }
+        guard let l = cholmod_l_analyze(a, common) else {
+            throw InputError("sparse Cholesky: symbolic analysis failed (CHOLMOD status \(common.pointee.status))")
+        }
+        var ll: UnsafeMutablePointer<cholmod_factor>? = l
+        cholmod_l_free_factor(&ll, common)
+        return orderings.enumerated().map { k, o in
+            let m = mlm_cholmod_method(common, Int32(k))!.pointee
+            return (o, m.lnz, m.fl)
+        }
+    }
 
     /// Numeric factorisation of the current `values`. Returns false if A is not positive definite.
     func factorize() -> Bool {

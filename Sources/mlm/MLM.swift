@@ -34,8 +34,11 @@ struct ReadingOptions: ParsableArguments {
     @Option(help: "Threads that read the data and accumulate the cross-products, and that refit bootstrap replicates and profile points (default: one per core; the results do not depend on it).")
     var threads = ProcessInfo.processInfo.activeProcessorCount
 
-    @Option(help: "Ordering for the sparse Cholesky factor: natural (terms by decreasing number of levels; fastest on crossed designs), amd, metis, or best (CHOLMOD's least-fill choice).")
-    var ordering: String = "natural"
+    @Option(help: "Factorisation of the random effects' system: auto (the cheapest by symbolic analysis: CHOLMOD's natural, amd and metis orderings and the blocked dense-Schur-complement path), natural (terms by decreasing number of levels; the blocked path where it applies), amd, metis, or best (CHOLMOD's least-fill choice).")
+    var ordering: String = "auto"
+
+    @Option(help: "The most memory the factorisation may take, e.g. 8G or 512M (default: the memory available); a fit predicted to need more stops before allocating it.")
+    var maxMemory: String?
 
     @Option(help: "Optimiser of θ: newton (Newton steps with the average-information matrix and the analytic gradient; a handful of factorisations) or bobyqa (derivative-free, as lme4).")
     var optimizer: String = "newton"
@@ -58,6 +61,10 @@ struct ReadingOptions: ParsableArguments {
                                  trace: trace, communicator: Job.communicator)
         options.segmentRows = segmentRows
         options.optimizer = choice
+        options.maxMemory = try maxMemory.map(MemoryLimit.parse)
+        if trace != nil, Job.isRoot {
+            options.log = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+        }
         return (try openTable(path: file, table: table), options)
     }
 }
