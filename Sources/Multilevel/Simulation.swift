@@ -202,17 +202,18 @@ struct CrossedProcess: SimulatedProcess {
                                                     .integer("A"), .integer("B")]
     static let factors = [SimulatedFactor(name: "A", full: 10_000, minimum: 2),
                           SimulatedFactor(name: "B", full: 2_000, minimum: 2)]
-    private static let intercept = 1.0, slopeX = 0.5, slopeW = -0.3
-    private static let sdIntercept = 0.8, sdSlope = 0.3, correlation = 0.3, sdB = 0.5, sigma = 1.0
+    fileprivate static let intercept = 1.0, slopeX = 0.5, slopeW = -0.3
+    fileprivate static let sdIntercept = 0.8, sdSlope = 0.3, correlation = 0.3, sdB = 0.5, sigma = 1.0
     static let parameters: [(name: String, value: Double)] = [
         ("beta_(Intercept)", intercept), ("beta_x", slopeX), ("beta_w", slopeW),
         ("sd_A_(Intercept)", sdIntercept), ("sd_A_x", sdSlope), ("cor_A", correlation),
         ("sd_B_(Intercept)", sdB), ("sigma", sigma),
     ]
 
-    private let interceptA: [Double]
-    private let slopeA: [Double]
-    private let effectB: [Double]
+    /// A's correlated intercepts and slopes, and B's intercepts (crossed-mm draws the same first).
+    fileprivate let interceptA: [Double]
+    fileprivate let slopeA: [Double]
+    fileprivate let effectB: [Double]
 
     init(levels: [Int], random: inout Xoshiro256) {
         let c = Self.self
@@ -385,8 +386,11 @@ struct CrossedMultipleMembershipProcess: SimulatedProcess {
     static let factors = [SimulatedFactor(name: "A", full: 10_000, minimum: 2),
                           SimulatedFactor(name: "B", full: 2_000, minimum: 2),
                           SimulatedFactor(name: "school", full: 20_000, minimum: 2)]
-    private static let intercept = 1.0, slopeX = 0.5, slopeW = -0.3
-    private static let sdIntercept = 0.8, sdSlope = 0.3, correlation = 0.3, sdB = 0.5, sdSchool = 0.6, sigma = 1.0
+    // The crossed design's parameters (its effects are drawn by it), and the schools' SD.
+    private static let intercept = CrossedProcess.intercept, slopeX = CrossedProcess.slopeX, slopeW = CrossedProcess.slopeW
+    private static let sdIntercept = CrossedProcess.sdIntercept, sdSlope = CrossedProcess.sdSlope
+    private static let correlation = CrossedProcess.correlation, sdB = CrossedProcess.sdB, sigma = CrossedProcess.sigma
+    private static let sdSchool = 0.6
     static let parameters: [(name: String, value: Double)] = [
         ("beta_(Intercept)", intercept), ("beta_x", slopeX), ("beta_w", slopeW),
         ("sd_A_(Intercept)", sdIntercept), ("sd_A_x", sdSlope), ("cor_A", correlation),
@@ -398,19 +402,14 @@ struct CrossedMultipleMembershipProcess: SimulatedProcess {
     private let effectB: [Double]
     private let effectSchool: [Double]
 
+    /// A's and B's effects drawn as the crossed design draws them (its parameters are the same),
+    /// then the schools'.
     init(levels: [Int], random: inout Xoshiro256) {
-        let c = Self.self
-        var interceptA: [Double] = [], slopeA: [Double] = []
-        let residualScale = (1 - c.correlation * c.correlation).squareRoot()
-        for _ in 0..<levels[0] {
-            let z0 = random.nextNormal(), z1 = random.nextNormal()
-            interceptA.append(c.sdIntercept * z0)
-            slopeA.append(c.sdSlope * (c.correlation * z0 + residualScale * z1))
-        }
-        self.interceptA = interceptA
-        self.slopeA = slopeA
-        effectB = (0..<levels[1]).map { _ in c.sdB * random.nextNormal() }
-        effectSchool = (0..<levels[2]).map { _ in c.sdSchool * random.nextNormal() }
+        let crossed = CrossedProcess(levels: Array(levels[0..<2]), random: &random)
+        interceptA = crossed.interceptA
+        slopeA = crossed.slopeA
+        effectB = crossed.effectB
+        effectSchool = (0..<levels[2]).map { _ in Self.sdSchool * random.nextNormal() }
     }
 
     func appendRows(_ count: Int, random: inout Xoshiro256, to writer: HDF5TableWriter) throws {
