@@ -72,9 +72,6 @@ extension String {
     static func escapedByte(_ scalar: Unicode.Scalar) -> UInt8? {
         isEscapeScalar(scalar.value) ? UInt8(scalar.value - escapeBase) : nil
     }
-
-    /// The escape scalar that stands for `byte` (0x80–0xFF) in a text read from a file.
-    static func escapeScalar(_ byte: UInt8) -> Unicode.Scalar { Unicode.Scalar(escapeBase + UInt32(byte))! }
 }
 
 /// Calls `body` with `text` as the NUL-terminated bytes it stands for in the file: how a name
