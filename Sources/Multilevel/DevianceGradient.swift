@@ -32,14 +32,9 @@ extension PenalizedLeastSquares {
             cholesky.backwardSolve(&f, columns: p)
             ft = [Double](repeating: 0, count: q * p)
             h = ft
-            var row = [Double](repeating: 0, count: p)
             for x in 0..<q {
-                // R_X'f̃ = f_x (forward), then R_X h = f̃ (backward).
-                for i in 0..<p {
-                    var sum = f[x + i * q]
-                    for t in 0..<i { sum -= e.r[t + i * p1] * row[t] }
-                    row[i] = sum / e.r[i + i * p1]
-                }
+                // R_X'f̃ = f_x, then R_X h = f̃.
+                let row = DenseCholesky.solveUpperTransposed(e.r, leading: p1, order: p, (0..<p).map { f[x + $0 * q] })
                 for i in 0..<p { ft[x * p + i] = row[i] }
                 let hx = DenseCholesky.solveUpper(e.r, leading: p1, order: p, row)
                 for i in 0..<p { h[x * p + i] = hx[i] }
@@ -195,15 +190,14 @@ extension PenalizedLeastSquares {
         var wu = zza
         factor.applyTranspose(templates, to: &wu, columns: m)
         cholesky.forwardSolve(&wu, columns: m)
+        // R_X' w_β = X'Z a_j − R_ZX' w_u.
         var wb = [Double](repeating: 0, count: p * m)
         for j in 0..<m {
-            for c in 0..<p {
-                var sum = 0.0
-                for x in 0..<q { sum += cp.zxy[x + c * q] * a[x + j * q] - e.rzx[x + c * q] * wu[x + j * q] }
-                // R_X' w_β = X'Z a_j − R_ZX' w_u, forward in the lower triangle R_X'.
-                for t in 0..<c { sum -= e.r[t + c * p1] * wb[t + j * p] }
-                wb[c + j * p] = sum / e.r[c + c * p1]
+            let rhs = (0..<p).map { c in
+                (0..<q).reduce(0.0) { $0 + cp.zxy[$1 + c * q] * a[$1 + j * q] - e.rzx[$1 + c * q] * wu[$1 + j * q] }
             }
+            let w = DenseCholesky.solveUpperTransposed(e.r, leading: p1, order: p, rhs)
+            for c in 0..<p { wb[c + j * p] = w[c] }
         }
         let nu = Double(reml ? cp.rows - p : cp.rows)
         let sigma2 = e.penalizedRSS / nu

@@ -132,12 +132,7 @@ enum NewtonOptimizer {
             for a in 0..<m { shifted[a + a * m] += tau }
             if let r = DenseCholesky.upper(shifted, order: m) {
                 // R'R Δ = −g: R'w = −g, then R Δ = w.
-                var w = [Double](repeating: 0, count: m)
-                for a in 0..<m {
-                    var sum = -g[free[a]]
-                    for k in 0..<a { sum -= r[k + a * m] * w[k] }
-                    w[a] = sum / r[a + a * m]
-                }
+                let w = DenseCholesky.solveUpperTransposed(r, leading: m, order: m, free.map { -g[$0] })
                 return DenseCholesky.solveUpper(r, leading: m, order: m, w)
             }
             tau = tau == 0 ? 1e-8 * largest : tau * 10

@@ -266,6 +266,17 @@ enum DenseCholesky {
         return x
     }
 
+    /// Solves R'x = b for upper-triangular R (the leading `n × n` block of a matrix of order `ld`).
+    static func solveUpperTransposed(_ r: [Double], leading ld: Int, order n: Int, _ b: [Double]) -> [Double] {
+        var x = b
+        for i in 0..<n {
+            var sum = x[i]
+            for k in 0..<i { sum -= r[k + i * ld] * x[k] }
+            x[i] = sum / r[i + i * ld]
+        }
+        return x
+    }
+
     /// (R'R)⁻¹ = R⁻¹R⁻ᵀ for upper-triangular R (leading n × n block of order `ld`), column-major n × n.
     static func inverseOfCrossProduct(_ r: [Double], leading ld: Int, order n: Int) -> [Double] {
         // Rinv by columns: R Rinv = I.
