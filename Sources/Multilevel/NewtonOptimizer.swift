@@ -119,7 +119,9 @@ enum NewtonOptimizer {
         return (theta, e.deviance)
     }
 
-    /// −H_FF⁻¹ g_F, with τI added to H_FF until its Cholesky succeeds.
+    /// −H_FF⁻¹ g_F, with τI added to H_FF until its Cholesky succeeds. A matrix that no shift up
+    /// to 10¹² of its largest diagonal entry makes positive definite (one holding NaN or ±∞)
+    /// gives NaN steps, which the line search rejects and the caller hands to BOBYQA.
     static func newtonStep(_ h: [Double], _ g: [Double], free: [Int]) -> [Double] {
         let m = free.count, n = g.count
         guard m > 0 else { return [] }
@@ -136,6 +138,7 @@ enum NewtonOptimizer {
                 return DenseCholesky.solveUpper(r, leading: m, order: m, w)
             }
             tau = tau == 0 ? 1e-8 * largest : tau * 10
+            guard tau.isFinite, tau <= 1e12 * largest else { return free.map { _ in .nan } }
         }
     }
 }

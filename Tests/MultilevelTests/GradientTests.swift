@@ -157,4 +157,15 @@ final class GradientTests: XCTestCase {
             XCTAssertLessThan(zip(inverses[0], inverses[1]).map { abs($0 - $1) }.max()!, 1e-12 * scale)
         }
     }
+
+    /// A Newton step from a matrix no shift makes positive definite ends (NaN, not a hang), and an
+    /// indefinite one is shifted until it is.
+    func testNewtonStepEndsOnAnyMatrix() {
+        let broken = NewtonOptimizer.newtonStep([.nan, 0, 0, 1], [1, 1], free: [0, 1])
+        XCTAssertEqual(broken.count, 2)
+        XCTAssertTrue(broken.allSatisfy(\.isNaN))
+        let indefinite = NewtonOptimizer.newtonStep([1, 0, 0, -1], [1, 1], free: [0, 1])
+        XCTAssertTrue(indefinite.allSatisfy(\.isFinite))
+        XCTAssertLessThan(indefinite[0], 0)
+    }
 }
