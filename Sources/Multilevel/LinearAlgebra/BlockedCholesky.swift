@@ -596,10 +596,7 @@ final class BlockedCholesky: SymmetricFactorization {
     /// C = S⁻¹ (lower triangle, column-major n2 × n2) by LAPACK dpotri on a copy of L_S.
     private func inverseOfSchurComplement() -> [Double] {
         var c = Array(UnsafeBufferPointer(s))
-        var n = Int32(n2), info: Int32 = 0
-        var lower = CChar(UInt8(ascii: "L"))
-        dpotri_(&lower, &n, &c, &n, &info)
-        precondition(info == 0, "dpotri failed on a factor that had succeeded")
+        TiledCholesky.invertFromFactor(&c, order: n2)
         return c
     }
 

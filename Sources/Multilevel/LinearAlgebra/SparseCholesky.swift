@@ -111,15 +111,13 @@ extension SparseCholesky: SymmetricFactorization {
         case .dense: dense = true
         case .recurrences: dense = false
         }
+        // A⁻¹[a, b] = Z[π(a), π(b)], π the inverse of CHOLMOD's permutation, Z = (LL')⁻¹.
+        var inverse = [Int](repeating: 0, count: n)
+        for k in 0..<n { inverse[perm[k]] = k }
         if dense {
             var full = [Double](repeating: 0, count: n * n)
             for j in 0..<n { for e in lp[j]..<lp[j + 1] { full[rows[e] + j * n] = values[e] } }
-            var size = Int32(n), info: Int32 = 0
-            var lower = CChar(UInt8(ascii: "L"))
-            dpotri_(&lower, &size, &full, &size, &info)
-            precondition(info == 0, "dpotri failed on a factor that had succeeded")
-            var inverse = [Int](repeating: 0, count: n)
-            for k in 0..<n { inverse[perm[k]] = k }
+            TiledCholesky.invertFromFactor(&full, order: n)
             return body { a, b in full[max(inverse[a], inverse[b]) + min(inverse[a], inverse[b]) * n] }
         }
         var z = [Double](repeating: 0, count: lp[n])
@@ -148,9 +146,6 @@ extension SparseCholesky: SymmetricFactorization {
             z[lp[j]] = diagonal
             for e in first..<end { position[rows[e]] = -1 }
         }
-        // A⁻¹[a, b] = Z[π(a), π(b)], π the inverse of CHOLMOD's permutation.
-        var inverse = [Int](repeating: 0, count: n)
-        for k in 0..<n { inverse[perm[k]] = k }
         func entry(_ a: Int, _ b: Int) -> Double {
             let (r, c) = (max(inverse[a], inverse[b]), min(inverse[a], inverse[b]))
             var lo = lp[c], hi = lp[c + 1]

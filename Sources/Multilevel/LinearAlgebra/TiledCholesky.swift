@@ -1,8 +1,9 @@
 import CCHOLMOD
 import Foundation
 
-/// Dense Cholesky factorisation and symmetric rank-k update, on this package's threads, cut
-/// into fixed tiles so that the result is bit for bit the same whatever the number of threads.
+/// Dense Cholesky factorisation, symmetric rank-k update and product, on this package's threads,
+/// cut into fixed tiles so that the result is bit for bit the same whatever the number of
+/// threads; and the inverse from a factor (one dpotri call), for the selected inverses.
 ///
 /// OpenBLAS runs on one thread here (`useOneThreadInBLAS`: its own parallel `dpotrf` rounds
 /// differently with each thread count). Each tile below is one single-threaded BLAS call, the
@@ -50,6 +51,15 @@ enum TiledCholesky {
         parallel(0..<tiles, threads: threads) { j in
             subtract(panel: p, rows: n, columns: k, from: c, leading: n, columnTile: j)
         }
+    }
+
+    /// Replaces L (the lower triangle of the n × n column-major `a`, a Cholesky factor that
+    /// succeeded) by the lower triangle of (LL')⁻¹: LAPACK dpotri, for selected inverses.
+    static func invertFromFactor(_ a: inout [Double], order n: Int) {
+        var size = Int32(n), info: Int32 = 0
+        var lower = CChar(UInt8(ascii: "L"))
+        dpotri_(&lower, &size, &a, &size, &info)
+        precondition(info == 0, "dpotri failed on a factor that had succeeded")
     }
 
     /// H = C V for a dense symmetric C (n × n, both triangles stored) and V (n × k), by dgemm on
