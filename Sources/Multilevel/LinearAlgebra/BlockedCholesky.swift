@@ -282,9 +282,20 @@ final class BlockedCholesky: SymmetricFactorization {
 
     /// S −= W W' by dsyrk on panels of W's columns (levels in order), gathered dense.
     private func subtractGathered() {
+        forEachGatheredPanel(solved: false) { _, panel, k in
+            TiledCholesky.subtract(panel: panel, columns: k, from: s.baseAddress!, order: n2, threads: threads)
+        }
+    }
+
+    /// Calls `body` for each panel of consecutive levels of the first term (`denseBatch / p₁`
+    /// of them), with the panel an n2 × k dense matrix (k = its levels × p₁) holding each entry e
+    /// of level j at row col_e, columns (j − first)·p₁ + t: W's p₁ values, or V's
+    /// (v_e = L_j⁻ᵀ w_e') when `solved`.
+    private func forEachGatheredPanel(solved: Bool, _ body: (_ levels: Range<Int>, _ panel: UnsafePointer<Double>, _ k: Int) -> Void) {
         let p = p1, n2 = self.n2
         let levelsPerPanel = max(1, Self.denseBatch / p)
         var panel = [Double](repeating: 0, count: n2 * levelsPerPanel * p)
+        var values = [Double](repeating: 0, count: p)
         var first = 0
         while first < levels1 {
             let last = min(first + levelsPerPanel, levels1)
@@ -292,13 +303,17 @@ final class BlockedCholesky: SymmetricFactorization {
             for i in 0..<(n2 * k) { panel[i] = 0 }
             for j in first..<last {
                 for e in entryStart[j]..<entryStart[j + 1] {
+                    for t in 0..<p { values[t] = w[e * p + t] }
+                    if solved {
+                        blocks.withUnsafeBufferPointer { blocks in
+                            values.withUnsafeMutableBufferPointer { Self.solveLowerTransposed(blocks.baseAddress! + j * p * p, $0.baseAddress!, order: p) }
+                        }
+                    }
                     let row = Int(entryColumn[e])
-                    for t in 0..<p { panel[row + ((j - first) * p + t) * n2] = w[e * p + t] }
+                    for t in 0..<p { panel[row + ((j - first) * p + t) * n2] = values[t] }
                 }
             }
-            panel.withUnsafeBufferPointer { a in
-                TiledCholesky.subtract(panel: a.baseAddress!, columns: k, from: s.baseAddress!, order: n2, threads: threads)
-            }
+            panel.withUnsafeBufferPointer { body(first..<last, $0.baseAddress!, k) }
             first = last
         }
     }
@@ -542,40 +557,24 @@ final class BlockedCholesky: SymmetricFactorization {
     /// Σ_j m_j² scattered reads of C. `c` holds C in both triangles.
     private func inverseGathered(_ c: [Double], into out: inout [Double]) {
         let p = p1, n2 = self.n2
-        let levelsPerPanel = max(1, Self.denseBatch / p)
         let longest = (0..<levels1).map { entryStart[$0 + 1] - entryStart[$0] }.max() ?? 0
-        var panel = [Double](repeating: 0, count: n2 * levelsPerPanel * p), product = panel
+        var product = [Double](repeating: 0, count: n2 * max(1, Self.denseBatch / p) * p)
         var v = [Double](repeating: 0, count: max(1, longest * p)), h = v, linv = [Double](repeating: 0, count: p * p)
         c.withUnsafeBufferPointer { c in
             blocks.withUnsafeBufferPointer { blocks in
                 out.withUnsafeMutableBufferPointer { out in
                     let c = c.baseAddress!, blocks = blocks.baseAddress!, out = out.baseAddress!
-                    var first = 0
-                    while first < levels1 {
-                        let last = min(first + levelsPerPanel, levels1)
-                        let k = (last - first) * p
-                        for i in 0..<(n2 * k) { panel[i] = 0 }
-                        for j in first..<last {
-                            let l = blocks + j * p * p
-                            for e in entryStart[j]..<entryStart[j + 1] {
-                                var ve = Array(w[(e * p)..<((e + 1) * p)])
-                                ve.withUnsafeMutableBufferPointer { Self.solveLowerTransposed(l, $0.baseAddress!, order: p) }
-                                let row = Int(entryColumn[e])
-                                for t in 0..<p { panel[row + ((j - first) * p + t) * n2] = ve[t] }
-                            }
+                    forEachGatheredPanel(solved: true) { levels, panel, k in
+                        product.withUnsafeMutableBufferPointer { hd in
+                            TiledCholesky.multiply(c, panel, columns: k, into: hd.baseAddress!, order: n2, threads: threads)
                         }
-                        panel.withUnsafeBufferPointer { vd in
-                            product.withUnsafeMutableBufferPointer { hd in
-                                TiledCholesky.multiply(c, vd.baseAddress!, columns: k, into: hd.baseAddress!, order: n2, threads: threads)
-                            }
-                        }
-                        for j in first..<last {
+                        for j in levels {
                             let start = entryStart[j], count = entryStart[j + 1] - start
                             for f in 0..<count {
-                                let row = Int(entryColumn[start + f])
+                                let at = Int(entryColumn[start + f]) + (j - levels.lowerBound) * p * n2
                                 for t in 0..<p {
-                                    v[f * p + t] = panel[row + ((j - first) * p + t) * n2]
-                                    h[f * p + t] = product[row + ((j - first) * p + t) * n2]
+                                    v[f * p + t] = panel[at + t * n2]
+                                    h[f * p + t] = product[at + t * n2]
                                 }
                             }
                             v.withUnsafeBufferPointer { v in
@@ -586,7 +585,6 @@ final class BlockedCholesky: SymmetricFactorization {
                                 }
                             }
                         }
-                        first = last
                     }
                 }
             }
