@@ -22,10 +22,11 @@ public struct FitResult: Sendable {
     public internal(set) var timings: [(stage: String, duration: Duration)] = []
     /// The levels of each categorical variable, by variable name (the coding `predict` reuses).
     public internal(set) var factorLevels: [(variable: String, levels: [String])] = []
-    /// The ordering the factorisation used, and the optimiser (refits use them too).
+    /// The ordering asked for.
     var ordering: FillReducingOrdering = .auto
     /// The factorisation the fit chose (`ordering` resolved): refits reuse it without a new analysis.
     var factorization: Factorization = .cholmod(.natural)
+    /// The optimiser the fit used: bootstrap refits and β-profile points use it too.
     var optimizerChoice: OptimizerChoice = .newton
 
     /// REML (true) or maximum likelihood.
