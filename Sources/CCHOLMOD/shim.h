@@ -34,4 +34,6 @@ void dgemm_(const char *transa, const char *transb, const int *m, const int *n, 
             const double *a, const int *lda, const double *b, const int *ldb, const double *beta, double *c, const int *ldc);
 /* OpenBLAS's thread count (its dpotrf blocks, and so rounds, by the number of threads). */
 void openblas_set_num_threads(int num_threads);
+/* The kernel set OpenBLAS chose when it was loaded (OPENBLAS_CORETYPE or its CPU detection). */
+char *openblas_get_corename(void);
 #endif

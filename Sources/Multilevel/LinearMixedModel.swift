@@ -102,7 +102,8 @@ public enum LinearMixedModel {
         var derivatives: NewtonOptimizer.Derivatives?
         switch options.optimizer {
         case .newton:
-            theta = try NewtonOptimizer.minimize(pls, start: factor.initialTheta, trace: options.trace, summary: &summary,
+            // BOBYQA starts where lme4 does, so that it stops where lme4 does; Newton from the moments.
+            theta = try NewtonOptimizer.minimize(pls, start: StartingValues.moments(cp, factor: factor), trace: options.trace, summary: &summary,
                                                  derivatives: &derivatives).theta
         case .bobyqa:
             var evaluations = 0

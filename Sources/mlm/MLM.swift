@@ -63,7 +63,10 @@ struct ReadingOptions: ParsableArguments {
         options.optimizer = choice
         options.maxMemory = try maxMemory.map(MemoryLimit.parse)
         if trace != nil, Job.isRoot {
-            options.log = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+            let log: @Sendable (String) -> Void = { FileHandle.standardError.write(Data(($0 + "\n").utf8)) }
+            log("BLAS: OpenBLAS kernels \(BLASKernels.current)"
+                + (getenv("OPENBLAS_CORETYPE").map { " (OPENBLAS_CORETYPE=\(String(cString: $0)))" } ?? " (detected)"))
+            options.log = log
         }
         return (try openTable(path: file, table: table), options)
     }

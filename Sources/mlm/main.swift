@@ -2,17 +2,28 @@ import ArgumentParser
 import Foundation
 import Multilevel
 
-/// CHOLMOD's supernodal factorisation opens an OpenMP parallel region for every supernode.
-/// A crossed design has thousands of small supernodes, and their fork/join costs more than the
-/// threads save: on 10^6 rows of `y ~ x + w + (1 + x | A) + (1 | B)` one deviance evaluation
-/// took 1.4 s with OpenMP's default threads and 0.42 s with one. The dense kernels still use
-/// both cores through OpenBLAS's own threads. libgomp reads its settings when it is loaded,
-/// before `main`, so the limit is set and the program re-executed once; a user who sets
-/// OMP_THREAD_LIMIT keeps their own value.
+/// Two libraries read their settings when they are loaded, before `main`, so they are set here
+/// and the program re-executed once (a user's own values are kept):
+/// - CHOLMOD's supernodal factorisation opens an OpenMP parallel region for every supernode.
+///   A crossed design has thousands of small supernodes, and their fork/join costs more than the
+///   threads save: on 10^6 rows of `y ~ x + w + (1 + x | A) + (1 | B)` one deviance evaluation
+///   took 1.4 s with OpenMP's default threads and 0.42 s with one (OMP_THREAD_LIMIT=1). The dense
+///   kernels use the cores through this package's own threads.
+/// - OpenBLAS falls back to its oldest kernels on a CPU it does not recognise, a third of the
+///   speed of the kernels the CPU supports (`BLASKernels`): OPENBLAS_CORETYPE names those.
+var reexecute = false
 if getenv("OMP_THREAD_LIMIT") == nil {
     setenv("OMP_THREAD_LIMIT", "1", 1)
+    reexecute = true
+}
+if getenv("OPENBLAS_CORETYPE") == nil,
+   let kernels = BLASKernels.preferred(detected: BLASKernels.current, flags: BLASKernels.cpuFlags()) {
+    setenv("OPENBLAS_CORETYPE", kernels, 1)
+    reexecute = true
+}
+if reexecute {
     execv("/proc/self/exe", CommandLine.unsafeArgv)
-    // If the re-execution fails, carry on with the defaults: slower, same answers.
+    // If the re-execution fails, carry on with the defaults: slower, the same answers to rounding.
 }
 // A file-size limit (ulimit -f, a quota) reached by a write fails that write (EFBIG), which is
 // reported in one line like any other failed write, instead of killing the process.

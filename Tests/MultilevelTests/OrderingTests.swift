@@ -72,7 +72,38 @@ final class OrderingTests: ScratchDirectoryTestCase {
             if let blocked = BlockedCholesky.cost(cp) {
                 XCTAssertGreaterThanOrEqual(blocked.flops, survey[0].flops * (1 - 1e-12), name)
             }
+            // The floor that lets `auto` skip the survey is below every ordering's count.
+            let floor = FactorizationChoice.cholmodFlopLowerBound(cp)
+            XCTAssertGreaterThan(floor, 0, name)
+            for s in survey { XCTAssertLessThanOrEqual(floor, s.flops, "\(name) \(s.ordering)") }
         }
+    }
+
+    /// A × B fully crossed (every pair of levels meets, as in large crossed designs): no CHOLMOD
+    /// ordering can beat the blocked path by its flop floor, so `auto` takes the blocked path
+    /// without analysing them; on InstEval METIS might, so it is analysed (and loses on cost).
+    func testSurveySkippedWhenNoOrderingCanBeatTheBlockedPath() throws {
+        var csv = "y,x,A,B\n", state: UInt64 = 12345
+        func uniform() -> Double {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Double(state >> 11) / Double(1 << 53)
+        }
+        for a in 0..<200 { for b in 0..<100 { csv += "\(uniform() + Double(a % 7) + Double(b % 5)),\(uniform()),a\(a),b\(b)\n" } }
+        let path = temporary("crossed-full.csv")
+        try csv.write(toFile: path, atomically: true, encoding: .utf8)
+        var lines: [String] = []
+        let lock = NSLock()
+        let log: @Sendable (String) -> Void = { line in lock.lock(); lines.append(line); lock.unlock() }
+        let crossed = try crossProducts(path, "y ~ x + (1 | A) + (1 | B)")
+        let pls = try PenalizedLeastSquares(crossed, reml: true, ordering: .auto, needsInverse: true, log: log)
+        XCTAssertEqual(pls.factorization, .blocked)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("factorisation candidates cholmod-*: not analysed") }, "\(lines)")
+        XCTAssertFalse(lines.contains { $0.hasPrefix("factorisation candidate cholmod-metis") }, "\(lines)")
+        lines = []
+        let insteval = try crossProducts(Fixtures.path("insteval.h5"), "y ~ 1 + service*dept + (1|s) + (1|d)")
+        let chosen = try PenalizedLeastSquares(insteval, reml: false, ordering: .auto, needsInverse: true, log: log)
+        XCTAssertEqual(chosen.factorization, .blocked)
+        XCTAssertTrue(lines.contains { $0.hasPrefix("factorisation candidate cholmod-metis") }, "\(lines)")
     }
 
     /// `--max-memory 1M` on a small crossed fit: one line naming the terms and the predicted size,
