@@ -93,7 +93,7 @@ enum TiledCholesky {
     }
 
     /// Runs `body` for each index of `range` on up to `threads` threads, indices taken in order.
-    private static func parallel(_ range: Range<Int>, threads: Int, _ body: (Int) -> Void) {
+    static func parallel(_ range: Range<Int>, threads: Int, _ body: (Int) -> Void) {
         let workers = max(1, min(threads, range.count))
         if workers == 1 { for i in range { body(i) }; return }
         let lock = NSLock()
