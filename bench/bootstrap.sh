@@ -12,6 +12,9 @@ data=${MLM_BENCH_DATA:-/tmp/mlm-bench}
 mkdir -p "$data"
 swift build -c release --product mlm >/dev/null
 mlm=.build/release/mlm
+# lme4 with the same BLAS as mlm: the OpenBLAS kernels mlm runs on (it names them in
+# OPENBLAS_CORETYPE when OpenBLAS falls back to old ones on a CPU it does not know), for R too.
+source bench/blas.sh
 commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- Sources Package.swift || echo "+changes")
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 
@@ -56,7 +59,9 @@ commit, rows = sys.argv[1], sys.argv[2:]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
 cores = subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip()
 print(f"# Bootstrap throughput: mlm against lme4\n")
-print(f"{datetime.date.today()}, commit {commit}, {cpu}, {cores} cores; `bash bench/bootstrap.sh`.\n")
+import os
+kernels = os.environ.get("OPENBLAS_CORETYPE", "as detected")
+print(f"{datetime.date.today()}, commit {commit}, {cpu}, {cores} cores, OpenBLAS kernels {kernels} for mlm and R; `bash bench/bootstrap.sh`.\n")
 print("Replicates per second of the bootstrap phase (simulation and refits, after the fit), one thread per rank.\n")
 print("| case | rows | replicates | mlm 1 rank (/s) | mlm 2 ranks (/s) | speed-up | lme4 bootMer (/s) | mlm 1 rank ÷ lme4 |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|")

@@ -26,6 +26,9 @@ Rscript -e 'suppressMessages({library(lme4); library(hdf5r); library(jsonlite)})
   || { echo "bench: R needs lme4, hdf5r and jsonlite (Debian: r-cran-lme4 r-cran-hdf5r)" >&2; exit 1; }
 swift build -c release --product mlm >/dev/null
 mlm=.build/release/mlm
+# lme4 with the same BLAS as mlm: the OpenBLAS kernels mlm runs on (it names them in
+# OPENBLAS_CORETYPE when OpenBLAS falls back to old ones on a CPU it does not know), for R too.
+source bench/blas.sh
 commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- Sources Package.swift || echo "+changes")
 
 crossed="y ~ x + w + (1 + x | A) + (1 | B)"

@@ -9,13 +9,15 @@ def sh(c): return subprocess.run(c, shell=True, capture_output=True, text=True).
 cpu = sh("lscpu | sed -n 's/^Model name: *//p' | head -1")
 cores = sh("nproc"); mem = sh("free -g | awk '/Mem:/ {print $2}'")
 blas = next((r["lme4"]["BLAS"] for r in rows if r.get("lme4")), "")
+kernels = sh("echo ${OPENBLAS_CORETYPE:-detected}")
 lme4v = sh("Rscript -e 'cat(format(packageVersion(\"lme4\")))'")
 rv = sh("Rscript -e 'cat(R.version$major, R.version$minor, sep=\".\")'")
 commit = rows[0].get("commit", "?")
 lines = [
     "# mlm against lme4", "",
     f"Run by `bash bench/run.sh` on {datetime.date.today().isoformat()}: {cpu}, {cores} cores, {mem} GiB; "
-    f"mlm at commit {commit}, Swift release build; R {rv}, lme4 {lme4v}, BLAS {blas}.", "",
+    f"mlm at commit {commit}, Swift release build; R {rv}, lme4 {lme4v}, BLAS {blas}, "
+    f"OpenBLAS kernels {kernels} for both.", "",
     "mlm wall: the whole `mlm fit` command (reading the file, cross-products, optimisation, output), "
     "median of the repeats. lme4 lmer: `lmer` alone on data already in R (median); lme4 wall: the whole "
     "Rscript (loading R and lme4, reading the file, every repeat). Ratio: lme4 lmer / mlm wall. "
