@@ -67,7 +67,8 @@ final class FactorizationTests: XCTestCase {
 
 
     /// The tiled dense Cholesky factor equals the plain one to rounding, and is bit for bit the
-    /// same on 1, 2 and 5 threads (n = 500 spans three tiles of 192, the last one partial).
+    /// same on 1, 2 and 5 threads (n = 500 spans three tiles of 192, the last one partial); so is
+    /// the tiled inverse from it, which inverts A.
     func testTiledCholeskyIsTheSameOnAnyNumberOfThreads() {
         let n = 500
         var random = Xoshiro256(seed: 3)
@@ -94,6 +95,30 @@ final class FactorizationTests: XCTestCase {
         var indefinite = a
         indefinite[300 + 300 * n] = -1
         XCTAssertFalse(indefinite.withUnsafeMutableBufferPointer { TiledCholesky.factor($0.baseAddress!, order: n, threads: 2) })
+
+        // The inverse from the factor: the same bits on 1, 2 and 5 threads, symmetric, and A C = I.
+        var l = a
+        XCTAssertTrue(l.withUnsafeMutableBufferPointer { TiledCholesky.factor($0.baseAddress!, order: n, threads: 2) })
+        var inverses: [[Double]] = []
+        for threads in [1, 2, 5] {
+            var c = l
+            TiledCholesky.invert(&c, order: n, threads: threads)
+            inverses.append(c)
+        }
+        XCTAssertEqual(inverses[0], inverses[1])
+        XCTAssertEqual(inverses[0], inverses[2])
+        let c = inverses[0]
+        var asymmetry = 0.0, residual = 0.0
+        for j in 0..<n {
+            for i in 0..<n {
+                asymmetry = max(asymmetry, abs(c[i + j * n] - c[j + i * n]))
+                var s = i == j ? -1.0 : 0
+                for k in 0..<n { s += a[i + k * n] * c[k + j * n] }
+                residual = max(residual, abs(s))
+            }
+        }
+        XCTAssertEqual(asymmetry, 0)
+        XCTAssertLessThan(residual, 1e-10)
     }
 }
 

@@ -71,7 +71,8 @@ final class BlockedCholesky: SymmetricFactorization {
         /// The bytes the factorisation holds: A's values, S (n2² doubles), W and the level blocks,
         /// their indices, and the dense panel when S is formed by dsyrk.
         let bytes: Double
-        /// The bytes `inverseOnPattern` (the gradient's selected inverse) adds: C = S⁻¹ and the output.
+        /// The bytes `inverseOnPattern` (the gradient's selected inverse) adds: C = S⁻¹, L_S⁻¹ (on the
+        /// way to C) and the output.
         let inverseBytes: Double
         /// The entries S fills in (beyond A₂₂'s pattern) by the pair of terms of their row and
         /// column, `[a][b]` with a ≤ b (row and column 0, the first term, are empty).
@@ -119,7 +120,7 @@ final class BlockedCholesky: SymmetricFactorization {
                 fill[a][b] = max(0, (a == b ? ca * (ca + 1) / 2 : ca * cb) - pattern[a][b])
             }
         }
-        return Cost(schurOrder: n2, flops: flops, bytes: bytes, inverseBytes: 8 * n * n + 8 * nnz, fillByTermPair: fill)
+        return Cost(schurOrder: n2, flops: flops, bytes: bytes, inverseBytes: 16 * n * n + 8 * nnz, fillByTermPair: fill)
     }
 
     /// `checked`: refuse (nil) a remainder larger than `largestDense` or sparser than
@@ -455,8 +456,7 @@ final class BlockedCholesky: SymmetricFactorization {
     /// The cost is that of scattering the Schur complement, Σ_j m_j² p₁, plus dpotri.
     func inverseOnPattern() -> [Double] {
         let n2 = self.n2, q1 = self.q1, p = p1, levels = levels1
-        var c = inverseOfSchurComplement()
-        for col in 0..<n2 { for row in 0..<col { c[row + col * n2] = c[col + row * n2] } }  // both triangles
+        let c = inverseOfSchurComplement()
         var out = [Double](repeating: 0, count: rowIndices.count)
         for col in q1..<dimension {
             for k in columnStarts[col]..<columnStarts[col + 1] where rowIndices[k] >= q1 {
@@ -630,14 +630,13 @@ final class BlockedCholesky: SymmetricFactorization {
         }
     }
 
-    /// C = S⁻¹ (lower triangle, column-major n2 × n2) by LAPACK dpotri on a copy of L_S.
+    /// C = S⁻¹ (both triangles, column-major n2 × n2) from L_S (`TiledCholesky.invert`).
     private func inverseOfSchurComplement() -> [Double] {
         var c = Array(UnsafeBufferPointer(s))
-        TiledCholesky.invertFromFactor(&c, order: n2)
+        TiledCholesky.invert(&c, order: n2, threads: threads)
         return c
     }
 
-    /// Runs `body` with raw pointers to b, the blocks L_j, W, the level starts and the entry columns.
     private func withPointers(_ b: inout [Double],
                               _ body: (UnsafeMutablePointer<Double>, UnsafePointer<Double>, UnsafePointer<Double>,
                                        UnsafePointer<Int>, UnsafePointer<Int32>) -> Void) {

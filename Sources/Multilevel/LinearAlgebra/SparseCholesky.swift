@@ -117,8 +117,8 @@ extension SparseCholesky: SymmetricFactorization {
         if dense {
             var full = [Double](repeating: 0, count: n * n)
             for j in 0..<n { for e in lp[j]..<lp[j + 1] { full[rows[e] + j * n] = values[e] } }
-            TiledCholesky.invertFromFactor(&full, order: n)
-            return body { a, b in full[max(inverse[a], inverse[b]) + min(inverse[a], inverse[b]) * n] }
+            TiledCholesky.invert(&full, order: n, threads: ProcessInfo.processInfo.activeProcessorCount)
+            return body { a, b in full[inverse[a] + inverse[b] * n] }
         }
         var z = [Double](repeating: 0, count: lp[n])
         var position = [Int](repeating: -1, count: n)   // row → its place in the current S_j
