@@ -11,11 +11,13 @@ final class StartingValuesTests: XCTestCase {
 
     /// The moment start is nearer the optimum than lme4's T_k = I (lower deviance) and Newton
     /// from it takes no more iterations (fewer on the crossed designs); on crossed and
-    /// random-slope designs it is within half of θ̂ in every diagonal entry not near 0 (nested
-    /// designs overstate the outer term, whose level means hold the inner terms' effects).
+    /// random-slope designs (exam's schools of 2 to 198 pupils among them) it is within half of
+    /// θ̂ in every diagonal entry not near 0 (nested designs overstate the outer term, whose
+    /// level sums hold the inner terms' effects).
     func testMomentStartIsNearTheOptimum() throws {
         let cases: [(String, String, Bool, crossed: Bool)] = [
             ("sleepstudy.csv", "Reaction ~ Days + (Days | Subject)", true, false),
+            ("exam.csv", "normexam ~ standLRT + (standLRT | school)", true, false),
             ("penicillin.csv", "diameter ~ 1 + (1|plate) + (1|sample)", true, true),
             ("pastes.csv", "strength ~ 1 + (1|batch/cask)", true, false),
             ("insteval.h5", "y ~ 1 + service*dept + (1|s) + (1|d)", false, true),
@@ -32,7 +34,7 @@ final class StartingValuesTests: XCTestCase {
             XCTAssertLessThan(pls.objective(start), pls.objective(factor.initialTheta), file)
             XCTAssertLessThanOrEqual(fromMoments.iterations, fromIdentity.iterations, file)
             if crossed { XCTAssertLessThan(fromMoments.iterations, fromIdentity.iterations, file) }
-            for i in optimum.theta.indices where factor.isDiagonal(i) && optimum.theta[i] > 0.05 && (crossed || file.hasPrefix("sleep")) {
+            for i in optimum.theta.indices where factor.isDiagonal(i) && optimum.theta[i] > 0.05 && !file.hasPrefix("pastes") {
                 XCTAssertEqual(start[i] / optimum.theta[i], 1, accuracy: 0.5, "\(file) θ[\(i)]: \(start[i]) against \(optimum.theta[i])")
             }
         }
