@@ -56,6 +56,7 @@ final class PenalizedLeastSquares {
     func replaceResponse(with cp: CrossProducts) {
         precondition(cp.zzColumnStarts == crossProducts.zzColumnStarts && cp.fixedCount == crossProducts.fixedCount)
         crossProducts = cp
+        last = nil
     }
 
     /// β̂ = R_X⁻¹ c_β from an evaluation.
@@ -90,8 +91,19 @@ final class PenalizedLeastSquares {
         evaluate(theta)?.deviance ?? .infinity
     }
 
+    /// The last θ evaluated and its result: the factor holds that θ, so asking again (a fit's
+    /// result at the optimum, a refit's β and σ at its θ) costs nothing.
+    private var last: (theta: [Double], evaluation: Evaluation?)?
+
     /// Solves the PLS problem at θ; nil if a factorisation fails.
     func evaluate(_ theta: [Double]) -> Evaluation? {
+        if let last, last.theta == theta { return last.evaluation }
+        let e = solve(theta)
+        last = (theta, e)
+        return e
+    }
+
+    private func solve(_ theta: [Double]) -> Evaluation? {
         let cp = crossProducts
         let q = cp.randomEffectsCount, p = cp.fixedCount, p1 = p + 1
         let templates = factor.templates(theta)
