@@ -26,8 +26,9 @@ public enum ProfileLikelihood {
         let engine = try ProfileEngine(fit, threads: options.threads)
         let jobs = 2 * engine.parameters.count
         let z = NormalDistribution.quantile((1 + options.level) / 2)
+        // "v2": a trace's bytes end with its effort; traces checkpointed before that are not read.
         guard let results = try JobDistribution(communicator: communicator, threads: options.threads, batch: 1).run(
-            count: jobs, kind: "profile-\(options.level)", checkpoint: options.checkpoint, fit: fit, progress: options.progress,
+            count: jobs, kind: "profile-v2-\(options.level)", checkpoint: options.checkpoint, fit: fit, progress: options.progress,
             work: { job, thread in engine.trace(job / 2, direction: job % 2 == 0 ? -1 : 1, z: z, thread: thread).encoded() })
         else { return nil }
         let traces = (0..<jobs).map { ProfileTrace(decoding: results[$0]) }
@@ -40,7 +41,8 @@ public enum ProfileLikelihood {
             traces: parameters.indices.map { m in
                 let down = traces[2 * m].points.reversed(), up = traces[2 * m + 1].points.dropFirst()
                 return (parameters[m], Array(down) + Array(up))
-            })
+            },
+            effort: parameters.indices.map { traces[2 * $0].effort + traces[2 * $0 + 1].effort })
     }
 }
 
@@ -68,6 +70,11 @@ public struct ProfileResult: Sendable {
     public let level: Double
     public let intervals: [ParameterInterval]
     public let traces: [(parameter: ModelParameter, points: [(value: Double, zeta: Double)])]
+    /// What each parameter's profile (both directions) cost, in `intervals`' order.
+    public let effort: [ProfileEffort]
+
+    /// What the whole profile cost.
+    public var totalEffort: ProfileEffort { effort.reduce(ProfileEffort(), +) }
 
     /// The traces as CSV: one line per point.
     public func tracesCSV() -> String {
@@ -82,26 +89,60 @@ public struct ProfileResult: Sendable {
     }
 }
 
-/// One direction of one parameter's profile: the points from φ̂ outward, and the limit.
+/// What profile points cost: the points optimised (trace points and the limits' refinements),
+/// the deviance evaluations and gradients (each with its AI matrix) they took, and how many of
+/// them BOBYQA finished after a Newton step failed.
+public struct ProfileEffort: Sendable, Equatable {
+    public var points = 0
+    public var evaluations = 0
+    public var gradients = 0
+    public var fallbacks = 0
+
+    public init() {}
+
+    /// Counts one point optimised, as its optimiser reported it.
+    mutating func add(_ summary: OptimizerSummary) {
+        points += 1
+        evaluations += summary.evaluations
+        gradients += summary.gradients
+        if summary.fallback != nil { fallbacks += 1 }
+    }
+
+    public static func + (a: ProfileEffort, b: ProfileEffort) -> ProfileEffort {
+        var sum = a
+        sum.points += b.points
+        sum.evaluations += b.evaluations
+        sum.gradients += b.gradients
+        sum.fallbacks += b.fallbacks
+        return sum
+    }
+}
+
+/// One direction of one parameter's profile: the points from φ̂ outward, the limit, and its effort.
 struct ProfileTrace {
     var points: [(value: Double, zeta: Double)]
     var limit: Double
+    var effort: ProfileEffort
 
     func encoded() -> [UInt8] {
         var w = ByteWriter()
         w.doubles(points.map(\.value)); w.doubles(points.map(\.zeta)); w.double(limit)
+        w.ints([effort.points, effort.evaluations, effort.gradients, effort.fallbacks])
         return w.bytes
     }
 
-    init(points: [(value: Double, zeta: Double)], limit: Double) {
+    init(points: [(value: Double, zeta: Double)], limit: Double, effort: ProfileEffort) {
         self.points = points
         self.limit = limit
+        self.effort = effort
     }
 
     init(decoding bytes: [UInt8]) {
         var r = ByteReader(bytes)
-        let values = r.doubles(), zetas = r.doubles()
-        self.init(points: Array(zip(values, zetas)).map { (value: $0.0, zeta: $0.1) }, limit: r.double())
+        let values = r.doubles(), zetas = r.doubles(), limit = r.double(), counts = r.ints()
+        var effort = ProfileEffort()
+        (effort.points, effort.evaluations, effort.gradients, effort.fallbacks) = (counts[0], counts[1], counts[2], counts[3])
+        self.init(points: Array(zip(values, zetas)).map { (value: $0.0, zeta: $0.1) }, limit: limit, effort: effort)
     }
 }
 
@@ -198,7 +239,8 @@ final class ProfileEngine: @unchecked Sendable {
     }
 
     /// The least deviance with ω_m = value, the other components moving from `start`; and where it is.
-    func profileVariance(_ m: Int, value: Double, start: [Double], thread: Int) -> (Double, [Double]) {
+    /// `summary` gets the optimiser's counts.
+    func profileVariance(_ m: Int, value: Double, start: [Double], thread: Int, summary: inout OptimizerSummary) -> (Double, [Double]) {
         let free = omega.indices.filter { $0 != m }
         let lower = free.map { isCorrelation[$0] ? -1.0 : 0.0 }
         let upper = free.map { isCorrelation[$0] ? 1.0 : Double.infinity }
@@ -209,7 +251,6 @@ final class ProfileEngine: @unchecked Sendable {
             for (i, c) in free.enumerated() { w[c] = x[i] }
             return w
         }
-        var summary = OptimizerSummary()
         // Small first steps: the start is the neighbouring point's optimum (sleepstudy's whole
         // profile: 9,353 evaluations with NLopt's default steps, 5,312 with these).
         let sigma = omega[omega.count - 1]
@@ -223,10 +264,11 @@ final class ProfileEngine: @unchecked Sendable {
 
     // MARK: β
 
-    /// The least ML deviance with β_j = value, over θ from `start`; and the θ reached.
-    func profileFixed(_ j: Int, value: Double, start: [Double], pls: PenalizedLeastSquares) -> (Double, [Double]) {
+    /// The least ML deviance with β_j = value, over θ from `start`; and the θ reached. `summary`
+    /// gets the optimiser's counts.
+    func profileFixed(_ j: Int, value: Double, start: [Double], pls: PenalizedLeastSquares,
+                      summary: inout OptimizerSummary) -> (Double, [Double]) {
         pls.replaceResponse(with: cp.fixingCoefficient(j, at: value))
-        var summary = OptimizerSummary()
         guard let (theta, d) = try? optimizer.refit(pls, from: start, summary: &summary) else {
             return (.infinity, start)
         }
@@ -241,23 +283,28 @@ final class ProfileEngine: @unchecked Sendable {
         let cutoff = max(3, z + 0.5)
         let isFixed = m >= omega.count
         let centre = isFixed ? beta[m - omega.count] : omega[m]
-        // ζ at a value, carrying the optimum along as the next start.
+        // ζ at a value, carrying the optimum along as the next start; each point's counts go to `effort`.
+        var effort = ProfileEffort()
         var state: [Double]
         var evaluate: (Double, [Double]) -> (Double, [Double])
         if isFixed {
             let j = m - omega.count
             guard let pls = try? PenalizedLeastSquares(cp.fixingCoefficient(j, at: beta[j]), reml: false, factorization: factorization) else {
-                return ProfileTrace(points: [(centre, 0)], limit: .nan)
+                return ProfileTrace(points: [(centre, 0)], limit: .nan, effort: effort)
             }
             state = theta
             evaluate = { value, start in
-                let (d, t) = self.profileFixed(j, value: value, start: start, pls: pls)
+                var summary = OptimizerSummary()
+                let (d, t) = self.profileFixed(j, value: value, start: start, pls: pls, summary: &summary)
+                effort.add(summary)
                 return (self.zeta(value, centre, d), t)
             }
         } else {
             state = omega
             evaluate = { value, start in
-                let (d, w) = self.profileVariance(m, value: value, start: start, thread: thread)
+                var summary = OptimizerSummary()
+                let (d, w) = self.profileVariance(m, value: value, start: start, thread: thread, summary: &summary)
+                effort.add(summary)
                 return (self.zeta(value, centre, d), w)
             }
         }
@@ -303,7 +350,7 @@ final class ProfileEngine: @unchecked Sendable {
             let slope = abs((b.zeta - a.zeta) / (b.value - a.value))
             if slope.isFinite && slope > 0 { step = min(max((cutoff / 8) / slope, step / 2), step * 4) } else { step *= 2 }
         }
-        return ProfileTrace(points: points, limit: limit)
+        return ProfileTrace(points: points, limit: limit, effort: effort)
     }
 
     /// The value between two trace points where ζ = target (Illinois method on the profile).
