@@ -4,14 +4,14 @@ import Foundation
 ///
 /// For each parameter φ — each random-effect SD and correlation, σ, each β_j — the signed root
 /// ζ(φ) = sign(φ − φ̂)·√(d(φ) − d(φ̂)) is traced outward from φ̂ in both directions, the other
-/// parameters re-optimised at each point starting from the neighbouring point's optimum, and
-/// the limits are where ζ = ∓z_{(1+level)/2}. Like lme4, d is the ML deviance whatever the fit's
-/// criterion (a REML fit is profiled about its ML refit):
+/// parameters re-optimised at each point by the fit's optimiser, starting from the neighbouring
+/// point's optimum; the limits are where ζ = ∓z_{(1+level)/2}. Like lme4, d is the ML deviance
+/// whatever the fit's criterion (a REML fit is profiled about its ML refit):
 ///
 /// - SDs, correlations and σ: d(ω) = log|L_θ|² + r²(θ)/σ² + n log(2πσ²), with ω = (the SDs and
-///   correlations of each term, in θ's order; σ) and θ = the Cholesky factor of Σ_k/σ², so
+///   correlations of each term, in θ's order; σ) and θ = a Cholesky factor of Σ_k/σ², so
 ///   β is profiled out and σ is explicit; the other components of ω move within their bounds
-///   (SD ≥ 0, −1 ≤ correlation ≤ 1).
+///   (SD ≥ 0, −1 ≤ correlation ≤ 1) (`ProfileDeviance`).
 /// - β_j: x_jβ_j moves into the response — the cross-products change without the rows — and
 ///   the ML deviance is minimised over θ with the other β and σ profiled out.
 ///
@@ -90,8 +90,9 @@ public struct ProfileResult: Sendable {
 }
 
 /// What profile points cost: the points optimised (trace points and the limits' refinements),
-/// the deviance evaluations and gradients (each with its AI matrix) they took, and how many of
-/// them BOBYQA finished after a Newton step failed.
+/// the deviance evaluations and gradients they took (the first gradient of a point with its AI
+/// matrix, the others updating it by secants), and how many of them BOBYQA finished after Newton
+/// gave up.
 public struct ProfileEffort: Sendable, Equatable {
     public var points = 0
     public var evaluations = 0
@@ -159,6 +160,8 @@ final class ProfileEngine: @unchecked Sendable {
     let minimum: Double
     /// Which components of ω are correlations (bounded by ±1); the others are SDs and σ (≥ 0).
     let isCorrelation: [Bool]
+    /// For each correlation in ω, the components of the SDs it joins (`ProfileDeviance.correlatedSDs`).
+    private let correlatedSDs: [(Int, Int)?]
     private let workers: [PenalizedLeastSquares]
     private let factorization: Factorization
     private let optimizer: OptimizerChoice
@@ -180,6 +183,7 @@ final class ProfileEngine: @unchecked Sendable {
         standardErrors = ml.standardErrors
         minimum = ml.objective
         isCorrelation = parameters.prefix(omega.count).map { $0.kind == .cor }
+        correlatedSDs = ProfileDeviance.correlatedSDs(terms)
         workers = try (0..<max(1, threads)).map { _ in try PenalizedLeastSquares(fit.crossProducts, reml: false, factorization: fit.factorization) }
     }
 
@@ -190,76 +194,32 @@ final class ProfileEngine: @unchecked Sendable {
 
     // MARK: SDs, correlations, σ
 
-    /// θ and σ from ω, or nil when a term's SDs and correlations make no covariance matrix.
-    func thetaAndSigma(_ omega: [Double]) -> ([Double], Double)? {
-        let sigma = omega[omega.count - 1]
-        guard sigma > 0 else { return nil }
-        var theta: [Double] = []
-        var at = 0
-        for t in terms {
-            let d = t.dimension
-            var sd = [Double](repeating: 0, count: d), cor = [Double](repeating: 0, count: d * d)
-            for c in 0..<d { for r in c..<d {
-                if r == c { sd[c] = omega[at] } else { cor[r + c * d] = omega[at]; cor[c + r * d] = omega[at] }
-                at += 1
-            } }
-            var s = [Double](repeating: 0, count: d * d)
-            for i in 0..<d { for j in 0..<d { s[i + j * d] = sd[i] * sd[j] * (i == j ? 1 : cor[i + j * d]) / (sigma * sigma) } }
-            guard let lower = Self.semidefiniteCholesky(s, order: d) else { return nil }
-            for c in 0..<d { for r in c..<d { theta.append(lower[r + c * d]) } }
-        }
-        return (theta, sigma)
-    }
-
-    /// The lower L with LL' = S for a positive semidefinite S (zero columns at zero pivots); nil if S is not semidefinite.
-    static func semidefiniteCholesky(_ s: [Double], order d: Int) -> [Double]? {
-        var l = [Double](repeating: 0, count: d * d)
-        let scale = (0..<d).map { s[$0 + $0 * d] }.max() ?? 0
-        for j in 0..<d {
-            var pivot = s[j + j * d]
-            for k in 0..<j { pivot -= l[j + k * d] * l[j + k * d] }
-            if pivot < -1e-10 * max(scale, 1e-300) { return nil }
-            if pivot <= 1e-12 * scale { continue }
-            let ljj = pivot.squareRoot()
-            l[j + j * d] = ljj
-            for i in (j + 1)..<max(j + 1, d) {
-                var v = s[i + j * d]
-                for k in 0..<j { v -= l[i + k * d] * l[j + k * d] }
-                l[i + j * d] = v / ljj
-            }
-        }
-        return l
-    }
-
-    /// The ML deviance with σ explicit, at ω.
-    func deviance(_ omega: [Double], thread: Int) -> Double {
-        guard let (theta, sigma) = thetaAndSigma(omega), let e = workers[thread].evaluate(theta) else { return .infinity }
-        let n = Double(cp.rows)
-        return e.logDetL2 + e.penalizedRSS / (sigma * sigma) + n * log(2 * Double.pi * sigma * sigma)
-    }
-
-    /// The least deviance with ω_m = value, the other components moving from `start`; and where it is.
-    /// `summary` gets the optimiser's counts.
+    /// The least deviance with ω_m = value, the other components moving from `start` by the fit's
+    /// optimiser (`ProfileDeviance`); and where it is. The correlations of an SD held at 0 do not
+    /// change the deviance, so they are held too. `summary` gets the optimiser's counts.
     func profileVariance(_ m: Int, value: Double, start: [Double], thread: Int, summary: inout OptimizerSummary) -> (Double, [Double]) {
-        let free = omega.indices.filter { $0 != m }
-        let lower = free.map { isCorrelation[$0] ? -1.0 : 0.0 }
-        let upper = free.map { isCorrelation[$0] ? 1.0 : Double.infinity }
-        let x0 = free.enumerated().map { i, c in min(max(start[c], lower[i]), upper[i]) }
-        let full = { (x: [Double]) -> [Double] in
-            var w = start
-            w[m] = value
-            for (i, c) in free.enumerated() { w[c] = x[i] }
-            return w
-        }
-        // Small first steps: the start is the neighbouring point's optimum (sleepstudy's whole
-        // profile: 9,353 evaluations with NLopt's default steps, 5,312 with these).
+        var held = start
+        held[m] = value
+        let free = omega.indices.filter { c in c != m && !(value == 0 && correlatedSDs[c].map { $0.0 == m || $0.1 == m } == true) }
         let sigma = omega[omega.count - 1]
-        let steps = Optimizer.localSteps(x0, floor: free.map { isCorrelation[$0] ? 0.1 : max(abs(omega[$0]), 1e-3 * sigma) })
-        guard let (x, d) = try? Optimizer.minimize({ self.deviance(full($0), thread: thread) }, start: x0,
-                                                    lower: lower, upper: upper, initialStep: steps, summary: &summary) else {
-            return (.infinity, start)
+        let objective = ProfileDeviance(workers[thread], omega: held, free: free, scale: free.map { isCorrelation[$0] ? 1 : sigma })
+        let x0 = free.indices.map { a in
+            min(max(start[free[a]] / objective.scale[a], objective.lowerBounds[a]), objective.upperBounds[a])
         }
-        return (d, full(x))
+        let result: (theta: [Double], value: Double)?
+        switch optimizer {
+        case .newton:
+            result = try? NewtonOptimizer.minimize(objective, start: x0, mode: .profilePoint, summary: &summary)
+        case .bobyqa:
+            // Small first steps: the start is the neighbouring point's optimum (sleepstudy's whole
+            // profile: 9,353 evaluations with NLopt's default steps, 5,312 with these).
+            let steps = Optimizer.localSteps(x0, floor: free.map { isCorrelation[$0] ? 0.1 : max(abs(omega[$0]) / sigma, 1e-3) })
+            result = try? Optimizer.minimize({ objective.evaluate($0).map(objective.value) ?? .infinity }, start: x0,
+                                             lower: objective.lowerBounds, upper: objective.upperBounds, initialStep: steps,
+                                             summary: &summary)
+        }
+        guard let (x, d) = result else { return (.infinity, start) }
+        return (d, objective.omega(at: x))
     }
 
     // MARK: β
@@ -269,7 +229,7 @@ final class ProfileEngine: @unchecked Sendable {
     func profileFixed(_ j: Int, value: Double, start: [Double], pls: PenalizedLeastSquares,
                       summary: inout OptimizerSummary) -> (Double, [Double]) {
         pls.replaceResponse(with: cp.fixingCoefficient(j, at: value))
-        guard let (theta, d) = try? optimizer.refit(pls, from: start, summary: &summary) else {
+        guard let (theta, d) = try? optimizer.refit(pls, from: start, mode: .profilePoint, summary: &summary) else {
             return (.infinity, start)
         }
         return (d, theta)
