@@ -4,9 +4,9 @@ import Foundation
 ///
 /// For each parameter φ — each random-effect SD and correlation, σ, each β_j — the signed root
 /// ζ(φ) = sign(φ − φ̂)·√(d(φ) − d(φ̂)) is traced outward from φ̂ in both directions, the other
-/// parameters re-optimised at each point by the fit's optimiser, starting from the neighbouring
-/// point's optimum; the limits are where ζ = ∓z_{(1+level)/2}. Like lme4, d is the ML deviance
-/// whatever the fit's criterion (a REML fit is profiled about its ML refit):
+/// parameters re-optimised at each point by the fit's optimiser, starting from the optima of the
+/// points before, extrapolated; the limits are where ζ = ∓z_{(1+level)/2}. Like lme4, d is the
+/// ML deviance whatever the fit's criterion (a REML fit is profiled about its ML refit):
 ///
 /// - SDs, correlations and σ: d(ω) = log|L_θ|² + r²(θ)/σ² + n log(2πσ²), with ω = (the SDs and
 ///   correlations of each term, in θ's order; σ) and θ = a Cholesky factor of Σ_k/σ², so
@@ -16,9 +16,9 @@ import Foundation
 ///   the ML deviance is minimised over θ with the other β and σ profiled out.
 ///
 /// Each (parameter, direction) is one job for `JobDistribution`. Where ζ is found by a trace
-/// point, the limit is then refined by the Illinois method on the profile itself, not read off
-/// an interpolating spline; where a bound (an SD of 0, a correlation of ±1) comes before
-/// ζ = ∓z, the limit is the bound, as lme4 reports it.
+/// point, the limit is then refined on the profile itself (inverse interpolation of the trace's
+/// last points), not read off an interpolating spline; where a bound (an SD of 0, a correlation
+/// of ±1) comes before ζ = ∓z, the limit is the bound, as lme4 reports it.
 public enum ProfileLikelihood {
     public static func run(_ fit: FitResult, options: ProfileOptions) throws -> ProfileResult? {
         guard options.level > 0 && options.level < 1 else { throw InputError("the confidence level must be between 0 and 1") }
@@ -160,6 +160,8 @@ final class ProfileEngine: @unchecked Sendable {
     let minimum: Double
     /// Which components of ω are correlations (bounded by ±1); the others are SDs and σ (≥ 0).
     let isCorrelation: [Bool]
+    /// Which entries of θ are on a diagonal of their T_k (≥ 0); the others are free.
+    private let isDiagonalTheta: [Bool]
     /// For each correlation in ω, the components of the SDs it joins (`ProfileDeviance.correlatedSDs`).
     private let correlatedSDs: [(Int, Int)?]
     private let workers: [PenalizedLeastSquares]
@@ -184,6 +186,7 @@ final class ProfileEngine: @unchecked Sendable {
         minimum = ml.objective
         isCorrelation = parameters.prefix(omega.count).map { $0.kind == .cor }
         correlatedSDs = ProfileDeviance.correlatedSDs(terms)
+        isDiagonalTheta = ml.theta.indices.map(RelativeCovarianceFactor(terms: terms).isDiagonal)
         workers = try (0..<max(1, threads)).map { _ in try PenalizedLeastSquares(fit.crossProducts, reml: false, factorization: fit.factorization) }
     }
 
@@ -268,6 +271,9 @@ final class ProfileEngine: @unchecked Sendable {
                 return (self.zeta(value, centre, d), w)
             }
         }
+        // The optimiser's bounds on the state (θ, or ω), which a start moved along the trace must keep.
+        let bounds = isFixed ? (lower: theta.indices.map { isDiagonalTheta[$0] ? 0 : -Double.infinity }, upper: theta.map { _ in Double.infinity })
+            : (lower: isCorrelation.map { $0 ? -1 : 0 }, upper: isCorrelation.map { $0 ? 1 : Double.infinity })
         let bound: Double = isFixed ? direction * .infinity
             : (isCorrelation[m] ? direction : (direction < 0 ? 0 : .infinity))
         var step: Double
@@ -291,14 +297,15 @@ final class ProfileEngine: @unchecked Sendable {
                     atBound = true
                 }
             }
-            let (zeta, optimum) = evaluate(next, starts.last!)
+            let k = points.count - 1
+            let start = predicted(at: next, from: (max(0, k - 2)...k).map { (points[$0].value, starts[$0]) }, bounds: bounds)
+            let (zeta, optimum) = evaluate(next, start)
             guard zeta.isFinite else { break }
             points.append((next, zeta))
             starts.append(optimum)
             if direction * zeta >= z && limit.isNaN {
-                let k = points.count - 1
-                limit = refine(between: points[k - 1], and: points[k], target: direction * z,
-                               start: starts[k - 1], evaluate: evaluate)
+                limit = refine((max(0, k - 2)...(k + 1)).map { (points[$0].value, points[$0].zeta, starts[$0]) },
+                               target: direction * z, bounds: bounds, evaluate: evaluate)
             }
             if direction * zeta >= cutoff { break }
             if atBound {
@@ -313,28 +320,45 @@ final class ProfileEngine: @unchecked Sendable {
         return ProfileTrace(points: points, limit: limit, effort: effort)
     }
 
-    /// The value between two trace points where ζ = target (Illinois method on the profile).
-    private func refine(between a0: (value: Double, zeta: Double), and b0: (value: Double, zeta: Double), target: Double,
-                        start: [Double], evaluate: (Double, [Double]) -> (Double, [Double])) -> Double {
-        var (a, fa) = (a0.value, a0.zeta - target), (b, fb) = (b0.value, b0.zeta - target)
-        var side = 0
+    /// The value where ζ = target, between the last two of the trace's points `known` (which
+    /// bracket it; up to two more before them): inverse interpolation of v(ζ) through the last
+    /// four points found (a cubic), or regula falsi on the bracket where that would leave it; each
+    /// point optimised from a start interpolated between the optima of those four. (The Illinois
+    /// method on the bracket took four points per limit on sleepstudy, this two.)
+    private func refine(_ known: [(value: Double, zeta: Double, optimum: [Double])], target: Double,
+                        bounds: (lower: [Double], upper: [Double]), evaluate: (Double, [Double]) -> (Double, [Double])) -> Double {
+        var found = known
+        var (a, b) = (found[found.count - 2], found[found.count - 1])
         for _ in 0..<30 {
-            let c = (a * fb - b * fa) / (fb - fa)
-            if abs(b - a) <= 1e-9 * max(abs(a), abs(b), 1e-12) { return c }
-            let fc = evaluate(c, start).0 - target
-            if !fc.isFinite { return c }
-            if abs(fc) < 1e-7 { return c }
-            if (fc > 0) == (fb > 0) {
-                (b, fb) = (c, fc)
-                if side == -1 { fa /= 2 }
-                side = -1
-            } else {
-                (a, fa) = (c, fc)
-                if side == 1 { fb /= 2 }
-                side = 1
+            let falsi = (a.value * (b.zeta - target) - b.value * (a.zeta - target)) / (b.zeta - a.zeta)
+            if abs(b.value - a.value) <= 1e-9 * max(abs(a.value), abs(b.value), 1e-12) { return falsi }
+            let recent = Array(found.suffix(4))
+            var c = recent.indices.reduce(0.0) { sum, i in
+                sum + recent[i].value * recent.indices.reduce(1.0) { w, j in
+                    j == i ? w : w * (target - recent[j].zeta) / (recent[i].zeta - recent[j].zeta)
+                }
             }
+            if !(c > min(a.value, b.value) && c < max(a.value, b.value)) { c = falsi }
+            let (zeta, optimum) = evaluate(c, predicted(at: c, from: recent.map { ($0.value, $0.optimum) }, bounds: bounds))
+            if !zeta.isFinite || abs(zeta - target) < 1e-7 { return c }
+            if (zeta > target) == (b.zeta > target) { b = (c, zeta, optimum) } else { a = (c, zeta, optimum) }
+            found.append((c, zeta, optimum))
         }
-        return (a * fb - b * fa) / (fb - fa)
+        return (a.value * (b.zeta - target) - b.value * (a.zeta - target)) / (b.zeta - a.zeta)
+    }
+
+    /// The start for a point at `value`: the polynomial through the optima found at other values
+    /// (the last three points of a trace, or the last four of a refinement), kept within the bounds.
+    /// The optima move smoothly along a trace, so a start extrapolated from the points before, or
+    /// interpolated inside a bracket, is closer than the nearest optimum.
+    private func predicted(at value: Double, from known: [(value: Double, optimum: [Double])],
+                           bounds: (lower: [Double], upper: [Double])) -> [Double] {
+        let weights = known.indices.map { i in
+            known.indices.reduce(1.0) { w, j in j == i ? w : w * (value - known[j].value) / (known[i].value - known[j].value) }
+        }
+        return bounds.lower.indices.map { c in
+            min(max(zip(weights, known).reduce(0.0) { $0 + $1.0 * $1.1.optimum[c] }, bounds.lower[c]), bounds.upper[c])
+        }
     }
 }
 
