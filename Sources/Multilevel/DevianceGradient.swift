@@ -20,18 +20,23 @@ import Foundation
 extension PenalizedLeastSquares {
     /// ∂d/∂θ at θ, given `evaluate(theta)` (the factor in use must still be that evaluation's).
     func gradient(_ theta: [Double], _ e: Evaluation) -> [Double] {
-        let (logDeterminant, residual) = gradientParts(theta, e)
+        gradient(e, modes(theta, e))
+    }
+
+    /// The same from `modes(theta, e)`, which the AI matrix can share.
+    func gradient(_ e: Evaluation, _ modes: Modes) -> [Double] {
+        let (logDeterminant, residual) = gradientParts(e, modes)
         let scale = Double(reml ? crossProducts.rows - crossProducts.fixedCount : crossProducts.rows) / e.penalizedRSS
         return zip(logDeterminant, residual).map { $0 + scale * $1 }
     }
 
-    /// The two parts of the gradient, given `evaluate(theta)`: ∂log|C|/∂θ_i = 2 tr(C⁻¹Λ̃̇_i'MΛ̃)
+    /// The two parts of the gradient, given `evaluate(theta)` and its modes: ∂log|C|/∂θ_i = 2 tr(C⁻¹Λ̃̇_i'MΛ̃)
     /// (ML: ∂log|A|/∂θ_i) and ∂r²/∂θ_i = −2 û'Λ̇_i'z_r. The profiled deviance's gradient is
     /// their sum with the second scaled by ν/r²; the deviance with σ explicit (profiles) scales it by 1/σ².
-    func gradientParts(_ theta: [Double], _ e: Evaluation) -> (logDeterminant: [Double], residual: [Double]) {
+    func gradientParts(_ e: Evaluation, _ modes: Modes) -> (logDeterminant: [Double], residual: [Double]) {
         let cp = crossProducts
         let q = cp.randomEffectsCount, p = cp.fixedCount, p1 = p + 1
-        let (templates, u, zr) = modes(theta, e)
+        let (templates, u, zr) = modes
         let cs = cp.zzColumnStarts, zz = cp.zzValues
 
         // F̃ = F R_X⁻¹ (C⁻¹_uu = A⁻¹ + F̃F̃') and H = F S⁻¹ = F̃R_X⁻ᵀ (C⁻¹_βu = −H'), q × p row-major.
@@ -163,7 +168,12 @@ extension PenalizedLeastSquares {
     /// solves are needed. β is profiled out as in REML for both criteria.
     /// Returns the m × m matrix, column-major.
     func averageInformation(_ theta: [Double], _ e: Evaluation) -> [Double] {
-        let (k, azr) = informationParts(theta, e)
+        averageInformation(e, modes(theta, e))
+    }
+
+    /// The same from `modes(theta, e)`.
+    func averageInformation(_ e: Evaluation, _ modes: Modes) -> [Double] {
+        let (k, azr) = informationParts(e, modes)
         let m = factor.thetaCount
         let nu = Double(reml ? crossProducts.rows - crossProducts.fixedCount : crossProducts.rows)
         let sigma2 = e.penalizedRSS / nu
@@ -181,8 +191,8 @@ extension PenalizedLeastSquares {
     /// The AI matrix of the deviance in (θ, σ²) at a given σ², σ² not profiled out (profiles, where
     /// σ is a parameter): H_ij = K_ij/σ², H_iσ² = a_i'z_r/σ⁴ and H_σ²σ² = r²/σ⁶ (y'PV̇PV̇Py with
     /// V̇ = V/σ², which is ν/σ⁴ at σ² = r²/ν). Returns the (m + 1) × (m + 1) matrix, σ² last, column-major.
-    func averageInformation(_ theta: [Double], _ e: Evaluation, sigma2: Double) -> [Double] {
-        let (k, azr) = informationParts(theta, e)
+    func averageInformation(_ e: Evaluation, _ modes: Modes, sigma2: Double) -> [Double] {
+        let (k, azr) = informationParts(e, modes)
         let m = factor.thetaCount, m1 = m + 1
         var h = [Double](repeating: 0, count: m1 * m1)
         for j in 0..<m {
@@ -195,10 +205,10 @@ extension PenalizedLeastSquares {
     }
 
     /// K = σ² H_θθ (a_i'Z'Z a_j − g_i'C⁻¹g_j, m × m column-major) and a_i'z_r: what both AI matrices are made of.
-    private func informationParts(_ theta: [Double], _ e: Evaluation) -> (k: [Double], azr: [Double]) {
+    private func informationParts(_ e: Evaluation, _ modes: Modes) -> (k: [Double], azr: [Double]) {
         let cp = crossProducts
         let q = cp.randomEffectsCount, p = cp.fixedCount, p1 = p + 1, m = factor.thetaCount
-        let (templates, u, zr) = modes(theta, e)
+        let (templates, u, zr) = modes
 
         // a_i, one column per θ entry (nonzero on its term's columns only).
         var a = [Double](repeating: 0, count: q * m)
@@ -256,8 +266,10 @@ extension PenalizedLeastSquares {
     }
 
     /// What both the gradient and the AI matrix start from: the templates T_k, the spherical
-    /// modes û, and z_r = Z'r̂ at b = Λû and β̂.
-    private func modes(_ theta: [Double], _ e: Evaluation) -> (templates: [[Double]], u: [Double], zr: [Double]) {
+    /// modes û, and z_r = Z'r̂ at b = Λû and β̂; computed once for both (`derivatives`).
+    typealias Modes = (templates: [[Double]], u: [Double], zr: [Double])
+
+    func modes(_ theta: [Double], _ e: Evaluation) -> Modes {
         let templates = factor.templates(theta)
         let beta = fixedEffects(e)
         let u = sphericalModes(e, beta: beta)

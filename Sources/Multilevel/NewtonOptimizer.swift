@@ -24,7 +24,8 @@ extension PenalizedLeastSquares: NewtonObjective {
     var upperBounds: [Double] { factor.lowerBounds.map { _ in .infinity } }
     func value(_ e: Evaluation) -> Double { e.deviance }
     func derivatives(_ theta: [Double], _ e: Evaluation) -> NewtonOptimizer.Derivatives {
-        (gradient(theta, e), averageInformation(theta, e))
+        let modes = modes(theta, e)
+        return (gradient(e, modes), averageInformation(e, modes))
     }
 }
 

@@ -69,9 +69,10 @@ struct ProfileDeviance: NewtonObjective {
     func value(_ e: Evaluation) -> Double { e.deviance }
 
     func derivatives(_ x: [Double], _ e: Evaluation) -> NewtonOptimizer.Derivatives {
-        let (g, b) = chainRule(e)
+        let modes = pls.modes(e.theta, e.pls)
+        let (g, b) = chainRule(e, modes: modes)
         let n = omega.count, f = free.count
-        let h = pls.averageInformation(e.theta, e.pls, sigma2: e.sigma * e.sigma)
+        let h = pls.averageInformation(e.pls, modes, sigma2: e.sigma * e.sigma)
         var hb = [Double](repeating: 0, count: n * f)
         for a in 0..<f { for k in 0..<n where b[k + a * n] != 0 { for i in 0..<n { hb[i + a * n] += h[i + k * n] * b[k + a * n] } } }
         let curvature = Self.curvature(e.omega, theta: e.theta, terms: terms, gradient: g)
@@ -86,7 +87,7 @@ struct ProfileDeviance: NewtonObjective {
     }
 
     func gradient(_ x: [Double], _ e: Evaluation) -> [Double] {
-        let (g, b) = chainRule(e)
+        let (g, b) = chainRule(e, modes: pls.modes(e.theta, e.pls))
         return gradient(g, b)
     }
 
@@ -97,10 +98,10 @@ struct ProfileDeviance: NewtonObjective {
     }
 
     /// g_ψ at an evaluation, and B = J[:, free] S (n × free, column-major).
-    private func chainRule(_ e: Evaluation) -> (gradient: [Double], b: [Double]) {
+    private func chainRule(_ e: Evaluation, modes: PenalizedLeastSquares.Modes) -> (gradient: [Double], b: [Double]) {
         let n = omega.count
         let s2 = e.sigma * e.sigma
-        let (logDeterminant, residual) = pls.gradientParts(e.theta, e.pls)
+        let (logDeterminant, residual) = pls.gradientParts(e.pls, modes)
         let g = zip(logDeterminant, residual).map { $0 + $1 / s2 }
             + [Double(pls.crossProducts.rows) / s2 - e.pls.penalizedRSS / (s2 * s2)]
         let j = Self.jacobian(e.omega, terms: terms)
