@@ -20,9 +20,23 @@ import Foundation
 extension PenalizedLeastSquares {
     /// ∂d/∂θ at θ, given `evaluate(theta)` (the factor in use must still be that evaluation's).
     func gradient(_ theta: [Double], _ e: Evaluation) -> [Double] {
+        gradient(e, modes(theta, e))
+    }
+
+    /// The same from `modes(theta, e)`, which the AI matrix can share.
+    func gradient(_ e: Evaluation, _ modes: Modes) -> [Double] {
+        let (logDeterminant, residual) = gradientParts(e, modes)
+        let scale = Double(reml ? crossProducts.rows - crossProducts.fixedCount : crossProducts.rows) / e.penalizedRSS
+        return zip(logDeterminant, residual).map { $0 + scale * $1 }
+    }
+
+    /// The two parts of the gradient, given `evaluate(theta)` and its modes: ∂log|C|/∂θ_i = 2 tr(C⁻¹Λ̃̇_i'MΛ̃)
+    /// (ML: ∂log|A|/∂θ_i) and ∂r²/∂θ_i = −2 û'Λ̇_i'z_r. The profiled deviance's gradient is
+    /// their sum with the second scaled by ν/r²; the deviance with σ explicit (profiles) scales it by 1/σ².
+    func gradientParts(_ e: Evaluation, _ modes: Modes) -> (logDeterminant: [Double], residual: [Double]) {
         let cp = crossProducts
         let q = cp.randomEffectsCount, p = cp.fixedCount, p1 = p + 1
-        let (templates, u, zr) = modes(theta, e)
+        let (templates, u, zr) = modes
         let cs = cp.zzColumnStarts, zz = cp.zzValues
 
         // F̃ = F R_X⁻¹ (C⁻¹_uu = A⁻¹ + F̃F̃') and H = F S⁻¹ = F̃R_X⁻ᵀ (C⁻¹_βu = −H'), q × p row-major.
@@ -84,10 +98,9 @@ extension PenalizedLeastSquares {
             }
         }
 
-        let dof = Double(reml ? cp.rows - p : cp.rows)
-        let residualScale = 2 * dof / e.penalizedRSS
-        var gradient: [Double] = []
-        gradient.reserveCapacity(factor.thetaCount)
+        var logDeterminant: [Double] = [], residualSquares: [Double] = []
+        logDeterminant.reserveCapacity(factor.thetaCount)
+        residualSquares.reserveCapacity(factor.thetaCount)
         for (k, term) in cp.terms.enumerated() {
             let pk = term.dimension
             for col in 0..<pk {
@@ -99,11 +112,12 @@ extension PenalizedLeastSquares {
                         if !h.isEmpty { for j in 0..<p { fixed -= cp.zxy[xr + j * q] * h[xc * p + j] } }
                         residual += zr[xr] * u[xc]
                     }
-                    gradient.append(2 * (g[k][row + col * pk] + fixed) - residualScale * residual)
+                    logDeterminant.append(2 * (g[k][row + col * pk] + fixed))
+                    residualSquares.append(-2 * residual)
                 }
             }
         }
-        return gradient
+        return (logDeterminant, residualSquares)
     }
 
     /// û, the spherical conditional modes (b = Λû): P'L⁻ᵀ(c_u − R_ZX β̂).
@@ -154,9 +168,47 @@ extension PenalizedLeastSquares {
     /// solves are needed. β is profiled out as in REML for both criteria.
     /// Returns the m × m matrix, column-major.
     func averageInformation(_ theta: [Double], _ e: Evaluation) -> [Double] {
+        averageInformation(e, modes(theta, e))
+    }
+
+    /// The same from `modes(theta, e)`.
+    func averageInformation(_ e: Evaluation, _ modes: Modes) -> [Double] {
+        let (k, azr) = informationParts(e, modes)
+        let m = factor.thetaCount
+        let nu = Double(reml ? crossProducts.rows - crossProducts.fixedCount : crossProducts.rows)
+        let sigma2 = e.penalizedRSS / nu
+        var h = [Double](repeating: 0, count: m * m)
+        for j in 0..<m {
+            for i in 0...j {
+                let v = k[i + j * m] / sigma2 - azr[i] * azr[j] / (sigma2 * sigma2 * nu)
+                h[i + j * m] = v
+                h[j + i * m] = v
+            }
+        }
+        return h
+    }
+
+    /// The AI matrix of the deviance in (θ, σ²) at a given σ², σ² not profiled out (profiles, where
+    /// σ is a parameter): H_ij = K_ij/σ², H_iσ² = a_i'z_r/σ⁴ and H_σ²σ² = r²/σ⁶ (y'PV̇PV̇Py with
+    /// V̇ = V/σ², which is ν/σ⁴ at σ² = r²/ν). Returns the (m + 1) × (m + 1) matrix, σ² last, column-major.
+    func averageInformation(_ e: Evaluation, _ modes: Modes, sigma2: Double) -> [Double] {
+        let (k, azr) = informationParts(e, modes)
+        let m = factor.thetaCount, m1 = m + 1
+        var h = [Double](repeating: 0, count: m1 * m1)
+        for j in 0..<m {
+            for i in 0..<m { h[i + j * m1] = k[i + j * m] / sigma2 }
+            h[j + m * m1] = azr[j] / (sigma2 * sigma2)
+            h[m + j * m1] = h[j + m * m1]
+        }
+        h[m + m * m1] = e.penalizedRSS / (sigma2 * sigma2 * sigma2)
+        return h
+    }
+
+    /// K = σ² H_θθ (a_i'Z'Z a_j − g_i'C⁻¹g_j, m × m column-major) and a_i'z_r: what both AI matrices are made of.
+    private func informationParts(_ e: Evaluation, _ modes: Modes) -> (k: [Double], azr: [Double]) {
         let cp = crossProducts
         let q = cp.randomEffectsCount, p = cp.fixedCount, p1 = p + 1, m = factor.thetaCount
-        let (templates, u, zr) = modes(theta, e)
+        let (templates, u, zr) = modes
 
         // a_i, one column per θ entry (nonzero on its term's columns only).
         var a = [Double](repeating: 0, count: q * m)
@@ -199,26 +251,25 @@ extension PenalizedLeastSquares {
             let w = DenseCholesky.solveUpperTransposed(e.r, leading: p1, order: p, rhs)
             for c in 0..<p { wb[c + j * p] = w[c] }
         }
-        let nu = Double(reml ? cp.rows - p : cp.rows)
-        let sigma2 = e.penalizedRSS / nu
         let azr = (0..<m).map { j in (0..<q).reduce(0.0) { $0 + a[$1 + j * q] * zr[$1] } }
-        var h = [Double](repeating: 0, count: m * m)
+        var k = [Double](repeating: 0, count: m * m)
         for j in 0..<m {
             for i in 0...j {
                 var sum = 0.0
                 for x in 0..<q { sum += a[x + i * q] * zza[x + j * q] - wu[x + i * q] * wu[x + j * q] }
                 for c in 0..<p { sum -= wb[c + i * p] * wb[c + j * p] }
-                let v = sum / sigma2 - azr[i] * azr[j] / (sigma2 * sigma2 * nu)
-                h[i + j * m] = v
-                h[j + i * m] = v
+                k[i + j * m] = sum
+                k[j + i * m] = sum
             }
         }
-        return h
+        return (k, azr)
     }
 
     /// What both the gradient and the AI matrix start from: the templates T_k, the spherical
-    /// modes û, and z_r = Z'r̂ at b = Λû and β̂.
-    private func modes(_ theta: [Double], _ e: Evaluation) -> (templates: [[Double]], u: [Double], zr: [Double]) {
+    /// modes û, and z_r = Z'r̂ at b = Λû and β̂; computed once for both (`derivatives`).
+    typealias Modes = (templates: [[Double]], u: [Double], zr: [Double])
+
+    func modes(_ theta: [Double], _ e: Evaluation) -> Modes {
         let templates = factor.templates(theta)
         let beta = fixedEffects(e)
         let u = sphericalModes(e, beta: beta)

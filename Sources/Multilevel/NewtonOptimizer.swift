@@ -1,20 +1,50 @@
 import Foundation
 
-/// Minimises the profiled deviance over θ by Newton steps with the average-information matrix
-/// (`PenalizedLeastSquares.gradient`, `averageInformation`): each iteration is one
-/// factorisation, one selected inverse and a few solves, and a fit takes a handful of them,
-/// where BOBYQA takes 30–180 factorisations.
+/// What `NewtonOptimizer` minimises: a function within bounds, with its gradient and an
+/// approximation to its Hessian (the AI matrix) at an evaluated point. The fit's profiled
+/// deviance over θ (`PenalizedLeastSquares`) and the profiles' deviance over the free SDs,
+/// correlations and σ (`ProfileDeviance`) are two.
+protocol NewtonObjective {
+    associatedtype Evaluation
+    /// Bounds of each coordinate (−∞ or +∞ where there is none).
+    var lowerBounds: [Double] { get }
+    var upperBounds: [Double] { get }
+    /// The function's state at x, or nil where it is undefined.
+    func evaluate(_ x: [Double]) -> Evaluation?
+    func value(_ e: Evaluation) -> Double
+    /// The gradient and the information matrix (column-major) at x, given `evaluate(x)`, the last evaluation.
+    func derivatives(_ x: [Double], _ e: Evaluation) -> NewtonOptimizer.Derivatives
+    /// The gradient alone, likewise.
+    func gradient(_ x: [Double], _ e: Evaluation) -> [Double]
+}
+
+/// The fit's objective: the profiled deviance over θ.
+extension PenalizedLeastSquares: NewtonObjective {
+    var lowerBounds: [Double] { factor.lowerBounds }
+    var upperBounds: [Double] { factor.lowerBounds.map { _ in .infinity } }
+    func value(_ e: Evaluation) -> Double { e.deviance }
+    func derivatives(_ theta: [Double], _ e: Evaluation) -> NewtonOptimizer.Derivatives {
+        let modes = modes(theta, e)
+        return (gradient(e, modes), averageInformation(e, modes))
+    }
+}
+
+/// Minimises a `NewtonObjective` — the profiled deviance over θ (`PenalizedLeastSquares.gradient`,
+/// `averageInformation`), or a profile point's deviance over ω — by Newton steps with the
+/// average-information matrix: each iteration is one factorisation, one selected inverse and a
+/// few solves, and a fit takes a handful of them, where BOBYQA takes 30–180 factorisations.
 ///
 /// - Steps: Δ = −H⁻¹g, H made positive definite by adding τI if its Cholesky fails (τ from 1e-8
 ///   of its largest diagonal entry, ×10 until it succeeds).
-/// - Bounds: a diagonal entry of T_k that a step would take below 0 moves to a tenth of its value
-///   instead, and one left below 1e-6 at convergence is tried at 0 (kept there if the deviance is
-///   no higher). An active set (hold an entry at 0, release it when its gradient points inward)
-///   does not work here: the deviance depends on the last diagonal entry of T_k only through its
-///   square, so at 0 that gradient is exactly 0 whatever the optimum, and an entry held there
-///   would never be released. For the same reason a start at 0 (a refit from a singular θ̂)
-///   starts at 0.01.
-/// - Line search on the deviance itself: halve the step until the Armijo condition
+/// - Bounds: a coordinate that a step would take past a bound (a diagonal entry of T_k below 0, a
+///   correlation past ±1) moves to a tenth of its distance from it instead, and one left within
+///   1e-6 of a bound at convergence is tried at the bound (kept there if the value is no higher).
+///   An active set (hold an entry at 0, release it when its gradient points inward) does not work
+///   here: the deviance depends on the last diagonal entry of T_k only through its square, so at 0
+///   that gradient is exactly 0 whatever the optimum, and an entry held there would never be
+///   released (a correlation at ±1 has an infinite one). For the same reason a coordinate that
+///   starts within 0.01 of a bound (a refit from a singular θ̂) starts 0.01 inside it.
+/// - Line search on the value itself: halve the step until the Armijo condition
 ///   d(θ') ≤ d(θ) + 10⁻⁴ g'(θ' − θ) holds.
 /// - Converged when the scaled gradient |H⁻¹g| is below 1e-6 in every coordinate. A step that
 ///   promises a decrease (−½g'Δ) below 1e-11 of the deviance is taken whole, without the line
@@ -24,7 +54,17 @@ import Foundation
 ///   the analytic gradient still points the way (nearcollinear: θ 2.4e-6 from the optimum when
 ///   the promised decrease was 1e-11 of it, enough to move a standard error by 1.5e-6). After
 ///   3 such steps, or one the deviance refuses, the point is accepted as it is.
-/// - When no halving decreases the deviance (or the start cannot be evaluated), BOBYQA takes
+/// - Profile points (`Mode.profilePoint`) start near their optimum but away from the model's:
+///   there the AI matrix misses a part of the Hessian that grows with the distance, and Newton
+///   converged only linearly (sleepstudy's sd(Days) at ζ = 2: 17 iterations). For them H is the
+///   information matrix at the start, then updated by the symmetric rank-one formula
+///   H += rr'/(r's), r = y − Hs (s the last step, y the change in the gradient; skipped when
+///   |r's| < 1e-8 |r||s|), and later iterations need the gradient alone. And they are converged
+///   too when the decrease a step promises, −g'Δ/2, is below 10⁻¹⁰ of the deviance (at least
+///   10⁻¹⁰): ζ needs no more, and smaller changes are at the deviance's rounding, where the scaled
+///   gradient may stay above 1e-6 (penicillin's σ profile did, for 100 iterations). A fit starts
+///   far from its optimum, where secants mislead (the reference fits' 3–8 iterations became 4–12).
+/// - When no halving decreases the value (or the start cannot be evaluated), BOBYQA takes
 ///   over from the last point, and the summary says so.
 enum NewtonOptimizer {
     static let tolerance = 1e-6
@@ -34,44 +74,52 @@ enum NewtonOptimizer {
     static let maxTrustedSteps = 3
     static let maxIterations = 100
 
+    /// A fit (and a bootstrap refit), or a profile point (see above).
+    enum Mode { case fit, profilePoint }
+
     /// The gradient and AI matrix at the point returned, when Newton's last iteration computed them
     /// there (not after a move to a bound or BOBYQA), so the convergence check need not again.
     typealias Derivatives = (gradient: [Double], information: [Double])
 
     /// The minimiser and minimum; `summary` gets the algorithm, iterations, evaluations and
     /// gradients, and the scaled gradient at the end. `trace` sees every deviance evaluation.
-    static func minimize(_ pls: PenalizedLeastSquares, start: [Double],
+    static func minimize<Objective: NewtonObjective>(_ f: Objective, start: [Double], mode: Mode = .fit,
                          trace: ((_ evaluation: Int, _ theta: [Double], _ deviance: Double) -> Void)? = nil,
                          summary: inout OptimizerSummary) throws -> (theta: [Double], value: Double) {
         var derivatives: Derivatives?
-        return try minimize(pls, start: start, trace: trace, summary: &summary, derivatives: &derivatives)
+        return try minimize(f, start: start, mode: mode, trace: trace, summary: &summary, derivatives: &derivatives)
     }
 
     /// As `minimize`, also giving the derivatives at the point returned when it has them.
-    static func minimize(_ pls: PenalizedLeastSquares, start: [Double],
+    static func minimize<Objective: NewtonObjective>(_ f: Objective, start: [Double], mode: Mode = .fit,
                          trace: ((_ evaluation: Int, _ theta: [Double], _ deviance: Double) -> Void)?,
                          summary: inout OptimizerSummary, derivatives: inout Derivatives?) throws -> (theta: [Double], value: Double) {
         derivatives = nil
-        let lower = pls.factor.lowerBounds
-        var theta = zip(start, lower).map { $1 == 0 ? max($0, 0.01) : $0 }
+        let lower = f.lowerBounds, upper = f.upperBounds
+        var theta = start.indices.map { i in
+            var x = start[i]
+            if lower[i].isFinite { x = max(x, lower[i] + 0.01) }
+            if upper[i].isFinite { x = min(x, upper[i] - 0.01) }
+            return x
+        }
         summary.algorithm = "Newton (average information)"
         summary.iterations = 0
         summary.evaluations = 0
         summary.gradients = 0
-        func evaluate(_ t: [Double]) -> PenalizedLeastSquares.Evaluation? {
+        func evaluate(_ t: [Double]) -> Objective.Evaluation? {
             summary.evaluations += 1
-            let e = pls.evaluate(t)
-            trace?(summary.evaluations, t, e?.deviance ?? .infinity)
+            let e = f.evaluate(t)
+            trace?(summary.evaluations, t, e.map(f.value) ?? .infinity)
             return e
         }
         func fallBack(from t: [Double], reason: String) throws -> (theta: [Double], value: Double) {
             var bobyqa = OptimizerSummary()
             let counted = summary.evaluations
             let result = try Optimizer.minimize({ t in
-                let v = pls.objective(t)
+                let v = f.evaluate(t).map(f.value) ?? .infinity
                 trace?(counted + bobyqa.evaluations + 1, t, v)
                 return v
-            }, start: t, lower: lower, initialStep: Optimizer.localSteps(t, floor: t.map { _ in 0.1 }), summary: &bobyqa)
+            }, start: t, lower: lower, upper: upper, initialStep: Optimizer.localSteps(t, floor: t.map { _ in 0.1 }), summary: &bobyqa)
             summary.evaluations += bobyqa.evaluations
             summary.returnCode = bobyqa.returnCode
             summary.algorithm = "Newton (average information), then NLOPT_LN_BOBYQA"
@@ -81,28 +129,41 @@ enum NewtonOptimizer {
         guard var e = evaluate(theta) else {
             return try fallBack(from: theta, reason: "the deviance could not be evaluated at the start")
         }
+        var secant: (theta: [Double], gradient: [Double], information: [Double])?
         var trustedSteps = 0
         while summary.iterations < maxIterations {
-            let g = pls.gradient(theta, e)
-            let h = pls.averageInformation(theta, e)
+            var (g, h): ([Double], [Double])
+            if let last = secant {
+                g = f.gradient(theta, e)
+                h = last.information
+                updateBySecant(&h, step: zip(theta, last.theta).map { $0 - $1 }, change: zip(g, last.gradient).map { $0 - $1 })
+            } else {
+                (g, h) = f.derivatives(theta, e)
+            }
+            if mode == .profilePoint { secant = (theta, g, h) }
             summary.gradients += 1
             let step = newtonStep(h, g, free: Array(theta.indices))
             summary.maxGradient = step.map(abs).max() ?? 0
-            // The decrease the step promises, −½g'Δ on the quadratic model: below the deviance's
-            // rounding, the deviance cannot judge the step, and the model (the analytic gradient)
-            // is trusted for a few whole steps instead of the line search.
-            let promised = -0.5 * theta.indices.reduce(0.0) { $0 + g[$1] * step[$1] }
-            let unresolved = promised >= 0 && promised < resolvable * max(abs(e.deviance), 1)
+            guard step.allSatisfy(\.isFinite) else {
+                return try fallBack(from: theta, reason: "the Newton step was not finite (derivatives undefined or H not positive definite)")
+            }
+            let decrease = -0.5 * zip(g, step).reduce(0.0) { $0 + $1.0 * $1.1 }
+            // Below the deviance's rounding the deviance cannot judge a step, and the model (the
+            // analytic gradient) is trusted for a few whole steps instead of the line search.
+            let unresolved = decrease >= 0 && decrease < resolvable * max(1, abs(f.value(e)))
             func accept() -> (theta: [Double], value: Double) {
-                let result = snapToBounds(pls, theta, e, lower: lower, evaluate: evaluate)
+                let result = snapToBounds(f, theta, e, lower: lower, upper: upper, evaluate: evaluate)
                 if result.theta == theta { derivatives = (g, h) }
                 return result
             }
-            if summary.maxGradient < tolerance || (unresolved && trustedSteps == maxTrustedSteps) { return accept() }
+            if summary.maxGradient < tolerance || (mode == .profilePoint && decrease < 1e-10 * max(1, abs(f.value(e))))
+                || (unresolved && trustedSteps == maxTrustedSteps) {
+                return accept()
+            }
             if unresolved {
                 let trial = zip(theta, step).map { $0 + $1 }
-                if zip(trial, lower).allSatisfy({ $0 >= $1 }), let et = evaluate(trial),
-                   et.deviance <= e.deviance + 10 * resolvable * max(abs(e.deviance), 1) {
+                if theta.indices.allSatisfy({ trial[$0] >= lower[$0] && trial[$0] <= upper[$0] }), let et = evaluate(trial),
+                   f.value(et) <= f.value(e) + 10 * resolvable * max(1, abs(f.value(e))) {
                     theta = trial
                     e = et
                     trustedSteps += 1
@@ -119,9 +180,10 @@ enum NewtonOptimizer {
                 for i in theta.indices {
                     trial[i] = theta[i] + alpha * step[i]
                     if trial[i] < lower[i] { trial[i] = lower[i] + 0.1 * (theta[i] - lower[i]) }
+                    if trial[i] > upper[i] { trial[i] = upper[i] - 0.1 * (upper[i] - theta[i]) }
                 }
                 let slope = theta.indices.reduce(0.0) { $0 + g[$1] * (trial[$1] - theta[$1]) }
-                if let et = evaluate(trial), et.deviance <= e.deviance + 1e-4 * min(slope, 0) {
+                if let et = evaluate(trial), f.value(et) <= f.value(e) + 1e-4 * min(slope, 0) {
                     theta = trial
                     e = et
                     accepted = true
@@ -137,22 +199,36 @@ enum NewtonOptimizer {
         return try fallBack(from: theta, reason: "Newton did not converge in \(maxIterations) iterations")
     }
 
-    /// θ with every diagonal entry below 1e-6 set to its bound, if that does not raise the deviance.
-    private static func snapToBounds(_ pls: PenalizedLeastSquares, _ theta: [Double], _ e: PenalizedLeastSquares.Evaluation,
-                                     lower: [Double], evaluate: ([Double]) -> PenalizedLeastSquares.Evaluation?)
-        -> (theta: [Double], value: Double) {
-        let near = theta.indices.filter { lower[$0] == 0 && theta[$0] > 0 && theta[$0] < 1e-6 }
-        guard !near.isEmpty else { return (theta, e.deviance) }
+    /// The symmetric rank-one update of H for Hs = y: H += rr'/(r's) with r = y − Hs, unless
+    /// |r's| < 1e-8 |r||s| (nothing to learn along s, or r ⟂ s).
+    private static func updateBySecant(_ h: inout [Double], step s: [Double], change y: [Double]) {
+        let n = s.count
+        let r = (0..<n).map { i in (0..<n).reduce(y[i]) { $0 - h[i + $1 * n] * s[$1] } }
+        let rs = zip(r, s).reduce(0.0) { $0 + $1.0 * $1.1 }
+        let norms = r.reduce(0.0) { $0 + $1 * $1 }.squareRoot() * s.reduce(0.0) { $0 + $1 * $1 }.squareRoot()
+        guard abs(rs) > 1e-8 * norms else { return }
+        for j in 0..<n { for i in 0..<n { h[i + j * n] += r[i] * r[j] / rs } }
+    }
+
+    /// θ with every coordinate within 1e-6 of a bound (a diagonal entry of T_k below 1e-6) set to
+    /// that bound, if that does not raise the value.
+    private static func snapToBounds<Objective: NewtonObjective>(
+        _ f: Objective, _ theta: [Double], _ e: Objective.Evaluation, lower: [Double], upper: [Double],
+        evaluate: ([Double]) -> Objective.Evaluation?) -> (theta: [Double], value: Double) {
         var snapped = theta
-        for i in near { snapped[i] = 0 }
-        if let es = evaluate(snapped), es.deviance <= e.deviance { return (snapped, es.deviance) }
+        for i in theta.indices {
+            if theta[i] > lower[i] && theta[i] - lower[i] < 1e-6 { snapped[i] = lower[i] }
+            if theta[i] < upper[i] && upper[i] - theta[i] < 1e-6 { snapped[i] = upper[i] }
+        }
+        guard snapped != theta else { return (theta, f.value(e)) }
+        if let es = evaluate(snapped), f.value(es) <= f.value(e) { return (snapped, f.value(es)) }
         _ = evaluate(theta)  // leave the factor at the point returned
-        return (theta, e.deviance)
+        return (theta, f.value(e))
     }
 
     /// −H_FF⁻¹ g_F, with τI added to H_FF until its Cholesky succeeds. A matrix that no shift up
     /// to 10¹² of its largest diagonal entry makes positive definite (one holding NaN or ±∞)
-    /// gives NaN steps, which the line search rejects and the caller hands to BOBYQA.
+    /// gives NaN steps, which `minimize` hands to BOBYQA.
     static func newtonStep(_ h: [Double], _ g: [Double], free: [Int]) -> [Double] {
         let m = free.count, n = g.count
         guard m > 0 else { return [] }

@@ -14,8 +14,8 @@ public struct OptimizerSummary: Sendable, Equatable {
     public var xtolRel = 1e-4
     /// The most objective evaluations allowed.
     public var maxEvaluations = 100_000
-    /// Filled in by the fit: Newton iterations, deviance evaluations and gradient (with AI matrix)
-    /// evaluations used, NLopt's return code, the largest |scaled gradient| at the optimum over the
+    /// Filled in by the fit: Newton iterations, deviance evaluations and gradient (with AI matrix;
+    /// at a profile point only the first, see `NewtonOptimizer.Mode`) evaluations used, NLopt's return code, the largest |scaled gradient| at the optimum over the
     /// parameters not at a bound, and the convergence verdict.
     public var iterations = 0
     public var evaluations = 0
@@ -43,12 +43,13 @@ extension OptimizerChoice {
     /// replicate from θ̂, a profile point from its neighbour's optimum. BOBYQA starts with small
     /// steps there (`Optimizer.localSteps`: sleepstudy's refits took 73 evaluations on average
     /// with NLopt's default steps and 43 with these, InstEval's 25 and 20, reaching the same
-    /// deviances within ±7e-7); Newton needs no such setting.
-    func refit(_ pls: PenalizedLeastSquares, from start: [Double], summary: inout OptimizerSummary) throws
-        -> (theta: [Double], value: Double) {
+    /// deviances within ±7e-7); Newton needs no such setting, but is told when it refits a
+    /// profile point (`NewtonOptimizer.Mode`).
+    func refit(_ pls: PenalizedLeastSquares, from start: [Double], mode: NewtonOptimizer.Mode = .fit,
+               summary: inout OptimizerSummary) throws -> (theta: [Double], value: Double) {
         switch self {
         case .newton:
-            return try NewtonOptimizer.minimize(pls, start: start, summary: &summary)
+            return try NewtonOptimizer.minimize(pls, start: start, mode: mode, summary: &summary)
         case .bobyqa:
             return try Optimizer.minimize({ pls.objective($0) }, start: start, lower: pls.factor.lowerBounds,
                                           initialStep: Optimizer.localSteps(start, floor: start.map { _ in 0.1 }), summary: &summary)

@@ -94,9 +94,15 @@ struct Fit: ParsableCommand {
             let profiled: ProfileResult? = try Job.stage {
                 guard profile else { return nil }
                 let line = ProgressLine("profile")
-                return try ProfileLikelihood.run(result, options: ProfileOptions(
+                let start = ContinuousClock.now
+                let profiled = try ProfileLikelihood.run(result, options: ProfileOptions(
                     level: level, threads: model.threads, checkpoint: checkpoint, communicator: Job.communicator,
                     progress: { line.update(done: $0, total: $1) }))
+                if verbose && Job.isRoot, let e = profiled?.totalEffort {
+                    FileHandle.standardError.write(Data(("profile: \(ContinuousClock.now - start), \(e.points) points, "
+                        + "\(e.evaluations) deviance evaluations, \(e.gradients) gradients, \(e.fallbacks) finished by BOBYQA\n").utf8))
+                }
+                return profiled
             }
             try Job.stage {
                 guard Job.isRoot else { return }

@@ -4,21 +4,21 @@ import Foundation
 ///
 /// For each parameter φ — each random-effect SD and correlation, σ, each β_j — the signed root
 /// ζ(φ) = sign(φ − φ̂)·√(d(φ) − d(φ̂)) is traced outward from φ̂ in both directions, the other
-/// parameters re-optimised at each point starting from the neighbouring point's optimum, and
-/// the limits are where ζ = ∓z_{(1+level)/2}. Like lme4, d is the ML deviance whatever the fit's
-/// criterion (a REML fit is profiled about its ML refit):
+/// parameters re-optimised at each point by the fit's optimiser, starting from the optima of the
+/// points before, extrapolated; the limits are where ζ = ∓z_{(1+level)/2}. Like lme4, d is the
+/// ML deviance whatever the fit's criterion (a REML fit is profiled about its ML refit):
 ///
 /// - SDs, correlations and σ: d(ω) = log|L_θ|² + r²(θ)/σ² + n log(2πσ²), with ω = (the SDs and
-///   correlations of each term, in θ's order; σ) and θ = the Cholesky factor of Σ_k/σ², so
+///   correlations of each term, in θ's order; σ) and θ = a Cholesky factor of Σ_k/σ², so
 ///   β is profiled out and σ is explicit; the other components of ω move within their bounds
-///   (SD ≥ 0, −1 ≤ correlation ≤ 1).
+///   (SD ≥ 0, −1 ≤ correlation ≤ 1) (`ProfileDeviance`).
 /// - β_j: x_jβ_j moves into the response — the cross-products change without the rows — and
 ///   the ML deviance is minimised over θ with the other β and σ profiled out.
 ///
 /// Each (parameter, direction) is one job for `JobDistribution`. Where ζ is found by a trace
-/// point, the limit is then refined by the Illinois method on the profile itself, not read off
-/// an interpolating spline; where a bound (an SD of 0, a correlation of ±1) comes before
-/// ζ = ∓z, the limit is the bound, as lme4 reports it.
+/// point, the limit is then refined on the profile itself (inverse interpolation of the trace's
+/// last points), not read off an interpolating spline; where a bound (an SD of 0, a correlation
+/// of ±1) comes before ζ = ∓z, the limit is the bound, as lme4 reports it.
 public enum ProfileLikelihood {
     public static func run(_ fit: FitResult, options: ProfileOptions) throws -> ProfileResult? {
         guard options.level > 0 && options.level < 1 else { throw InputError("the confidence level must be between 0 and 1") }
@@ -26,8 +26,9 @@ public enum ProfileLikelihood {
         let engine = try ProfileEngine(fit, threads: options.threads)
         let jobs = 2 * engine.parameters.count
         let z = NormalDistribution.quantile((1 + options.level) / 2)
+        // "v2": a trace's bytes end with its effort; traces checkpointed before that are not read.
         guard let results = try JobDistribution(communicator: communicator, threads: options.threads, batch: 1).run(
-            count: jobs, kind: "profile-\(options.level)", checkpoint: options.checkpoint, fit: fit, progress: options.progress,
+            count: jobs, kind: "profile-v2-\(options.level)", checkpoint: options.checkpoint, fit: fit, progress: options.progress,
             work: { job, thread in engine.trace(job / 2, direction: job % 2 == 0 ? -1 : 1, z: z, thread: thread).encoded() })
         else { return nil }
         let traces = (0..<jobs).map { ProfileTrace(decoding: results[$0]) }
@@ -40,7 +41,8 @@ public enum ProfileLikelihood {
             traces: parameters.indices.map { m in
                 let down = traces[2 * m].points.reversed(), up = traces[2 * m + 1].points.dropFirst()
                 return (parameters[m], Array(down) + Array(up))
-            })
+            },
+            effort: parameters.indices.map { traces[2 * $0].effort + traces[2 * $0 + 1].effort })
     }
 }
 
@@ -68,6 +70,11 @@ public struct ProfileResult: Sendable {
     public let level: Double
     public let intervals: [ParameterInterval]
     public let traces: [(parameter: ModelParameter, points: [(value: Double, zeta: Double)])]
+    /// What each parameter's profile (both directions) cost, in `intervals`' order.
+    public let effort: [ProfileEffort]
+
+    /// What the whole profile cost.
+    public var totalEffort: ProfileEffort { effort.reduce(ProfileEffort(), +) }
 
     /// The traces as CSV: one line per point.
     public func tracesCSV() -> String {
@@ -82,26 +89,61 @@ public struct ProfileResult: Sendable {
     }
 }
 
-/// One direction of one parameter's profile: the points from φ̂ outward, and the limit.
+/// What profile points cost: the points optimised (trace points and the limits' refinements),
+/// the deviance evaluations and gradients they took (the first gradient of a point with its AI
+/// matrix, the others updating it by secants), and how many of them BOBYQA finished after Newton
+/// gave up.
+public struct ProfileEffort: Sendable, Equatable {
+    public var points = 0
+    public var evaluations = 0
+    public var gradients = 0
+    public var fallbacks = 0
+
+    public init() {}
+
+    /// Counts one point optimised, as its optimiser reported it.
+    mutating func add(_ summary: OptimizerSummary) {
+        points += 1
+        evaluations += summary.evaluations
+        gradients += summary.gradients
+        if summary.fallback != nil { fallbacks += 1 }
+    }
+
+    public static func + (a: ProfileEffort, b: ProfileEffort) -> ProfileEffort {
+        var sum = a
+        sum.points += b.points
+        sum.evaluations += b.evaluations
+        sum.gradients += b.gradients
+        sum.fallbacks += b.fallbacks
+        return sum
+    }
+}
+
+/// One direction of one parameter's profile: the points from φ̂ outward, the limit, and its effort.
 struct ProfileTrace {
     var points: [(value: Double, zeta: Double)]
     var limit: Double
+    var effort: ProfileEffort
 
     func encoded() -> [UInt8] {
         var w = ByteWriter()
         w.doubles(points.map(\.value)); w.doubles(points.map(\.zeta)); w.double(limit)
+        w.ints([effort.points, effort.evaluations, effort.gradients, effort.fallbacks])
         return w.bytes
     }
 
-    init(points: [(value: Double, zeta: Double)], limit: Double) {
+    init(points: [(value: Double, zeta: Double)], limit: Double, effort: ProfileEffort) {
         self.points = points
         self.limit = limit
+        self.effort = effort
     }
 
     init(decoding bytes: [UInt8]) {
         var r = ByteReader(bytes)
-        let values = r.doubles(), zetas = r.doubles()
-        self.init(points: Array(zip(values, zetas)).map { (value: $0.0, zeta: $0.1) }, limit: r.double())
+        let values = r.doubles(), zetas = r.doubles(), limit = r.double(), counts = r.ints()
+        var effort = ProfileEffort()
+        (effort.points, effort.evaluations, effort.gradients, effort.fallbacks) = (counts[0], counts[1], counts[2], counts[3])
+        self.init(points: Array(zip(values, zetas)).map { (value: $0.0, zeta: $0.1) }, limit: limit, effort: effort)
     }
 }
 
@@ -118,6 +160,10 @@ final class ProfileEngine: @unchecked Sendable {
     let minimum: Double
     /// Which components of ω are correlations (bounded by ±1); the others are SDs and σ (≥ 0).
     let isCorrelation: [Bool]
+    /// Which entries of θ are on a diagonal of their T_k (≥ 0); the others are free.
+    private let isDiagonalTheta: [Bool]
+    /// For each correlation in ω, the components of the SDs it joins (`ProfileDeviance.correlatedSDs`).
+    private let correlatedSDs: [(Int, Int)?]
     private let workers: [PenalizedLeastSquares]
     private let factorization: Factorization
     private let optimizer: OptimizerChoice
@@ -139,6 +185,8 @@ final class ProfileEngine: @unchecked Sendable {
         standardErrors = ml.standardErrors
         minimum = ml.objective
         isCorrelation = parameters.prefix(omega.count).map { $0.kind == .cor }
+        correlatedSDs = ProfileDeviance.correlatedSDs(terms)
+        isDiagonalTheta = ml.theta.indices.map(RelativeCovarianceFactor(terms: terms).isDiagonal)
         workers = try (0..<max(1, threads)).map { _ in try PenalizedLeastSquares(fit.crossProducts, reml: false, factorization: fit.factorization) }
     }
 
@@ -149,85 +197,42 @@ final class ProfileEngine: @unchecked Sendable {
 
     // MARK: SDs, correlations, σ
 
-    /// θ and σ from ω, or nil when a term's SDs and correlations make no covariance matrix.
-    func thetaAndSigma(_ omega: [Double]) -> ([Double], Double)? {
+    /// The least deviance with ω_m = value, the other components moving from `start` by the fit's
+    /// optimiser (`ProfileDeviance`); and where it is. The correlations of an SD held at 0 do not
+    /// change the deviance, so they are held too. `summary` gets the optimiser's counts.
+    func profileVariance(_ m: Int, value: Double, start: [Double], thread: Int, summary: inout OptimizerSummary) -> (Double, [Double]) {
+        var held = start
+        held[m] = value
+        let free = omega.indices.filter { c in c != m && !(value == 0 && correlatedSDs[c].map { $0.0 == m || $0.1 == m } == true) }
         let sigma = omega[omega.count - 1]
-        guard sigma > 0 else { return nil }
-        var theta: [Double] = []
-        var at = 0
-        for t in terms {
-            let d = t.dimension
-            var sd = [Double](repeating: 0, count: d), cor = [Double](repeating: 0, count: d * d)
-            for c in 0..<d { for r in c..<d {
-                if r == c { sd[c] = omega[at] } else { cor[r + c * d] = omega[at]; cor[c + r * d] = omega[at] }
-                at += 1
-            } }
-            var s = [Double](repeating: 0, count: d * d)
-            for i in 0..<d { for j in 0..<d { s[i + j * d] = sd[i] * sd[j] * (i == j ? 1 : cor[i + j * d]) / (sigma * sigma) } }
-            guard let lower = Self.semidefiniteCholesky(s, order: d) else { return nil }
-            for c in 0..<d { for r in c..<d { theta.append(lower[r + c * d]) } }
+        let objective = ProfileDeviance(workers[thread], omega: held, free: free, scale: free.map { isCorrelation[$0] ? 1 : sigma })
+        let x0 = free.indices.map { a in
+            min(max(start[free[a]] / objective.scale[a], objective.lowerBounds[a]), objective.upperBounds[a])
         }
-        return (theta, sigma)
-    }
-
-    /// The lower L with LL' = S for a positive semidefinite S (zero columns at zero pivots); nil if S is not semidefinite.
-    static func semidefiniteCholesky(_ s: [Double], order d: Int) -> [Double]? {
-        var l = [Double](repeating: 0, count: d * d)
-        let scale = (0..<d).map { s[$0 + $0 * d] }.max() ?? 0
-        for j in 0..<d {
-            var pivot = s[j + j * d]
-            for k in 0..<j { pivot -= l[j + k * d] * l[j + k * d] }
-            if pivot < -1e-10 * max(scale, 1e-300) { return nil }
-            if pivot <= 1e-12 * scale { continue }
-            let ljj = pivot.squareRoot()
-            l[j + j * d] = ljj
-            for i in (j + 1)..<max(j + 1, d) {
-                var v = s[i + j * d]
-                for k in 0..<j { v -= l[i + k * d] * l[j + k * d] }
-                l[i + j * d] = v / ljj
-            }
+        let result: (theta: [Double], value: Double)?
+        switch optimizer {
+        case .newton:
+            result = try? NewtonOptimizer.minimize(objective, start: x0, mode: .profilePoint, summary: &summary)
+        case .bobyqa:
+            // Small first steps: the start is the neighbouring point's optimum (sleepstudy's whole
+            // profile: 9,353 evaluations with NLopt's default steps, 5,312 with these).
+            let steps = Optimizer.localSteps(x0, floor: free.map { isCorrelation[$0] ? 0.1 : max(abs(omega[$0]) / sigma, 1e-3) })
+            result = try? Optimizer.minimize({ objective.evaluate($0).map(objective.value) ?? .infinity }, start: x0,
+                                             lower: objective.lowerBounds, upper: objective.upperBounds, initialStep: steps,
+                                             summary: &summary)
         }
-        return l
-    }
-
-    /// The ML deviance with σ explicit, at ω.
-    func deviance(_ omega: [Double], thread: Int) -> Double {
-        guard let (theta, sigma) = thetaAndSigma(omega), let e = workers[thread].evaluate(theta) else { return .infinity }
-        let n = Double(cp.rows)
-        return e.logDetL2 + e.penalizedRSS / (sigma * sigma) + n * log(2 * Double.pi * sigma * sigma)
-    }
-
-    /// The least deviance with ω_m = value, the other components moving from `start`; and where it is.
-    func profileVariance(_ m: Int, value: Double, start: [Double], thread: Int) -> (Double, [Double]) {
-        let free = omega.indices.filter { $0 != m }
-        let lower = free.map { isCorrelation[$0] ? -1.0 : 0.0 }
-        let upper = free.map { isCorrelation[$0] ? 1.0 : Double.infinity }
-        let x0 = free.enumerated().map { i, c in min(max(start[c], lower[i]), upper[i]) }
-        let full = { (x: [Double]) -> [Double] in
-            var w = start
-            w[m] = value
-            for (i, c) in free.enumerated() { w[c] = x[i] }
-            return w
-        }
-        var summary = OptimizerSummary()
-        // Small first steps: the start is the neighbouring point's optimum (sleepstudy's whole
-        // profile: 9,353 evaluations with NLopt's default steps, 5,312 with these).
-        let sigma = omega[omega.count - 1]
-        let steps = Optimizer.localSteps(x0, floor: free.map { isCorrelation[$0] ? 0.1 : max(abs(omega[$0]), 1e-3 * sigma) })
-        guard let (x, d) = try? Optimizer.minimize({ self.deviance(full($0), thread: thread) }, start: x0,
-                                                    lower: lower, upper: upper, initialStep: steps, summary: &summary) else {
-            return (.infinity, start)
-        }
-        return (d, full(x))
+        guard let (x, d) = result else { return (.infinity, start) }
+        return (d, objective.omega(at: x))
     }
 
     // MARK: β
 
-    /// The least ML deviance with β_j = value, over θ from `start`; and the θ reached.
-    func profileFixed(_ j: Int, value: Double, start: [Double], pls: PenalizedLeastSquares) -> (Double, [Double]) {
+    /// The least ML deviance with β_j = value, over θ from `start`; and the θ reached. `summary`
+    /// gets the optimiser's counts.
+    func profileFixed(_ j: Int, value: Double, start: [Double], pls: PenalizedLeastSquares,
+                      summary: inout OptimizerSummary) -> (Double, [Double]) {
         pls.replaceResponse(with: cp.fixingCoefficient(j, at: value))
-        var summary = OptimizerSummary()
-        guard let (theta, d) = try? optimizer.refit(pls, from: start, summary: &summary) else {
+        guard let (theta, d) = try? optimizer.refit(pls, from: start, mode: .profilePoint, summary: &summary) else {
             return (.infinity, start)
         }
         return (d, theta)
@@ -241,26 +246,34 @@ final class ProfileEngine: @unchecked Sendable {
         let cutoff = max(3, z + 0.5)
         let isFixed = m >= omega.count
         let centre = isFixed ? beta[m - omega.count] : omega[m]
-        // ζ at a value, carrying the optimum along as the next start.
+        // ζ at a value, carrying the optimum along as the next start; each point's counts go to `effort`.
+        var effort = ProfileEffort()
         var state: [Double]
         var evaluate: (Double, [Double]) -> (Double, [Double])
         if isFixed {
             let j = m - omega.count
             guard let pls = try? PenalizedLeastSquares(cp.fixingCoefficient(j, at: beta[j]), reml: false, factorization: factorization) else {
-                return ProfileTrace(points: [(centre, 0)], limit: .nan)
+                return ProfileTrace(points: [(centre, 0)], limit: .nan, effort: effort)
             }
             state = theta
             evaluate = { value, start in
-                let (d, t) = self.profileFixed(j, value: value, start: start, pls: pls)
+                var summary = OptimizerSummary()
+                let (d, t) = self.profileFixed(j, value: value, start: start, pls: pls, summary: &summary)
+                effort.add(summary)
                 return (self.zeta(value, centre, d), t)
             }
         } else {
             state = omega
             evaluate = { value, start in
-                let (d, w) = self.profileVariance(m, value: value, start: start, thread: thread)
+                var summary = OptimizerSummary()
+                let (d, w) = self.profileVariance(m, value: value, start: start, thread: thread, summary: &summary)
+                effort.add(summary)
                 return (self.zeta(value, centre, d), w)
             }
         }
+        // The optimiser's bounds on the state (θ, or ω), which a start moved along the trace must keep.
+        let bounds = isFixed ? (lower: theta.indices.map { isDiagonalTheta[$0] ? 0 : -Double.infinity }, upper: theta.map { _ in Double.infinity })
+            : (lower: isCorrelation.map { $0 ? -1 : 0 }, upper: isCorrelation.map { $0 ? 1 : Double.infinity })
         let bound: Double = isFixed ? direction * .infinity
             : (isCorrelation[m] ? direction : (direction < 0 ? 0 : .infinity))
         var step: Double
@@ -284,14 +297,15 @@ final class ProfileEngine: @unchecked Sendable {
                     atBound = true
                 }
             }
-            let (zeta, optimum) = evaluate(next, starts.last!)
+            let k = points.count - 1
+            let start = predicted(at: next, from: (max(0, k - 2)...k).map { (points[$0].value, starts[$0]) }, bounds: bounds)
+            let (zeta, optimum) = evaluate(next, start)
             guard zeta.isFinite else { break }
             points.append((next, zeta))
             starts.append(optimum)
             if direction * zeta >= z && limit.isNaN {
-                let k = points.count - 1
-                limit = refine(between: points[k - 1], and: points[k], target: direction * z,
-                               start: starts[k - 1], evaluate: evaluate)
+                limit = refine((max(0, k - 2)...(k + 1)).map { (points[$0].value, points[$0].zeta, starts[$0]) },
+                               target: direction * z, bounds: bounds, evaluate: evaluate)
             }
             if direction * zeta >= cutoff { break }
             if atBound {
@@ -303,31 +317,48 @@ final class ProfileEngine: @unchecked Sendable {
             let slope = abs((b.zeta - a.zeta) / (b.value - a.value))
             if slope.isFinite && slope > 0 { step = min(max((cutoff / 8) / slope, step / 2), step * 4) } else { step *= 2 }
         }
-        return ProfileTrace(points: points, limit: limit)
+        return ProfileTrace(points: points, limit: limit, effort: effort)
     }
 
-    /// The value between two trace points where ζ = target (Illinois method on the profile).
-    private func refine(between a0: (value: Double, zeta: Double), and b0: (value: Double, zeta: Double), target: Double,
-                        start: [Double], evaluate: (Double, [Double]) -> (Double, [Double])) -> Double {
-        var (a, fa) = (a0.value, a0.zeta - target), (b, fb) = (b0.value, b0.zeta - target)
-        var side = 0
+    /// The value where ζ = target, between the last two of the trace's points `known` (which
+    /// bracket it; up to two more before them): inverse interpolation of v(ζ) through the last
+    /// four points found (a cubic), or regula falsi on the bracket where that would leave it; each
+    /// point optimised from a start interpolated between the optima of those four. (The Illinois
+    /// method on the bracket took four points per limit on sleepstudy, this two.)
+    private func refine(_ known: [(value: Double, zeta: Double, optimum: [Double])], target: Double,
+                        bounds: (lower: [Double], upper: [Double]), evaluate: (Double, [Double]) -> (Double, [Double])) -> Double {
+        var found = known
+        var (a, b) = (found[found.count - 2], found[found.count - 1])
         for _ in 0..<30 {
-            let c = (a * fb - b * fa) / (fb - fa)
-            if abs(b - a) <= 1e-9 * max(abs(a), abs(b), 1e-12) { return c }
-            let fc = evaluate(c, start).0 - target
-            if !fc.isFinite { return c }
-            if abs(fc) < 1e-7 { return c }
-            if (fc > 0) == (fb > 0) {
-                (b, fb) = (c, fc)
-                if side == -1 { fa /= 2 }
-                side = -1
-            } else {
-                (a, fa) = (c, fc)
-                if side == 1 { fb /= 2 }
-                side = 1
+            let falsi = (a.value * (b.zeta - target) - b.value * (a.zeta - target)) / (b.zeta - a.zeta)
+            if abs(b.value - a.value) <= 1e-9 * max(abs(a.value), abs(b.value), 1e-12) { return falsi }
+            let recent = Array(found.suffix(4))
+            var c = recent.indices.reduce(0.0) { sum, i in
+                sum + recent[i].value * recent.indices.reduce(1.0) { w, j in
+                    j == i ? w : w * (target - recent[j].zeta) / (recent[i].zeta - recent[j].zeta)
+                }
             }
+            if !(c > min(a.value, b.value) && c < max(a.value, b.value)) { c = falsi }
+            let (zeta, optimum) = evaluate(c, predicted(at: c, from: recent.map { ($0.value, $0.optimum) }, bounds: bounds))
+            if !zeta.isFinite || abs(zeta - target) < 1e-7 { return c }
+            if (zeta > target) == (b.zeta > target) { b = (c, zeta, optimum) } else { a = (c, zeta, optimum) }
+            found.append((c, zeta, optimum))
         }
-        return (a * fb - b * fa) / (fb - fa)
+        return (a.value * (b.zeta - target) - b.value * (a.zeta - target)) / (b.zeta - a.zeta)
+    }
+
+    /// The start for a point at `value`: the polynomial through the optima found at other values
+    /// (the last three points of a trace, or the last four of a refinement), kept within the bounds.
+    /// The optima move smoothly along a trace, so a start extrapolated from the points before, or
+    /// interpolated inside a bracket, is closer than the nearest optimum.
+    private func predicted(at value: Double, from known: [(value: Double, optimum: [Double])],
+                           bounds: (lower: [Double], upper: [Double])) -> [Double] {
+        let weights = known.indices.map { i in
+            known.indices.reduce(1.0) { w, j in j == i ? w : w * (value - known[j].value) / (known[i].value - known[j].value) }
+        }
+        return bounds.lower.indices.map { c in
+            min(max(zip(weights, known).reduce(0.0) { $0 + $1.0 * $1.1.optimum[c] }, bounds.lower[c]), bounds.upper[c])
+        }
     }
 }
 
