@@ -59,11 +59,12 @@ extension PenalizedLeastSquares: NewtonObjective {
 ///   converged only linearly (sleepstudy's sd(Days) at ζ = 2: 17 iterations). For them H is the
 ///   information matrix at the start, then updated by the symmetric rank-one formula
 ///   H += rr'/(r's), r = y − Hs (s the last step, y the change in the gradient; skipped when
-///   |r's| < 1e-8 |r||s|), and later iterations need the gradient alone. And they are converged
-///   too when the decrease a step promises, −g'Δ/2, is below 10⁻¹⁰ of the deviance (at least
-///   10⁻¹⁰): ζ needs no more, and smaller changes are at the deviance's rounding, where the scaled
-///   gradient may stay above 1e-6 (penicillin's σ profile did, for 100 iterations). A fit starts
-///   far from its optimum, where secants mislead (the reference fits' 3–8 iterations became 4–12).
+///   |r's| < 1e-8 |r||s|), and later iterations need the gradient alone. They are converged too
+///   when the decrease a step promises, −g'Δ/2, is below 10⁻⁶ (ζ = √(d − d̂) is then within
+///   3·10⁻⁷ of its optimum's near the limits), or when the last step taken did not lower the
+///   deviance at all (it is at the deviance's rounding, where the scaled gradient may stay above
+///   1e-6: penicillin's σ profile took 100 iterations there). A fit starts far from its optimum,
+///   where secants mislead (the reference fits' 3–8 iterations became 4–12).
 /// - When no halving decreases the value (or the start cannot be evaluated), BOBYQA takes
 ///   over from the last point, and the summary says so.
 enum NewtonOptimizer {
@@ -131,6 +132,7 @@ enum NewtonOptimizer {
         }
         var secant: (theta: [Double], gradient: [Double], information: [Double])?
         var trustedSteps = 0
+        var stalled = false
         while summary.iterations < maxIterations {
             var (g, h): ([Double], [Double])
             if let last = secant {
@@ -156,7 +158,7 @@ enum NewtonOptimizer {
                 if result.theta == theta { derivatives = (g, h) }
                 return result
             }
-            if summary.maxGradient < tolerance || (mode == .profilePoint && decrease < 1e-10 * max(1, abs(f.value(e))))
+            if summary.maxGradient < tolerance || (mode == .profilePoint && (decrease < 1e-6 || stalled))
                 || (unresolved && trustedSteps == maxTrustedSteps) {
                 return accept()
             }
@@ -173,6 +175,7 @@ enum NewtonOptimizer {
                 _ = evaluate(theta)   // the factor back at θ
                 return accept()
             }
+            let before = f.value(e)
             var alpha = 1.0
             var accepted = false
             for _ in 0..<40 {
@@ -192,6 +195,7 @@ enum NewtonOptimizer {
                 alpha /= 2
             }
             summary.iterations += 1
+            stalled = f.value(e) >= before
             if !accepted {
                 return try fallBack(from: theta, reason: "a Newton step did not decrease the deviance after 40 halvings")
             }
