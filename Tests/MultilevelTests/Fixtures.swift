@@ -10,6 +10,22 @@ enum Fixtures {
     static func path(_ file: String) -> String { directory.appendingPathComponent(file).path }
 }
 
+/// The Hessian by central differences of a gradient (column-major), steps of 1e-4 of each |x_j|
+/// (at least 1e-5): to check an analytic information matrix against.
+func differenceHessian(at x: [Double], gradient: ([Double]) throws -> [Double]) rethrows -> [Double] {
+    let n = x.count
+    var hessian = [Double](repeating: 0, count: n * n)
+    for j in 0..<n {
+        let h = 1e-4 * max(abs(x[j]), 0.1)
+        var plus = x, minus = x
+        plus[j] += h
+        minus[j] -= h
+        let gp = try gradient(plus), gm = try gradient(minus)
+        for i in 0..<n { hessian[i + j * n] = (gp[i] - gm[i]) / (2 * h) }
+    }
+    return hessian
+}
+
 /// A test case with a fresh scratch directory per test, removed afterwards.
 class ScratchDirectoryTestCase: XCTestCase {
     private(set) var directory: URL!

@@ -90,18 +90,9 @@ final class GradientTests: XCTestCase {
             for reml in [true, false] {
                 let fit = try LinearMixedModel.fit(cp, options: FitOptions(reml: reml))
                 let pls = try PenalizedLeastSquares(cp, reml: reml, ordering: .natural)
-                let theta = fit.theta, m = theta.count
+                let theta = fit.theta
                 let ai = pls.averageInformation(theta, try XCTUnwrap(pls.evaluate(theta)))
-                var hessian = [Double](repeating: 0, count: m * m)
-                for j in 0..<m {
-                    let h = 1e-4 * max(abs(theta[j]), 0.1)
-                    var plus = theta, minus = theta
-                    plus[j] += h
-                    minus[j] -= h
-                    let gp = pls.gradient(plus, try XCTUnwrap(pls.evaluate(plus)))
-                    let gm = pls.gradient(minus, try XCTUnwrap(pls.evaluate(minus)))
-                    for i in 0..<m { hessian[i + j * m] = (gp[i] - gm[i]) / (2 * h) }
-                }
+                let hessian = try differenceHessian(at: theta) { pls.gradient($0, try XCTUnwrap(pls.evaluate($0))) }
                 let scale = hessian.map(abs).max()!
                 for (x, y) in zip(ai, hessian) {
                     XCTAssertEqual(x, y, accuracy: 1e-2 * scale, "\(dataset) \(reml ? "REML" : "ML"): AI \(ai) Hessian \(hessian)")

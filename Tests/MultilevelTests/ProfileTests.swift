@@ -119,20 +119,11 @@ final class ProfileTests: XCTestCase {
             let cp = try crossProducts(dataset, formula)
             let fit = try LinearMixedModel.fit(cp, options: FitOptions(reml: false))
             let values = ModelParameter.values(fit.varcorr, fit.sigma, fit.beta)
-            let omega = Array(values[..<(values.count - fit.beta.count)]), n = omega.count
+            let omega = Array(values[..<(values.count - fit.beta.count)])
             let pls = try PenalizedLeastSquares(cp, reml: false, ordering: .natural)
             let objective = ProfileDeviance(pls, omega: omega, free: Array(omega.indices), scale: omega.map { _ in 1 })
             let information = objective.derivatives(omega, try XCTUnwrap(objective.evaluate(omega))).information
-            var hessian = [Double](repeating: 0, count: n * n)
-            for j in 0..<n {
-                let h = 1e-4 * max(abs(omega[j]), 0.1)
-                var plus = omega, minus = omega
-                plus[j] += h
-                minus[j] -= h
-                let gp = objective.gradient(plus, try XCTUnwrap(objective.evaluate(plus)))
-                let gm = objective.gradient(minus, try XCTUnwrap(objective.evaluate(minus)))
-                for i in 0..<n { hessian[i + j * n] = (gp[i] - gm[i]) / (2 * h) }
-            }
+            let hessian = try differenceHessian(at: omega) { objective.gradient($0, try XCTUnwrap(objective.evaluate($0))) }
             let scale = hessian.map(abs).max()!
             for (x, y) in zip(information, hessian) {
                 XCTAssertEqual(x, y, accuracy: 2e-2 * scale, "\(dataset): information \(information) Hessian \(hessian)")
