@@ -103,7 +103,8 @@ public enum LinearMixedModel {
         switch options.optimizer {
         case .newton:
             // BOBYQA starts where lme4 does, so that it stops where lme4 does; Newton from the moments.
-            theta = try NewtonOptimizer.minimize(pls, start: StartingValues.moments(cp, factor: factor), trace: options.trace, summary: &summary,
+            let start = StartingValues.moments(cp, factor: factor)
+            theta = try NewtonOptimizer.minimize(pls, start: start, trace: options.trace, summary: &summary,
                                                  derivatives: &derivatives).theta
         case .bobyqa:
             var evaluations = 0

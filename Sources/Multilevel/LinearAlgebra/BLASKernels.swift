@@ -2,16 +2,16 @@ import CCHOLMOD
 import Foundation
 
 /// Which of OpenBLAS's kernel sets the dense work (the Schur complement, its dpotrf and the
-/// selected inverse's dpotri) runs on.
+/// selected inverse's dtrtri, dtrsm and dgemm) runs on.
 ///
 /// OpenBLAS picks its kernels from the CPU it detects when it is loaded. A CPU newer than the
 /// library (here OpenBLAS 0.3.21 on a virtual Xeon with AVX-512 FP16) is not recognised, and
 /// OpenBLAS falls back to its oldest x86-64 kernels, `Prescott` (SSE3). Measured on this 2-core
 /// machine, one thread, n = 2000 (best of 5): dsyrk 112–138 ms with `Cooperlake`'s kernels
-/// against 611 ms with `Prescott`'s, dpotrf 62–64 against 231 ms, dpotri 111–134 against 474 ms. When the kernels detected
-/// use less of the CPU than its instruction set allows, the best set that it supports is named
-/// in `OPENBLAS_CORETYPE` (read by OpenBLAS only when it is loaded, so `mlm` re-executes itself
-/// once; a user's own `OPENBLAS_CORETYPE` is kept).
+/// against 611 ms with `Prescott`'s, dpotrf 62–64 against 231 ms, dpotri 111–134 against
+/// 474 ms. When the kernels detected use less of the CPU than its instruction set allows, the
+/// best set that it supports is named in `OPENBLAS_CORETYPE` (read by OpenBLAS only when it is
+/// loaded, so `mlm` re-executes itself once; a user's own `OPENBLAS_CORETYPE` is kept).
 public enum BLASKernels {
     /// OpenBLAS's name for the kernels it runs on now.
     public static var current: String { String(cString: openblas_get_corename()) }

@@ -264,9 +264,8 @@ final class BlockedCholesky: SymmetricFactorization {
         }
         if gatherDense { subtractGathered(); return }
         // Tile by tile of S (each tile on one thread, so each entry gets its levels' updates in
-        // level order whatever the threads), and level by level within a tile: on crossed 10^6
-        // (2000 × 2000 S, 10^8 updates) 2.6× faster than level by level over the whole of S,
-        // whose scattered writes missed the caches.
+        // level order whatever the threads), and level by level within a tile, so that the
+        // scattered writes stay in a tile that fits in cache (at n2 = 2000, S is 32 MB).
         let tiles = self.tiles, levels = levels1, stride = tiles + 1
         var pairs: [(row: Int, column: Int)] = []
         for tc in 0..<tiles { for tr in tc..<tiles { pairs.append((tr, tc)) } }
@@ -410,7 +409,7 @@ final class BlockedCholesky: SymmetricFactorization {
     }
 
     /// The diagonal blocks of A⁻¹ in closed form. With L = [L₁₁ 0; W L_S] and C = S⁻¹ = (L_S L_S')⁻¹
-    /// (LAPACK dpotri on a copy of L_S), level j of the first term has the block
+    /// (`TiledCholesky.invert` on a copy of L_S), level j of the first term has the block
     /// L_j⁻ᵀ(I + W_j'CW_j)L_j⁻¹ (W_j: level j's rows of W), and the other columns' blocks are C's.
     func inverseDiagonalBlocks(starts: [Int], size: [Int]) -> [[Double]] {
         let n2 = self.n2, q1 = self.q1, p = p1
@@ -453,9 +452,10 @@ final class BlockedCholesky: SymmetricFactorization {
     ///
     /// and A⁻¹₂₁ is needed only where level j meets a column of S (its entries e): with
     /// h_f = Σ_e C[col_f, col_e] v_e, the entry (col_f, level j) is −h_f and V_j'CV_j = Σ_f v_f'h_f.
-    /// The cost is that of scattering the Schur complement, Σ_j m_j² p₁, plus dpotri.
+    /// The cost is about twice that of scattering the Schur complement (every pair of a level's
+    /// entries is read in both orders), Σ_j m_j² p₁, plus the inverse of S (`TiledCholesky.invert`).
     func inverseOnPattern() -> [Double] {
-        let n2 = self.n2, q1 = self.q1, p = p1, levels = levels1
+        let n2 = self.n2, q1 = self.q1
         let c = inverseOfSchurComplement()
         var out = [Double](repeating: 0, count: rowIndices.count)
         for col in q1..<dimension {
@@ -463,11 +463,7 @@ final class BlockedCholesky: SymmetricFactorization {
                 out[k] = c[(rowIndices[k] - q1) + (col - q1) * n2]
             }
         }
-        if gatherDense {
-            inverseGathered(c, into: &out)
-            return out
-        }
-        inverseScattered(c, into: &out)
+        if gatherDense { inverseGathered(c, into: &out) } else { inverseScattered(c, into: &out) }
         return out
     }
 
@@ -479,8 +475,8 @@ final class BlockedCholesky: SymmetricFactorization {
     /// batch of levels at a time: v_e = L_j⁻ᵀ w_e' for the batch, then h_f = Σ_e C[col_f, col_e] v_e
     /// row tile by row tile of C (each on one thread, each h_f summed over column tiles in order,
     /// so the result does not depend on the threads) with every level's entries in a tile done
-    /// while the 512 KB tile stays in cache, then each level finished (`finishLevel`). Reading
-    /// level by level over the whole of C missed the caches on every read.
+    /// while the 512 KB tile stays in cache, then each level finished (`finishLevel`), rather than
+    /// level by level over the whole of C (32 MB at n2 = 2000).
     private func inverseScattered(_ c: [Double], into out: inout [Double]) {
         let p = p1, n2 = self.n2, tiles = self.tiles, stride = tiles + 1
         var v = [Double](repeating: 0, count: min(inverseBatch, entryStart[levels1]) * p), h = v
