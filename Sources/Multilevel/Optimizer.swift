@@ -15,8 +15,9 @@ public struct OptimizerSummary: Sendable, Equatable {
     /// The most objective evaluations allowed.
     public var maxEvaluations = 100_000
     /// Filled in by the fit: Newton iterations, deviance evaluations and gradient (with AI matrix;
-    /// at a profile point only the first, see `NewtonOptimizer.Mode`) evaluations used, NLopt's return code, the largest |scaled gradient| at the optimum over the
-    /// parameters not at a bound, and the convergence verdict.
+    /// at a profile point only the first, see `NewtonOptimizer.Mode`) evaluations used, NLopt's
+    /// return code, the largest |scaled gradient| at the optimum over the parameters not at a
+    /// bound, and the convergence verdict.
     public var iterations = 0
     public var evaluations = 0
     public var gradients = 0

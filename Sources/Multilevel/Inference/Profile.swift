@@ -160,8 +160,6 @@ final class ProfileEngine: @unchecked Sendable {
     let minimum: Double
     /// Which components of ω are correlations (bounded by ±1); the others are SDs and σ (≥ 0).
     let isCorrelation: [Bool]
-    /// Which entries of θ are on a diagonal of their T_k (≥ 0); the others are free.
-    private let isDiagonalTheta: [Bool]
     /// For each correlation in ω, the components of the SDs it joins (`ProfileDeviance.correlatedSDs`).
     private let correlatedSDs: [(Int, Int)?]
     private let workers: [PenalizedLeastSquares]
@@ -186,7 +184,6 @@ final class ProfileEngine: @unchecked Sendable {
         minimum = ml.objective
         isCorrelation = parameters.prefix(omega.count).map { $0.kind == .cor }
         correlatedSDs = ProfileDeviance.correlatedSDs(terms)
-        isDiagonalTheta = ml.theta.indices.map(RelativeCovarianceFactor(terms: terms).isDiagonal)
         workers = try (0..<max(1, threads)).map { _ in try PenalizedLeastSquares(fit.crossProducts, reml: false, factorization: fit.factorization) }
     }
 
@@ -250,12 +247,15 @@ final class ProfileEngine: @unchecked Sendable {
         var effort = ProfileEffort()
         var state: [Double]
         var evaluate: (Double, [Double]) -> (Double, [Double])
+        // The optimiser's bounds on the state (θ, or ω), which a start moved along the trace must keep.
+        var bounds: (lower: [Double], upper: [Double])
         if isFixed {
             let j = m - omega.count
             guard let pls = try? PenalizedLeastSquares(cp.fixingCoefficient(j, at: beta[j]), reml: false, factorization: factorization) else {
                 return ProfileTrace(points: [(centre, 0)], limit: .nan, effort: effort)
             }
             state = theta
+            bounds = (pls.lowerBounds, pls.upperBounds)
             evaluate = { value, start in
                 var summary = OptimizerSummary()
                 let (d, t) = self.profileFixed(j, value: value, start: start, pls: pls, summary: &summary)
@@ -264,6 +264,7 @@ final class ProfileEngine: @unchecked Sendable {
             }
         } else {
             state = omega
+            bounds = (isCorrelation.map { $0 ? -1 : 0 }, isCorrelation.map { $0 ? 1 : .infinity })
             evaluate = { value, start in
                 var summary = OptimizerSummary()
                 let (d, w) = self.profileVariance(m, value: value, start: start, thread: thread, summary: &summary)
@@ -271,9 +272,6 @@ final class ProfileEngine: @unchecked Sendable {
                 return (self.zeta(value, centre, d), w)
             }
         }
-        // The optimiser's bounds on the state (θ, or ω), which a start moved along the trace must keep.
-        let bounds = isFixed ? (lower: theta.indices.map { isDiagonalTheta[$0] ? 0 : -Double.infinity }, upper: theta.map { _ in Double.infinity })
-            : (lower: isCorrelation.map { $0 ? -1 : 0 }, upper: isCorrelation.map { $0 ? 1 : Double.infinity })
         let bound: Double = isFixed ? direction * .infinity
             : (isCorrelation[m] ? direction : (direction < 0 ? 0 : .infinity))
         var step: Double
@@ -333,11 +331,7 @@ final class ProfileEngine: @unchecked Sendable {
             let falsi = (a.value * (b.zeta - target) - b.value * (a.zeta - target)) / (b.zeta - a.zeta)
             if abs(b.value - a.value) <= 1e-9 * max(abs(a.value), abs(b.value), 1e-12) { return falsi }
             let recent = Array(found.suffix(4))
-            var c = recent.indices.reduce(0.0) { sum, i in
-                sum + recent[i].value * recent.indices.reduce(1.0) { w, j in
-                    j == i ? w : w * (target - recent[j].zeta) / (recent[i].zeta - recent[j].zeta)
-                }
-            }
+            var c = zip(Self.lagrangeWeights(at: target, nodes: recent.map(\.zeta)), recent).reduce(0.0) { $0 + $1.0 * $1.1.value }
             if !(c > min(a.value, b.value) && c < max(a.value, b.value)) { c = falsi }
             let (zeta, optimum) = evaluate(c, predicted(at: c, from: recent.map { ($0.value, $0.optimum) }, bounds: bounds))
             if !zeta.isFinite || abs(zeta - target) < 1e-7 { return c }
@@ -347,15 +341,21 @@ final class ProfileEngine: @unchecked Sendable {
         return (a.value * (b.zeta - target) - b.value * (a.zeta - target)) / (b.zeta - a.zeta)
     }
 
+    /// The weights w_i with Σ w_i f(x_i) the value at x of the polynomial through (x_i, f(x_i)):
+    /// Lagrange's basis polynomials at x.
+    private static func lagrangeWeights(at x: Double, nodes: [Double]) -> [Double] {
+        nodes.indices.map { i in
+            nodes.indices.reduce(1.0) { w, j in j == i ? w : w * (x - nodes[j]) / (nodes[i] - nodes[j]) }
+        }
+    }
+
     /// The start for a point at `value`: the polynomial through the optima found at other values
     /// (the last three points of a trace, or the last four of a refinement), kept within the bounds.
     /// The optima move smoothly along a trace, so a start extrapolated from the points before, or
     /// interpolated inside a bracket, is closer than the nearest optimum.
     private func predicted(at value: Double, from known: [(value: Double, optimum: [Double])],
                            bounds: (lower: [Double], upper: [Double])) -> [Double] {
-        let weights = known.indices.map { i in
-            known.indices.reduce(1.0) { w, j in j == i ? w : w * (value - known[j].value) / (known[i].value - known[j].value) }
-        }
+        let weights = Self.lagrangeWeights(at: value, nodes: known.map(\.value))
         return bounds.lower.indices.map { c in
             min(max(zip(weights, known).reduce(0.0) { $0 + $1.0 * $1.1.optimum[c] }, bounds.lower[c]), bounds.upper[c])
         }

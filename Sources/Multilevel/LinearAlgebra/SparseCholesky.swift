@@ -98,8 +98,8 @@ extension SparseCholesky: SymmetricFactorization {
             for (k, e) in order.enumerated() { rows[lp[j] + k] = li[e]; values[lp[j] + k] = lx[e] }
         }
         // A factor that is nearly dense is inverted faster densely, by BLAS in tiles
-        // (`TiledCholesky.invert`: 2n³/3 flops at BLAS speed), than by the scalar recurrences below (Σ_k |col k| · |row k| indexed steps);
-        // both rates measured here, about 3·10¹⁰ and 10⁹ per second.
+        // (`TiledCholesky.invert`: 2n³/3 flops at BLAS speed), than by the scalar recurrences below
+        // (Σ_k |col k| · |row k| indexed steps); both rates measured here, about 3·10¹⁰ and 10⁹ per second.
         var recurrenceSteps = 0.0
         var rowCounts = [Int](repeating: 0, count: n)
         for j in 0..<n { for e in (lp[j] + 1)..<lp[j + 1] { rowCounts[rows[e]] += 1 } }
@@ -321,7 +321,7 @@ final class SparseCholesky {
     /// CHOLMOD's predicted nonzeros and flops of L for each ordering, from a symbolic analysis
     /// (ordering, elimination tree and column counts; no supernodes are formed and nothing of the
     /// size of L is allocated), the orderings analysed at once on separate threads (InstEval:
-    /// METIS takes most of the 0.09 s). The orderings are those `init` would compute, so its
+    /// 0.05–0.07 s, METIS's time). The orderings are those `init` would compute, so its
     /// analysis with one of them predicts the same.
     static func survey(dimension: Int, columnStarts: [Int], rowIndices: [Int],
                        orderings: [FillReducingOrdering]) throws -> [(ordering: FillReducingOrdering, nonzeros: Double, flops: Double)] {
