@@ -35,6 +35,8 @@ void dtrmm_(const char *side, const char *uplo, const char *transa, const char *
             const double *alpha, const double *a, const int *lda, double *b, const int *ldb);
 void dgemm_(const char *transa, const char *transb, const int *m, const int *n, const int *k, const double *alpha,
             const double *a, const int *lda, const double *b, const int *ldb, const double *beta, double *c, const int *ldc);
+/* Eigenvalues and vectors of a symmetric tridiagonal matrix (Lanczos quadrature of the iterative path). */
+void dstev_(const char *jobz, const int *n, double *d, double *e, double *z, const int *ldz, double *work, int *info);
 /* OpenBLAS's thread count (its dpotrf blocks, and so rounds, by the number of threads). */
 void openblas_set_num_threads(int num_threads);
 /* The kernel set OpenBLAS chose when it was loaded (OPENBLAS_CORETYPE or its CPU detection). */

@@ -174,9 +174,13 @@ extension PenalizedLeastSquares {
     /// The same from `modes(theta, e)`.
     func averageInformation(_ e: Evaluation, _ modes: Modes) -> [Double] {
         let (k, azr) = informationParts(e, modes)
-        let m = factor.thetaCount
         let nu = Double(reml ? crossProducts.rows - crossProducts.fixedCount : crossProducts.rows)
-        let sigma2 = e.penalizedRSS / nu
+        return Self.profiledInformation(k, azr, sigma2: e.penalizedRSS / nu, nu: nu)
+    }
+
+    /// H_ij = K_ij/σ² − H_iσ² H_jσ² / H_σ²σ² from K and a_i'z_r (`informationParts`), m × m column-major.
+    static func profiledInformation(_ k: [Double], _ azr: [Double], sigma2: Double, nu: Double) -> [Double] {
+        let m = azr.count
         var h = [Double](repeating: 0, count: m * m)
         for j in 0..<m {
             for i in 0...j {
@@ -209,24 +213,7 @@ extension PenalizedLeastSquares {
         let cp = crossProducts
         let q = cp.randomEffectsCount, p = cp.fixedCount, p1 = p + 1, m = factor.thetaCount
         let (templates, u, zr) = modes
-
-        // a_i, one column per θ entry (nonzero on its term's columns only).
-        var a = [Double](repeating: 0, count: q * m)
-        var i = 0
-        for (k, term) in cp.terms.enumerated() {
-            let pk = term.dimension, t = templates[k]
-            for col in 0..<pk {
-                for row in col..<pk {
-                    for level in 0..<term.levels.count {
-                        let base = term.offset + level * pk
-                        a[base + row + i * q] += u[base + col]                       // Λ̇_i û: E_{row,col} û_l
-                        let z = zr[base + row]                                       // Λ Λ̇_i'z_r: T_k e_col z_r(l,row)
-                        for r in col..<pk { a[base + r + i * q] += t[r + col * pk] * z }
-                    }
-                    i += 1
-                }
-            }
-        }
+        let a = Self.workingVectors(cp.terms, templates: templates, u: u, zr: zr)
         // Z'Z a_i, then g_i's u part Λ'Z'Z a_i and β part X'Z a_i.
         var zza = [Double](repeating: 0, count: q * m)
         let cs = cp.zzColumnStarts, ri = cp.zzRowIndices, zz = cp.zzValues
@@ -265,6 +252,28 @@ extension PenalizedLeastSquares {
         return (k, azr)
     }
 
+    /// a_i = Λ̇_i û + ΛΛ̇_i'z_r, one column per θ entry (q × m column-major; nonzero on its term's columns only).
+    static func workingVectors(_ terms: [RandomEffectsTerm], templates: [[Double]], u: [Double], zr: [Double]) -> [Double] {
+        let q = u.count, m = terms.reduce(0) { $0 + $1.thetaCount }
+        var a = [Double](repeating: 0, count: q * m)
+        var i = 0
+        for (k, term) in terms.enumerated() {
+            let pk = term.dimension, t = templates[k]
+            for col in 0..<pk {
+                for row in col..<pk {
+                    for level in 0..<term.levels.count {
+                        let base = term.offset + level * pk
+                        a[base + row + i * q] += u[base + col]                       // Λ̇_i û: E_{row,col} û_l
+                        let z = zr[base + row]                                       // Λ Λ̇_i'z_r: T_k e_col z_r(l,row)
+                        for r in col..<pk { a[base + r + i * q] += t[r + col * pk] * z }
+                    }
+                    i += 1
+                }
+            }
+        }
+        return a
+    }
+
     /// What both the gradient and the AI matrix start from: the templates T_k, the spherical
     /// modes û, and z_r = Z'r̂ at b = Λû and β̂; computed once for both (`derivatives`).
     typealias Modes = (templates: [[Double]], u: [Double], zr: [Double])
@@ -280,7 +289,14 @@ extension PenalizedLeastSquares {
 
     /// z_r = Z'(y − Zb − Xβ̂) = Z'y − Z'Z b − Z'X β̂, from the cross-products.
     func residualScores(_ b: [Double], beta: [Double]) -> [Double] {
-        let cp = crossProducts
+        crossProducts.residualScores(b, beta: beta)
+    }
+}
+
+extension CrossProducts {
+    /// z_r = Z'(y − Zb − Xβ) = Z'y − Z'Z b − Z'X β.
+    func residualScores(_ b: [Double], beta: [Double]) -> [Double] {
+        let cp = self
         let q = cp.randomEffectsCount, p = cp.fixedCount
         var zr = Array(cp.zxy[(p * q)..<((p + 1) * q)])
         for j in 0..<p where beta[j] != 0 { for x in 0..<q { zr[x] -= cp.zxy[x + j * q] * beta[j] } }

@@ -28,6 +28,9 @@ public struct FitResult: Sendable {
     var factorization: Factorization = .cholmod(.natural)
     /// The optimiser the fit used: bootstrap refits and β-profile points use it too.
     var optimizerChoice: OptimizerChoice = .newton
+    /// The iterative path's settings and Monte-Carlo errors, when it fitted the model (nil: a factor did).
+    var iterative: IterativeSettings?
+    public internal(set) var monteCarlo: MonteCarloError?
 
     /// REML (true) or maximum likelihood.
     public let reml: Bool
@@ -94,31 +97,33 @@ public struct FitResult: Sendable {
 
     init(crossProducts cp: CrossProducts, pls: PenalizedLeastSquares, theta: [Double],
          evaluation e: PenalizedLeastSquares.Evaluation, optimizer: OptimizerSummary, notes: [String]) {
+        let beta = pls.fixedEffects(e)
+        self.init(crossProducts: cp, reml: pls.reml, factor: pls.factor, theta: theta, beta: beta, sigma: pls.residualSD(e),
+                  r: e.r, modes: pls.conditionalModes(theta, e, beta: beta), objective: e.deviance, optimizer: optimizer, notes: notes)
+    }
+
+    /// From the pieces of an evaluation at θ̂: β̂, σ̂, R (whose leading p × p block is R_X), b = Λû.
+    init(crossProducts cp: CrossProducts, reml: Bool, factor: RelativeCovarianceFactor, theta: [Double], beta: [Double],
+         sigma: Double, r: [Double], modes b: [Double], objective: Double, optimizer: OptimizerSummary, notes: [String]) {
         let p = cp.fixedCount, p1 = p + 1
-        let n = cp.rows
-        reml = pls.reml
-        nobs = n
+        self.reml = reml
+        nobs = cp.rows
         terms = cp.terms
         self.theta = theta
-        thetaNames = pls.factor.thetaNames
+        thetaNames = factor.thetaNames
         fixedNames = cp.fixedNames
-        objective = e.deviance
+        self.objective = objective
         self.optimizer = optimizer
         self.notes = notes
-
-        let beta = pls.fixedEffects(e)
         self.beta = beta
-        sigma = pls.residualSD(e)
+        self.sigma = sigma
         let sigma2 = sigma * sigma
-        let unscaled = DenseCholesky.inverseOfCrossProduct(e.r, leading: p1, order: p)
+        let unscaled = DenseCholesky.inverseOfCrossProduct(r, leading: p1, order: p)
         let covariance = unscaled.map { $0 * sigma2 }
         fixedCovariance = covariance
         standardErrors = (0..<p).map { covariance[$0 + $0 * p].squareRoot() }
-
-        let b = pls.conditionalModes(theta, e, beta: beta)
         conditionalModes = cp.terms.map { Array(b[$0.offset..<($0.offset + $0.columns)]) }
-
-        varcorr = Self.varCorr(terms: cp.terms, factor: pls.factor, theta: theta, sigma: sigma)
+        varcorr = Self.varCorr(terms: cp.terms, factor: factor, theta: theta, sigma: sigma)
         crossProducts = cp
     }
 

@@ -17,6 +17,11 @@ public struct FitOptions: Sendable {
     public var threads: Int
     /// The optimiser of θ: Newton with the average-information matrix, or BOBYQA.
     public var optimizer: OptimizerChoice = .newton
+    /// Direct (a Cholesky factor), iterative (conjugate gradients and stochastic traces), or auto:
+    /// the iterative path when no factor fits in memory or it is predicted faster (`SolverChoice`).
+    public var solver: SolverChoice = .auto
+    /// The iterative path's probes, seed and tolerances.
+    public var iterative = IterativeSettings()
     /// The most memory the factorisation may take (bytes), below what the machine has available
     /// (`MemAvailable`): a fit whose factor is predicted to need more stops before allocating it.
     public var maxMemory: Double?
@@ -93,8 +98,13 @@ public enum LinearMixedModel {
             pls = try PenalizedLeastSquares(cp, reml: options.reml, factorization: chosen)
         } else {
             let limit = MemoryLimit.forFit(maxMemory: options.maxMemory, communicator: options.communicator)
-            pls = try PenalizedLeastSquares(cp, reml: options.reml, ordering: options.ordering, memoryLimit: limit,
-                                            needsInverse: options.optimizer == .newton, log: options.log)
+            switch try SolverChoice.resolve(options.solver, cp, options: options, limit: limit) {
+            case .iterative:
+                return try fitIteratively(cp, options: options, limit: limit, notes: notes)
+            case .direct(let ranked):
+                pls = try PenalizedLeastSquares(cp, reml: options.reml, ordering: options.ordering, memoryLimit: limit,
+                                                needsInverse: options.optimizer == .newton, ranked: ranked, log: options.log)
+            }
         }
         let factor = pls.factor
         var summary = OptimizerSummary()
@@ -129,6 +139,107 @@ public enum LinearMixedModel {
         result.factorization = pls.factorization
         result.optimizerChoice = options.optimizer
         return result
+    }
+
+    /// The fit on the iterative path (`IterativePenalizedLeastSquares`): Newton steps with the
+    /// probes fixed; then, if the Monte-Carlo error of θ̂ exceeds a tenth of its standard error
+    /// (√(2 (H⁻¹)_ii), H the AI matrix of the deviance), again from the point reached with the
+    /// probes that bring it there (the variance falls as 1/N; a power-of-two multiple, at most
+    /// `maxProbes`); then the criterion once more, on `finalProbeFactor` times the probes.
+    static func fitIteratively(_ cp: CrossProducts, options: FitOptions, limit: MemoryLimit, notes given: [String]) throws -> FitResult {
+        var notes = given
+        let settings = options.iterative
+        let pls = IterativePenalizedLeastSquares(cp, reml: options.reml, settings: settings, threads: options.threads,
+                                                 communicator: options.communicator)
+        let factor = pls.factor
+        var summary = OptimizerSummary()
+        var theta = StartingValues.moments(cp, factor: factor)
+        var thetaSE = theta.map { _ in 0.0 }
+        var rounds = 0
+        while true {
+            var round = OptimizerSummary()
+            var derivatives: NewtonOptimizer.Derivatives?
+            theta = try NewtonOptimizer.minimize(pls, start: theta, trace: options.trace, summary: &round,
+                                                 derivatives: &derivatives).theta
+            summary.algorithm = round.algorithm
+            summary.fallback = round.fallback ?? summary.fallback
+            summary.returnCode = round.returnCode
+            summary.iterations += round.iterations
+            summary.evaluations += round.evaluations
+            summary.gradients += round.gradients
+            rounds += 1
+            guard let e = pls.evaluate(theta) else {
+                throw InputError("the model could not be evaluated at the optimum: the response may be constant or fitted exactly")
+            }
+            let known = derivatives ?? pls.derivatives(theta, e)
+            if derivatives == nil { summary.gradients += 1 }
+            let free = theta.indices.filter { theta[$0] - 1e-4 > factor.lowerBounds[$0] }
+            let scaled = NewtonOptimizer.newtonStep(known.information, known.gradient, free: free)
+            summary.maxGradient = scaled.map(abs).max() ?? 0
+            summary.converged = summary.maxGradient.isFinite && summary.maxGradient < 2e-3
+            // Monte-Carlo covariance of θ̂: H⁻¹ Σ_g H⁻¹ on the free coordinates; statistical: 2H⁻¹.
+            let (mcSE, statSE) = monteCarloErrors(information: known.information, gradientCovariance: pls.gradientCovariance(), free: free)
+            thetaSE = theta.indices.map { i in free.firstIndex(of: i).map { mcSE[$0] } ?? 0 }
+            // The probes that would bring every MC SE to a tenth of its SE (the variance falls as 1/N),
+            // as a power-of-two multiple of those in use.
+            let ratio = zip(mcSE, statSE).map { $1 > 0 ? $0 / (0.1 * $1) : 0 }.max() ?? 0
+            if ratio <= 1 || pls.exact { break }
+            var needed = pls.probes
+            while Double(needed) < Double(pls.probes) * ratio * ratio && needed < settings.maxProbes { needed *= 2 }
+            needed = min(needed, settings.maxProbes)
+            if needed == pls.probes {
+                notes.append("the Monte-Carlo error of θ̂ is above a tenth of its standard error with \(pls.probes) probes, "
+                    + "the most allowed (--max-probes)")
+                break
+            }
+            pls.probes = needed
+        }
+        if !summary.converged {
+            summary.warning = String(format: "model failed to converge with max|grad| = %.6g (tol = 0.002)", summary.maxGradient)
+            notes.append(summary.warning!)
+        }
+        if rounds > 1 { summary.algorithm += ", again on \(pls.probes) probes" }
+        if theta.indices.contains(where: { factor.isDiagonal($0) && theta[$0] < 1e-4 }) {
+            notes.append("boundary (singular) fit: a variance component is estimated at or near zero")
+        }
+        let fitProbes = pls.probes
+        guard let e = pls.evaluate(theta),
+              let criterion = pls.reestimateCriterion(theta, probes: fitProbes * max(1, settings.finalProbeFactor)) else {
+            throw InputError("the model could not be evaluated at the optimum: the response may be constant or fitted exactly")
+        }
+        var result = FitResult(crossProducts: cp, reml: options.reml, factor: factor, theta: theta, beta: e.beta,
+                               sigma: pls.residualSD(e), r: e.r, modes: pls.conditionalModes(theta, e), objective: criterion.deviance,
+                               optimizer: summary, notes: notes)
+        result.ordering = options.ordering
+        result.optimizerChoice = .newton
+        result.iterative = settings
+        result.monteCarlo = MonteCarloError(probes: fitProbes, criterionProbes: criterion.probes, criterionSE: criterion.standardError,
+                                            thetaSE: thetaSE, iterationLog: pls.iterationLog)
+        return result
+    }
+
+    /// The Monte-Carlo standard errors of θ̂'s free coordinates (from the gradient's covariance
+    /// Σ_g: H⁻¹Σ_gH⁻¹) and their statistical standard errors (√(2(H⁻¹)_ii), the deviance being −2 log L).
+    static func monteCarloErrors(information h: [Double], gradientCovariance sigma: [Double], free: [Int]) -> (mc: [Double], statistical: [Double]) {
+        let n = Int(Double(h.count).squareRoot()), m = free.count
+        guard m > 0 else { return ([], []) }
+        var hf = [Double](repeating: 0, count: m * m), sf = hf
+        for (b, j) in free.enumerated() { for (a, i) in free.enumerated() {
+            hf[a + b * m] = h[i + j * n]
+            sf[a + b * m] = sigma[i + j * n]
+        } }
+        guard let r = DenseCholesky.upper(hf, order: m) else {
+            return (Array(repeating: .nan, count: m), Array(repeating: .nan, count: m))
+        }
+        let hInverse = DenseCholesky.inverseOfCrossProduct(r, leading: m, order: m)
+        var mc: [Double] = [], statistical: [Double] = []
+        for i in 0..<m {
+            var v = 0.0
+            for a in 0..<m { for b in 0..<m { v += hInverse[i + a * m] * sf[a + b * m] * hInverse[b + i * m] } }
+            mc.append(max(0, v).squareRoot())
+            statistical.append((2 * hInverse[i + i * m]).squareRoot())
+        }
+        return (mc, statistical)
     }
 
     /// Refuses what no fit can use: no random-effects term, or cross-products that overflowed.

@@ -16,6 +16,23 @@ protocol NewtonObjective {
     func derivatives(_ x: [Double], _ e: Evaluation) -> NewtonOptimizer.Derivatives
     /// The gradient alone, likewise.
     func gradient(_ x: [Double], _ e: Evaluation) -> [Double]
+    /// The least decrease from `value` the function can confirm: below it, rounding (or the
+    /// iterative path's discrete CG iterations) decide, and a step is judged by its model.
+    func resolvableDecrease(_ value: Double) -> Double
+    /// How far the change of the value along `step` may exceed what the gradient given last
+    /// promises, by error rather than by the function's shape: 0 where the gradient is the
+    /// value's own, the Monte-Carlo error of the difference on the iterative path.
+    func slack(along step: [Double]) -> Double
+    /// Whether a Newton step is too small to matter: the iterative path stops when it is a
+    /// hundredth of each coordinate's standard error (its estimates carry a Monte-Carlo error
+    /// of up to a tenth of it); the direct path never (it stops on the scaled gradient).
+    func isNegligible(step: [Double], information: [Double]) -> Bool
+}
+
+extension NewtonObjective {
+    func resolvableDecrease(_ value: Double) -> Double { NewtonOptimizer.resolvable * max(1, abs(value)) }
+    func slack(along step: [Double]) -> Double { 0 }
+    func isNegligible(step: [Double], information: [Double]) -> Bool { false }
 }
 
 /// The fit's objective: the profiled deviance over θ.
@@ -115,10 +132,12 @@ enum NewtonOptimizer {
         }
         func fallBack(from t: [Double], reason: String) throws -> (theta: [Double], value: Double) {
             var bobyqa = OptimizerSummary()
-            let counted = summary.evaluations
+            // Counted here: `bobyqa` is being written by `Optimizer.minimize` while this closure runs.
+            var counted = summary.evaluations
             let result = try Optimizer.minimize({ t in
                 let v = f.evaluate(t).map(f.value) ?? .infinity
-                trace?(counted + bobyqa.evaluations + 1, t, v)
+                counted += 1
+                trace?(counted, t, v)
                 return v
             }, start: t, lower: lower, upper: upper, initialStep: Optimizer.localSteps(t, floor: t.map { _ in 0.1 }), summary: &bobyqa)
             summary.evaluations += bobyqa.evaluations
@@ -152,20 +171,21 @@ enum NewtonOptimizer {
             let decrease = -0.5 * zip(g, step).reduce(0.0) { $0 + $1.0 * $1.1 }
             // Below the deviance's rounding the deviance cannot judge a step, and the model (the
             // analytic gradient) is trusted for a few whole steps instead of the line search.
-            let unresolved = decrease >= 0 && decrease < resolvable * max(1, abs(f.value(e)))
+            let unresolved = decrease >= 0 && decrease < f.resolvableDecrease(f.value(e))
             func accept() -> (theta: [Double], value: Double) {
                 let result = snapToBounds(f, theta, e, lower: lower, upper: upper, evaluate: evaluate)
                 if result.theta == theta { derivatives = (g, h) }
                 return result
             }
-            if summary.maxGradient < tolerance || (mode == .profilePoint && (decrease < 1e-6 || stalled))
+            if summary.maxGradient < tolerance || f.isNegligible(step: step, information: h)
+                || (mode == .profilePoint && (decrease < 1e-6 || stalled))
                 || (unresolved && trustedSteps == maxTrustedSteps) {
                 return accept()
             }
             if unresolved {
                 let trial = zip(theta, step).map { $0 + $1 }
                 if theta.indices.allSatisfy({ trial[$0] >= lower[$0] && trial[$0] <= upper[$0] }), let et = evaluate(trial),
-                   f.value(et) <= f.value(e) + 10 * resolvable * max(1, abs(f.value(e))) {
+                   f.value(et) <= f.value(e) + 10 * f.resolvableDecrease(f.value(e)) {
                     theta = trial
                     e = et
                     trustedSteps += 1
@@ -186,7 +206,8 @@ enum NewtonOptimizer {
                     if trial[i] > upper[i] { trial[i] = upper[i] - 0.1 * (upper[i] - theta[i]) }
                 }
                 let slope = theta.indices.reduce(0.0) { $0 + g[$1] * (trial[$1] - theta[$1]) }
-                if let et = evaluate(trial), f.value(et) <= f.value(e) + 1e-4 * min(slope, 0) {
+                let move = theta.indices.map { trial[$0] - theta[$0] }
+                if let et = evaluate(trial), f.value(et) <= f.value(e) + 1e-4 * min(slope, 0) + f.slack(along: move) {
                     theta = trial
                     e = et
                     accepted = true

@@ -24,12 +24,13 @@ final class PenalizedLeastSquares {
     /// (`needsInverse`: the optimiser's gradient adds the selected inverse).
     init(_ crossProducts: CrossProducts, reml: Bool, ordering: FillReducingOrdering,
          schur: BlockedCholesky.Formation = .automatic, memoryLimit: MemoryLimit? = nil, needsInverse: Bool = true,
-         log: ((String) -> Void)? = nil) throws {
+         ranked: FactorizationChoice.Ranking? = nil, log: ((String) -> Void)? = nil) throws {
         self.crossProducts = crossProducts
         self.factor = RelativeCovarianceFactor(terms: crossProducts.terms)
         self.reml = reml
         (cholesky, factorization) = try FactorizationChoice.make(crossProducts, ordering: ordering, schur: schur,
-                                                                 limit: memoryLimit, needsInverse: needsInverse, log: log)
+                                                                 limit: memoryLimit, needsInverse: needsInverse,
+                                                                 ranked: ranked, log: log)
     }
 
     /// A factorisation already chosen (refits: bootstrap replicates, profile points, conditional variances).

@@ -43,6 +43,18 @@ struct ReadingOptions: ParsableArguments {
     @Option(help: "Optimiser of θ: newton (Newton steps with the average-information matrix and the analytic gradient; a handful of factorisations) or bobyqa (derivative-free, as lme4).")
     var optimizer: String = "newton"
 
+    @Option(help: "How the random effects' system is solved: auto (iterative when no Cholesky factor fits in memory or it is predicted faster), direct (a Cholesky factor) or iterative (conjugate gradients, with log-determinant and traces estimated on random probes).")
+    var solver: String = "auto"
+
+    @Option(help: "Iterative solver: probes of the first Newton steps; doubled while θ̂'s Monte-Carlo error exceeds a tenth of its standard error.")
+    var probes = IterativeSettings().probes
+
+    @Option(help: "Iterative solver: the most probes used.")
+    var maxProbes = IterativeSettings().maxProbes
+
+    @Option(help: "Iterative solver: seed of the probes (the fit depends on it only through the Monte-Carlo error).")
+    var probeSeed: UInt64 = IterativeSettings().seed
+
     @Option(help: ArgumentHelp("Rows per segment of the fixed summation order (for tests).", visibility: .hidden))
     var segmentRows = CrossProductAccumulator.segmentRows
 
@@ -57,8 +69,18 @@ struct ReadingOptions: ParsableArguments {
         guard let choice = OptimizerChoice(rawValue: optimizer) else {
             throw InputError("--optimizer must be one of \(OptimizerChoice.allCases.map(\.rawValue).joined(separator: ", "))")
         }
+        guard let solverChoice = SolverChoice(rawValue: solver) else {
+            throw InputError("--solver must be one of \(SolverChoice.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard probes >= 2, maxProbes >= probes else {
+            throw InputError("--probes must be at least 2 and --max-probes at least --probes")
+        }
         var options = FitOptions(reml: reml, chunkRows: chunkRows, ordering: order, threads: threads,
                                  trace: trace, communicator: Job.communicator)
+        options.solver = solverChoice
+        options.iterative.probes = probes
+        options.iterative.maxProbes = maxProbes
+        options.iterative.seed = probeSeed
         options.segmentRows = segmentRows
         options.optimizer = choice
         options.maxMemory = try maxMemory.map(MemoryLimit.parse)

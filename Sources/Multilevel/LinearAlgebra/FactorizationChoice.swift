@@ -104,7 +104,7 @@ enum FactorizationChoice {
 
     /// The factorisation for `ordering`, its name, and the candidates costed (empty unless `auto`).
     static func make(_ cp: CrossProducts, ordering: FillReducingOrdering, schur: BlockedCholesky.Formation,
-                     limit: MemoryLimit?, needsInverse: Bool,
+                     limit: MemoryLimit?, needsInverse: Bool, ranked given: Ranking? = nil,
                      log: ((String) -> Void)?) throws -> (SymmetricFactorization, Factorization) {
         let n = cp.randomEffectsCount, nnz = cp.zzRowIndices.count
         let weight = cholmodFlopWeight(needsInverse: needsInverse)
@@ -116,16 +116,11 @@ enum FactorizationChoice {
             try SparseCholesky(dimension: n, columnStarts: cp.zzColumnStarts, rowIndices: cp.zzRowIndices, ordering: o)
         }
         let blockedCost = BlockedCholesky.cost(cp)
-        func blockedCandidate(_ c: BlockedCholesky.Cost) -> FactorizationCandidate {
-            let n2 = Double(c.schurOrder)
-            return FactorizationCandidate(factorization: .blocked, flops: c.flops, cost: c.flops, nonzeros: n2 * (n2 + 1) / 2 + Double(nnz),
-                                          bytes: c.bytes + (needsInverse ? c.inverseBytes : 0))
-        }
         let budget = limit?.bytes ?? .infinity
         guard ordering == .auto else {
             // An ordering given: the blocked path where `natural` takes it, else CHOLMOD's; only checked for memory.
             if ordering == .natural, let c = blockedCost, let blocked = BlockedCholesky(cp, formation: schur) {
-                let candidate = blockedCandidate(c)
+                let candidate = blockedCandidate(c, cp, needsInverse: needsInverse)
                 if candidate.bytes > budget { throw refusal(candidate, cp, limit: limit!, blocked: c, sparse: nil) }
                 return (blocked, .blocked)
             }
@@ -140,8 +135,53 @@ enum FactorizationChoice {
         }
 
         let clock = ContinuousClock(), start = clock.now
+        let ranking = try given ?? rank(cp, needsInverse: needsInverse, budget: budget, log: log)
+        let ranked = ranking.candidates, surveyTime = ranking.analysis
+        for c in ranked where c.bytes <= budget {
+            let chosen: SymmetricFactorization, bytes: Double
+            switch c.factorization {
+            case .blocked:
+                chosen = BlockedCholesky(cp, formation: schur, checked: false)!
+                bytes = c.bytes
+            case .cholmod(let o):
+                let s = try sparse(o)
+                bytes = cholmodBytes(s)   // exact: supernodal layout, amalgamation and workspace
+                guard bytes <= budget else { continue }
+                chosen = s
+            }
+            log?("factorisation: \(c.factorization) (least predicted cost that fits), \(formatBytes(bytes)) predicted"
+                + (limit.map { " of \(formatBytes($0.bytes)) (\($0.source))" } ?? "")
+                + "; analysis \(formatSeconds(surveyTime)), total \(formatSeconds(clock.now - start))")
+            return (chosen, c.factorization)
+        }
+        // Nothing fits: name the smallest, with the terms that fill it in.
+        let smallest = ranked.min { ($0.bytes, $0.flops) < ($1.bytes, $1.flops) }!
+        switch smallest.factorization {
+        case .blocked: throw refusal(smallest, cp, limit: limit!, blocked: blockedCost, sparse: nil)
+        case .cholmod(let o): throw refusal(smallest, cp, limit: limit!, blocked: nil, sparse: try sparse(o))
+        }
+    }
+
+    /// The blocked path as a candidate, from its closed-form cost.
+    static func blockedCandidate(_ c: BlockedCholesky.Cost, _ cp: CrossProducts, needsInverse: Bool) -> FactorizationCandidate {
+        let n2 = Double(c.schurOrder)
+        return FactorizationCandidate(factorization: .blocked, flops: c.flops, cost: c.flops,
+                                      nonzeros: n2 * (n2 + 1) / 2 + Double(cp.zzRowIndices.count),
+                                      bytes: c.bytes + (needsInverse ? c.inverseBytes : 0))
+    }
+
+    /// The candidates of `auto`, least cost first (then least memory; the stable sort keeps
+    /// blocked, natural, amd, metis on ties), with the time their analysis took.
+    typealias Ranking = (candidates: [FactorizationCandidate], analysis: Duration)
+
+    static func rank(_ cp: CrossProducts, needsInverse: Bool, budget: Double, log: ((String) -> Void)?) throws -> Ranking {
+        let clock = ContinuousClock(), start = clock.now
+        let n = cp.randomEffectsCount
+        let weight = cholmodFlopWeight(needsInverse: needsInverse)
+        let matrix = SparseCholesky.matrixBytes(dimension: n, nonzeros: cp.zzRowIndices.count)
+        let blockedCost = BlockedCholesky.cost(cp)
         var candidates: [FactorizationCandidate] = []
-        if let c = blockedCost { candidates.append(blockedCandidate(c)) }
+        if let c = blockedCost { candidates.append(blockedCandidate(c, cp, needsInverse: needsInverse)) }
         // CHOLMOD's orderings are analysed (METIS and AMD on Z'Z's graph: 2.3 s of a 10 s fit on
         // crossed 10^6) only when one of them could cost less than the blocked path that fits.
         let floor = cholmodFlopLowerBound(cp)
@@ -173,29 +213,7 @@ enum FactorizationChoice {
                     + "\(what) \(formatBytes(c.bytes))")
             }
         }
-        for c in ranked where c.bytes <= budget {
-            let chosen: SymmetricFactorization, bytes: Double
-            switch c.factorization {
-            case .blocked:
-                chosen = BlockedCholesky(cp, formation: schur, checked: false)!
-                bytes = c.bytes
-            case .cholmod(let o):
-                let s = try sparse(o)
-                bytes = cholmodBytes(s)   // exact: supernodal layout, amalgamation and workspace
-                guard bytes <= budget else { continue }
-                chosen = s
-            }
-            log?("factorisation: \(c.factorization) (least predicted cost that fits), \(formatBytes(bytes)) predicted"
-                + (limit.map { " of \(formatBytes($0.bytes)) (\($0.source))" } ?? "")
-                + "; analysis \(formatSeconds(surveyTime)), total \(formatSeconds(clock.now - start))")
-            return (chosen, c.factorization)
-        }
-        // Nothing fits: name the smallest, with the terms that fill it in.
-        let smallest = candidates.min { ($0.bytes, $0.flops) < ($1.bytes, $1.flops) }!
-        switch smallest.factorization {
-        case .blocked: throw refusal(smallest, cp, limit: limit!, blocked: blockedCost, sparse: nil)
-        case .cholmod(let o): throw refusal(smallest, cp, limit: limit!, blocked: nil, sparse: try sparse(o))
-        }
+        return (ranked, surveyTime)
     }
 
     /// A floor under CHOLMOD's flop count for A's Cholesky factor in any ordering, from the

@@ -40,6 +40,21 @@ extension FitResult {
             ("converged", .bool(optimizer.converged)),
             ("max_scaled_gradient", .finite(optimizer.maxGradient)),
         ])))
+        if let mc = monteCarlo {
+            fields.append(("solver", .object([
+                ("method", .string("iterative")),
+                ("probes", .number(Double(mc.probes))),
+                ("criterion_probes", .number(Double(mc.criterionProbes))),
+                ("criterion_mc_se", .finite(mc.criterionSE)),
+                ("theta_mc_se", numbers(mc.thetaSE)),
+                ("cg_iterations", .array(mc.iterationLog.map { entry in
+                    .object([("solve", .number(Double(entry.solve))), ("probe_mean", .finite(entry.probeMean)),
+                             ("probe_max", .number(Double(entry.probeMax))), ("probes", .number(Double(entry.probes)))])
+                })),
+            ])))
+        } else {
+            fields.append(("solver", .object([("method", .string("direct")), ("factorization", .string(factorization.description))])))
+        }
         fields.append(("messages", .array(notes.map(JSONValue.string))))
         // What `mlm predict` needs: the coding of each factor and the conditional modes by level.
         fields.append(("factor_levels", .object(factorLevels.map { ($0.variable, .array($0.levels.map(JSONValue.string))) })))

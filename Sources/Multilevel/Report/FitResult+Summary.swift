@@ -72,8 +72,24 @@ extension FitResult {
         } else if p > 12 {
             out += "\nCorrelation matrix not shown by default, as p = \(p) > 12.\n"
         }
+        if let mc = monteCarlo {
+            out += "\n" + monteCarloSummary(mc)
+        }
         if !optimizer.converged || !notes.isEmpty {
             out += "\n" + notes.map { "Note: \($0)\n" }.joined()
+        }
+        return out
+    }
+
+    /// The iterative solver's Monte-Carlo errors: what the estimates would move by with other probes.
+    private func monteCarloSummary(_ mc: MonteCarloError) -> String {
+        var out = "Iterative solver (conjugate gradients; log-determinant and traces on random probes):\n"
+        out += String(format: " %@ %.4f Monte-Carlo SE (%d probes); θ from %d probes, Monte-Carlo SE ",
+                      reml ? "REML criterion" : "deviance", mc.criterionSE, mc.criterionProbes, mc.probes)
+        out += zip(thetaNames, mc.thetaSE).map { String(format: "%@ %.2g", $0.0, $0.1) }.joined(separator: ", ") + "\n"
+        if let last = mc.iterationLog.last {
+            out += String(format: " CG iterations at the end: %d (solves), %.1f mean and %d most (probes)\n",
+                          last.solve, last.probeMean, last.probeMax)
         }
         return out
     }

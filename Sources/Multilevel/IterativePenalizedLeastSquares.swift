@@ -1,0 +1,474 @@
+import Foundation
+
+/// How the iterative path estimates what it cannot compute exactly.
+public struct IterativeSettings: Sendable, Equatable {
+    /// Probes of the first Newton steps; more (up to `maxProbes`) if the Monte-Carlo error of θ̂
+    /// they leave is not below a tenth of its standard error.
+    public var probes = 16
+    public var maxProbes = 512
+    /// The probes' seed: probe j's signs depend on (seed, j) alone.
+    public var seed: UInt64 = 1
+    /// Relative residual ‖b − Ax‖/‖b‖ at which conjugate gradients stop: the solves for β̂, û and
+    /// the AI matrix, and the probes (whose Lanczos quadrature converges faster than their solve).
+    public var tolerance = 1e-9
+    public var probeTolerance = 1e-7
+    public var maxIterations = 5_000
+    /// The criterion reported is re-estimated with this many times the fit's final probes.
+    public var finalProbeFactor = 2
+    /// Tests: the probes are the q columns of the identity, so every trace and log-determinant is
+    /// exact (up to the Lanczos quadrature) and the path must reproduce the direct one.
+    var exactTraces = false
+
+    public init() {}
+}
+
+/// What the iterative path's Monte-Carlo estimates carry, for the reader.
+public struct MonteCarloError: Sendable, Equatable {
+    /// Probes of the final Newton steps, and of the final criterion.
+    public var probes: Int
+    public var criterionProbes: Int
+    /// The criterion's Monte-Carlo standard error, and θ̂'s (from the gradient's).
+    public var criterionSE: Double
+    public var thetaSE: [Double]
+    /// Conjugate-gradient iterations per evaluation: the solves for β̂ and û (the most of
+    /// their p + 1 right-hand sides) and the probes (mean and most), at each Newton iteration.
+    public var iterationLog: [(solve: Int, probeMean: Double, probeMax: Int, probes: Int)]
+
+    public static func == (a: MonteCarloError, b: MonteCarloError) -> Bool {
+        a.probes == b.probes && a.criterionProbes == b.criterionProbes && a.criterionSE == b.criterionSE && a.thetaSE == b.thetaSE
+    }
+}
+
+/// The profiled deviance at θ without a factor: conjugate gradients for the solves, stochastic
+/// Lanczos quadrature for log|A|, and Hutchinson's estimator for the gradient's traces, all from
+/// products with Z'Z (`SystemOperator`). For designs whose factor fills in (crossed and multiple
+/// membership terms with many levels: no ordering keeps it sparse).
+///
+/// With A = Λ'Z'ZΛ + I, M its block diagonal (one block per level of each term) and M = LL':
+/// - Solves: W = A⁻¹Λ'[Z'X Z'y] by PCG; then S = [X y]'[X y] − [Z'X Z'y]'ΛW = R'R gives R_X,
+///   r² and β̂ as on the direct path, and û = W_y − W_X β̂.
+/// - log|A| = log|M| + tr log Â, Â = L⁻¹AL⁻ᵀ. For a probe r of random signs, PCG on A x = Lr is
+///   Lanczos on Â from r, so r'log(Â)r ≈ ‖r‖² e₁'log(T)e₁. Since M is A's block diagonal,
+///   tr Â = q, and r'(Â − I)r = ‖r‖²(T₁₁ − 1) has mean 0: subtracting it (a control variate)
+///   leaves log Â − Â + I ≈ −(Â − I)²/2, whose Hutchinson variance is of second order in A's
+///   coupling between levels.
+/// - ∂log|A|/∂θ_i = tr(A⁻¹Ȧ_i), Ȧ_i = Λ̇_i'Z'ZΛ + Λ'Z'ZΛ̇_i. With x = A⁻¹Lr and s = L⁻ᵀr,
+///   E[x'Ȧ_i s] = tr(A⁻¹Ȧ_i) and E[s'Ȧ_i s] = tr(M⁻¹Ȧ_i), which needs only the diagonal
+///   blocks: the estimate is tr(M⁻¹Ȧ_i) + (x − s)'Ȧ_i s, on the same probes.
+/// - REML adds ∂log|S_X|/∂θ_i = −2 tr(S_X⁻¹(K_i − J_i)), K_i = (Z'X)'Λ̇_i F, J_i = (Λ̇_i F)'Z'ZΛF,
+///   F = W_X; the residual part −2ν û'Λ̇_i'z_r/r² is as on the direct path.
+/// - The AI matrix: as on the direct path, g_i'C⁻¹g_j = g_u,i'A⁻¹g_u,j + h_i'S_X⁻¹h_j with
+///   h_i = X'Z a_i − F'g_u,i: one more block of m solves, no probes.
+///
+/// With the probes fixed, the estimates are smooth functions of θ, so Newton converges as on
+/// the direct path; the Monte-Carlo error is that of the point it converges to.
+/// Probe j belongs to rank j mod R; each rank's values are gathered and summed in probe order,
+/// so the fit is the same for any number of ranks and threads.
+final class IterativePenalizedLeastSquares {
+    let crossProducts: CrossProducts
+    let factor: RelativeCovarianceFactor
+    let reml: Bool
+    let system: SystemOperator
+    private let diagonalBlocks: [[Double]]
+    let settings: IterativeSettings
+    let communicator: Communicator
+    /// Probes in use: 0..<probes.
+    var probes: Int {
+        didSet { last = nil }
+    }
+    /// CG iterations of each evaluation, in order.
+    private(set) var iterationLog: [(solve: Int, probeMean: Double, probeMax: Int, probes: Int)] = []
+
+    init(_ cp: CrossProducts, reml: Bool, settings: IterativeSettings, threads: Int, communicator: Communicator) {
+        crossProducts = cp
+        factor = RelativeCovarianceFactor(terms: cp.terms)
+        self.reml = reml
+        self.settings = settings
+        self.communicator = communicator
+        system = SystemOperator(cp, threads: threads)
+        diagonalBlocks = system.diagonalBlocks()
+        exact = settings.exactTraces || cp.randomEffectsCount <= settings.probes
+        probes = exact ? cp.randomEffectsCount : settings.probes
+    }
+
+    /// Whether the probes are the q columns of the identity, so that every trace is exact:
+    /// asked for (tests), or because q is no more than the probes asked for (cheaper and exact).
+    let exact: Bool
+
+    /// Bytes the path holds beyond the cross-products: Z'Z by rows and about eight vectors per probe.
+    static func bytes(_ cp: CrossProducts, probes: Int) -> Double {
+        let q = cp.randomEffectsCount, p1 = cp.fixedCount + 1
+        return SystemOperator.bytes(dimension: q, upperNonzeros: cp.zzRowIndices.count) + 8 * Double(q) * Double(8 * probes + 6 * p1)
+    }
+
+    struct Evaluation {
+        var logDetA: Double
+        var logDetSE: Double
+        var logDetRX2: Double
+        var penalizedRSS: Double
+        var deviance: Double
+        /// R of S = R'R, (p+1) × (p+1) column-major upper.
+        var r: [Double]
+        /// W = A⁻¹Λ'[Z'X Z'y], q × (p+1) row-interleaved.
+        var solutions: [Double]
+        /// û, the spherical conditional modes.
+        var u: [Double]
+        var beta: [Double]
+        var preconditioner: BlockJacobiPreconditioner
+        /// This rank's probes: their indices, x = A⁻¹Lr and s = L⁻ᵀr (q × k row-interleaved).
+        var localProbes: [Int]
+        var x: [Double]
+        var s: [Double]
+        /// Every probe's value (gathered over the ranks), in probe order.
+        var probeValues: [Double]
+    }
+
+    private var last: (theta: [Double], evaluation: Evaluation?)?
+    /// Each probe's contribution to the last gradient (probe-major, m each), weighted: their sum
+    /// is the trace part's Monte-Carlo estimate.
+    private(set) var lastProbeGradients: [Double] = []
+
+    func evaluate(_ theta: [Double]) -> Evaluation? {
+        if let last, last.theta == theta { return last.evaluation }
+        let e = solve(theta)
+        last = (theta, e)
+        return e
+    }
+
+    /// The weight of each probe's value: 1/N for random signs, 1 for the columns of the identity.
+    private var probeWeight: Double { exact ? 1 : 1 / Double(probes) }
+
+    /// Probe j's vector r: random signs from (seed, j), or e_j.
+    private func probeVector(_ j: Int, into v: UnsafeMutablePointer<Double>, stride k: Int, column c: Int) {
+        let q = system.dimension
+        if exact {
+            for i in 0..<q { v[i * k + c] = i == j ? 1 : 0 }
+            return
+        }
+        var random = Xoshiro256(seed: settings.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(j))
+        var bits: UInt64 = 0
+        for i in 0..<q {
+            if i % 64 == 0 { bits = random.next() }
+            v[i * k + c] = (bits >> UInt64(i % 64)) & 1 == 1 ? 1 : -1
+        }
+    }
+
+    private func solve(_ theta: [Double]) -> Evaluation? {
+        let cp = crossProducts
+        let q = cp.randomEffectsCount, p = cp.fixedCount, p1 = p + 1
+        system.setTheta(theta)
+        guard let m = BlockJacobiPreconditioner(diagonal: diagonalBlocks, terms: cp.terms, templates: system.templates) else { return nil }
+        // Λ'[Z'X Z'y], row-interleaved.
+        var rhs = [Double](repeating: 0, count: q * p1)
+        for j in 0..<p1 { for i in 0..<q { rhs[i * p1 + j] = cp.zxy[i + j * q] } }
+        system.applyLambda(&rhs, vectors: p1, transpose: true)
+        let fixed = ConjugateGradients.solve(system, preconditioner: m, rhs: rhs, vectors: p1, tolerance: settings.tolerance,
+                                             maxIterations: settings.maxIterations, lanczos: false)
+        guard fixed.converged.allSatisfy({ $0 }) else { return nil }
+        let w = fixed.x
+        var s = cp.xyxy
+        for j in 0..<p1 { for i in 0...j {
+            var dot = 0.0
+            for x in 0..<q { dot += rhs[x * p1 + i] * w[x * p1 + j] }
+            s[i + j * p1] -= dot
+            s[j + i * p1] = s[i + j * p1]
+        } }
+        guard let r = DenseCholesky.upper(s, order: p1) else { return nil }
+        var logDetRX2 = 0.0
+        for j in 0..<p { logDetRX2 += 2 * log(r[j + j * p1]) }
+        let pwrss = r[p + p * p1] * r[p + p * p1]
+        let beta = DenseCholesky.solveUpper(r, leading: p1, order: p, (0..<p).map { r[$0 + p * p1] })
+        var u = [Double](repeating: 0, count: q)
+        for x in 0..<q {
+            var v = w[x * p1 + p]
+            for j in 0..<p { v -= w[x * p1 + j] * beta[j] }
+            u[x] = v
+        }
+
+        let probed = runProbes(0..<probes, preconditioner: m)
+        guard let values = probed.values else { return nil }
+        let (logDetA, logDetSE) = logDeterminant(m, values)
+        iterationLog.append((fixed.iterations.max() ?? 0, probed.iterations.reduce(0, +) / Double(max(1, probes)),
+                             Int(probed.iterations.max() ?? 0), probes))
+
+        let n = Double(cp.rows)
+        let deviance: Double
+        if reml {
+            let dof = n - Double(p)
+            deviance = logDetA + logDetRX2 + dof * (1 + log(2 * Double.pi * pwrss / dof))
+        } else {
+            deviance = logDetA + n * (1 + log(2 * Double.pi * pwrss / n))
+        }
+        guard deviance.isFinite else { return nil }
+        return Evaluation(logDetA: logDetA, logDetSE: logDetSE, logDetRX2: logDetRX2, penalizedRSS: pwrss, deviance: deviance,
+                          r: r, solutions: w, u: u, beta: beta, preconditioner: m, localProbes: probed.local,
+                          x: probed.x, s: probed.s, probeValues: values)
+    }
+
+    /// log|M| + the probes' mean of ‖r‖²(e₁'log(T)e₁ − T₁₁ + 1) (their sum for exact traces), and its Monte-Carlo SE.
+    private func logDeterminant(_ m: BlockJacobiPreconditioner, _ values: [Double]) -> (Double, Double) {
+        let n = Double(values.count), sum = values.reduce(0, +)
+        guard !exact else { return (m.logDeterminant + sum, 0) }
+        let mean = sum / n
+        let variance = values.count > 1 ? values.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / (n - 1) : 0
+        return (m.logDeterminant + mean, (variance / n).squareRoot())
+    }
+
+    /// Probes `range` (this rank's share: j mod R = rank): b = Lr, s = L⁻ᵀr, x = A⁻¹b with its
+    /// Lanczos tridiagonal; every probe's value ‖r‖²(e₁'log(T)e₁ − T₁₁ + 1) and CG iterations,
+    /// gathered in probe order (values nil if a probe's quadrature failed on any rank).
+    private func runProbes(_ range: Range<Int>, preconditioner m: BlockJacobiPreconditioner)
+        -> (local: [Int], x: [Double], s: [Double], values: [Double]?, iterations: [Double]) {
+        let q = system.dimension
+        let local = range.filter { $0 % communicator.size == communicator.rank }
+        let k = local.count
+        var b = [Double](repeating: 0, count: q * k)
+        b.withUnsafeMutableBufferPointer { bp in
+            for (c, j) in local.enumerated() { probeVector(j, into: bp.baseAddress!, stride: k, column: c) }
+        }
+        var sv = b
+        b.withUnsafeMutableBufferPointer { m.apply(.lower, to: $0.baseAddress!, vectors: k) }
+        sv.withUnsafeMutableBufferPointer { m.apply(.inverseTransposeLower, to: $0.baseAddress!, vectors: k) }
+        let probed = k == 0 ? nil : ConjugateGradients.solve(system, preconditioner: m, rhs: b, vectors: k,
+                                                              tolerance: settings.probeTolerance,
+                                                              maxIterations: settings.maxIterations, lanczos: true)
+        let norm2 = exact ? 1.0 : Double(q)
+        var localValues: [Double] = []
+        for c in 0..<k {
+            let t = probed!.tridiagonals[c]
+            guard probed!.converged[c], let quadratic = LanczosQuadrature.logQuadratic(diagonal: t.diagonal, offDiagonal: t.offDiagonal)
+            else { localValues.append(.nan); continue }
+            localValues.append(norm2 * (quadratic - t.diagonal[0] + 1))
+        }
+        let values = gatherByProbe(localValues, range: range)
+        let iterations = gatherByProbe((probed?.iterations ?? []).map(Double.init), range: range)
+        return (local, probed?.x ?? [], sv, values.allSatisfy(\.isFinite) ? values : nil, iterations)
+    }
+
+    /// The criterion at the last θ evaluated, re-estimated on `total` probes: the probes beyond
+    /// those of the evaluation are run (log-determinant only) and pooled with its own.
+    func reestimateCriterion(_ theta: [Double], probes total: Int) -> (deviance: Double, standardError: Double, probes: Int)? {
+        guard let e = evaluate(theta) else { return nil }
+        guard !exact, total > probes else { return (e.deviance, e.logDetSE, probes) }
+        let more = runProbes(probes..<total, preconditioner: e.preconditioner)
+        guard let extra = more.values else { return nil }
+        let (logDetA, se) = logDeterminant(e.preconditioner, e.probeValues + extra)
+        return (e.deviance - e.logDetA + logDetA, se, total)
+    }
+
+    /// Every probe's `width` values, in probe order, from each rank's values for its own probes
+    /// of `range` (probe j on rank j mod R).
+    private func gatherByProbe(_ local: [Double], width: Int = 1, range: Range<Int>? = nil) -> [Double] {
+        guard communicator.size > 1 else { return local }
+        let range = range ?? 0..<probes
+        var writer = ByteWriter()
+        writer.doubles(local)
+        let all = communicator.allGather(writer.bytes).map { bytes -> [Double] in
+            var reader = ByteReader(bytes)
+            return reader.doubles()
+        }
+        var out = [Double](repeating: 0, count: range.count * width)
+        for (rank, values) in all.enumerated() {
+            for (c, j) in range.filter({ $0 % communicator.size == rank }).enumerated() {
+                for v in 0..<width { out[(j - range.lowerBound) * width + v] = values[c * width + v] }
+            }
+        }
+        return out
+    }
+
+    /// θ entry i = T_k[row, col]: (term, row, col) for each i, in θ's order.
+    private var thetaEntries: [(term: Int, row: Int, col: Int)] {
+        var entries: [(Int, Int, Int)] = []
+        for (k, term) in crossProducts.terms.enumerated() {
+            for col in 0..<term.dimension { for row in col..<term.dimension { entries.append((k, row, col)) } }
+        }
+        return entries
+    }
+
+    /// z_r = Z'(y − ZΛû − Xβ̂) at an evaluation.
+    private func residualScores(_ e: Evaluation) -> [Double] {
+        var b = e.u
+        factor.apply(system.templates, to: &b)
+        return crossProducts.residualScores(b, beta: e.beta)
+    }
+
+    /// ∂d/∂θ at θ (`evaluate(theta)` last), the traces estimated on the probes.
+    func gradient(_ theta: [Double], _ e: Evaluation) -> [Double] {
+        let cp = crossProducts, terms = cp.terms
+        let q = cp.randomEffectsCount, p = cp.fixedCount, p1 = p + 1
+        system.setTheta(theta)
+        let templates = system.templates
+        let entries = thetaEntries, mCount = entries.count
+
+        // tr(M⁻¹Ȧ_i) = 2 Σ_levels (M_b⁻¹T'Q_b)[col, row].
+        var exact = [Double](repeating: 0, count: mCount)
+        var block = 0
+        for (k, term) in terms.enumerated() {
+            let pk = term.dimension, t = templates[k]
+            for _ in 0..<term.levels.count {
+                let qb = diagonalBlocks[block], l = e.preconditioner.factors[block]
+                block += 1
+                // Y = M⁻¹T'Q: column by column, T'Q then two triangular solves with L.
+                var y = [Double](repeating: 0, count: pk * pk)
+                for c in 0..<pk {
+                    var v = (0..<pk).map { r in (r..<pk).reduce(0.0) { $0 + t[$1 + r * pk] * qb[$1 + c * pk] } }
+                    for r in 0..<pk { for s in 0..<r { v[r] -= l[r + s * pk] * v[s] }; v[r] /= l[r + r * pk] }
+                    for r in stride(from: pk - 1, through: 0, by: -1) {
+                        for s in (r + 1)..<max(r + 1, pk) { v[r] -= l[s + r * pk] * v[s] }
+                        v[r] /= l[r + r * pk]
+                    }
+                    for r in 0..<pk { y[r + c * pk] = v[r] }
+                }
+                for (i, entry) in entries.enumerated() where entry.term == k { exact[i] += 2 * y[entry.col + entry.row * pk] }
+            }
+        }
+
+        // (x − s)'Ȧ_i s = Σ_l d_(l,col) v_(l,row) + s_(l,col) w_(l,row), v = Z'ZΛs, w = Z'ZΛd.
+        let k = e.localProbes.count
+        var local = [Double](repeating: 0, count: k * mCount)
+        if k > 0 {
+            let d = zip(e.x, e.s).map { $0 - $1 }
+            let v = system.productZtZLambda(e.s, vectors: k), w = system.productZtZLambda(d, vectors: k)
+            for (i, entry) in entries.enumerated() {
+                let term = terms[entry.term], pk = term.dimension
+                for level in 0..<term.levels.count {
+                    let rowAt = (term.offset + level * pk + entry.row) * k, colAt = (term.offset + level * pk + entry.col) * k
+                    for c in 0..<k {
+                        local[c * mCount + i] += d[colAt + c] * v[rowAt + c] + e.s[colAt + c] * w[rowAt + c]
+                    }
+                }
+            }
+        }
+        let perProbe = gatherByProbe(local, width: mCount).map { $0 * probeWeight }
+        lastProbeGradients = perProbe
+
+        // REML: ∂log|S_X| = −2 tr(S_X⁻¹(K_i − J_i)).
+        var fixedPart = [Double](repeating: 0, count: mCount)
+        if reml && p > 0 {
+            let sInverse = DenseCholesky.inverseOfCrossProduct(e.r, leading: p1, order: p)
+            let v = system.productZtZLambda(e.solutions, vectors: p1)
+            for (i, entry) in entries.enumerated() {
+                let term = terms[entry.term], pk = term.dimension
+                var kj = [Double](repeating: 0, count: p * p)
+                for level in 0..<term.levels.count {
+                    let xr = term.offset + level * pk + entry.row, xc = term.offset + level * pk + entry.col
+                    for dd in 0..<p { for c in 0..<p {
+                        kj[c + dd * p] += cp.zxy[xr + c * q] * e.solutions[xc * p1 + dd] - e.solutions[xc * p1 + c] * v[xr * p1 + dd]
+                    } }
+                }
+                var tr = 0.0
+                for dd in 0..<p { for c in 0..<p { tr += sInverse[dd + c * p] * kj[c + dd * p] } }
+                fixedPart[i] = -2 * tr
+            }
+        }
+
+        let zr = residualScores(e)
+        let nu = Double(reml ? cp.rows - p : cp.rows)
+        return entries.enumerated().map { i, entry in
+            let term = terms[entry.term], pk = term.dimension
+            var residual = 0.0
+            for level in 0..<term.levels.count {
+                residual += zr[term.offset + level * pk + entry.row] * e.u[term.offset + level * pk + entry.col]
+            }
+            var traces = exact[i]
+            for j in 0..<probes { traces += perProbe[j * mCount + i] }
+            return traces + fixedPart[i] - 2 * nu * residual / e.penalizedRSS
+        }
+    }
+
+    /// The AI matrix at θ (m × m column-major), from m more solves.
+    func averageInformation(_ theta: [Double], _ e: Evaluation) -> [Double] {
+        let cp = crossProducts
+        let q = cp.randomEffectsCount, p = cp.fixedCount, p1 = p + 1
+        system.setTheta(theta)
+        let zr = residualScores(e)
+        let aColumns = PenalizedLeastSquares.workingVectors(cp.terms, templates: system.templates, u: e.u, zr: zr)
+        let m = aColumns.count / max(q, 1)
+        var a = [Double](repeating: 0, count: q * m)
+        for j in 0..<m { for i in 0..<q { a[i * m + j] = aColumns[i + j * q] } }
+        var zza = [Double](repeating: 0, count: q * m)
+        a.withUnsafeBufferPointer { ap in zza.withUnsafeMutableBufferPointer { zp in
+            system.productZtZ(ap.baseAddress!, zp.baseAddress!, vectors: m)
+        } }
+        var gu = zza
+        system.applyLambda(&gu, vectors: m, transpose: true)
+        let y = ConjugateGradients.solve(system, preconditioner: e.preconditioner, rhs: gu, vectors: m,
+                                         tolerance: settings.tolerance, maxIterations: settings.maxIterations, lanczos: false).x
+        // h_i = X'Z a_i − F'g_u,i.
+        var h = [Double](repeating: 0, count: p * m)
+        for i in 0..<m { for c in 0..<p {
+            var v = 0.0
+            for x in 0..<q { v += cp.zxy[x + c * q] * a[x * m + i] - e.solutions[x * p1 + c] * gu[x * m + i] }
+            h[c + i * p] = v
+        } }
+        let sInverse = p > 0 ? DenseCholesky.inverseOfCrossProduct(e.r, leading: p1, order: p) : []
+        var kMatrix = [Double](repeating: 0, count: m * m)
+        for j in 0..<m { for i in 0...j {
+            var sum = 0.0
+            for x in 0..<q { sum += a[x * m + i] * zza[x * m + j] - gu[x * m + i] * y[x * m + j] }
+            for c in 0..<p { for dd in 0..<p { sum -= h[c + i * p] * sInverse[c + dd * p] * h[dd + j * p] } }
+            kMatrix[i + j * m] = sum
+            kMatrix[j + i * m] = sum
+        } }
+        let azr = (0..<m).map { i in (0..<q).reduce(0.0) { $0 + a[$1 * m + i] * zr[$1] } }
+        let nu = Double(reml ? cp.rows - p : cp.rows)
+        return PenalizedLeastSquares.profiledInformation(kMatrix, azr, sigma2: e.penalizedRSS / nu, nu: nu)
+    }
+
+    /// The Monte-Carlo covariance of the last gradient's trace estimate (m × m column-major):
+    /// the probes' sample covariance over N (zero with exact traces).
+    func gradientCovariance() -> [Double] {
+        let m = factor.thetaCount, n = probes
+        guard !exact, n > 1, lastProbeGradients.count == n * m else { return [Double](repeating: 0, count: m * m) }
+        // The stored values are weighted by 1/N: N times them are the per-probe estimates.
+        let values = lastProbeGradients.map { $0 * Double(n) }
+        var mean = [Double](repeating: 0, count: m)
+        for j in 0..<n { for i in 0..<m { mean[i] += values[j * m + i] / Double(n) } }
+        var cov = [Double](repeating: 0, count: m * m)
+        for j in 0..<n { for b in 0..<m { for a in 0..<m {
+            cov[a + b * m] += (values[j * m + a] - mean[a]) * (values[j * m + b] - mean[b]) / Double((n - 1) * n)
+        } } }
+        return cov
+    }
+
+    func residualSD(_ e: Evaluation) -> Double {
+        let n = crossProducts.rows, p = crossProducts.fixedCount
+        return (e.penalizedRSS / Double(reml ? n - p : n)).squareRoot()
+    }
+
+    /// b = Λû.
+    func conditionalModes(_ theta: [Double], _ e: Evaluation) -> [Double] {
+        var b = e.u
+        factor.apply(factor.templates(theta), to: &b)
+        return b
+    }
+}
+
+extension IterativePenalizedLeastSquares: NewtonObjective {
+    var lowerBounds: [Double] { factor.lowerBounds }
+    var upperBounds: [Double] { factor.lowerBounds.map { _ in .infinity } }
+    func value(_ e: Evaluation) -> Double { e.deviance }
+    func derivatives(_ theta: [Double], _ e: Evaluation) -> NewtonOptimizer.Derivatives {
+        (gradient(theta, e), averageInformation(theta, e))
+    }
+    /// The criterion moves with θ also through the CG iterations the probes take (a probe that
+    /// needs one more iteration shifts its quadrature by about the tolerance): decreases below
+    /// this cannot be judged, and the analytic step is trusted instead.
+    func resolvableDecrease(_ value: Double) -> Double { 1e-9 * max(1, abs(value)) }
+    /// The value's estimate and the gradient's are two estimates on the same probes, whose
+    /// difference along a step s is of the order of the gradient's Monte-Carlo error along it,
+    /// √(s'Σ_g s): three times that is allowed.
+    func isNegligible(step: [Double], information h: [Double]) -> Bool {
+        let (_, statistical) = LinearMixedModel.monteCarloErrors(information: h, gradientCovariance: h.map { _ in 0 },
+                                                                 free: Array(step.indices))
+        return zip(step, statistical).allSatisfy { abs($0) <= 0.01 * $1 }
+    }
+
+    func slack(along step: [Double]) -> Double {
+        let sigma = gradientCovariance(), m = step.count
+        guard sigma.count == m * m else { return 0 }
+        var v = 0.0
+        for j in 0..<m { for i in 0..<m { v += step[i] * sigma[i + j * m] * step[j] } }
+        return 3 * max(0, v).squareRoot()
+    }
+}

@@ -1,0 +1,76 @@
+import Foundation
+
+/// How the random effects' system is solved: a Cholesky factor (`direct`), conjugate gradients
+/// with stochastic traces (`iterative`, `IterativePenalizedLeastSquares`), or `auto`.
+public enum SolverChoice: String, CaseIterable, Sendable {
+    /// The iterative path when no factor fits in memory, or when its predicted time per
+    /// evaluation is below the cheapest factor's; else the direct path.
+    case auto
+    case direct
+    case iterative
+}
+
+extension SolverChoice {
+    enum Resolved {
+        /// The direct path, with the candidates `auto` already costed (nil: cost them in `FactorizationChoice.make`).
+        case direct(FactorizationChoice.Ranking?)
+        case iterative
+    }
+
+    /// Throughputs of the cost model, measured on this project's 2-core machine (release build,
+    /// Cooperlake kernels): blocked-path flops per second of a factorisation with the gradient's
+    /// inverse, and products with Z'Z (entries of both triangles times vectors) per second.
+    static let directFlopsPerSecond = 2e10
+    static let productEntriesPerSecond = 4e8
+    /// CG iterations a solve is assumed to take (crossed-mm 10^5: 30–60 at θ̂ with block Jacobi).
+    static let assumedIterations = 60.0
+
+    /// Seconds of one evaluation with its gradient on the iterative path, predicted: the p + 1
+    /// solves, the probes, and the gradient's m solves and two products per probe.
+    static func iterativeSeconds(_ cp: CrossProducts, probes: Int) -> Double {
+        let entries = Double(2 * cp.zzRowIndices.count - cp.randomEffectsCount)
+        let m = cp.terms.reduce(0) { $0 + $1.thetaCount }
+        let vectors = Double(probes + cp.fixedCount + 1 + m) * assumedIterations + 2 * Double(probes)
+        return entries * vectors / productEntriesPerSecond
+    }
+
+    static func resolve(_ choice: SolverChoice, _ cp: CrossProducts, options: FitOptions, limit: MemoryLimit) throws -> Resolved {
+        let iterativeBytes = IterativePenalizedLeastSquares.bytes(cp, probes: options.iterative.probes)
+        switch choice {
+        case .direct:
+            return .direct(nil)
+        case .iterative:
+            guard options.optimizer == .newton else {
+                throw InputError("--solver iterative takes Newton steps on its estimates: use it with --optimizer newton")
+            }
+            if iterativeBytes > limit.bytes {
+                throw InputError("the iterative solver needs \(FactorizationChoice.formatBytes(iterativeBytes)) for Z'Z and its "
+                    + "\(options.iterative.probes) probes, and \(FactorizationChoice.formatBytes(limit.bytes)) is available "
+                    + "(\(limit.source)); refusing before allocating it (fewer --probes or a larger --max-memory)")
+            }
+            options.log?("solver: iterative (asked for), \(FactorizationChoice.formatBytes(iterativeBytes)) predicted")
+            return .iterative
+        case .auto:
+            guard options.ordering == .auto, options.optimizer == .newton else { return .direct(nil) }
+            let ranking = try FactorizationChoice.rank(cp, needsInverse: true, budget: limit.bytes, log: options.log)
+            let iterative = iterativeSeconds(cp, probes: options.iterative.probes)
+            guard let best = ranking.candidates.first(where: { $0.bytes <= limit.bytes }) else {
+                if iterativeBytes <= limit.bytes {
+                    options.log?("solver: iterative, as no factor fits in \(FactorizationChoice.formatBytes(limit.bytes)); "
+                        + String(format: "%.3g s per evaluation predicted, ", iterative) + "\(FactorizationChoice.formatBytes(iterativeBytes))")
+                    return .iterative
+                }
+                return .direct(ranking)   // `make` refuses, naming the fill
+            }
+            let direct = best.cost / directFlopsPerSecond
+            let line = String(format: "solver: predicted %.3g s per evaluation direct (%@), %.3g s iterative (%d probes)",
+                              direct, best.factorization.description, iterative, options.iterative.probes)
+            if iterative < direct && iterativeBytes <= limit.bytes {
+                options.log?(line + ": iterative, \(FactorizationChoice.formatBytes(iterativeBytes))")
+                return .iterative
+            }
+            options.log?(line + ": direct")
+            return .direct(ranking)
+        }
+    }
+}

@@ -1,0 +1,279 @@
+import Foundation
+
+/// A = Λ'Z'ZΛ + I applied to blocks of vectors without a factor: the one operation the iterative
+/// path (`IterativePenalizedLeastSquares`) needs of the random effects' system.
+///
+/// Z'Z is held by rows with both triangles (32-bit column indices), so each entry of a product is
+/// one row's sum in a fixed order: products are the same bit for bit whatever the number of
+/// threads, which split the rows. A block of k vectors is stored row-interleaved (entry i of
+/// vector j at `i * k + j`), so each stored entry of Z'Z is read once for all k vectors.
+///
+/// Memory: 12 bytes for each stored entry of both triangles (about 24 bytes per entry of the
+/// cross-products' upper triangle) and 8 bytes per row.
+final class SystemOperator: @unchecked Sendable {
+    let dimension: Int
+    let rowStarts: [Int]
+    let columns: [Int32]
+    let values: [Double]
+    let factor: RelativeCovarianceFactor
+    let threads: Int
+    /// The T_k of the θ set last (`setTheta`).
+    private(set) var templates: [[Double]]
+
+    init(_ cp: CrossProducts, threads: Int) {
+        let q = cp.randomEffectsCount
+        dimension = q
+        factor = RelativeCovarianceFactor(terms: cp.terms)
+        self.threads = max(1, threads)
+        templates = factor.templates(factor.initialTheta)
+        let cs = cp.zzColumnStarts, ri = cp.zzRowIndices, zz = cp.zzValues
+        var counts = [Int](repeating: 0, count: q + 1)
+        for c in 0..<q {
+            for e in cs[c]..<cs[c + 1] {
+                let r = ri[e]
+                counts[r + 1] += 1
+                if r != c { counts[c + 1] += 1 }
+            }
+        }
+        for i in 0..<q { counts[i + 1] += counts[i] }
+        var next = Array(counts[0..<q])
+        var columns = [Int32](repeating: 0, count: counts[q])
+        var values = [Double](repeating: 0, count: counts[q])
+        // Column c's upper entries (r ≤ c, ascending) go to row r as column c and to row c as
+        // column r: taking c in order leaves every row's columns ascending.
+        for c in 0..<q {
+            for e in cs[c]..<cs[c + 1] {
+                let r = ri[e]
+                columns[next[r]] = Int32(c); values[next[r]] = zz[e]; next[r] += 1
+                if r != c { columns[next[c]] = Int32(r); values[next[c]] = zz[e]; next[c] += 1 }
+            }
+        }
+        rowStarts = counts
+        self.columns = columns
+        self.values = values
+    }
+
+    /// Bytes this operator holds for Z'Z with `upperNonzeros` stored entries of one triangle.
+    static func bytes(dimension q: Int, upperNonzeros: Int) -> Double {
+        12 * Double(2 * upperNonzeros - q) + 8 * Double(q + 1)
+    }
+
+    var bytes: Double { 12 * Double(values.count) + 8 * Double(rowStarts.count) }
+
+    func setTheta(_ theta: [Double]) { templates = factor.templates(theta) }
+
+    /// y = Z'Z x for k row-interleaved vectors.
+    func productZtZ(_ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, vectors k: Int) {
+        let q = dimension
+        let chunks = min(q, threads * 8)
+        guard chunks > 0 else { return }
+        rowStarts.withUnsafeBufferPointer { rs in
+            columns.withUnsafeBufferPointer { col in
+                values.withUnsafeBufferPointer { val in
+                    let rs = rs.baseAddress!, col = col.baseAddress!, val = val.baseAddress!
+                    let body: (Int) -> Void = { chunk in
+                        let first = chunk * q / chunks, last = (chunk + 1) * q / chunks
+                        if k == 1 {
+                            for i in first..<last {
+                                var sum = 0.0
+                                for e in rs[i]..<rs[i + 1] { sum += val[e] * x[Int(col[e])] }
+                                y[i] = sum
+                            }
+                            return
+                        }
+                        // Eight vectors at a time in one SIMD register, over the row's entries;
+                        // each entry's sum runs over the row in the same order whatever k.
+                        let wide = k / 8 * 8
+                        for i in first..<last {
+                            let out = y + i * k, entries = rs[i]..<rs[i + 1]
+                            var j = 0
+                            while j < wide {
+                                var sum = SIMD8<Double>(repeating: 0)
+                                for e in entries {
+                                    let src = UnsafeRawPointer(x + Int(col[e]) * k + j)
+                                    sum += val[e] * src.loadUnaligned(as: SIMD8<Double>.self)
+                                }
+                                UnsafeMutableRawPointer(out + j).storeBytes(of: sum, as: SIMD8<Double>.self)
+                                j += 8
+                            }
+                            for j in wide..<k {
+                                var sum = 0.0
+                                for e in entries { sum += val[e] * x[Int(col[e]) * k + j] }
+                                out[j] = sum
+                            }
+                        }
+                    }
+                    if threads == 1 || q * k < 4096 {
+                        for c in 0..<chunks { body(c) }
+                    } else {
+                        DispatchQueue.concurrentPerform(iterations: chunks, execute: body)
+                    }
+                }
+            }
+        }
+    }
+
+    /// y = A x = Λ'Z'ZΛx + x for k row-interleaved vectors (θ from `setTheta`).
+    func apply(_ x: [Double], vectors k: Int) -> [Double] {
+        var lx = x
+        applyLambda(&lx, vectors: k, transpose: false)
+        var y = [Double](repeating: 0, count: x.count)
+        lx.withUnsafeBufferPointer { lp in y.withUnsafeMutableBufferPointer { yp in
+            productZtZ(lp.baseAddress!, yp.baseAddress!, vectors: k)
+        } }
+        applyLambda(&y, vectors: k, transpose: true)
+        for i in y.indices { y[i] += x[i] }
+        return y
+    }
+
+    /// Z'Z Λ x for k row-interleaved vectors.
+    func productZtZLambda(_ x: [Double], vectors k: Int) -> [Double] {
+        var lx = x
+        applyLambda(&lx, vectors: k, transpose: false)
+        var y = [Double](repeating: 0, count: x.count)
+        lx.withUnsafeBufferPointer { lp in y.withUnsafeMutableBufferPointer { yp in
+            productZtZ(lp.baseAddress!, yp.baseAddress!, vectors: k)
+        } }
+        return y
+    }
+
+    /// v ← Λv or Λ'v for k row-interleaved vectors.
+    func applyLambda(_ v: inout [Double], vectors k: Int, transpose: Bool) {
+        v.withUnsafeMutableBufferPointer { buf in
+            for (t, term) in factor.terms.enumerated() {
+                let p = term.dimension, tk = templates[t]
+                if p == 1 {
+                    let s = tk[0]
+                    for i in (term.offset * k)..<((term.offset + term.columns) * k) { buf[i] *= s }
+                    continue
+                }
+                var column = [Double](repeating: 0, count: p)
+                for level in 0..<term.levels.count {
+                    let base = (term.offset + level * p) * k
+                    for j in 0..<k {
+                        for r in 0..<p { column[r] = buf[base + r * k + j] }
+                        for r in 0..<p {
+                            var sum = 0.0
+                            if transpose { for s in r..<p { sum += tk[s + r * p] * column[s] } }   // (T'v)[r]
+                            else { for s in 0...r { sum += tk[r + s * p] * column[s] } }           // (Tv)[r]
+                            buf[base + r * k + j] = sum
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The diagonal block of Z'Z for each level of each term (p_k × p_k, column-major), in Z's order.
+    func diagonalBlocks() -> [[Double]] {
+        var blocks: [[Double]] = []
+        for term in factor.terms {
+            let p = term.dimension
+            for level in 0..<term.levels.count {
+                let base = term.offset + level * p
+                var b = [Double](repeating: 0, count: p * p)
+                for r in 0..<p {
+                    let i = base + r
+                    for e in rowStarts[i]..<rowStarts[i + 1] {
+                        let c = Int(columns[e])
+                        if c >= base && c < base + p { b[r + (c - base) * p] = values[e] }
+                    }
+                }
+                blocks.append(b)
+            }
+        }
+        return blocks
+    }
+}
+
+/// M = the block diagonal of A = Λ'Z'ZΛ + I (one p_k × p_k block per level of each term), held
+/// as the Cholesky factors L_b of its blocks: the preconditioner of the conjugate gradients, and
+/// the part of log|A| that is computed exactly (log|M|).
+struct BlockJacobiPreconditioner {
+    /// Each block's size and offset in Z's columns, and its factor L_b (lower, column-major).
+    let sizes: [Int]
+    let offsets: [Int]
+    let factors: [[Double]]
+    let logDeterminant: Double
+
+    /// M's blocks for the templates T_k: T_k'(Z'Z)_bb T_k + I. Nil if one is not positive definite.
+    init?(diagonal zz: [[Double]], terms: [RandomEffectsTerm], templates: [[Double]]) {
+        var sizes: [Int] = [], offsets: [Int] = [], factors: [[Double]] = []
+        var logDet = 0.0
+        var b = 0
+        for (k, term) in terms.enumerated() {
+            let p = term.dimension, t = templates[k]
+            for level in 0..<term.levels.count {
+                let q = zz[b]
+                b += 1
+                // T'QT + I.
+                var qt = [Double](repeating: 0, count: p * p)
+                for c in 0..<p { for r in 0..<p {
+                    var s = 0.0
+                    for u in c..<p { s += q[r + u * p] * t[u + c * p] }
+                    qt[r + c * p] = s
+                } }
+                var m = [Double](repeating: 0, count: p * p)
+                for c in 0..<p { for r in 0..<p {
+                    var s = r == c ? 1.0 : 0.0
+                    for u in r..<p { s += t[u + r * p] * qt[u + c * p] }
+                    m[r + c * p] = s
+                } }
+                let ok = m.withUnsafeMutableBufferPointer { DenseCholesky.lowerInPlace($0, offset: 0, order: p) }
+                guard ok else { return nil }
+                for r in 0..<p { logDet += 2 * Foundation.log(m[r + r * p]) }
+                sizes.append(p)
+                offsets.append(term.offset + level * p)
+                factors.append(m)
+            }
+        }
+        self.sizes = sizes
+        self.offsets = offsets
+        self.factors = factors
+        logDeterminant = logDet
+    }
+
+    enum Operation { case solve, lower, inverseTransposeLower }
+
+    /// v ← M⁻¹v (`solve`), L v (`lower`) or L⁻ᵀv (`inverseTransposeLower`) for k row-interleaved vectors.
+    func apply(_ op: Operation, to v: UnsafeMutablePointer<Double>, vectors k: Int, only column: Int? = nil) {
+        let columns = column.map { $0..<($0 + 1) } ?? 0..<k
+        for (b, l) in factors.enumerated() {
+            let p = sizes[b], base = offsets[b] * k
+            if p == 1 {
+                let d = l[0]
+                for j in columns {
+                    switch op {
+                    case .solve: v[base + j] /= d * d
+                    case .lower: v[base + j] *= d
+                    case .inverseTransposeLower: v[base + j] /= d
+                    }
+                }
+                continue
+            }
+            for j in columns {
+                switch op {
+                case .lower:
+                    for r in stride(from: p - 1, through: 0, by: -1) {
+                        var s = 0.0
+                        for c in 0...r { s += l[r + c * p] * v[base + c * k + j] }
+                        v[base + r * k + j] = s
+                    }
+                case .solve, .inverseTransposeLower:
+                    if op == .solve {
+                        for r in 0..<p {   // L w = v
+                            var s = v[base + r * k + j]
+                            for c in 0..<r { s -= l[r + c * p] * v[base + c * k + j] }
+                            v[base + r * k + j] = s / l[r + r * p]
+                        }
+                    }
+                    for r in stride(from: p - 1, through: 0, by: -1) {   // L'x = w
+                        var s = v[base + r * k + j]
+                        for c in (r + 1)..<max(r + 1, p) { s -= l[c + r * p] * v[base + c * k + j] }
+                        v[base + r * k + j] = s / l[r + r * p]
+                    }
+                }
+            }
+        }
+    }
+}
