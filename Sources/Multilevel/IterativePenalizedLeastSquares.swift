@@ -30,6 +30,9 @@ public struct MonteCarloError: Sendable, Equatable {
     /// The criterion's Monte-Carlo standard error, and θ̂'s (from the gradient's).
     public var criterionSE: Double
     public var thetaSE: [Double]
+    /// θ̂'s statistical standard errors, √(2(H⁻¹)_ii) from the AI matrix H (0 at a bound): the
+    /// yardstick of the Monte-Carlo error, which the probes keep below a tenth of it.
+    public var thetaStatisticalSE: [Double]
     /// Conjugate-gradient iterations per evaluation: the solves for β̂ and û (the most of
     /// their p + 1 right-hand sides) and the probes (mean and most), at each Newton iteration.
     public var iterationLog: [(solve: Int, probeMean: Double, probeMax: Int, probes: Int)]
@@ -87,12 +90,13 @@ final class IterativePenalizedLeastSquares {
         self.communicator = communicator
         system = SystemOperator(cp, threads: threads)
         diagonalBlocks = system.diagonalBlocks()
-        exact = settings.exactTraces || cp.randomEffectsCount <= settings.probes
+        exact = settings.exactTraces || cp.randomEffectsCount <= settings.maxProbes
         probes = exact ? cp.randomEffectsCount : settings.probes
     }
 
     /// Whether the probes are the q columns of the identity, so that every trace is exact:
-    /// asked for (tests), or because q is no more than the probes asked for (cheaper and exact).
+    /// asked for (tests), or because q is no more than the most probes allowed (no dearer than
+    /// the random probes may become, and exact).
     let exact: Bool
 
     /// Bytes the path holds beyond the cross-products: Z'Z by rows and about eight vectors per probe.
@@ -431,6 +435,41 @@ final class IterativePenalizedLeastSquares {
         return cov
     }
 
+    /// The diagonal blocks of A⁻¹ (one p_k × p_k block per level of each term, column-major) at
+    /// θ, on the probes: E[xs'] = A⁻¹ and E[ss'] = M⁻¹, so block b is M_b⁻¹ + the probes' mean
+    /// of (x − s)_b s_b' (symmetrised). One process only (the conditional variances are written
+    /// by rank 0 alone).
+    func inverseDiagonalBlocks(_ theta: [Double]) -> [[Double]]? {
+        precondition(communicator.size == 1, "the conditional variances are estimated on one rank")
+        guard let e = evaluate(theta) else { return nil }
+        let m = e.preconditioner, k = e.localProbes.count, w = probeWeight
+        return m.factors.indices.map { b in
+            let p = m.sizes[b], offset = m.offsets[b], l = m.factors[b]
+            // M_b⁻¹ = L⁻ᵀL⁻¹ column by column, then the probes' correction.
+            var out = [Double](repeating: 0, count: p * p)
+            for c in 0..<p {
+                var v = (0..<p).map { $0 == c ? 1.0 : 0.0 }
+                for r in 0..<p { for t in 0..<r { v[r] -= l[r + t * p] * v[t] }; v[r] /= l[r + r * p] }
+                for r in stride(from: p - 1, through: 0, by: -1) {
+                    for t in (r + 1)..<max(r + 1, p) { v[r] -= l[t + r * p] * v[t] }
+                    v[r] /= l[r + r * p]
+                }
+                for r in 0..<p { out[r + c * p] = v[r] }
+            }
+            var correction = [Double](repeating: 0, count: p * p)
+            for c in 0..<p { for r in 0..<p {
+                var sum = 0.0
+                for j in 0..<k {
+                    let xr = e.x[(offset + r) * k + j], sr = e.s[(offset + r) * k + j], sc = e.s[(offset + c) * k + j]
+                    sum += (xr - sr) * sc
+                }
+                correction[r + c * p] = w * sum
+            } }
+            for c in 0..<p { for r in 0..<p { out[r + c * p] += 0.5 * (correction[r + c * p] + correction[c + r * p]) } }
+            return out
+        }
+    }
+
     func residualSD(_ e: Evaluation) -> Double {
         let n = crossProducts.rows, p = crossProducts.fixedCount
         return (e.penalizedRSS / Double(reml ? n - p : n)).squareRoot()
@@ -459,6 +498,7 @@ extension IterativePenalizedLeastSquares: NewtonObjective {
     /// difference along a step s is of the order of the gradient's Monte-Carlo error along it,
     /// √(s'Σ_g s): three times that is allowed.
     func isNegligible(step: [Double], information h: [Double]) -> Bool {
+        guard !exact else { return false }   // exact traces: converge as the direct path does
         let (_, statistical) = LinearMixedModel.monteCarloErrors(information: h, gradientCovariance: h.map { _ in 0 },
                                                                  free: Array(step.indices))
         return zip(step, statistical).allSatisfy { abs($0) <= 0.01 * $1 }

@@ -154,7 +154,7 @@ public enum LinearMixedModel {
         let factor = pls.factor
         var summary = OptimizerSummary()
         var theta = StartingValues.moments(cp, factor: factor)
-        var thetaSE = theta.map { _ in 0.0 }
+        var thetaSE = theta.map { _ in 0.0 }, thetaStatisticalSE = thetaSE
         var rounds = 0
         while true {
             var round = OptimizerSummary()
@@ -180,6 +180,7 @@ public enum LinearMixedModel {
             // Monte-Carlo covariance of θ̂: H⁻¹ Σ_g H⁻¹ on the free coordinates; statistical: 2H⁻¹.
             let (mcSE, statSE) = monteCarloErrors(information: known.information, gradientCovariance: pls.gradientCovariance(), free: free)
             thetaSE = theta.indices.map { i in free.firstIndex(of: i).map { mcSE[$0] } ?? 0 }
+            thetaStatisticalSE = theta.indices.map { i in free.firstIndex(of: i).map { statSE[$0] } ?? 0 }
             // The probes that would bring every MC SE to a tenth of its SE (the variance falls as 1/N),
             // as a power-of-two multiple of those in use.
             let ratio = zip(mcSE, statSE).map { $1 > 0 ? $0 / (0.1 * $1) : 0 }.max() ?? 0
@@ -214,7 +215,7 @@ public enum LinearMixedModel {
         result.optimizerChoice = .newton
         result.iterative = settings
         result.monteCarlo = MonteCarloError(probes: fitProbes, criterionProbes: criterion.probes, criterionSE: criterion.standardError,
-                                            thetaSE: thetaSE, iterationLog: pls.iterationLog)
+                                            thetaSE: thetaSE, thetaStatisticalSE: thetaStatisticalSE, iterationLog: pls.iterationLog)
         return result
     }
 

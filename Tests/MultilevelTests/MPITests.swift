@@ -66,6 +66,25 @@ final class MPITests: ScratchDirectoryTestCase {
         }
     }
 
+    /// The iterative solver splits its probes over the ranks (probe j on rank j mod R) and sums
+    /// them in probe order: 1, 2 and 3 ranks print and write what one process does.
+    func testIterativeSolverGivesTheSameFitOnAnyNumberOfRanks() throws {
+        func arguments(_ tag: String) -> [String] {
+            ["fit", Fixtures.path("multimember.h5"), "--formula", multimember, "--segment-rows", "50", "--solver", "iterative",
+             "--probes", "16", "--max-probes", "64", "--json", temporary("fit-\(tag).json")]
+        }
+        let single = try mlm(arguments("single"))
+        XCTAssertEqual(single.status, 0, single.stderr)
+        XCTAssertTrue(single.stdout.contains("Monte-Carlo SE"), single.stdout)
+        let reference = try String(contentsOfFile: temporary("fit-single.json"), encoding: .utf8)
+        for ranks in [1, 2, 3] {
+            let run = try mpirun(ranks, arguments("\(ranks)"))
+            XCTAssertEqual(run.status, 0, run.stderr)
+            XCTAssertEqual(run.stdout, single.stdout, "\(ranks) ranks")
+            XCTAssertEqual(try String(contentsOfFile: temporary("fit-\(ranks).json"), encoding: .utf8), reference, "\(ranks) ranks")
+        }
+    }
+
     /// A bootstrap killed (SIGKILL) part-way and run again with the same `--checkpoint`
     /// computes only the missing replicates and writes the table of an uninterrupted run.
     func testKilledBootstrapResumesFromItsCheckpoint() throws {

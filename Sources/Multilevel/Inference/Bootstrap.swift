@@ -20,6 +20,7 @@ public enum ParametricBootstrap {
     public static func run(_ fit: FitResult, options: BootstrapOptions) throws -> BootstrapResult? {
         guard options.replicates > 0 else { throw InputError("--bootstrap needs a positive number of replicates") }
         guard options.level > 0 && options.level < 1 else { throw InputError("the confidence level must be between 0 and 1") }
+        try fit.requireFactor(for: "--bootstrap")
         let communicator = options.communicator
         let simulator = BootstrapSimulator(fit, threads: options.threads)
         let seed = options.seed

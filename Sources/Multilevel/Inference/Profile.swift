@@ -22,6 +22,7 @@ import Foundation
 public enum ProfileLikelihood {
     public static func run(_ fit: FitResult, options: ProfileOptions) throws -> ProfileResult? {
         guard options.level > 0 && options.level < 1 else { throw InputError("the confidence level must be between 0 and 1") }
+        try fit.requireFactor(for: "--profile")
         let communicator = options.communicator
         let engine = try ProfileEngine(fit, threads: options.threads)
         let jobs = 2 * engine.parameters.count

@@ -137,6 +137,7 @@ enum FactorizationChoice {
         let clock = ContinuousClock(), start = clock.now
         let ranking = try given ?? rank(cp, needsInverse: needsInverse, budget: budget, log: log)
         let ranked = ranking.candidates, surveyTime = ranking.analysis
+        let earlier = given?.analysis ?? .zero   // the ranking's own time, when it was made before this call
         for c in ranked where c.bytes <= budget {
             let chosen: SymmetricFactorization, bytes: Double
             switch c.factorization {
@@ -151,7 +152,7 @@ enum FactorizationChoice {
             }
             log?("factorisation: \(c.factorization) (least predicted cost that fits), \(formatBytes(bytes)) predicted"
                 + (limit.map { " of \(formatBytes($0.bytes)) (\($0.source))" } ?? "")
-                + "; analysis \(formatSeconds(surveyTime)), total \(formatSeconds(clock.now - start))")
+                + "; analysis \(formatSeconds(surveyTime)), total \(formatSeconds(earlier + (clock.now - start)))")
             return (chosen, c.factorization)
         }
         // Nothing fits: name the smallest, with the terms that fill it in.

@@ -47,6 +47,7 @@ extension FitResult {
                 ("criterion_probes", .number(Double(mc.criterionProbes))),
                 ("criterion_mc_se", .finite(mc.criterionSE)),
                 ("theta_mc_se", numbers(mc.thetaSE)),
+                ("theta_se", numbers(mc.thetaStatisticalSE)),
                 ("cg_iterations", .array(mc.iterationLog.map { entry in
                     .object([("solve", .number(Double(entry.solve))), ("probe_mean", .finite(entry.probeMean)),
                              ("probe_max", .number(Double(entry.probeMax))), ("probes", .number(Double(entry.probes)))])

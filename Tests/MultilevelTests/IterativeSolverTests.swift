@@ -1,0 +1,176 @@
+import Foundation
+import XCTest
+@testable import Multilevel
+
+/// The iterative path (`IterativePenalizedLeastSquares`): with exact traces (the probes the
+/// columns of the identity) it must reproduce the direct path to rounding, and with random
+/// probes it must agree within its Monte-Carlo error.
+///
+/// Tolerances: exact traces, the criterion within 1e-8 relative, θ within 1e-5 relative (the
+/// CG tolerance is 1e-9), β within 1e-4 SE, the gradient and AI matrix within 1e-6 of their
+/// largest entry. Random probes (issue 12's acceptance): the criterion within 0.05 or three of
+/// its Monte-Carlo SEs, whichever is larger; θ within 1e-2 relative; β within 0.05 SE.
+final class IterativeSolverTests: ScratchDirectoryTestCase {
+    let multimember = "y ~ x + (1 | \(ReferenceFitTests.mmText)) + (1 | nbhd)"
+
+    func crossProducts(_ dataset: String, _ formula: String) throws -> CrossProducts {
+        let data = try openTable(path: Fixtures.path(dataset), table: nil)
+        return try ModelFrame.scan(Formula.parse(formula), source: data).crossProducts()
+    }
+
+    func options(reml: Bool, solver: SolverChoice, exact: Bool = false, probes: Int = 16, maxProbes: Int = 512) -> FitOptions {
+        var o = FitOptions(reml: reml)
+        o.solver = solver
+        o.iterative.exactTraces = exact
+        o.iterative.probes = probes
+        o.iterative.maxProbes = maxProbes
+        return o
+    }
+
+    func testExactTracesReproduceTheDirectFit() throws {
+        let cases: [(String, String, Bool)] = [
+            ("penicillin.csv", "diameter ~ 1 + (1 | plate) + (1 | sample)", true),
+            ("pastes.csv", "strength ~ 1 + (1 | batch/cask)", true),
+            ("sleepstudy.csv", "Reaction ~ Days + (Days | Subject)", true),
+            ("sleepstudy.csv", "Reaction ~ Days + (Days | Subject)", false),
+            ("multimember.csv", multimember, false),
+        ]
+        for (dataset, formula, reml) in cases {
+            let label = "\(dataset) \(reml ? "REML" : "ML")"
+            let cp = try crossProducts(dataset, formula)
+            let direct = try LinearMixedModel.fit(cp, options: options(reml: reml, solver: .direct))
+            let iterative = try LinearMixedModel.fit(cp, options: options(reml: reml, solver: .iterative, exact: true))
+            XCTAssertNil(direct.monteCarlo, label)
+            XCTAssertEqual(iterative.monteCarlo?.criterionSE, 0, label)
+            XCTAssertEqual(iterative.objective, direct.objective, accuracy: 1e-8 * abs(direct.objective), label)
+            for (a, b) in zip(iterative.theta, direct.theta) { XCTAssertEqual(a, b, accuracy: 1e-5 * max(abs(b), 0.1), label) }
+            for j in direct.beta.indices {
+                XCTAssertEqual(iterative.beta[j], direct.beta[j], accuracy: 1e-4 * direct.standardErrors[j], label)
+                XCTAssertEqual(iterative.standardErrors[j], direct.standardErrors[j], accuracy: 1e-6 * direct.standardErrors[j], label)
+            }
+            // Conditional variances from the probes: exact here.
+            let v1 = try iterative.conditionalVariances(), v0 = try direct.conditionalVariances()
+            for k in v0.indices { for l in v0[k].indices { for (a, b) in zip(v1[k][l], v0[k][l]) {
+                XCTAssertEqual(a, b, accuracy: 1e-6 * max(abs(b), 1e-3), "\(label) conditional variance")
+            } } }
+        }
+    }
+
+    /// Away from the optimum (so the residual part matters): the iterative gradient and AI matrix
+    /// with exact traces are the direct path's.
+    func testGradientAndInformationWithExactTracesEqualTheDirectOnes() throws {
+        let cases: [(String, String, [Double])] = [
+            ("sleepstudy.csv", "Reaction ~ Days + (Days | Subject)", [0.9, 0.03, 0.2]),
+            ("multimember.csv", multimember, [0.5, 0.6]),
+            ("pastes.csv", "strength ~ 1 + (1 | batch/cask)", [2.0, 1.0]),
+        ]
+        for (dataset, formula, theta) in cases {
+            let cp = try crossProducts(dataset, formula)
+            for reml in [true, false] {
+                let label = "\(dataset) \(reml ? "REML" : "ML")"
+                var settings = IterativeSettings()
+                settings.exactTraces = true
+                let iterative = IterativePenalizedLeastSquares(cp, reml: reml, settings: settings, threads: 2, communicator: SingleProcess())
+                let direct = try PenalizedLeastSquares(cp, reml: reml, ordering: .natural)
+                let ei = try XCTUnwrap(iterative.evaluate(theta)), ed = try XCTUnwrap(direct.evaluate(theta))
+                XCTAssertEqual(ei.deviance, ed.deviance, accuracy: 1e-9 * abs(ed.deviance), label)
+                let (gi, hi) = iterative.derivatives(theta, ei), (gd, hd) = direct.derivatives(theta, ed)
+                let gScale = gd.map(abs).max()!, hScale = hd.map(abs).max()!
+                for (a, b) in zip(gi, gd) { XCTAssertEqual(a, b, accuracy: 1e-6 * gScale, "\(label) gradient \(gi) vs \(gd)") }
+                for (a, b) in zip(hi, hd) { XCTAssertEqual(a, b, accuracy: 1e-6 * hScale, "\(label) AI matrix") }
+            }
+        }
+    }
+
+    /// Random probes, seeds fixed: InstEval (q = 4,128, ML, 16 probes to start) and the
+    /// multiple-membership design (q = 211, REML and ML, 64 probes, none added).
+    func testRandomProbesAgreeWithTheDirectFitWithinTheirError() throws {
+        let cases: [(String, String, Bool, Int, Int)] = [
+            ("insteval.csv", "y ~ 1 + service * dept + (1 | s) + (1 | d)", false, 16, 512),
+            ("multimember.csv", multimember, true, 64, 64),
+            ("multimember.csv", multimember, false, 64, 64),
+        ]
+        for (dataset, formula, reml, probes, most) in cases {
+            let label = "\(dataset) \(reml ? "REML" : "ML")"
+            let cp = try crossProducts(dataset, formula)
+            let direct = try LinearMixedModel.fit(cp, options: options(reml: reml, solver: .direct))
+            let iterative = try LinearMixedModel.fit(cp, options: options(reml: reml, solver: .iterative, probes: probes, maxProbes: most))
+            let mc = try XCTUnwrap(iterative.monteCarlo, label)
+            XCTAssertGreaterThan(mc.criterionSE, 0, label)
+            XCTAssertEqual(mc.criterionProbes, 2 * mc.probes, label)
+            XCTAssertEqual(iterative.objective, direct.objective, accuracy: max(0.05, 3 * mc.criterionSE), label)
+            for (a, b) in zip(iterative.theta, direct.theta) { XCTAssertEqual(a, b, accuracy: 1e-2 * abs(b), label) }
+            for j in direct.beta.indices {
+                XCTAssertEqual(iterative.beta[j], direct.beta[j], accuracy: 0.05 * direct.standardErrors[j], label)
+            }
+            // The Monte-Carlo SE of θ̂ is about what θ̂ moved by: within 5 of them (and not zero).
+            for i in direct.theta.indices {
+                XCTAssertGreaterThan(mc.thetaSE[i], 0, label)
+                XCTAssertLessThan(abs(iterative.theta[i] - direct.theta[i]), 5 * mc.thetaSE[i] + 1e-6, "\(label) θ[\(i)]")
+            }
+        }
+    }
+
+    /// A probe's signs depend on (seed, index) alone: another seed moves the estimate by about its
+    /// Monte-Carlo error, the same seed gives the same fit bit for bit whatever the threads.
+    func testProbesDependOnTheSeedAloneNotOnThreads() throws {
+        let cp = try crossProducts("multimember.csv", multimember)
+        var one = options(reml: true, solver: .iterative, probes: 32, maxProbes: 32)
+        one.threads = 1
+        var two = one
+        two.threads = 2
+        var other = one
+        other.iterative.seed = 2
+        let a = try LinearMixedModel.fit(cp, options: one), b = try LinearMixedModel.fit(cp, options: two)
+        let c = try LinearMixedModel.fit(cp, options: other)
+        XCTAssertEqual(a.theta, b.theta)
+        XCTAssertEqual(a.objective, b.objective)
+        XCTAssertEqual(a.beta, b.beta)
+        XCTAssertNotEqual(a.objective, c.objective)
+        XCTAssertEqual(a.objective, c.objective, accuracy: 4 * (a.monteCarlo!.criterionSE + c.monteCarlo!.criterionSE))
+    }
+
+    /// `auto` keeps the direct path where a factor is cheap, and takes the iterative one when no
+    /// factor fits (`--max-memory`); the choice and its prediction are logged.
+    func testAutoChoosesTheIterativePathWhenNoFactorFits() throws {
+        let path = temporary("crossed-mm.h5")
+        let simulated = try mlm(["simulate", "--design", "crossed-mm", "--rows", "8000", "--seed", "3", "--out", path])
+        XCTAssertEqual(simulated.status, 0, simulated.stderr)
+        let formula = "y ~ x + w + (1 + x | A) + (1 | B) + (1 | mm(s1, s2, weights = cbind(m1, m2)))"
+        let small = try mlm(["fit", Fixtures.path("penicillin.csv"), "--formula", "diameter ~ 1 + (1 | plate) + (1 | sample)",
+                             "--json", "-"])
+        XCTAssertEqual(small.status, 0, small.stderr)
+        let json = try JSONSerialization.jsonObject(with: Data(small.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual((json["solver"] as! [String: Any])["method"] as? String, "direct")
+
+        let run = try mlm(["fit", path, "--formula", formula, "--max-memory", "10M", "--verbose"])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertTrue(run.stderr.contains("solver: iterative, as no factor fits in 10.0 MB"), run.stderr)
+        XCTAssertTrue(run.stdout.contains("Iterative solver (conjugate gradients"), run.stdout)
+        XCTAssertTrue(run.stdout.contains("Monte-Carlo SE"), run.stdout)
+
+        // Work that needs a factor is refused in one line: before reading when the iterative
+        // solver is asked for, after the fit when `auto` chose it.
+        let asked = try mlm(["fit", path, "--formula", formula, "--solver", "iterative", "--bootstrap", "5"])
+        XCTAssertEqual(asked.status, 2)
+        XCTAssertEqual(asked.stderr, "mlm: error: --bootstrap and --profile need a Cholesky factor; the iterative solver's are not built yet (use --solver direct or auto). See 'mlm fit --help'.\n")
+        let chosen = try mlm(["fit", path, "--formula", formula, "--max-memory", "10M", "--profile"])
+        XCTAssertEqual(chosen.status, 1)
+        XCTAssertEqual(chosen.stderr.split(separator: "\n").count, 1, chosen.stderr)
+        XCTAssertTrue(chosen.stderr.hasPrefix("mlm: error: --profile needs a Cholesky factor"), chosen.stderr)
+    }
+
+    func testBadSolverOptionsAreOneLine() throws {
+        let data = Fixtures.path("penicillin.csv"), formula = "diameter ~ 1 + (1 | plate) + (1 | sample)"
+        for (arguments, expected) in [
+            (["--solver", "cg"], "mlm: error: --solver must be one of auto, direct, iterative"),
+            (["--solver", "iterative", "--optimizer", "bobyqa"], "mlm: error: --solver iterative takes Newton steps on its estimates: use it with --optimizer newton"),
+            (["--probes", "1"], "mlm: error: --probes must be at least 2 and --max-probes at least --probes"),
+            (["--probes", "64", "--max-probes", "32"], "mlm: error: --probes must be at least 2 and --max-probes at least --probes"),
+        ] {
+            let run = try mlm(["fit", data, "--formula", formula] + arguments)
+            XCTAssertEqual(run.status, 1, arguments.joined(separator: " "))
+            XCTAssertEqual(run.stderr, expected + "\n")
+        }
+    }
+}
