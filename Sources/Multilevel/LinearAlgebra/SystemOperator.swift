@@ -233,9 +233,10 @@ struct BlockJacobiPreconditioner {
         logDeterminant = logDet
     }
 
-    enum Operation { case solve, lower, inverseTransposeLower }
+    enum Operation { case solve, lower, inverseLower, inverseTransposeLower }
 
-    /// v ← M⁻¹v (`solve`), L v (`lower`) or L⁻ᵀv (`inverseTransposeLower`) for k row-interleaved vectors.
+    /// v ← M⁻¹v (`solve`), L v (`lower`), L⁻¹v (`inverseLower`) or L⁻ᵀv (`inverseTransposeLower`)
+    /// for k row-interleaved vectors.
     func apply(_ op: Operation, to v: UnsafeMutablePointer<Double>, vectors k: Int, only column: Int? = nil) {
         let columns = column.map { $0..<($0 + 1) } ?? 0..<k
         for (b, l) in factors.enumerated() {
@@ -246,7 +247,7 @@ struct BlockJacobiPreconditioner {
                     switch op {
                     case .solve: v[base + j] /= d * d
                     case .lower: v[base + j] *= d
-                    case .inverseTransposeLower: v[base + j] /= d
+                    case .inverseLower, .inverseTransposeLower: v[base + j] /= d
                     }
                 }
                 continue
@@ -259,14 +260,15 @@ struct BlockJacobiPreconditioner {
                         for c in 0...r { s += l[r + c * p] * v[base + c * k + j] }
                         v[base + r * k + j] = s
                     }
-                case .solve, .inverseTransposeLower:
-                    if op == .solve {
+                case .solve, .inverseLower, .inverseTransposeLower:
+                    if op != .inverseTransposeLower {
                         for r in 0..<p {   // L w = v
                             var s = v[base + r * k + j]
                             for c in 0..<r { s -= l[r + c * p] * v[base + c * k + j] }
                             v[base + r * k + j] = s / l[r + r * p]
                         }
                     }
+                    if op == .inverseLower { continue }
                     for r in stride(from: p - 1, through: 0, by: -1) {   // L'x = w
                         var s = v[base + r * k + j]
                         for c in (r + 1)..<max(r + 1, p) { s -= l[c + r * p] * v[base + c * k + j] }
