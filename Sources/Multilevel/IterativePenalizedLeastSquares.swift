@@ -105,10 +105,12 @@ final class IterativePenalizedLeastSquares {
     /// the random probes may become, and exact).
     let exact: Bool
 
-    /// Bytes the path holds beyond the cross-products: Z'Z by rows and about eight vectors per probe.
+    /// Bytes the path holds beyond the cross-products: Z'Z by rows, about eight vectors per probe
+    /// and per solve, and the Lanczos basis of the low eigenpairs.
     static func bytes(_ cp: CrossProducts, probes: Int) -> Double {
         let q = cp.randomEffectsCount, p1 = cp.fixedCount + 1
-        return SystemOperator.bytes(dimension: q, upperNonzeros: cp.zzRowIndices.count) + 8 * Double(q) * Double(8 * probes + 6 * p1)
+        return SystemOperator.bytes(dimension: q, upperNonzeros: cp.zzRowIndices.count)
+            + 8 * Double(q) * Double(8 * probes + 8 * p1 + lanczosSteps)
     }
 
     struct Evaluation {

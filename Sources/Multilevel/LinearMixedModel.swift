@@ -100,7 +100,7 @@ public enum LinearMixedModel {
             let limit = MemoryLimit.forFit(maxMemory: options.maxMemory, communicator: options.communicator)
             switch try SolverChoice.resolve(options.solver, cp, options: options, limit: limit) {
             case .iterative:
-                return try fitIteratively(cp, options: options, limit: limit, notes: notes)
+                return try fitIteratively(cp, options: options, notes: notes)
             case .direct(let ranked):
                 pls = try PenalizedLeastSquares(cp, reml: options.reml, ordering: options.ordering, memoryLimit: limit,
                                                 needsInverse: options.optimizer == .newton, ranked: ranked, log: options.log)
@@ -146,7 +146,7 @@ public enum LinearMixedModel {
     /// (√(2 (H⁻¹)_ii), H the AI matrix of the deviance), again from the point reached with the
     /// probes that bring it there (the variance falls as 1/N; a power-of-two multiple, at most
     /// `maxProbes`); then the criterion once more, on `finalProbeFactor` times the probes.
-    static func fitIteratively(_ cp: CrossProducts, options: FitOptions, limit: MemoryLimit, notes given: [String]) throws -> FitResult {
+    static func fitIteratively(_ cp: CrossProducts, options: FitOptions, notes given: [String]) throws -> FitResult {
         var notes = given
         let settings = options.iterative
         let pls = IterativePenalizedLeastSquares(cp, reml: options.reml, settings: settings, threads: options.threads,
