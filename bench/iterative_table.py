@@ -67,15 +67,18 @@ for r in rows:
     log = "; ".join(f'{e["solve"]}, {e["probe_mean"]:.1f} / {e["probe_max"]} ({e["probes"]})' for e in f["solver"]["cg_iterations"])
     out.append(f"| {size(r)} | {q} | {log} |")
 
+mm = "mm(s1, s2, weights = cbind(m1, m2)).(Intercept)"
+names = ["A.(Intercept)", "A.x.(Intercept)", "A.x", "B.(Intercept)", mm]
 out += ["", "## The simulation's parameters recovered", "",
         "|θ̂ − θ| / SE(θ̂) with SE from the AI matrix (√(2 H⁻¹)), and |β̂ − β| / SE(β̂), on the iterative fits.", "",
-        "| rows | " + " | ".join(["θ " + n.replace("mm(s1, s2, weights = cbind(m1, m2))", "school") for n in rows[0]["fit"]["theta_names"]]) + " | β (most) |",
-        "|---:|" + "---:|" * (len(rows[0]["fit"]["theta_names"]) + 1)]
+        "| rows | " + " | ".join("θ " + n.replace(mm, "school.(Intercept)") for n in names) + " | β (most) |",
+        "|---:|" + "---:|" * (len(names) + 1)]
 for r in rows:
     f = r["fit"]
     if r["ranks"] or f["solver"]["method"] != "iterative": continue
     truth = true_theta(r["truth"])
-    z = [abs(t - truth[n]) / se for t, n, se in zip(f["theta"], f["theta_names"], f["solver"]["theta_se"])]
+    at = {n: (t, se) for n, t, se in zip(f["theta_names"], f["theta"], f["solver"]["theta_se"])}
+    z = [abs(at[n][0] - truth[n]) / at[n][1] for n in names]
     zb = max(abs(f["beta"][k] - r["truth"][f"beta_{k}"]) / f["se"][k] for k in f["beta"])
     out.append(f"| {size(r)} | " + " | ".join(f"{v:.2f}" for v in z) + f" | {zb:.2f} |")
 

@@ -178,9 +178,8 @@ final class IterativePenalizedLeastSquares {
         var rhs = [Double](repeating: 0, count: q * p1)
         for j in 0..<p1 { for i in 0..<q { rhs[i * p1 + j] = cp.zxy[i + j * q] } }
         system.applyLambda(&rhs, vectors: p1, transpose: true)
-        let fixed = ConjugateGradients.solve(system, preconditioner: m, rhs: rhs, vectors: p1, tolerance: settings.tolerance,
-                                             maxIterations: settings.maxIterations, lanczos: false)
-        guard fixed.converged.allSatisfy({ $0 }) else { return nil }
+        let fixed = solveSplit(rhs, vectors: p1, preconditioner: m)
+        guard fixed.converged else { return nil }
         let w = fixed.x
         var s = cp.xyxy
         for j in 0..<p1 { for i in 0...j {
@@ -338,6 +337,45 @@ final class IterativePenalizedLeastSquares {
         return (e.deviance - e.logDetA + logDetA, se, total)
     }
 
+    /// A x_j = b_j to `settings.tolerance` for k row-interleaved right-hand sides, column j on
+    /// rank j mod R, gathered on every rank. Each column's iteration is its own, so the result
+    /// is the same bit for bit on any number of ranks.
+    private func solveSplit(_ rhs: [Double], vectors k: Int, preconditioner m: BlockJacobiPreconditioner)
+        -> (x: [Double], iterations: [Int], converged: Bool) {
+        let size = communicator.size, rank = communicator.rank
+        guard size > 1 else {
+            let r = ConjugateGradients.solve(system, preconditioner: m, rhs: rhs, vectors: k, tolerance: settings.tolerance,
+                                             maxIterations: settings.maxIterations, lanczos: false)
+            return (r.x, r.iterations, r.converged.allSatisfy { $0 })
+        }
+        let q = system.dimension
+        let mine = (0..<k).filter { $0 % size == rank }, km = mine.count
+        var local = [Double](repeating: 0, count: q * km)
+        for i in 0..<q { for (c, j) in mine.enumerated() { local[i * km + c] = rhs[i * k + j] } }
+        var writer = ByteWriter()
+        if km > 0 {
+            let r = ConjugateGradients.solve(system, preconditioner: m, rhs: local, vectors: km, tolerance: settings.tolerance,
+                                             maxIterations: settings.maxIterations, lanczos: false)
+            writer.doubles(r.x)
+            writer.ints(r.iterations)
+            writer.ints(r.converged.map { $0 ? 1 : 0 })
+        } else {
+            writer.doubles([]); writer.ints([]); writer.ints([])
+        }
+        var x = [Double](repeating: 0, count: q * k), iterations = [Int](repeating: 0, count: k), converged = true
+        for (from, bytes) in communicator.allGather(writer.bytes).enumerated() {
+            var reader = ByteReader(bytes)
+            let xs = reader.doubles(), its = reader.ints(), ok = reader.ints()
+            let columns = (0..<k).filter { $0 % size == from }
+            for (c, j) in columns.enumerated() {
+                for i in 0..<q { x[i * k + j] = xs[i * columns.count + c] }
+                iterations[j] = its[c]
+                converged = converged && ok[c] == 1
+            }
+        }
+        return (x, iterations, converged)
+    }
+
     /// Every probe's `width` values, in probe order, from each rank's values for its own probes
     /// of `range` (probe j on rank j mod R).
     private func gatherByProbe(_ local: [Double], width: Int = 1, range: Range<Int>? = nil) -> [Double] {
@@ -489,8 +527,7 @@ final class IterativePenalizedLeastSquares {
         } }
         var gu = zza
         system.applyLambda(&gu, vectors: m, transpose: true)
-        let y = ConjugateGradients.solve(system, preconditioner: e.preconditioner, rhs: gu, vectors: m,
-                                         tolerance: settings.tolerance, maxIterations: settings.maxIterations, lanczos: false).x
+        let y = solveSplit(gu, vectors: m, preconditioner: e.preconditioner).x
         // h_i = X'Z a_i − F'g_u,i.
         var h = [Double](repeating: 0, count: p * m)
         for i in 0..<m { for c in 0..<p {

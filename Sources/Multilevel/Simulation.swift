@@ -129,11 +129,18 @@ public struct Simulation: Sendable {
 ///   Cholesky factor of Z'Z nearly dense at full size: the design exercises `--ordering auto` and
 ///   the memory check. Columns y, x, w (float64), A, B (int64 codes), s1, s2 (float64 codes, s2 NaN
 ///   when absent), m1, m2 (float64).
+/// - `ratings`: `y ~ x + (1 | user) + (1 | item)`, shaped like MovieLens: 200,000 users and
+///   20,000 items; a row draws a user uniformly and an item with the skewed popularity of such
+///   data (item ⌊20,000 u²⌋ for a uniform u: the first 1% of items get 10% of the ratings),
+///   x ~ N(0, 1), y = 3.5 + 0.2x + a[user] + b[item] + ε, SDs 0.5 and 0.4, σ = 0.9. Nearly every
+///   (user, item) pair is distinct, so Z'Z holds about one entry per row and its factor is dense
+///   in any ordering. Columns y, x (float64), user, item (int64 codes).
 public enum SimulationDesign: String, CaseIterable, Sendable {
     case crossed
     case multimember
     case nested3
     case crossedMultimember = "crossed-mm"
+    case ratings
 
     /// The design called `name`, or an `InputError` listing the designs.
     public init(named name: String) throws {
@@ -154,7 +161,7 @@ public enum SimulationDesign: String, CaseIterable, Sendable {
     /// two effects, then `sigma`. The groups are `A`, `B` (crossed; crossed-mm with `school`, the
     /// multiple-membership term); `school` (the
     /// multiple-membership term) and `area` (multimember); `class:school` (lme4's name for
-    /// the classes nested in schools) and `school` (nested3).
+    /// the classes nested in schools) and `school` (nested3); `user` and `item` (ratings).
     public var parameters: [(name: String, value: Double)] { process.parameters }
 
     /// The type that generates the design's data.
@@ -164,6 +171,7 @@ public enum SimulationDesign: String, CaseIterable, Sendable {
         case .multimember: return MultipleMembershipProcess.self
         case .nested3: return NestedProcess.self
         case .crossedMultimember: return CrossedMultipleMembershipProcess.self
+        case .ratings: return RatingsProcess.self
         }
     }
 }
@@ -447,5 +455,48 @@ struct CrossedMultipleMembershipProcess: SimulatedProcess {
         }
         try writer.append(numeric: ["y": y, "x": x, "w": w, "s1": s1, "s2": s2, "m1": m1, "m2": m2],
                           integer: ["A": codeA, "B": codeB])
+    }
+}
+
+/// `ratings`: users crossed with items, MovieLens-shaped (see `SimulationDesign`).
+///
+/// Effects are drawn users first, then items. Each row draws the user, the item (one uniform,
+/// squared), x, ε.
+struct RatingsProcess: SimulatedProcess {
+    static let formula = "y ~ x + (1 | user) + (1 | item)"
+    static let columns: [HDF5TableWriter.Column] = [.numeric("y"), .numeric("x"), .integer("user"), .integer("item")]
+    static let factors = [SimulatedFactor(name: "user", full: 200_000, minimum: 2),
+                          SimulatedFactor(name: "item", full: 20_000, minimum: 2)]
+    private static let intercept = 3.5, slopeX = 0.2, sdUser = 0.5, sdItem = 0.4, sigma = 0.9
+    static let parameters: [(name: String, value: Double)] = [
+        ("beta_(Intercept)", intercept), ("beta_x", slopeX),
+        ("sd_user_(Intercept)", sdUser), ("sd_item_(Intercept)", sdItem), ("sigma", sigma),
+    ]
+
+    private let effectUser: [Double]
+    private let effectItem: [Double]
+
+    init(levels: [Int], random: inout Xoshiro256) {
+        let c = Self.self
+        effectUser = (0..<levels[0]).map { _ in c.sdUser * random.nextNormal() }
+        effectItem = (0..<levels[1]).map { _ in c.sdItem * random.nextNormal() }
+    }
+
+    func appendRows(_ count: Int, random: inout Xoshiro256, to writer: HDF5TableWriter) throws {
+        let c = Self.self
+        var y = [Double](repeating: 0, count: count), x = y
+        var user = [Int64](repeating: 0, count: count), item = user
+        let users = effectUser.count, items = effectItem.count
+        for i in 0..<count {
+            let u = random.nextInt(below: users)
+            let v = random.nextDouble()
+            let t = min(items - 1, Int(Double(items) * v * v))
+            let xi = random.nextNormal()
+            y[i] = c.intercept + c.slopeX * xi + effectUser[u] + effectItem[t] + c.sigma * random.nextNormal()
+            x[i] = xi
+            user[i] = Int64(u + 1)
+            item[i] = Int64(t + 1)
+        }
+        try writer.append(numeric: ["y": y, "x": x], integer: ["user": user, "item": item])
     }
 }

@@ -14,7 +14,9 @@ struct Simulate: ParsableCommand {
               nested3      y ~ x + (1 | school/class); 2,000 schools of 8 classes (class coded 1-8 within school).
               crossed-mm   y ~ x + w + (1 + x | A) + (1 | B) + (1 | mm(s1, s2, weights = cbind(m1, m2)));
                            crossed plus 20,000 schools (1 or 2 per pupil, weighted) crossed with A and B
-                           at random: the factor is nearly dense at full size (tests the memory check).
+                           at random: the factor is nearly dense at full size (the iterative solver's case).
+              ratings      y ~ x + (1 | user) + (1 | item); 200,000 users and 20,000 items (skewed
+                           popularity), MovieLens-shaped: about one entry of Z'Z per row.
 
             With few rows the grouping factors have fewer levels, about 20 rows each:
             min(full, max(minimum, rows / 20)), so e.g. --rows 2000 gives a fittable file.
@@ -32,7 +34,7 @@ struct Simulate: ParsableCommand {
     @Option(help: "The HDF5 file to write (a regular file there is replaced; a symbolic link is written through).")
     var out: String
 
-    @Option(help: "The design: crossed, multimember, nested3 or crossed-mm.")
+    @Option(help: "The design: crossed, multimember, nested3, crossed-mm or ratings.")
     var design = "crossed"
 
     @Option(help: "The seed of the random numbers (at most 2^53).")

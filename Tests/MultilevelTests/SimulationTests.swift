@@ -59,6 +59,19 @@ final class SimulationTests: ScratchDirectoryTestCase {
                            sdTolerance: 0.15, corTolerance: 0)
     }
 
+    /// MovieLens-shaped: users uniform, items skewed (item ⌊n u²⌋: a quarter of the rows fall on
+    /// the first 1/16 of the items).
+    func testRatingsFileRecoversTrueParameters() throws {
+        let (simulation, data) = try simulate(.ratings, rows: 20_000)
+        XCTAssertEqual(data.columnNames, ["y", "x", "user", "item"])
+        XCTAssertEqual(simulation.levels.map { $0.factor }, ["user", "item"])
+        XCTAssertEqual(simulation.levels.map { $0.count }, [1_000, 1_000])
+        let items = try data.readNumeric("item", rows: 0..<data.rowCount)
+        let popular = Double(items.filter { $0 <= 1_000 / 16 }.count) / Double(items.count)
+        XCTAssertEqual(popular, 0.25, accuracy: 0.02)
+        try assertRecovers(simulation, data, groups: ["user": "user", "item": "item"], sdTolerance: 0.15, corTolerance: 0)
+    }
+
     func testLevelsScaleDownForFewRows() throws {
         XCTAssertEqual(try Simulation(design: .crossed, rows: 10_000_000).levels.map { $0.count }, [10_000, 2_000])
         XCTAssertEqual(try Simulation(design: .crossed, rows: 2_000).levels.map { $0.count }, [100, 100])
@@ -90,7 +103,7 @@ final class SimulationTests: ScratchDirectoryTestCase {
         XCTAssertTrue(message { try Simulation(design: .crossed, rows: -5) }.contains("--rows"))
         XCTAssertTrue(message { try Simulation(design: .crossed, rows: 10, seed: 1 << 60) }.contains("--seed"))
         XCTAssertEqual(message { try SimulationDesign(named: "latin") },
-                       "unknown design 'latin': use one of crossed, multimember, nested3, crossed-mm")
+                       "unknown design 'latin': use one of crossed, multimember, nested3, crossed-mm, ratings")
         let simulation = try Simulation(design: .nested3, rows: 100)
         XCTAssertTrue(message { try simulation.write(to: self.temporary("x.h5"), chunkRows: 0) }.contains("--chunk-rows"))
         let missing = temporary("no/such/dir/x.h5")
@@ -108,7 +121,7 @@ final class SimulationTests: ScratchDirectoryTestCase {
                        try openTable(path: path, table: nil).readNumeric("y", rows: 0..<500))
         let bad = try mlm(["simulate", "--rows", "500", "--design", "latin", "--out", path])
         XCTAssertEqual(bad.status, 1)
-        XCTAssertEqual(bad.stderr, "mlm: error: unknown design 'latin': use one of crossed, multimember, nested3, crossed-mm\n")
+        XCTAssertEqual(bad.stderr, "mlm: error: unknown design 'latin': use one of crossed, multimember, nested3, crossed-mm, ratings\n")
     }
 
     // MARK: Generator

@@ -16,7 +16,8 @@ import Foundation
 /// the second estimated on projected probes Pr. The pairs come from one Lanczos run with full
 /// reorthogonalisation, started from a fixed vector, so every rank finds the same; only Ritz
 /// pairs below `threshold` whose residual ‖ÂU − Uλ‖ = β_k|s_ki| is below `residualTolerance`
-/// (relative to λ) are kept.
+/// (relative to λ) are kept. The run stops (checked every 10 steps from 20) once every Ritz
+/// value below the threshold has converged.
 struct LowEigenspace {
     /// λ_i, and U row-interleaved (q × count).
     let values: [Double]
@@ -42,6 +43,24 @@ struct LowEigenspace {
             for i in 0..<q { s += x[i] * y[i] }
             return s
         }
+        // T = S diag(θ) S' (dstev); pair i's residual is β_last |S[last, i]|. Kept: the pairs
+        // below the threshold whose residual is within tolerance.
+        func ritzPairs() -> (values: [Double], s: [Double], kept: [Int])? {
+            var n = Int32(alphas.count)
+            var d = alphas, e = Array(betas.prefix(alphas.count - 1))
+            if e.isEmpty { e = [0] }
+            var s = [Double](repeating: 0, count: Int(n) * Int(n))
+            var work = [Double](repeating: 0, count: max(1, 2 * Int(n) - 2))
+            var info: Int32 = 0, jobz = Int8(UInt8(ascii: "V")), ldz = n
+            dstev_(&jobz, &n, &d, &e, &s, &ldz, &work, &info)
+            guard info == 0 else { return nil }
+            let k = Int(n), last = betas.last ?? 0
+            let kept = (0..<k).filter { i in
+                d[i] > 0 && d[i] < threshold && last * abs(s[(k - 1) + i * k]) <= residualTolerance * d[i]
+            }
+            return (d, s, kept)
+        }
+        var pairs: (values: [Double], s: [Double], kept: [Int])?
         for j in 0..<steps {
             var w = basis[j]
             w.withUnsafeMutableBufferPointer { m.apply(.inverseTransposeLower, to: $0.baseAddress!, vectors: 1) }
@@ -57,23 +76,19 @@ struct LowEigenspace {
                 }
             }
             let beta = dot(w, w).squareRoot()
-            guard beta > 1e-12 * max(1, abs(alpha)), j + 1 < steps else { betas.append(beta); break }
             betas.append(beta)
+            // Every 10 steps from 20: stop once every Ritz value below the threshold has converged.
+            if (j + 1) % 10 == 0 && j + 1 >= 20, let p = ritzPairs() {
+                pairs = p
+                let below = p.values.filter { $0 > 0 && $0 < threshold }.count
+                if below == p.kept.count { break }
+            }
+            guard beta > 1e-12 * max(1, abs(alpha)), j + 1 < steps else { break }
             basis.append(w.map { $0 / beta })
         }
-        // T = S diag(θ) S' (dstev); the pair i has residual β_last |S[last, i]|.
-        var n = Int32(alphas.count)
-        var d = alphas, e = Array(betas.prefix(alphas.count - 1))
-        if e.isEmpty { e = [0] }
-        var s = [Double](repeating: 0, count: Int(n) * Int(n))
-        var work = [Double](repeating: 0, count: max(1, 2 * Int(n) - 2))
-        var info: Int32 = 0, jobz = Int8(UInt8(ascii: "V")), ldz = n
-        dstev_(&jobz, &n, &d, &e, &s, &ldz, &work, &info)
-        guard info == 0 else { return .empty }
-        let k = Int(n), last = betas.last ?? 0
-        let kept = (0..<k).filter { i in
-            d[i] > 0 && d[i] < threshold && last * abs(s[(k - 1) + i * k]) <= residualTolerance * d[i]
-        }
+        if pairs == nil || pairs!.values.count != alphas.count { pairs = ritzPairs() }
+        guard let (_, s, kept) = pairs else { return .empty }
+        let k = alphas.count
         var vectors = [Double](repeating: 0, count: q * kept.count)
         for (c, i) in kept.enumerated() {
             for (j, b) in basis.prefix(k).enumerated() {
@@ -81,7 +96,7 @@ struct LowEigenspace {
                 for x in 0..<q { vectors[x * kept.count + c] += sji * b[x] }
             }
         }
-        return LowEigenspace(values: kept.map { d[$0] }, vectors: vectors)
+        return LowEigenspace(values: kept.map { pairs!.values[$0] }, vectors: vectors)
     }
 
     /// v ← (I − UU')v for k row-interleaved vectors.
