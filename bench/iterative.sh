@@ -6,11 +6,13 @@
 #     iteration, and the Monte-Carlo errors;
 #   - the direct solver on the sizes where it runs (10^4, 10^5), for agreement: criterion, θ, β;
 #   - the true parameters of the simulation recovered (|θ̂ − θ| / SE, |β̂ − β| / SE);
-#   - the probe work on one rank and on two (`mpirun -np 2`, one thread each), at 10^6.
+#   - the probe work on one rank and on two (`mpirun -np 2`, one thread each), at 10^6;
+#   - the MovieLens-shaped `ratings` design at 3·10^7 rows (200,000 users × 20,000 items), alone.
 # The table goes to standard output and to bench/RESULTS-iterative.md.
 #
 # Usage: bash bench/iterative.sh
-# Environment: MLM_BENCH_DATA (default /tmp/mlm-bench) holds the simulated files (about 90 MB).
+# Environment: MLM_BENCH_DATA (default /tmp/mlm-bench) holds the simulated files (about 1.1 GB);
+# MLM_BENCH_RATINGS=0 leaves out the ratings fit (about 5 minutes and 2 GB).
 # Needs: GNU time, python3, h5dump (hdf5-tools), mpirun (openmpi-bin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +26,8 @@ mlm=$PWD/.build/release/mlm
 source bench/blas.sh
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- Sources Package.swift || echo "+changes")
-formula="y ~ x + w + (1 + x | A) + (1 | B) + (1 | mm(s1, s2, weights = cbind(m1, m2)))"
+crossedmm="y ~ x + w + (1 + x | A) + (1 | B) + (1 | mm(s1, s2, weights = cbind(m1, m2)))"
+formula=$crossedmm
 results=$data/iterative.jsonl
 : > "$results"
 
@@ -65,5 +68,12 @@ run "iterative-1000000-1rank" "$file" "$data/iterative-1e6-np1.json" 1 --solver 
 run "iterative-1000000-2ranks" "$file" "$data/iterative-1e6-np2.json" 2 --solver iterative --threads 1
 cmp -s "$data/iterative-1e6-np1.json" "$data/iterative-1e6-np2.json" \
   && echo "bench: 1 and 2 ranks wrote the same JSON" >&2 || echo "bench: 1 and 2 ranks DIFFER" >&2
+
+if [ "${MLM_BENCH_RATINGS:-1}" != 0 ]; then
+  file=$data/ratings-3e7.h5
+  [ -f "$file" ] || "$mlm" simulate --design ratings --rows 30000000 --seed 1 --out "$file" >/dev/null
+  formula="y ~ x + (1 | user) + (1 | item)"
+  run "ratings-30000000" "$file" "$data/ratings-3e7.json" 0 --solver iterative
+fi
 
 python3 bench/iterative_table.py "$results" "$commit" | tee bench/RESULTS-iterative.md

@@ -19,18 +19,23 @@ extension SolverChoice {
 
     /// Throughputs of the cost model, measured on this project's 2-core machine (release build,
     /// Cooperlake kernels): blocked-path flops per second of a factorisation with the gradient's
-    /// inverse, and products with Z'Z (entries of both triangles times vectors) per second.
+    /// inverse (ratings 3·10^7: 2.67e12 flops, about 200 s a Newton iteration with the inverse),
+    /// and products with Z'Z per second, in stored entries (both triangles) times vectors
+    /// (crossed-mm 10^6: 1.3e7 entries, about 390 vector products, 5.5 s an evaluation).
     static let directFlopsPerSecond = 2e10
-    static let productEntriesPerSecond = 4e8
-    /// CG iterations a solve is assumed to take (crossed-mm 10^5: 30–60 at θ̂ with block Jacobi).
-    static let assumedIterations = 60.0
+    static let productEntriesPerSecond = 9e8
+    /// CG iterations a solve is assumed to take (crossed-mm, 10^4 to 10^6 rows: 19–24 for the
+    /// solves, 10–15 for the probes, with the block-Jacobi preconditioner).
+    static let assumedIterations = 20.0
 
     /// Seconds of one evaluation with its gradient on the iterative path, predicted: the p + 1
-    /// solves, the probes, and the gradient's m solves and two products per probe.
+    /// solves, the probes, the gradient's m solves and two products per probe, and the Lanczos
+    /// run of the low eigenpairs.
     static func iterativeSeconds(_ cp: CrossProducts, probes: Int) -> Double {
         let entries = Double(2 * cp.zzRowIndices.count - cp.randomEffectsCount)
         let m = cp.terms.reduce(0) { $0 + $1.thetaCount }
         let vectors = Double(probes + cp.fixedCount + 1 + m) * assumedIterations + 2 * Double(probes)
+            + Double(IterativePenalizedLeastSquares.lanczosSteps)
         return entries * vectors / productEntriesPerSecond
     }
 

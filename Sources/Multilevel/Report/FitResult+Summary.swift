@@ -84,7 +84,7 @@ extension FitResult {
     /// The iterative solver's Monte-Carlo errors: what the estimates would move by with other probes.
     private func monteCarloSummary(_ mc: MonteCarloError) -> String {
         var out = "Iterative solver (conjugate gradients; log-determinant and traces on random probes):\n"
-        out += String(format: " %@ %.4f Monte-Carlo SE (%d probes); θ from %d probes, Monte-Carlo SE ",
+        out += String(format: " Monte-Carlo SE of the %@: %.4f (%d probes); of θ (%d probes): ",
                       reml ? "REML criterion" : "deviance", mc.criterionSE, mc.criterionProbes, mc.probes)
         out += zip(thetaNames, mc.thetaSE).map { String(format: "%@ %.2g", $0.0, $0.1) }.joined(separator: ", ") + "\n"
         if let last = mc.iterationLog.last {
