@@ -12,7 +12,8 @@
 #
 # Usage: bash bench/iterative.sh
 # Environment: MLM_BENCH_DATA (default /tmp/mlm-bench) holds the simulated files (about 1.1 GB);
-# MLM_BENCH_RATINGS=0 leaves out the ratings fit (about 5 minutes and 2 GB).
+# MLM_BENCH_RATINGS=0 leaves out the ratings fit (about 5 minutes and 2 GB); MLM_BENCH_1E7=1 adds
+# crossed-mm at 10^7 rows (about 4 minutes and 2.7 GB, 750 MB of data).
 # Needs: GNU time, python3, h5dump (hdf5-tools), mpirun (openmpi-bin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -54,7 +55,9 @@ EOF
   echo "bench: $name ${seconds}s $((kb / 1024)) MB" >&2
 }
 
-for rows in 10000 100000 1000000; do
+sizes="10000 100000 1000000"
+[ "${MLM_BENCH_1E7:-0}" != 0 ] && sizes="$sizes 10000000"
+for rows in $sizes; do
   file=$data/crossed-mm-$rows.h5
   [ -f "$file" ] || "$mlm" simulate --design crossed-mm --rows "$rows" --seed 1 --out "$file" >/dev/null
   run "iterative-$rows" "$file" "$data/iterative-$rows.json" 0 --solver iterative

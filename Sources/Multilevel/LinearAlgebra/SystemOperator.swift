@@ -58,8 +58,6 @@ final class SystemOperator: @unchecked Sendable {
         12 * Double(2 * upperNonzeros - q) + 8 * Double(q + 1)
     }
 
-    var bytes: Double { 12 * Double(values.count) + 8 * Double(rowStarts.count) }
-
     func setTheta(_ theta: [Double]) { templates = factor.templates(theta) }
 
     /// y = Z'Z x for k row-interleaved vectors.
