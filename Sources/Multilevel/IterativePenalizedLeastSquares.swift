@@ -23,7 +23,7 @@ public struct IterativeSettings: Sendable, Equatable {
 }
 
 /// What the iterative path's Monte-Carlo estimates carry, for the reader.
-public struct MonteCarloError: Sendable, Equatable {
+public struct MonteCarloError: Sendable {
     /// Probes of the final Newton steps, and of the final criterion.
     public var probes: Int
     public var criterionProbes: Int
@@ -36,10 +36,6 @@ public struct MonteCarloError: Sendable, Equatable {
     /// Conjugate-gradient iterations per evaluation: the solves for β̂ and û (the most of
     /// their p + 1 right-hand sides) and the probes (mean and most), at each Newton iteration.
     public var iterationLog: [(solve: Int, probeMean: Double, probeMax: Int, probes: Int)]
-
-    public static func == (a: MonteCarloError, b: MonteCarloError) -> Bool {
-        a.probes == b.probes && a.criterionProbes == b.criterionProbes && a.criterionSE == b.criterionSE && a.thetaSE == b.thetaSE
-    }
 }
 
 /// The profiled deviance at θ without a factor: conjugate gradients for the solves, stochastic
