@@ -3,29 +3,22 @@ import Foundation
 /// A = Λ'Z'ZΛ + I applied to blocks of vectors without a factor: the one operation the iterative
 /// path (`IterativePenalizedLeastSquares`) needs of the random effects' system.
 ///
-/// Z'Z is the cross-products' own upper triangle by columns (no copy). A product y = Z'Z x
-/// takes each column c twice: its entries gather y_c = Σ_r (Z'Z)_rc x_r, and scatter
-/// (Z'Z)_rc x_c into y_r for r < c. The columns are cut into `chunks` fixed ranges of about
-/// equal entries, worked on by the threads; each range scatters into its own buffer, and the
-/// buffers are added to y in range order. Every entry of y is thus the same sum in the same
-/// order whatever the threads, the number of vectors or the ranks. A block of k vectors is
-/// stored row-interleaved (entry i of vector j at `i * k + j`) and taken eight at a time (one
-/// SIMD register), so the buffers hold `chunks × q × 8` values whatever k.
+/// Z'Z is held by rows with both triangles (32-bit column indices), so each entry of a product is
+/// one row's sum in a fixed order: products are the same bit for bit whatever the number of
+/// threads, which split the rows. A block of k vectors is stored row-interleaved (entry i of
+/// vector j at `i * k + j`), so each stored entry of Z'Z is read once for all k vectors.
 ///
-/// Memory: the buffers, 8 · 8 · q · 8 bytes (the cross-products hold Z'Z already).
+/// Memory: 12 bytes for each stored entry of both triangles (about 24 bytes per entry of the
+/// cross-products' upper triangle) and 8 bytes per row.
 final class SystemOperator: @unchecked Sendable {
     let dimension: Int
-    let columnStarts: [Int]
-    let rowIndices: [Int]
+    let rowStarts: [Int]
+    let columns: [Int32]
     let values: [Double]
-    /// Column c is in range h when chunkStarts[h] ≤ c < chunkStarts[h + 1].
-    let chunkStarts: [Int]
     let factor: RelativeCovarianceFactor
     let threads: Int
     /// The T_k of the θ set last (`setTheta`).
     private(set) var templates: [[Double]]
-    /// Fixed, so that the sums do not depend on the threads.
-    static let chunks = 8
 
     init(_ cp: CrossProducts, threads: Int) {
         let q = cp.randomEffectsCount
@@ -33,97 +26,90 @@ final class SystemOperator: @unchecked Sendable {
         factor = RelativeCovarianceFactor(terms: cp.terms)
         self.threads = max(1, threads)
         templates = factor.templates(factor.initialTheta)
-        columnStarts = cp.zzColumnStarts
-        rowIndices = cp.zzRowIndices
-        values = cp.zzValues
-        let total = columnStarts[q]
-        var starts = [0]
-        var c = 0
-        for h in 1..<Self.chunks {
-            let target = total * h / Self.chunks
-            while c < q && columnStarts[c] < target { c += 1 }
-            starts.append(max(c, starts.last!))
+        let cs = cp.zzColumnStarts, ri = cp.zzRowIndices, zz = cp.zzValues
+        var counts = [Int](repeating: 0, count: q + 1)
+        for c in 0..<q {
+            for e in cs[c]..<cs[c + 1] {
+                let r = ri[e]
+                counts[r + 1] += 1
+                if r != c { counts[c + 1] += 1 }
+            }
         }
-        starts.append(q)
-        chunkStarts = starts
+        for i in 0..<q { counts[i + 1] += counts[i] }
+        var next = Array(counts[0..<q])
+        var columns = [Int32](repeating: 0, count: counts[q])
+        var values = [Double](repeating: 0, count: counts[q])
+        // Column c's upper entries (r ≤ c, ascending) go to row r as column c and to row c as
+        // column r: taking c in order leaves every row's columns ascending.
+        for c in 0..<q {
+            for e in cs[c]..<cs[c + 1] {
+                let r = ri[e]
+                columns[next[r]] = Int32(c); values[next[r]] = zz[e]; next[r] += 1
+                if r != c { columns[next[c]] = Int32(r); values[next[c]] = zz[e]; next[c] += 1 }
+            }
+        }
+        rowStarts = counts
+        self.columns = columns
+        self.values = values
     }
 
-    /// Bytes this operator adds to the cross-products: the scatter buffers.
+    /// Bytes this operator holds for Z'Z with `upperNonzeros` stored entries of one triangle.
     static func bytes(dimension q: Int, upperNonzeros: Int) -> Double {
-        Double(chunks * 8 * 8) * Double(q)
+        12 * Double(2 * upperNonzeros - q) + 8 * Double(q + 1)
     }
+
+    func setTheta(_ theta: [Double]) { templates = factor.templates(theta) }
 
     /// y = Z'Z x for k row-interleaved vectors.
     func productZtZ(_ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, vectors k: Int) {
-        let q = dimension, chunks = chunkStarts.count - 1
-        guard q > 0, k > 0 else { return }
-        var buffers = [Double](repeating: 0, count: chunks * q * 8)
-        columnStarts.withUnsafeBufferPointer { cs in
-            rowIndices.withUnsafeBufferPointer { ri in
+        let q = dimension
+        let chunks = min(q, threads * 8)
+        guard chunks > 0 else { return }
+        rowStarts.withUnsafeBufferPointer { rs in
+            columns.withUnsafeBufferPointer { col in
                 values.withUnsafeBufferPointer { val in
-                    buffers.withUnsafeMutableBufferPointer { bp in
-                        let cs = cs.baseAddress!, ri = ri.baseAddress!, val = val.baseAddress!, buf = bp.baseAddress!
-                        var group = 0
-                        while group < k {
-                            let width = min(8, k - group)
-                            if group > 0 { buf.update(repeating: 0, count: chunks * q * 8) }
-                            // Gather into y, scatter into range h's buffer (8 values per row).
-                            let gather: (Int) -> Void = { h in
-                                let out = buf + h * q * 8
-                                for c in self.chunkStarts[h]..<self.chunkStarts[h + 1] {
-                                    let xc = x + c * k + group, yc = y + c * k + group
-                                    if width == 8 {
-                                        let xv = UnsafeRawPointer(xc).loadUnaligned(as: SIMD8<Double>.self)
-                                        var sum = SIMD8<Double>(repeating: 0)
-                                        for e in cs[c]..<cs[c + 1] {
-                                            let r = ri[e], v = val[e]
-                                            sum += v * UnsafeRawPointer(x + r * k + group).loadUnaligned(as: SIMD8<Double>.self)
-                                            if r != c {
-                                                let target = UnsafeMutableRawPointer(out + r * 8)
-                                                target.storeBytes(of: target.load(as: SIMD8<Double>.self) + v * xv, as: SIMD8<Double>.self)
-                                            }
-                                        }
-                                        UnsafeMutableRawPointer(yc).storeBytes(of: sum, as: SIMD8<Double>.self)
-                                    } else {
-                                        for j in 0..<width { yc[j] = 0 }
-                                        for e in cs[c]..<cs[c + 1] {
-                                            let r = ri[e], v = val[e], xr = x + r * k + group
-                                            for j in 0..<width { yc[j] += v * xr[j] }
-                                            if r != c { for j in 0..<width { out[r * 8 + j] += v * xc[j] } }
-                                        }
-                                    }
-                                }
+                    let rs = rs.baseAddress!, col = col.baseAddress!, val = val.baseAddress!
+                    let body: (Int) -> Void = { chunk in
+                        let first = chunk * q / chunks, last = (chunk + 1) * q / chunks
+                        if k == 1 {
+                            for i in first..<last {
+                                var sum = 0.0
+                                for e in rs[i]..<rs[i + 1] { sum += val[e] * x[Int(col[e])] }
+                                y[i] = sum
                             }
-                            if self.threads == 1 || q * width < 4096 {
-                                for h in 0..<chunks { gather(h) }
-                            } else {
-                                DispatchQueue.concurrentPerform(iterations: chunks, execute: gather)
-                            }
-                            // y += the buffers, in range order, by rows.
-                            let slices = min(q, self.threads * 8)
-                            let reduce: (Int) -> Void = { slice in
-                                for i in (slice * q / slices)..<((slice + 1) * q / slices) {
-                                    let yi = y + i * k + group
-                                    for h in 0..<chunks {
-                                        let b = buf + h * q * 8 + i * 8
-                                        for j in 0..<width { yi[j] += b[j] }
-                                    }
-                                }
-                            }
-                            if self.threads == 1 || q * width < 4096 {
-                                for slice in 0..<slices { reduce(slice) }
-                            } else {
-                                DispatchQueue.concurrentPerform(iterations: slices, execute: reduce)
-                            }
-                            group += width
+                            return
                         }
+                        // Eight vectors at a time in one SIMD register, over the row's entries;
+                        // each entry's sum runs over the row in the same order whatever k.
+                        let wide = k / 8 * 8
+                        for i in first..<last {
+                            let out = y + i * k, entries = rs[i]..<rs[i + 1]
+                            var j = 0
+                            while j < wide {
+                                var sum = SIMD8<Double>(repeating: 0)
+                                for e in entries {
+                                    let src = UnsafeRawPointer(x + Int(col[e]) * k + j)
+                                    sum += val[e] * src.loadUnaligned(as: SIMD8<Double>.self)
+                                }
+                                UnsafeMutableRawPointer(out + j).storeBytes(of: sum, as: SIMD8<Double>.self)
+                                j += 8
+                            }
+                            for j in wide..<k {
+                                var sum = 0.0
+                                for e in entries { sum += val[e] * x[Int(col[e]) * k + j] }
+                                out[j] = sum
+                            }
+                        }
+                    }
+                    if threads == 1 || q * k < 4096 {
+                        for c in 0..<chunks { body(c) }
+                    } else {
+                        DispatchQueue.concurrentPerform(iterations: chunks, execute: body)
                     }
                 }
             }
         }
     }
-
-    func setTheta(_ theta: [Double]) { templates = factor.templates(theta) }
 
     /// y = A x = Λ'Z'ZΛx + x for k row-interleaved vectors (θ from `setTheta`).
     func apply(_ x: [Double], vectors k: Int) -> [Double] {
@@ -184,11 +170,11 @@ final class SystemOperator: @unchecked Sendable {
             for level in 0..<term.levels.count {
                 let base = term.offset + level * p
                 var b = [Double](repeating: 0, count: p * p)
-                for c in base..<(base + p) {
-                    for e in columnStarts[c]..<columnStarts[c + 1] where rowIndices[e] >= base {
-                        let r = rowIndices[e]
-                        b[(r - base) + (c - base) * p] = values[e]
-                        b[(c - base) + (r - base) * p] = values[e]
+                for r in 0..<p {
+                    let i = base + r
+                    for e in rowStarts[i]..<rowStarts[i + 1] {
+                        let c = Int(columns[e])
+                        if c >= base && c < base + p { b[r + (c - base) * p] = values[e] }
                     }
                 }
                 blocks.append(b)
