@@ -205,14 +205,8 @@ final class IterativePenalizedLeastSquares {
         iterationLog.append((fixed.iterations.max() ?? 0, probed.iterations.reduce(0, +) / Double(max(1, probes)),
                              Int(probed.iterations.max() ?? 0), probes))
 
-        let n = Double(cp.rows)
-        let deviance: Double
-        if reml {
-            let dof = n - Double(p)
-            deviance = logDetA + logDetRX2 + dof * (1 + log(2 * Double.pi * pwrss / dof))
-        } else {
-            deviance = logDetA + n * (1 + log(2 * Double.pi * pwrss / n))
-        }
+        let deviance = PenalizedLeastSquares.profiledDeviance(logDetA: logDetA, logDetRX2: logDetRX2, penalizedRSS: pwrss,
+                                                              rows: cp.rows, fixed: p, reml: reml)
         guard deviance.isFinite else { return nil }
         return Evaluation(logDetA: logDetA, logDetSE: logDetSE, logDetRX2: logDetRX2, penalizedRSS: pwrss, deviance: deviance,
                           r: r, solutions: w, u: u, beta: beta, preconditioner: m, low: low, squaredCoupling: squaredCoupling, localProbes: probed.local,
@@ -410,9 +404,14 @@ final class IterativePenalizedLeastSquares {
 
     /// ∂d/∂θ at θ (`evaluate(theta)` last), the traces estimated on the probes.
     func gradient(_ theta: [Double], _ e: Evaluation) -> [Double] {
+        system.setTheta(theta)
+        return gradient(e, residualScores: residualScores(e))
+    }
+
+    /// The same given z_r (`residualScores(e)`, which the AI matrix shares), θ set in `system`.
+    private func gradient(_ e: Evaluation, residualScores zr: [Double]) -> [Double] {
         let cp = crossProducts, terms = cp.terms
         let q = cp.randomEffectsCount, p = cp.fixedCount, p1 = p + 1
-        system.setTheta(theta)
         let templates = system.templates
         let entries = thetaEntries, mCount = entries.count
 
@@ -422,19 +421,12 @@ final class IterativePenalizedLeastSquares {
         for (k, term) in terms.enumerated() {
             let pk = term.dimension, t = templates[k]
             for _ in 0..<term.levels.count {
-                let qb = diagonalBlocks[block], l = e.preconditioner.factors[block]
-                block += 1
-                // Y = M⁻¹T'Q: column by column, T'Q then two triangular solves with L.
+                let qb = diagonalBlocks[block]
+                // Y = M⁻¹T'Q.
                 var y = [Double](repeating: 0, count: pk * pk)
-                for c in 0..<pk {
-                    var v = (0..<pk).map { r in (r..<pk).reduce(0.0) { $0 + t[$1 + r * pk] * qb[$1 + c * pk] } }
-                    for r in 0..<pk { for s in 0..<r { v[r] -= l[r + s * pk] * v[s] }; v[r] /= l[r + r * pk] }
-                    for r in stride(from: pk - 1, through: 0, by: -1) {
-                        for s in (r + 1)..<max(r + 1, pk) { v[r] -= l[s + r * pk] * v[s] }
-                        v[r] /= l[r + r * pk]
-                    }
-                    for r in 0..<pk { y[r + c * pk] = v[r] }
-                }
+                for c in 0..<pk { for r in 0..<pk { y[r + c * pk] = (r..<pk).reduce(0.0) { $0 + t[$1 + r * pk] * qb[$1 + c * pk] } } }
+                e.preconditioner.solve(block: block, &y)
+                block += 1
                 for (i, entry) in entries.enumerated() where entry.term == k { exact[i] += 2 * y[entry.col + entry.row * pk] }
             }
         }
@@ -493,7 +485,6 @@ final class IterativePenalizedLeastSquares {
             }
         }
 
-        let zr = residualScores(e)
         let nu = Double(reml ? cp.rows - p : cp.rows)
         return entries.enumerated().map { i, entry in
             let term = terms[entry.term], pk = term.dimension
@@ -507,12 +498,10 @@ final class IterativePenalizedLeastSquares {
         }
     }
 
-    /// The AI matrix at θ (m × m column-major), from m more solves.
-    func averageInformation(_ theta: [Double], _ e: Evaluation) -> [Double] {
+    /// The AI matrix (m × m column-major), from m more solves, given z_r; θ set in `system`.
+    private func averageInformation(_ e: Evaluation, residualScores zr: [Double]) -> [Double] {
         let cp = crossProducts
         let q = cp.randomEffectsCount, p = cp.fixedCount, p1 = p + 1
-        system.setTheta(theta)
-        let zr = residualScores(e)
         let aColumns = PenalizedLeastSquares.workingVectors(cp.terms, templates: system.templates, u: e.u, zr: zr)
         let m = aColumns.count / max(q, 1)
         var a = [Double](repeating: 0, count: q * m)
@@ -575,18 +564,11 @@ final class IterativePenalizedLeastSquares {
             return u
         }
         return m.factors.indices.map { b in
-            let p = m.sizes[b], offset = m.offsets[b], l = m.factors[b]
-            // M_b⁻¹ = L⁻ᵀL⁻¹ column by column, then the probes' correction.
+            let p = m.sizes[b], offset = m.offsets[b]
+            // M_b⁻¹, then the probes' correction.
             var out = [Double](repeating: 0, count: p * p)
-            for c in 0..<p {
-                var v = (0..<p).map { $0 == c ? 1.0 : 0.0 }
-                for r in 0..<p { for t in 0..<r { v[r] -= l[r + t * p] * v[t] }; v[r] /= l[r + r * p] }
-                for r in stride(from: p - 1, through: 0, by: -1) {
-                    for t in (r + 1)..<max(r + 1, p) { v[r] -= l[t + r * p] * v[t] }
-                    v[r] /= l[r + r * p]
-                }
-                for r in 0..<p { out[r + c * p] = v[r] }
-            }
+            for c in 0..<p { out[c + c * p] = 1 }
+            m.solve(block: b, &out)
             var correction = [Double](repeating: 0, count: p * p)
             for c in 0..<p { for r in 0..<p {
                 var sum = 0.0
@@ -626,7 +608,9 @@ extension IterativePenalizedLeastSquares: NewtonObjective {
     var upperBounds: [Double] { factor.lowerBounds.map { _ in .infinity } }
     func value(_ e: Evaluation) -> Double { e.deviance }
     func derivatives(_ theta: [Double], _ e: Evaluation) -> NewtonOptimizer.Derivatives {
-        (gradient(theta, e), averageInformation(theta, e))
+        system.setTheta(theta)
+        let zr = residualScores(e)
+        return (gradient(e, residualScores: zr), averageInformation(e, residualScores: zr))
     }
     /// The criterion moves with θ also through the CG iterations the probes take (a probe that
     /// needs one more iteration shifts its quadrature by about the tolerance): decreases below

@@ -330,7 +330,7 @@ public enum LinearMixedModel {
         if let derivatives {
             known = derivatives
         } else if let e = pls.evaluate(theta) {
-            known = (pls.gradient(theta, e), pls.averageInformation(theta, e))
+            known = pls.derivatives(theta, e)   // û and z_r once for both
         } else {
             summary.converged = false
             summary.warning = "model failed to converge: the deviance cannot be evaluated at the estimates"

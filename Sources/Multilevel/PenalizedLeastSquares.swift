@@ -134,17 +134,23 @@ final class PenalizedLeastSquares {
         for j in 0..<p { logDetRX2 += 2 * log(r[j + j * p1]) }
         let rLast = r[p + p * p1]
         let pwrss = rLast * rLast
-        let n = Double(cp.rows)
-        let deviance: Double
-        if reml {
-            let dof = n - Double(p)
-            deviance = logDetL2 + logDetRX2 + dof * (1 + log(2 * Double.pi * pwrss / dof))
-        } else {
-            deviance = logDetL2 + n * (1 + log(2 * Double.pi * pwrss / n))
-        }
+        let deviance = Self.profiledDeviance(logDetA: logDetL2, logDetRX2: logDetRX2, penalizedRSS: pwrss,
+                                             rows: cp.rows, fixed: p, reml: reml)
         guard deviance.isFinite else { return nil }
         return Evaluation(logDetL2: logDetL2, logDetRX2: logDetRX2, penalizedRSS: pwrss, r: r, rzx: b,
                           deviance: deviance)
+    }
+
+    /// The profiled deviance from its pieces (log|A| = log|L|², however it was found):
+    /// ML: log|A| + n (1 + log(2π r²/n)); REML: log|A| + log|R_X|² + (n−p)(1 + log(2π r²/(n−p))).
+    static func profiledDeviance(logDetA: Double, logDetRX2: Double, penalizedRSS pwrss: Double,
+                                 rows: Int, fixed p: Int, reml: Bool) -> Double {
+        let n = Double(rows)
+        if reml {
+            let dof = n - Double(p)
+            return logDetA + logDetRX2 + dof * (1 + log(2 * Double.pi * pwrss / dof))
+        }
+        return logDetA + n * (1 + log(2 * Double.pi * pwrss / n))
     }
 
     /// The conditional modes b = Λû of the random effects, given an evaluation and β̂.

@@ -113,12 +113,7 @@ final class SystemOperator: @unchecked Sendable {
 
     /// y = A x = Λ'Z'ZΛx + x for k row-interleaved vectors (θ from `setTheta`).
     func apply(_ x: [Double], vectors k: Int) -> [Double] {
-        var lx = x
-        applyLambda(&lx, vectors: k, transpose: false)
-        var y = [Double](repeating: 0, count: x.count)
-        lx.withUnsafeBufferPointer { lp in y.withUnsafeMutableBufferPointer { yp in
-            productZtZ(lp.baseAddress!, yp.baseAddress!, vectors: k)
-        } }
+        var y = productZtZLambda(x, vectors: k)
         applyLambda(&y, vectors: k, transpose: true)
         for i in y.indices { y[i] += x[i] }
         return y
@@ -229,6 +224,19 @@ struct BlockJacobiPreconditioner {
         self.offsets = offsets
         self.factors = factors
         logDeterminant = logDet
+    }
+
+    /// V ← M_b⁻¹V for a p_b × p_b column-major V (block b alone): two triangular solves with L_b per column.
+    func solve(block b: Int, _ v: inout [Double]) {
+        let p = sizes[b], l = factors[b]
+        for c in 0..<p {
+            let o = c * p
+            for r in 0..<p { for t in 0..<r { v[o + r] -= l[r + t * p] * v[o + t] }; v[o + r] /= l[r + r * p] }
+            for r in stride(from: p - 1, through: 0, by: -1) {
+                for t in (r + 1)..<max(r + 1, p) { v[o + r] -= l[t + r * p] * v[o + t] }
+                v[o + r] /= l[r + r * p]
+            }
+        }
     }
 
     enum Operation { case solve, lower, inverseLower, inverseTransposeLower }
