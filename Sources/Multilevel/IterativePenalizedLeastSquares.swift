@@ -92,8 +92,18 @@ final class IterativePenalizedLeastSquares {
         self.communicator = communicator
         system = SystemOperator(cp, threads: threads)
         diagonalBlocks = system.diagonalBlocks()
-        exact = settings.exactTraces || cp.randomEffectsCount <= settings.maxProbes
-        probes = exact ? cp.randomEffectsCount : settings.probes
+        exact = Self.usesExactTraces(cp, settings)
+        probes = Self.firstProbes(cp, settings)
+    }
+
+    /// Whether the probes are the columns of the identity (see `exact`).
+    static func usesExactTraces(_ cp: CrossProducts, _ settings: IterativeSettings) -> Bool {
+        settings.exactTraces || cp.randomEffectsCount <= settings.maxProbes
+    }
+
+    /// The probes of the first Newton steps: q with exact traces, else `settings.probes`.
+    static func firstProbes(_ cp: CrossProducts, _ settings: IterativeSettings) -> Int {
+        usesExactTraces(cp, settings) ? cp.randomEffectsCount : settings.probes
     }
 
     /// Whether the probes are the q columns of the identity, so that every trace is exact:

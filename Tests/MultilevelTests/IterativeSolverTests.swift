@@ -172,5 +172,13 @@ final class IterativeSolverTests: ScratchDirectoryTestCase {
             XCTAssertEqual(run.status, 1, arguments.joined(separator: " "))
             XCTAssertEqual(run.stderr, expected + "\n")
         }
+        // The iterative path's memory is predicted and checked before it allocates (penicillin:
+        // q = 30 random effects, so 30 unit probes).
+        let run = try mlm(["fit", data, "--formula", formula, "--solver", "iterative", "--max-memory", "1K"])
+        XCTAssertEqual(run.status, 1)
+        XCTAssertEqual(run.stderr.split(separator: "\n").count, 1, run.stderr)
+        XCTAssertTrue(run.stderr.hasPrefix("mlm: error: the iterative solver needs "), run.stderr)
+        XCTAssertTrue(run.stderr.contains("for Z'Z and its 30 probes, and 1.00 KB is available (--max-memory); refusing before allocating it"),
+                      run.stderr)
     }
 }

@@ -40,7 +40,8 @@ extension SolverChoice {
     }
 
     static func resolve(_ choice: SolverChoice, _ cp: CrossProducts, options: FitOptions, limit: MemoryLimit) throws -> Resolved {
-        let iterativeBytes = IterativePenalizedLeastSquares.bytes(cp, probes: options.iterative.probes)
+        let probes = IterativePenalizedLeastSquares.firstProbes(cp, options.iterative)
+        let iterativeBytes = IterativePenalizedLeastSquares.bytes(cp, probes: probes)
         switch choice {
         case .direct:
             return .direct(nil)
@@ -50,7 +51,7 @@ extension SolverChoice {
             }
             if iterativeBytes > limit.bytes {
                 throw InputError("the iterative solver needs \(FactorizationChoice.formatBytes(iterativeBytes)) for Z'Z and its "
-                    + "\(options.iterative.probes) probes, and \(FactorizationChoice.formatBytes(limit.bytes)) is available "
+                    + "\(probes) probes, and \(FactorizationChoice.formatBytes(limit.bytes)) is available "
                     + "(\(limit.source)); refusing before allocating it (fewer --probes or a larger --max-memory)")
             }
             options.log?("solver: iterative (asked for), \(FactorizationChoice.formatBytes(iterativeBytes)) predicted")
@@ -58,7 +59,7 @@ extension SolverChoice {
         case .auto:
             guard options.ordering == .auto, options.optimizer == .newton else { return .direct(nil) }
             let ranking = try FactorizationChoice.rank(cp, needsInverse: true, budget: limit.bytes, log: options.log)
-            let iterative = iterativeSeconds(cp, probes: options.iterative.probes)
+            let iterative = iterativeSeconds(cp, probes: probes)
             guard let best = ranking.candidates.first(where: { $0.bytes <= limit.bytes }) else {
                 if iterativeBytes <= limit.bytes {
                     options.log?("solver: iterative, as no factor fits in \(FactorizationChoice.formatBytes(limit.bytes)); "
@@ -69,7 +70,7 @@ extension SolverChoice {
             }
             let direct = best.cost / directFlopsPerSecond
             let line = String(format: "solver: predicted %.3g s per evaluation direct (%@), %.3g s iterative (%d probes)",
-                              direct, best.factorization.description, iterative, options.iterative.probes)
+                              direct, best.factorization.description, iterative, probes)
             if iterative < direct && iterativeBytes <= limit.bytes {
                 options.log?(line + ": iterative, \(FactorizationChoice.formatBytes(iterativeBytes))")
                 return .iterative
