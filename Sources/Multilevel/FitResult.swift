@@ -31,6 +31,8 @@ public struct FitResult: Sendable {
     /// The iterative path's settings and Monte-Carlo errors, when it fitted the model (nil: a factor did).
     var iterative: IterativeSettings?
     public internal(set) var monteCarlo: MonteCarloError?
+    /// The rows the fit was read from, kept on the iterative path: its bootstrap reads them again.
+    var rows: ModelRows?
 
     /// REML (true) or maximum likelihood.
     public let reml: Bool
@@ -132,11 +134,11 @@ public struct FitResult: Sendable {
     let crossProducts: CrossProducts
 
     /// Refuses work that needs a Cholesky factor of the fit's system when the iterative solver
-    /// fitted it (the bootstrap draws W'ε* from a factor of [Z X]'[Z X]; the profile refits on one).
+    /// fitted it (the profile refits on one).
     func requireFactor(for option: String) throws {
         guard monteCarlo != nil else { return }
         throw InputError("\(option) needs a Cholesky factor, and this fit used the iterative solver (no factor fits or it was "
-            + "predicted faster); the iterative bootstrap and profile are not built yet: refit with --solver direct if a factor fits")
+            + "predicted faster); the iterative profile is not built yet: refit with --solver direct if a factor fits")
     }
 
     /// lme4's `as.data.frame(VarCorr(m))` for θ and σ: Σ_k = σ² T_k T_k', each term's

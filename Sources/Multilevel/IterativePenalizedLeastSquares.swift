@@ -70,7 +70,7 @@ public struct MonteCarloError: Sendable {
 /// Probe j belongs to rank j mod R; each rank's values are gathered and summed in probe order,
 /// so the fit is the same for any number of ranks and threads.
 final class IterativePenalizedLeastSquares {
-    let crossProducts: CrossProducts
+    private(set) var crossProducts: CrossProducts
     let factor: RelativeCovarianceFactor
     let reml: Bool
     let system: SystemOperator
@@ -94,6 +94,13 @@ final class IterativePenalizedLeastSquares {
         diagonalBlocks = system.diagonalBlocks()
         exact = Self.usesExactTraces(cp, settings)
         probes = Self.firstProbes(cp, settings)
+    }
+
+    /// Takes another response of the same rows (a bootstrap replicate): Z'Z, and so the operator
+    /// and the preconditioner's blocks, are unchanged.
+    func replaceResponse(with cp: CrossProducts) {
+        crossProducts = cp
+        last = nil
     }
 
     /// Whether the probes are the columns of the identity (see `exact`).

@@ -78,6 +78,7 @@ public enum LinearMixedModel {
         result.dataName = data.name
         result.droppedRows = frame.droppedRows
         result.factorLevels = frame.factorLevelNames
+        if result.monteCarlo != nil { result.rows = ModelRows(frame) }
         return result
     }
 

@@ -300,7 +300,7 @@ public struct ModelFrame {
     var slab: Range<Int> {
         communicator.slab(of: source.rowCount, unit: CrossProductAccumulator.groupRows(segmentRows: segmentRows))
     }
-    private let types: [String: ColumnType]
+    let types: [String: ColumnType]
     /// The levels of every variable coded as a factor.
     private let factorLevels: [Variable: LevelIndex]
 

@@ -149,11 +149,11 @@ final class IterativeSolverTests: ScratchDirectoryTestCase {
         XCTAssertTrue(run.stdout.contains("Iterative solver (conjugate gradients"), run.stdout)
         XCTAssertTrue(run.stdout.contains("Monte-Carlo SE"), run.stdout)
 
-        // Work that needs a factor is refused in one line: before reading when the iterative
-        // solver is asked for, after the fit when `auto` chose it.
-        let asked = try mlm(["fit", path, "--formula", formula, "--solver", "iterative", "--bootstrap", "5"])
+        // The profile, which needs a factor, is refused in one line: before reading when the
+        // iterative solver is asked for, after the fit when `auto` chose it.
+        let asked = try mlm(["fit", path, "--formula", formula, "--solver", "iterative", "--profile"])
         XCTAssertEqual(asked.status, 2)
-        XCTAssertEqual(asked.stderr, "mlm: error: --bootstrap and --profile need a Cholesky factor; the iterative solver's are not built yet (use --solver direct or auto). See 'mlm fit --help'.\n")
+        XCTAssertEqual(asked.stderr, "mlm: error: --profile needs a Cholesky factor; the iterative solver's profile is not built yet (use --solver direct or auto). See 'mlm fit --help'.\n")
         let chosen = try mlm(["fit", path, "--formula", formula, "--max-memory", "10M", "--profile"])
         XCTAssertEqual(chosen.status, 1)
         XCTAssertEqual(chosen.stderr.split(separator: "\n").count, 1, chosen.stderr)
@@ -180,5 +180,85 @@ final class IterativeSolverTests: ScratchDirectoryTestCase {
         XCTAssertTrue(run.stderr.hasPrefix("mlm: error: the iterative solver needs "), run.stderr)
         XCTAssertTrue(run.stderr.contains("for Z'Z and its 30 probes, and 1.00 KB is available (--max-memory); refusing before allocating it"),
                       run.stderr)
+    }
+
+    // MARK: the bootstrap on the iterative path
+
+    /// Each replicate's cross-products are those of y* = Xβ̂ + ZΛ̂(σ̂u*) + σ̂ε* simulated row by
+    /// row and summed directly (exact, not in law only): u* from the replicate's generator, ε_i*
+    /// from row i's. Multiple membership with weights, two terms, a slope in X.
+    func testIterativeBootstrapReplicatesAreTheRowsOwn() throws {
+        let data = try openTable(path: Fixtures.path("multimember.csv"), table: nil)
+        var o = options(reml: true, solver: .iterative, exact: true)
+        o.segmentRows = 300
+        let fit = try LinearMixedModel.fit(multimember, data: data, options: o)
+        XCTAssertNotNil(fit.monteCarlo)
+        let simulator = try IterativeBootstrapSimulator(fit, threads: 2)
+        let frame = fit.rows!.frame
+        let cp = fit.crossProducts
+        let q = cp.randomEffectsCount, p = cp.fixedCount, terms = frame.randomEffectsTerms
+        let lambda = RelativeCovarianceFactor(terms: fit.terms)
+        for replicate in [0, 5] {
+            let (gamma, _) = replicateEffects(fit, lambda: lambda, templates: lambda.templates(fit.theta), seed: 21, index: replicate)
+            let rowSeed = IterativeBootstrapSimulator.rowSeed(seed: 21, replicate: replicate)
+            var wy = [Double](repeating: 0, count: q + p), yy = 0.0
+            let reader = ChunkReader(source: data, types: frame.types, formula: frame.formula)
+            let raw = try reader.read(0..<data.rowCount)
+            let chunk = try frame.modelChunk(raw)
+            var r = 0
+            for i in raw.complete.indices where raw.complete[i] {
+                var z: [(Int, Double)] = []
+                for (k, tr) in chunk.terms.enumerated() {
+                    for m in 0..<tr.memberships where tr.levels[r * tr.memberships + m] >= 0 {
+                        let column = terms[k].offset + Int(tr.levels[r * tr.memberships + m]) * terms[k].dimension
+                        z.append((column, tr.weights[r * tr.memberships + m] * tr.z[r]))
+                    }
+                }
+                let x = (0..<p).map { chunk.x[r * p + $0] }
+                let y = z.reduce(0) { $0 + $1.1 * gamma[$1.0] } + zip(x, fit.beta).reduce(0) { $0 + $1.0 * $1.1 }
+                    + fit.sigma * IterativeBootstrapSimulator.rowNoise(rowSeed, row: i)
+                for (c, v) in z { wy[c] += v * y }
+                for j in 0..<p { wy[q + j] += x[j] * y }
+                yy += y * y
+                r += 1
+            }
+            let replicateCP = try simulator.crossProducts(replicate: replicate, seed: 21)
+            let scale = wy.map(abs).max()!
+            for c in 0..<q { XCTAssertEqual(replicateCP.zxy[c + p * q], wy[c], accuracy: 1e-10 * scale, "Z'y* \(c)") }
+            for j in 0..<p { XCTAssertEqual(replicateCP.xx(j, p), wy[q + j], accuracy: 1e-10 * scale, "X'y* \(j)") }
+            XCTAssertEqual(replicateCP.xx(p, p), yy, accuracy: 1e-10 * yy, "y*'y*")
+        }
+    }
+
+    /// With exact traces, a replicate refit on the iterative path is the direct path's refit of
+    /// the same cross-products; and replicates are the same bit for bit on 1 and 3 threads
+    /// (rows summed in segments of 50, the segments in order).
+    func testIterativeBootstrapRefitsAsTheDirectPathAndIgnoresThreads() throws {
+        let data = try openTable(path: Fixtures.path("penicillin.csv"), table: nil)
+        let formula = "diameter ~ 1 + (1 | plate) + (1 | sample)"
+        var o = options(reml: true, solver: .iterative, exact: true)
+        o.segmentRows = 50
+        o.threads = 1
+        let one = try IterativeBootstrapSimulator(LinearMixedModel.fit(formula, data: data, options: o), threads: 1)
+        o.threads = 3
+        let three = try IterativeBootstrapSimulator(LinearMixedModel.fit(formula, data: data, options: o), threads: 3)
+        let direct = try LinearMixedModel.fit(formula, data: data, options: options(reml: true, solver: .direct))
+        let refitter = BootstrapSimulator(direct, threads: 1)
+        for i in 0..<4 {
+            let a = one.replicate(i, seed: 4, thread: 0), b = three.replicate(i, seed: 4, thread: 0)
+            XCTAssertEqual(a, b, "replicate \(i)")
+            XCTAssertFalse(a.failed)
+            let d = refitter.refit(try one.crossProducts(replicate: i, seed: 4), index: i, thread: 0)
+            for (x, y) in zip(a.theta, d.theta) { XCTAssertEqual(x, y, accuracy: 1e-4 * max(y, 0.1), "θ* \(i)") }
+            XCTAssertEqual(a.beta[0], d.beta[0], accuracy: 1e-6 * abs(d.beta[0]))
+            XCTAssertEqual(a.sigma, d.sigma, accuracy: 1e-6 * d.sigma)
+            XCTAssertEqual(a.deviance, d.deviance, accuracy: 1e-8 * abs(d.deviance))
+        }
+        // A fit given cross-products alone has no rows to read: one line.
+        let cp = try crossProducts("penicillin.csv", formula)
+        let bare = try LinearMixedModel.fit(cp, options: options(reml: true, solver: .iterative, exact: true))
+        XCTAssertThrowsError(try ParametricBootstrap.run(bare, options: BootstrapOptions(replicates: 3, seed: 1))) { error in
+            XCTAssertTrue("\(error)".contains("reads the rows again"), "\(error)")
+        }
     }
 }

@@ -20,14 +20,19 @@ public enum ParametricBootstrap {
     public static func run(_ fit: FitResult, options: BootstrapOptions) throws -> BootstrapResult? {
         guard options.replicates > 0 else { throw InputError("--bootstrap needs a positive number of replicates") }
         guard options.level > 0 && options.level < 1 else { throw InputError("the confidence level must be between 0 and 1") }
-        try fit.requireFactor(for: "--bootstrap")
         let communicator = options.communicator
-        let simulator = BootstrapSimulator(fit, threads: options.threads)
+        let simulator: ReplicateSimulator = try fit.monteCarlo == nil
+            ? BootstrapSimulator(fit, threads: options.threads)
+            : IterativeBootstrapSimulator(fit, threads: options.threads)
         let seed = options.seed
-        guard let results = try JobDistribution(communicator: communicator, threads: options.threads).run(
+        guard let results = try JobDistribution(communicator: communicator, threads: simulator.jobThreads).run(
             count: options.replicates, kind: "bootstrap-\(seed)", checkpoint: options.checkpoint, fit: fit,
             progress: options.progress,
-            work: { i, thread in simulator.replicate(i, seed: seed, thread: thread).encoded() }) else { return nil }
+            work: { i, thread in simulator.replicate(i, seed: seed, thread: thread).encoded() }) else {
+            try communicator.agree { try simulator.checkRows() }
+            return nil
+        }
+        try communicator.agree { try simulator.checkRows() }
         let replicates = (0..<options.replicates).map { BootstrapReplicate(decoding: results[$0], index: $0) }
         return BootstrapResult(fit: fit, replicates: replicates, options: options)
     }
@@ -171,14 +176,38 @@ enum BootstrapInterval {
     }
 }
 
+/// What the bootstrap asks of a simulator: replicate i's refit, on one of `jobThreads` workspaces.
+protocol ReplicateSimulator: Sendable {
+    /// Replicates run at once on each rank (each on its own workspace).
+    var jobThreads: Int { get }
+    func replicate(_ index: Int, seed: UInt64, thread: Int) -> BootstrapReplicate
+    /// Throws what kept a replicate from being simulated (the rows could not be read again).
+    func checkRows() throws
+}
+
+extension ReplicateSimulator {
+    func checkRows() throws {}
+}
+
+/// The replicate's fixed draw: γ* = [σ̂Λ̂u*; β̂], u* the first q normals of the generator of
+/// (seed, index), returned with the generator for the rest of the replicate's numbers.
+func replicateEffects(_ fit: FitResult, lambda: RelativeCovarianceFactor, templates: [[Double]], seed: UInt64,
+                      index: Int) -> (gamma: [Double], random: Xoshiro256) {
+    var random = Xoshiro256(seed: seed, stream: index)
+    var b = (0..<fit.crossProducts.randomEffectsCount).map { _ in random.nextNormal() }
+    lambda.apply(templates, to: &b)
+    return (b.map { $0 * fit.sigma } + fit.beta, random)
+}
+
 /// Simulates replicates' cross-products and refits them; one PLS workspace per thread.
-final class BootstrapSimulator: @unchecked Sendable {
+final class BootstrapSimulator: ReplicateSimulator, @unchecked Sendable {
     let fit: FitResult
     let root: SemidefiniteCholesky
     private let workers: [PenalizedLeastSquares]
     /// Λ̂: the factor and its templates at θ̂, built once for every replicate.
     private let lambda: RelativeCovarianceFactor
     private let lambdaTemplates: [[Double]]
+    var jobThreads: Int { workers.count }
 
     init(_ fit: FitResult, threads: Int) {
         self.fit = fit
@@ -195,20 +224,13 @@ final class BootstrapSimulator: @unchecked Sendable {
     func crossProducts(replicate index: Int, seed: UInt64) -> CrossProducts {
         let cp = fit.crossProducts
         let q = cp.randomEffectsCount, p = cp.fixedCount, sigma = fit.sigma
-        var random = Xoshiro256(seed: seed, stream: index)
-        var b = (0..<q).map { _ in random.nextNormal() }
-        lambda.apply(lambdaTemplates, to: &b)
-        let gamma = b.map { $0 * sigma } + fit.beta
+        var (gamma, random) = replicateEffects(fit, lambda: lambda, templates: lambdaTemplates, seed: seed, index: index)
         let a = (0..<(q + p)).map { _ in random.nextNormal() }
         let c = random.nextChiSquare(df: cp.rows - root.rank)
-        let g = cp.gramTimes(gamma)
-        let noise = root.transposedRootTimes(a).map { $0 * sigma }
-        let wy = zip(g, noise).map { $0 + $1 }
         var aa = 0.0
         for j in 0..<(q + p) where root.pivots[j] > 0 { aa += a[j] * a[j] }
-        var yy = sigma * sigma * (aa + c)
-        for j in 0..<(q + p) { yy += gamma[j] * (g[j] + 2 * noise[j]) }
-        return cp.replacingResponse(wy, yy)
+        return cp.replicate(gamma: gamma, noise: root.transposedRootTimes(a).map { $0 * sigma },
+                            noiseSquares: sigma * sigma * (aa + c))
     }
 
     /// Refits to `cp` from θ̂ on `thread`'s workspace.
@@ -216,16 +238,22 @@ final class BootstrapSimulator: @unchecked Sendable {
         let pls = workers[thread]
         pls.replaceResponse(with: cp)
         var summary = OptimizerSummary()
-        let nan = BootstrapReplicate(index: index, theta: fit.theta.map { _ in .nan }, beta: fit.beta.map { _ in .nan },
-                                     sigma: .nan, deviance: .nan)
         guard let (theta, _) = try? fit.optimizerChoice.refit(pls, from: fit.theta, summary: &summary),
-              let e = pls.evaluate(theta) else { return nan }
+              let e = pls.evaluate(theta) else { return .failed(index, fit) }
         return BootstrapReplicate(index: index, theta: theta, beta: pls.fixedEffects(e), sigma: pls.residualSD(e),
                                   deviance: e.deviance)
     }
 
     func replicate(_ index: Int, seed: UInt64, thread: Int) -> BootstrapReplicate {
         refit(crossProducts(replicate: index, seed: seed), index: index, thread: thread)
+    }
+}
+
+extension BootstrapReplicate {
+    /// A refit that failed: every value NaN.
+    static func failed(_ index: Int, _ fit: FitResult) -> BootstrapReplicate {
+        BootstrapReplicate(index: index, theta: fit.theta.map { _ in .nan }, beta: fit.beta.map { _ in .nan },
+                           sigma: .nan, deviance: .nan)
     }
 }
 
@@ -251,6 +279,16 @@ extension CrossProducts {
             for i in 0..<p { out[q + i] += xx(i, j) * bj }
         }
         return out
+    }
+
+    /// A replicate's cross-products, y* = Wγ* + ε*, from W'ε* (`noise`) and ε*'ε* (`noiseSquares`):
+    /// W'y* = Gγ* + W'ε* and y*'y* = ε*'ε* + γ*'(Gγ* + 2W'ε*).
+    func replicate(gamma: [Double], noise: [Double], noiseSquares: Double) -> CrossProducts {
+        let g = gramTimes(gamma)
+        let wy = zip(g, noise).map { $0 + $1 }
+        var yy = noiseSquares
+        for j in gamma.indices { yy += gamma[j] * (g[j] + 2 * noise[j]) }
+        return replacingResponse(wy, yy)
     }
 
     /// The same rows with another response, given [Z'y; X'y] (length q + p) and y'y.
