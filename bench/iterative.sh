@@ -6,7 +6,9 @@
 #     iteration, and the Monte-Carlo errors;
 #   - the direct solver on the sizes where it runs (10^4, 10^5), for agreement: criterion, θ, β;
 #   - the true parameters of the simulation recovered (|θ̂ − θ| / SE, |β̂ − β| / SE);
-#   - the probe work on one rank and on two (`mpirun -np 2`, one thread each), at 10^6;
+#   - the probe work on one rank and on two (`mpirun -np 2`, one thread each), at 10^6, with 16
+#     and 64 probes (medians of three interleaved runs);
+#   - the bootstrap on the iterative path at 10^6, 8 replicates on one rank and on two: its rate;
 #   - the MovieLens-shaped `ratings` design at 3·10^7 rows (200,000 users × 20,000 items), alone.
 # The table goes to standard output and to bench/RESULTS-iterative.md.
 #
@@ -45,12 +47,16 @@ run() {
 import re, sys, json
 text = sys.stdin.read()
 print(json.dumps({m.group(1): float(m.group(2)) for m in re.finditer(r"ATTRIBUTE \"((?:beta|sd|cor)_[^\"]*|sigma)\" \{.*?\(0\): ([-0-9.e]+)", text, re.S)}))')
-  python3 - "$name" "$json" "$seconds" "$kb" "$ranks" "$truth" "$*" >> "$results" <<'EOF'
-import json, sys
-name, path, seconds, kb, ranks, truth, arguments = sys.argv[1:]
+  python3 - "$name" "$json" "$seconds" "$kb" "$ranks" "$truth" "$*" "$data/stderr.txt" >> "$results" <<'EOF'
+import json, re, sys
+name, path, seconds, kb, ranks, truth, arguments, stderr = sys.argv[1:]
 fit = json.load(open(path))
+# With --verbose: the seconds the iterative solver spent in its parts.
+m = re.search(r"iterative solver: ([0-9.]+) s .*probes ([0-9.]+) s, low eigenpairs ([0-9.]+) s, solves ([0-9.]+) s",
+              open(stderr).read())
+split = dict(zip(["total", "probes", "eigenpairs", "solves"], map(float, m.groups()))) if m else None
 print(json.dumps({"name": name, "seconds": float(seconds), "kb": int(kb), "ranks": int(ranks), "arguments": arguments,
-                  "truth": json.loads(truth), "fit": fit}))
+                  "truth": json.loads(truth), "fit": fit, "split": split}))
 EOF
   echo "bench: $name ${seconds}s $((kb / 1024)) MB" >&2
 }
@@ -65,12 +71,24 @@ for rows in $sizes; do
     run "direct-$rows" "$file" "$data/direct-$rows.json" 0 --solver direct
   fi
 done
-# Probe work on one rank and on two, one thread each (2 cores): the same fit, bit for bit.
+# Probe work on one rank and on two, one thread each (2 cores), interleaved three times, with the
+# default probes and with 64 (where the probes dominate): the same fit, bit for bit.
 file=$data/crossed-mm-1000000.h5
-run "iterative-1000000-1rank" "$file" "$data/iterative-1e6-np1.json" 1 --solver iterative --threads 1
-run "iterative-1000000-2ranks" "$file" "$data/iterative-1e6-np2.json" 2 --solver iterative --threads 1
-cmp -s "$data/iterative-1e6-np1.json" "$data/iterative-1e6-np2.json" \
-  && echo "bench: 1 and 2 ranks wrote the same JSON" >&2 || echo "bench: 1 and 2 ranks DIFFER" >&2
+for probes in 16 64; do
+  for repeat in 1 2 3; do
+    for ranks in 1 2; do
+      run "ranks-$probes-$ranks-$repeat" "$file" "$data/iterative-1e6-p$probes-np$ranks.json" "$ranks" --solver iterative \
+        --threads 1 --probes "$probes" --verbose
+    done
+  done
+  cmp -s "$data/iterative-1e6-p$probes-np1.json" "$data/iterative-1e6-p$probes-np2.json" \
+    && echo "bench: 1 and 2 ranks wrote the same JSON ($probes probes)" >&2 || echo "bench: 1 and 2 ranks DIFFER" >&2
+done
+
+# The bootstrap: 8 replicates on the same ranks and threads; its rate is the replicates over the
+# time they add to the fit alone (the median above).
+run "bootstrap-1000000-1rank" "$file" "$data/boot-1e6-np1.json" 1 --solver iterative --threads 1 --bootstrap 8 --seed 1
+run "bootstrap-1000000-2ranks" "$file" "$data/boot-1e6-np2.json" 2 --solver iterative --threads 1 --bootstrap 8 --seed 1
 
 if [ "${MLM_BENCH_RATINGS:-1}" != 0 ]; then
   file=$data/ratings-3e7.h5

@@ -81,6 +81,10 @@ final class IterativePenalizedLeastSquares {
     var probes: Int {
         didSet { last = nil }
     }
+    /// Wall seconds in the evaluations, gradients and AI matrices so far (`total`), and in three
+    /// of their parts: the solves for β̂, û and the AI matrix (split over ranks by column), the
+    /// low eigenpairs (Lanczos, on every rank), and the probes (split over ranks).
+    private(set) var seconds = (solves: 0.0, eigenpairs: 0.0, probes: 0.0, total: 0.0)
     /// CG iterations of each evaluation, in order.
     private(set) var iterationLog: [(solve: Int, probeMean: Double, probeMax: Int, probes: Int)] = []
 
@@ -183,6 +187,8 @@ final class IterativePenalizedLeastSquares {
     }
 
     private func solve(_ theta: [Double]) -> Evaluation? {
+        let start = DispatchTime.now()
+        defer { seconds.total += Self.seconds(since: start) }
         let cp = crossProducts
         let q = cp.randomEffectsCount, p = cp.fixedCount, p1 = p + 1
         system.setTheta(theta)
@@ -191,7 +197,9 @@ final class IterativePenalizedLeastSquares {
         var rhs = [Double](repeating: 0, count: q * p1)
         for j in 0..<p1 { for i in 0..<q { rhs[i * p1 + j] = cp.zxy[i + j * q] } }
         system.applyLambda(&rhs, vectors: p1, transpose: true)
+        var mark = DispatchTime.now()
         let fixed = solveSplit(rhs, vectors: p1, preconditioner: m)
+        seconds.solves += Self.seconds(since: mark)
         guard fixed.converged else { return nil }
         let w = fixed.x
         var s = cp.xyxy
@@ -213,9 +221,13 @@ final class IterativePenalizedLeastSquares {
             u[x] = v
         }
 
+        mark = DispatchTime.now()
         let low = exact ? LowEigenspace.empty
             : LowEigenspace.compute(system, preconditioner: m, steps: Self.lanczosSteps, seed: settings.seed ^ 0x5BD1_E995)
+        seconds.eigenpairs += Self.seconds(since: mark)
+        mark = DispatchTime.now()
         let probed = runProbes(0..<probes, preconditioner: m, low: low)
+        seconds.probes += Self.seconds(since: mark)
         guard let values = probed.values else { return nil }
         let squaredCoupling = Self.squaredCoupling(cp, templates: system.templates, preconditioner: m)
         let (logDetA, logDetSE) = logDeterminant(m, low, squaredCoupling, values)
@@ -298,6 +310,11 @@ final class IterativePenalizedLeastSquares {
 
     /// Lanczos steps for the low eigenpairs (each one product with A).
     static let lanczosSteps = 60
+    /// Probes solved together: one SIMD8 lane group of `SystemOperator`'s products, whose
+    /// working vectors stay in cache (crossed-mm 10^6, 64 probes on one thread: the probes took
+    /// 35.7 s as one block of 64, 14.2 s in blocks of 32, 13.5 s of 16 and 11.1 s of 8, the
+    /// same bits each time).
+    static let probeBlock = 8
 
     /// Probes `range` (this rank's share: j mod R = rank): b = Lr, s = L⁻ᵀr, x = A⁻¹b with its
     /// Lanczos tridiagonal; every probe's value ‖r‖²(e₁'log(T)e₁ − T₁₁ + 1) and CG iterations,
@@ -319,7 +336,8 @@ final class IterativePenalizedLeastSquares {
         sv.withUnsafeMutableBufferPointer { m.apply(.inverseTransposeLower, to: $0.baseAddress!, vectors: k) }
         let probed = k == 0 ? nil : ConjugateGradients.solve(system, preconditioner: m, rhs: b, vectors: k,
                                                               tolerance: settings.probeTolerance,
-                                                              maxIterations: settings.maxIterations, lanczos: true)
+                                                              maxIterations: settings.maxIterations, lanczos: true,
+                                                              block: Self.probeBlock)
         var localValues: [Double] = []
         for c in 0..<k {
             let t = probed!.tridiagonals[c]
@@ -333,30 +351,41 @@ final class IterativePenalizedLeastSquares {
         return (local, probed?.x ?? [], sv, values.allSatisfy(\.isFinite) ? values : nil, iterations)
     }
 
+    static func seconds(since start: DispatchTime) -> Double {
+        Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9
+    }
+
     /// The criterion at the last θ evaluated, re-estimated on `total` probes: the probes beyond
     /// those of the evaluation are run (log-determinant only) and pooled with its own.
     func reestimateCriterion(_ theta: [Double], probes total: Int) -> (deviance: Double, standardError: Double, probes: Int)? {
         guard let e = evaluate(theta) else { return nil }
         guard !exact, total > probes else { return (e.deviance, e.logDetSE, probes) }
+        let start = DispatchTime.now()
         let more = runProbes(probes..<total, preconditioner: e.preconditioner, low: e.low)
+        seconds.probes += Self.seconds(since: start)
+        seconds.total += Self.seconds(since: start)
         guard let extra = more.values else { return nil }
         let (logDetA, se) = logDeterminant(e.preconditioner, e.low, e.squaredCoupling, e.probeValues + extra)
         return (e.deviance - e.logDetA + logDetA, se, total)
     }
 
-    /// A x_j = b_j to `settings.tolerance` for k row-interleaved right-hand sides, column j on
-    /// rank j mod R, gathered on every rank. Each column's iteration is its own, so the result
-    /// is the same bit for bit on any number of ranks.
+    /// A x_j = b_j to `settings.tolerance` for k row-interleaved right-hand sides, gathered on
+    /// every rank: columns in groups of four (a SIMD4 lane group of the products), group g on
+    /// rank g mod R, or all on every rank when they make one group (splitting four columns over
+    /// two ranks saved nothing: two scalar columns cost what four in SIMD4 do, and the gather
+    /// came on top). Each column's iteration is its own, so the result is the same bit for bit
+    /// on any number of ranks.
     private func solveSplit(_ rhs: [Double], vectors k: Int, preconditioner m: BlockJacobiPreconditioner)
         -> (x: [Double], iterations: [Int], converged: Bool) {
         let size = communicator.size, rank = communicator.rank
-        guard size > 1 else {
+        let owner = { (j: Int) in (j / 4) % size }
+        guard size > 1, k > 4 else {
             let r = ConjugateGradients.solve(system, preconditioner: m, rhs: rhs, vectors: k, tolerance: settings.tolerance,
                                              maxIterations: settings.maxIterations, lanczos: false)
             return (r.x, r.iterations, r.converged.allSatisfy { $0 })
         }
         let q = system.dimension
-        let mine = (0..<k).filter { $0 % size == rank }, km = mine.count
+        let mine = (0..<k).filter { owner($0) == rank }, km = mine.count
         var local = [Double](repeating: 0, count: q * km)
         for i in 0..<q { for (c, j) in mine.enumerated() { local[i * km + c] = rhs[i * k + j] } }
         var writer = ByteWriter()
@@ -373,7 +402,7 @@ final class IterativePenalizedLeastSquares {
         for (from, bytes) in communicator.allGather(writer.bytes).enumerated() {
             var reader = ByteReader(bytes)
             let xs = reader.doubles(), its = reader.ints(), ok = reader.ints()
-            let columns = (0..<k).filter { $0 % size == from }
+            let columns = (0..<k).filter { owner($0) == from }
             for (c, j) in columns.enumerated() {
                 for i in 0..<q { x[i * k + j] = xs[i * columns.count + c] }
                 iterations[j] = its[c]
@@ -529,7 +558,10 @@ final class IterativePenalizedLeastSquares {
         } }
         var gu = zza
         system.applyLambda(&gu, vectors: m, transpose: true)
+        let start = DispatchTime.now()
         let y = solveSplit(gu, vectors: m, preconditioner: e.preconditioner).x
+        seconds.solves += Self.seconds(since: start)
+        seconds.total += Self.seconds(since: start)
         // h_i = X'Z a_i − F'g_u,i.
         var h = [Double](repeating: 0, count: p * m)
         for i in 0..<m { for c in 0..<p {
@@ -625,9 +657,12 @@ extension IterativePenalizedLeastSquares: NewtonObjective {
     var upperBounds: [Double] { factor.lowerBounds.map { _ in .infinity } }
     func value(_ e: Evaluation) -> Double { e.deviance }
     func derivatives(_ theta: [Double], _ e: Evaluation) -> NewtonOptimizer.Derivatives {
+        let start = DispatchTime.now()
         system.setTheta(theta)
         let zr = residualScores(e)
-        return (gradient(e, residualScores: zr), averageInformation(e, residualScores: zr))
+        let g = gradient(e, residualScores: zr)
+        seconds.total += Self.seconds(since: start)
+        return (g, averageInformation(e, residualScores: zr))
     }
     /// The criterion moves with θ also through the CG iterations the probes take (a probe that
     /// needs one more iteration shifts its quadrature by about the tolerance): decreases below

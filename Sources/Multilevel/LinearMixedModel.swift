@@ -215,6 +215,9 @@ public enum LinearMixedModel {
         result.ordering = options.ordering
         result.optimizerChoice = .newton
         result.iterative = settings
+        let t = pls.seconds
+        options.log?(String(format: "iterative solver: %.2f s in evaluations and AI matrices: probes %.2f s, low eigenpairs %.2f s, "
+            + "solves %.2f s, the rest %.2f s", t.total, t.probes, t.eigenpairs, t.solves, t.total - t.probes - t.eigenpairs - t.solves))
         result.monteCarlo = MonteCarloError(probes: fitProbes, criterionProbes: criterion.probes, criterionSE: criterion.standardError,
                                             thetaSE: thetaSE, thetaStatisticalSE: thetaStatisticalSE, iterationLog: pls.iterationLog)
         return result

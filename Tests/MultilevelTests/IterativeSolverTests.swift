@@ -261,4 +261,27 @@ final class IterativeSolverTests: ScratchDirectoryTestCase {
             XCTAssertTrue("\(error)".contains("reads the rows again"), "\(error)")
         }
     }
+
+    /// Probes solved in blocks of 8 (cache-sized), and the products' SIMD8/SIMD4/scalar lanes,
+    /// give each column the bits it gets in one block of any width.
+    func testBlocksOfRightHandSidesGiveTheSameBits() throws {
+        let cp = try crossProducts("multimember.csv", multimember)
+        let system = SystemOperator(cp, threads: 2)
+        system.setTheta(RelativeCovarianceFactor(terms: cp.terms).initialTheta)
+        let m = try XCTUnwrap(BlockJacobiPreconditioner(diagonal: system.diagonalBlocks(), terms: cp.terms, templates: system.templates))
+        let q = system.dimension, k = 21
+        var random = Xoshiro256(seed: 5)
+        let b = (0..<(q * k)).map { _ in random.nextNormal() }
+        let whole = ConjugateGradients.solve(system, preconditioner: m, rhs: b, vectors: k, tolerance: 1e-9, maxIterations: 500,
+                                             lanczos: true)
+        XCTAssertTrue(whole.converged.allSatisfy { $0 })
+        for block in [1, 4, 5, 8, 16] {
+            let parts = ConjugateGradients.solve(system, preconditioner: m, rhs: b, vectors: k, tolerance: 1e-9, maxIterations: 500,
+                                                 lanczos: true, block: block)
+            XCTAssertEqual(parts.x, whole.x, "block \(block)")
+            XCTAssertEqual(parts.iterations, whole.iterations, "block \(block)")
+            XCTAssertEqual(parts.tridiagonals.map(\.diagonal), whole.tridiagonals.map(\.diagonal), "block \(block)")
+            XCTAssertEqual(parts.tridiagonals.map(\.offDiagonal), whole.tridiagonals.map(\.offDiagonal), "block \(block)")
+        }
+    }
 }

@@ -24,6 +24,30 @@ enum ConjugateGradients {
         var tridiagonals: [(diagonal: [Double], offDiagonal: [Double])]
     }
 
+    /// `solve` on blocks of at most `block` columns at a time, the results put back together: the
+    /// same bits as one call (each column's iteration is its own), with working vectors small
+    /// enough to stay in cache when k is large.
+    static func solve(_ a: SystemOperator, preconditioner m: BlockJacobiPreconditioner, rhs b: [Double], vectors k: Int,
+                      tolerance: Double, maxIterations: Int, lanczos: Bool, block: Int) -> Result {
+        guard k > block else {
+            return solve(a, preconditioner: m, rhs: b, vectors: k, tolerance: tolerance, maxIterations: maxIterations, lanczos: lanczos)
+        }
+        let q = a.dimension
+        var out = Result(x: [Double](repeating: 0, count: q * k), iterations: [], converged: [], tridiagonals: [])
+        for first in stride(from: 0, to: k, by: block) {
+            let kb = min(block, k - first)
+            var part = [Double](repeating: 0, count: q * kb)
+            for i in 0..<q { for c in 0..<kb { part[i * kb + c] = b[i * k + first + c] } }
+            let r = solve(a, preconditioner: m, rhs: part, vectors: kb, tolerance: tolerance, maxIterations: maxIterations,
+                          lanczos: lanczos)
+            for i in 0..<q { for c in 0..<kb { out.x[i * k + first + c] = r.x[i * kb + c] } }
+            out.iterations += r.iterations
+            out.converged += r.converged
+            out.tridiagonals += r.tridiagonals
+        }
+        return out
+    }
+
     /// Solves A x_j = b_j until ‖b_j − Ax_j‖ ≤ tolerance ‖b_j‖, from x = 0.
     static func solve(_ a: SystemOperator, preconditioner m: BlockJacobiPreconditioner, rhs b: [Double], vectors k: Int,
                       tolerance: Double, maxIterations: Int, lanczos: Bool) -> Result {

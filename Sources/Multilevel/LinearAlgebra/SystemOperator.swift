@@ -79,8 +79,9 @@ final class SystemOperator: @unchecked Sendable {
                             }
                             return
                         }
-                        // Eight vectors at a time in one SIMD register, over the row's entries;
-                        // each entry's sum runs over the row in the same order whatever k.
+                        // Eight vectors at a time in one SIMD register (then four, then one), over
+                        // the row's entries; each entry's sum runs over the row in the same order
+                        // whatever k.
                         let wide = k / 8 * 8
                         for i in first..<last {
                             let out = y + i * k, entries = rs[i]..<rs[i + 1]
@@ -94,7 +95,16 @@ final class SystemOperator: @unchecked Sendable {
                                 UnsafeMutableRawPointer(out + j).storeBytes(of: sum, as: SIMD8<Double>.self)
                                 j += 8
                             }
-                            for j in wide..<k {
+                            if k - j >= 4 {
+                                var sum = SIMD4<Double>(repeating: 0)
+                                for e in entries {
+                                    let src = UnsafeRawPointer(x + Int(col[e]) * k + j)
+                                    sum += val[e] * src.loadUnaligned(as: SIMD4<Double>.self)
+                                }
+                                UnsafeMutableRawPointer(out + j).storeBytes(of: sum, as: SIMD4<Double>.self)
+                                j += 4
+                            }
+                            for j in j..<k {
                                 var sum = 0.0
                                 for e in entries { sum += val[e] * x[Int(col[e]) * k + j] }
                                 out[j] = sum
