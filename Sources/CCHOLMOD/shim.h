@@ -41,4 +41,6 @@ void dstev_(const char *jobz, const int *n, double *d, double *e, double *z, con
 void openblas_set_num_threads(int num_threads);
 /* The kernel set OpenBLAS chose when it was loaded (OPENBLAS_CORETYPE or its CPU detection). */
 char *openblas_get_corename(void);
+/* libgomp (CHOLMOD's OpenMP): 0 makes every parallel region run on the calling thread alone. */
+void omp_set_max_active_levels(int max_levels);
 #endif

@@ -2,20 +2,12 @@ import ArgumentParser
 import Foundation
 import Multilevel
 
-/// Two libraries read their settings when they are loaded, before `main`, so they are set here
-/// and the program re-executed once (a user's own values are kept):
-/// - CHOLMOD's supernodal factorisation opens an OpenMP parallel region for every supernode.
-///   A crossed design has thousands of small supernodes, and their fork/join costs more than the
-///   threads save: on 10^6 rows of `y ~ x + w + (1 + x | A) + (1 | B)` one deviance evaluation
-///   took 1.4 s with OpenMP's default threads and 0.42 s with one (OMP_THREAD_LIMIT=1). The dense
-///   kernels use the cores through this package's own threads.
-/// - OpenBLAS falls back to its oldest kernels on a CPU it does not recognise, a third of the
-///   speed of the kernels the CPU supports (`BLASKernels`): OPENBLAS_CORETYPE names those.
+/// OpenBLAS reads its kernel set when it is loaded, before `main`, so a better one than it
+/// detects is set in OPENBLAS_CORETYPE and the program re-executed once (a user's own value is
+/// kept): OpenBLAS falls back to its oldest kernels on a CPU it does not recognise, a third of
+/// the speed of the kernels the CPU supports (`BLASKernels`). CHOLMOD's OpenMP regions are made
+/// to run on one thread without re-executing (`OpenMPRegions`), unless OMP_THREAD_LIMIT is set.
 var reexecute = false
-if getenv("OMP_THREAD_LIMIT") == nil {
-    setenv("OMP_THREAD_LIMIT", "1", 1)
-    reexecute = true
-}
 if getenv("OPENBLAS_CORETYPE") == nil,
    let kernels = BLASKernels.preferred(detected: BLASKernels.current, flags: BLASKernels.cpuFlags()) {
     setenv("OPENBLAS_CORETYPE", kernels, 1)
@@ -25,6 +17,7 @@ if reexecute {
     execv("/proc/self/exe", CommandLine.unsafeArgv)
     // If the re-execution fails, carry on with the defaults: slower, the same answers to rounding.
 }
+if getenv("OMP_THREAD_LIMIT") == nil { OpenMPRegions.runOnOneThread() }
 // A file-size limit (ulimit -f, a quota) reached by a write fails that write (EFBIG), which is
 // reported in one line like any other failed write, instead of killing the process.
 signal(SIGXFSZ, SIG_IGN)

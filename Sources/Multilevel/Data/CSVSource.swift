@@ -106,8 +106,16 @@ public final class CSVSource: TableSource {
                     isMissing(field, in: buffer) ? .nan : number(field, in: buffer) ?? .nan
                 })
             }
+            // One String per distinct label (a factor column repeats a few labels many times).
+            var texts: [FieldBytes: String] = [:]
             return .strings(fields.map { field in
-                isMissing(field, in: buffer) ? nil : text(of: field, in: bytes)
+                if isMissing(field, in: buffer) { return nil }
+                if field.escaped { return text(of: field, in: bytes) }
+                let key = FieldBytes(bytes: UnsafeBufferPointer(rebasing: buffer[field.start..<field.end]))
+                if let known = texts[key] { return known }
+                let made = text(of: field, in: bytes)
+                texts[key] = made
+                return made
             })
         }
     }
@@ -237,4 +245,15 @@ private struct CSVParser {
         guard let header else { throw InputError("data file '\(path)' is empty") }
         return (header, columns, lines)
     }
+}
+
+/// A field's bytes in the file buffer, compared and hashed as bytes (used only while the buffer lives).
+private struct FieldBytes: Hashable {
+    let bytes: UnsafeBufferPointer<UInt8>
+
+    static func == (a: FieldBytes, b: FieldBytes) -> Bool {
+        a.bytes.count == b.bytes.count && (a.bytes.isEmpty || memcmp(a.bytes.baseAddress!, b.bytes.baseAddress!, a.bytes.count) == 0)
+    }
+
+    func hash(into hasher: inout Hasher) { hasher.combine(bytes: UnsafeRawBufferPointer(bytes)) }
 }

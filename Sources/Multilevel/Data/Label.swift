@@ -117,7 +117,12 @@ struct ExactString: Hashable {
 
     init(_ value: String) { self.value = value }
 
-    static func == (a: ExactString, b: ExactString) -> Bool { a.value.utf8.elementsEqual(b.value.utf8) }
+    static func == (a: ExactString, b: ExactString) -> Bool {
+        var x = a.value, y = b.value
+        return x.withUTF8 { px in
+            y.withUTF8 { py in px.count == py.count && (px.isEmpty || memcmp(px.baseAddress!, py.baseAddress!, px.count) == 0) }
+        }
+    }
 
     func hash(into hasher: inout Hasher) {
         var value = value

@@ -50,3 +50,14 @@ public enum BLASKernels {
         return best.name
     }
 }
+
+/// CHOLMOD's OpenMP. Its supernodal factorisation opens a parallel region for every supernode;
+/// a crossed design has thousands of small supernodes, and their fork/join cost more than the
+/// threads saved (10^6 rows of `y ~ x + w + (1 + x | A) + (1 | B)`: one evaluation took 1.4 s
+/// with OpenMP's default threads and 0.42 s with one). The dense kernels use the cores through
+/// this package's own threads instead.
+public enum OpenMPRegions {
+    /// Runs every OpenMP parallel region on the calling thread (max-active-levels 0, which,
+    /// unlike `OMP_THREAD_LIMIT`, takes effect after the library is loaded: no re-execution).
+    public static func runOnOneThread() { omp_set_max_active_levels(0) }
+}
