@@ -14,6 +14,8 @@ import Foundation
 /// write ε* = Uε₁ + ε₂ with U's r orthonormal columns spanning W's columns, W = UV. V comes
 /// from `SemidefiniteCholesky`. Replicate i draws u*, a and c, in that order, from a generator
 /// seeded by (seed, i) alone, so the table is the same for any number of ranks and threads.
+/// A fit by the iterative solver has no factor of W'W: its replicates draw W'ε* and ε*'ε* from
+/// the rows instead (`IterativeBootstrapSimulator`).
 public enum ParametricBootstrap {
     /// Runs the bootstrap of `fit` on every rank and thread of `options`. Returns the replicates
     /// and intervals on rank 0 and nil on the other ranks.
@@ -25,14 +27,12 @@ public enum ParametricBootstrap {
             ? BootstrapSimulator(fit, threads: options.threads)
             : IterativeBootstrapSimulator(fit, threads: options.threads)
         let seed = options.seed
-        guard let results = try JobDistribution(communicator: communicator, threads: simulator.jobThreads).run(
+        let results = try JobDistribution(communicator: communicator, threads: simulator.jobThreads).run(
             count: options.replicates, kind: "bootstrap-\(seed)", checkpoint: options.checkpoint, fit: fit,
             progress: options.progress,
-            work: { i, thread in simulator.replicate(i, seed: seed, thread: thread).encoded() }) else {
-            try communicator.agree { try simulator.checkRows() }
-            return nil
-        }
+            work: { i, thread in simulator.replicate(i, seed: seed, thread: thread).encoded() })
         try communicator.agree { try simulator.checkRows() }
+        guard let results else { return nil }
         let replicates = (0..<options.replicates).map { BootstrapReplicate(decoding: results[$0], index: $0) }
         return BootstrapResult(fit: fit, replicates: replicates, options: options)
     }
