@@ -60,6 +60,18 @@ final class SystemOperator: @unchecked Sendable {
 
     func setTheta(_ theta: [Double]) { templates = factor.templates(theta) }
 
+    /// One row's products for the vectors j ..< j + V.scalarCount, in one SIMD register.
+    @inline(__always)
+    private static func rowProduct<V: SIMD>(_: V.Type, _ entries: Range<Int>, _ col: UnsafePointer<Int32>,
+                                            _ val: UnsafePointer<Double>, _ x: UnsafePointer<Double>, vectors k: Int,
+                                            from j: Int, into out: UnsafeMutablePointer<Double>) where V.Scalar == Double {
+        var sum = V(repeating: 0)
+        for e in entries {
+            sum += val[e] * UnsafeRawPointer(x + Int(col[e]) * k + j).loadUnaligned(as: V.self)
+        }
+        UnsafeMutableRawPointer(out + j).storeBytes(of: sum, as: V.self)
+    }
+
     /// y = Z'Z x for k row-interleaved vectors.
     func productZtZ(_ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, vectors k: Int) {
         let q = dimension
@@ -82,26 +94,15 @@ final class SystemOperator: @unchecked Sendable {
                         // Eight vectors at a time in one SIMD register (then four, then one), over
                         // the row's entries; each entry's sum runs over the row in the same order
                         // whatever k.
-                        let wide = k / 8 * 8
                         for i in first..<last {
                             let out = y + i * k, entries = rs[i]..<rs[i + 1]
                             var j = 0
-                            while j < wide {
-                                var sum = SIMD8<Double>(repeating: 0)
-                                for e in entries {
-                                    let src = UnsafeRawPointer(x + Int(col[e]) * k + j)
-                                    sum += val[e] * src.loadUnaligned(as: SIMD8<Double>.self)
-                                }
-                                UnsafeMutableRawPointer(out + j).storeBytes(of: sum, as: SIMD8<Double>.self)
+                            while k - j >= 8 {
+                                Self.rowProduct(SIMD8<Double>.self, entries, col, val, x, vectors: k, from: j, into: out)
                                 j += 8
                             }
                             if k - j >= 4 {
-                                var sum = SIMD4<Double>(repeating: 0)
-                                for e in entries {
-                                    let src = UnsafeRawPointer(x + Int(col[e]) * k + j)
-                                    sum += val[e] * src.loadUnaligned(as: SIMD4<Double>.self)
-                                }
-                                UnsafeMutableRawPointer(out + j).storeBytes(of: sum, as: SIMD4<Double>.self)
+                                Self.rowProduct(SIMD4<Double>.self, entries, col, val, x, vectors: k, from: j, into: out)
                                 j += 4
                             }
                             for j in j..<k {
