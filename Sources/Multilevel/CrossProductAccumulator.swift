@@ -104,7 +104,8 @@ public final class CrossProductAccumulator: @unchecked Sendable {
     /// The finished cross-products, with Z'Z laid out on its block-complete pattern.
     func finish() -> CrossProducts {
         finishGroups()
-        return layout.crossProducts(total.run, xyxy: total.xyxy, rows: total.rows, terms: terms, fixedNames: fixedNames)
+        return layout.crossProducts(total.run, xyxy: total.xyxy, rows: total.rows, logWeights: total.logWeights, terms: terms,
+                                    fixedNames: fixedNames)
     }
 }
 
@@ -159,7 +160,7 @@ struct BlockLayout {
     /// Lays the summed blocks out as `CrossProducts`: Z'Z's upper triangle in compressed columns
     /// (for column block b: its partner blocks a < b in order, then its own upper triangle),
     /// [Z'X Z'y] dense, and [X y]'[X y] mirrored to both triangles.
-    func crossProducts(_ run: BlockRun, xyxy: [Double], rows: Int, terms: [RandomEffectsTerm],
+    func crossProducts(_ run: BlockRun, xyxy: [Double], rows: Int, logWeights: Double, terms: [RandomEffectsTerm],
                        fixedNames: [String]) -> CrossProducts {
         let p1 = xyDimension
         var zxy = [Double](repeating: 0, count: q * p1)
@@ -213,7 +214,7 @@ struct BlockLayout {
                              blockStart: start, blockTerm: blockTerm,
                              blockRowStarts: blockRowStarts, blockRows: blockRows,
                              zzColumnStarts: colStarts, zzRowIndices: rowIndex, zzValues: values,
-                             zxy: zxy, xyxy: full)
+                             zxy: zxy, xyxy: full, logWeights: logWeights)
     }
 }
 
@@ -258,38 +259,42 @@ struct BlockRun {
 }
 
 /// The sums over consecutive segments: their run of Z blocks, their [X y]'[X y] (upper
-/// triangle) and their row count.
+/// triangle), their row count and their Σ log w (precision weights).
 struct PartialSums {
     var run: BlockRun
     var xyxy: [Double]
     var rows: Int
+    var logWeights: Double
 
-    init(run: BlockRun, xyxy: [Double], rows: Int) {
+    init(run: BlockRun, xyxy: [Double], rows: Int, logWeights: Double) {
         self.run = run
         self.xyxy = xyxy
         self.rows = rows
+        self.logWeights = logWeights
     }
 
     /// No rows yet.
     init(layout: BlockLayout) {
-        self.init(run: BlockRun(), xyxy: [Double](repeating: 0, count: layout.xyDimension * layout.xyDimension), rows: 0)
+        self.init(run: BlockRun(), xyxy: [Double](repeating: 0, count: layout.xyDimension * layout.xyDimension), rows: 0,
+                  logWeights: 0)
     }
 
     /// The sums of two partial sums, `older`'s values first in every sum.
     static func merge(_ older: PartialSums, _ newer: PartialSums, layout: BlockLayout) -> PartialSums {
         PartialSums(run: BlockRun.merge(older.run, newer.run, layout: layout),
-                    xyxy: zip(older.xyxy, newer.xyxy).map { $0 + $1 }, rows: older.rows + newer.rows)
+                    xyxy: zip(older.xyxy, newer.xyxy).map { $0 + $1 }, rows: older.rows + newer.rows,
+                    logWeights: older.logWeights + newer.logWeights)
     }
 
     func encoded() -> [UInt8] {
         var w = ByteWriter()
-        w.uint64s(run.keys); w.doubles(run.values); w.doubles(xyxy); w.int(rows)
+        w.uint64s(run.keys); w.doubles(run.values); w.doubles(xyxy); w.int(rows); w.double(logWeights)
         return w.bytes
     }
 
     init(decoding bytes: [UInt8]) {
         var r = ByteReader(bytes)
-        self.init(run: BlockRun(keys: r.uint64s(), values: r.doubles()), xyxy: r.doubles(), rows: r.int())
+        self.init(run: BlockRun(keys: r.uint64s(), values: r.doubles()), xyxy: r.doubles(), rows: r.int(), logWeights: r.double())
     }
 }
 
@@ -301,6 +306,7 @@ struct SegmentBuilder {
     private var values: [Double] = []
     private var xyxy: [Double]
     private var rows = 0
+    private var logWeights = 0.0
     // Per-row scratch.
     private var rowBlocks: [Int] = []
     private var rowValueStart: [Int] = []
@@ -367,6 +373,7 @@ struct SegmentBuilder {
             }
         }
         rows += chunk.count
+        logWeights += chunk.logWeights
     }
 
     @inline(__always) private mutating func emit(_ key: UInt64) {
@@ -406,7 +413,7 @@ struct SegmentBuilder {
                 }
             }
         }
-        return PartialSums(run: run, xyxy: xyxy, rows: rows)
+        return PartialSums(run: run, xyxy: xyxy, rows: rows, logWeights: logWeights)
     }
 }
 

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Everything a Gaussian linear mixed model needs from the data: A = [Z X y]'[Z X y] and n.
 ///
 /// Built in one pass over the rows by `CrossProductAccumulator`; after that no step of the fit,
@@ -31,6 +33,9 @@ public struct CrossProducts: Sendable {
     let zxy: [Double]
     /// [X y]'[X y], (p + 1) × (p + 1) column-major, both triangles.
     let xyxy: [Double]
+    /// Σ log w_i over the rows, for precision weights w (0 without): every product above is of
+    /// the rows scaled by √w_i, and the criterion is that of the scaled rows minus this.
+    let logWeights: Double
 
     /// q: the number of random effects.
     public var randomEffectsCount: Int { terms.reduce(0) { $0 + $1.columns } }
@@ -56,7 +61,7 @@ public struct CrossProducts: Sendable {
                              blockStart: blockStart, blockTerm: blockTerm,
                              blockRowStarts: blockRowStarts, blockRows: blockRows,
                              zzColumnStarts: zzColumnStarts, zzRowIndices: zzRowIndices, zzValues: zzValues,
-                             zxy: zxy2, xyxy: xyxy2)
+                             zxy: zxy2, xyxy: xyxy2, logWeights: logWeights)
     }
 
     /// Z'Z as a dense symmetric q × q matrix, column-major (for tests on small data).
@@ -96,4 +101,21 @@ struct ModelChunk {
     var x: [Double]
     var y: [Double]
     var terms: [TermRows]
+    /// Σ log w_i over the chunk's rows, with precision weights (which scale the rows above by √w_i).
+    var logWeights = 0.0
+
+    /// Scales each row of X, y and every term's Z by √w_i (precision weights w, one per row).
+    mutating func weigh(_ w: [Double]) {
+        let p = count > 0 ? x.count / count : 0
+        for i in 0..<count {
+            let s = w[i].squareRoot()
+            y[i] *= s
+            for j in 0..<p { x[i * p + j] *= s }
+            for k in terms.indices {
+                let pk = terms[k].z.count / count
+                for t in 0..<pk { terms[k].z[i * pk + t] *= s }
+            }
+            logWeights += log(w[i])
+        }
+    }
 }

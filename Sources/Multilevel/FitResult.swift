@@ -16,6 +16,8 @@ public struct VarCorrEntry: Sendable, Equatable {
 public struct FitResult: Sendable {
     /// The formula as written, the data's name, and the rows dropped for missing values.
     public internal(set) var formula = ""
+    /// The column of precision weights (lme4's `weights =`), nil for none.
+    public internal(set) var weights: String?
     public internal(set) var dataName = ""
     public internal(set) var droppedRows = 0
     /// Wall time of each stage of the fit (reading levels, cross-products, optimisation).

@@ -235,7 +235,7 @@ final class IterativePenalizedLeastSquares {
                              Int(probed.iterations.max() ?? 0), probes))
 
         let deviance = PenalizedLeastSquares.profiledDeviance(logDetA: logDetA, logDetRX2: logDetRX2, penalizedRSS: pwrss,
-                                                              rows: cp.rows, fixed: p, reml: reml)
+                                                              rows: cp.rows, fixed: p, reml: reml, logWeights: cp.logWeights)
         guard deviance.isFinite else { return nil }
         return Evaluation(logDetA: logDetA, logDetSE: logDetSE, logDetRX2: logDetRX2, penalizedRSS: pwrss, deviance: deviance,
                           r: r, solutions: w, u: u, beta: beta, preconditioner: m, low: low, squaredCoupling: squaredCoupling, localProbes: probed.local,

@@ -15,6 +15,8 @@ public struct FitOptions: Sendable {
     public var ordering: FillReducingOrdering
     /// Threads that read and accumulate the cross-products; the fit does not depend on it.
     public var threads: Int
+    /// A column of precision weights (lme4's `weights =`): row i's residual variance is σ²/w_i.
+    public var weights: String?
     /// The optimiser of θ: Newton with the average-information matrix, or BOBYQA.
     public var optimizer: OptimizerChoice = .newton
     /// Direct (a Cholesky factor), iterative (conjugate gradients and stochastic traces), or auto:
@@ -65,7 +67,8 @@ public enum LinearMixedModel {
     public static func fit(_ formula: String, data: TableSource, options: FitOptions = FitOptions()) throws -> FitResult {
         let clock = ContinuousClock()
         let t0 = clock.now
-        let parsed = try Formula.parse(formula)
+        var parsed = try Formula.parse(formula)
+        if let w = options.weights { parsed = parsed.weighted(by: w) }
         let frame = try ModelFrame.scan(parsed, source: data, chunkRows: options.chunkRows, threads: options.threads,
                                         communicator: options.communicator, segmentRows: options.segmentRows)
         let t1 = clock.now
@@ -75,6 +78,7 @@ public enum LinearMixedModel {
         let t3 = clock.now
         result.timings = [("levels", t1 - t0), ("cross-products", t2 - t1), ("optimisation", t3 - t2)]
         result.formula = parsed.text
+        result.weights = options.weights
         result.dataName = data.name
         result.droppedRows = frame.droppedRows
         result.factorLevels = frame.factorLevelNames

@@ -70,6 +70,7 @@ public struct ModelFrame {
         for c in columns { types[c] = try source.columnType(c) }
         let reader = ChunkReader(source: source, types: types, formula: formula)
         try reader.checkNumeric(formula.response, role: "the response")
+        if let w = formula.weights { try reader.checkNumeric(.column(w), role: "the weights column") }
 
         // Variables coded as factors, and the groupings, collect levels from complete rows.
         let allVariables = formula.fixed.terms.flatMap(\.variables)
@@ -415,7 +416,9 @@ public struct ModelFrame {
                 preconditionFailure("a multiple membership has one level set")
             }
         }
-        return ModelChunk(count: n, x: x, y: y, terms: terms)
+        var result = ModelChunk(count: n, x: x, y: y, terms: terms)
+        if let w = formula.weights { result.weigh(chunk.numeric(.column(w), rows: keep)) }
+        return result
     }
 
     private func evaluate(_ design: Design, _ chunk: RawChunk, _ keep: [Int], into out: inout [Double]) throws {
@@ -561,6 +564,7 @@ struct ChunkReader {
             }
         }
         for rt in formula.random { if case .factor(let cols) = rt.grouping { required += cols } }
+        if let w = formula.weights { required.append(w) }
         var marked: Set<String> = []
         for c in required where marked.insert(c).inserted { markMissing(c, in: &chunk) }
         // Multiple membership: a present group needs its weight.
@@ -574,6 +578,11 @@ struct ChunkReader {
             }
         }
         try checkFinite(chunk, transforms: transforms, all: all)
+        if let w = formula.weights, let values = chunk.numbers[w],
+           let i = values.indices.first(where: { chunk.complete[$0] && values[$0] <= 0 }) {
+            throw InputError("\(source.name) \(source.rowDescription(chunk.start + i)): the weight in column '\(w)' is "
+                + "\(rNumber(values[i])); precision weights must be positive (the row's residual variance is σ²/w)")
+        }
         return chunk
     }
 

@@ -135,22 +135,23 @@ final class PenalizedLeastSquares {
         let rLast = r[p + p * p1]
         let pwrss = rLast * rLast
         let deviance = Self.profiledDeviance(logDetA: logDetL2, logDetRX2: logDetRX2, penalizedRSS: pwrss,
-                                             rows: cp.rows, fixed: p, reml: reml)
+                                             rows: cp.rows, fixed: p, reml: reml, logWeights: cp.logWeights)
         guard deviance.isFinite else { return nil }
         return Evaluation(logDetL2: logDetL2, logDetRX2: logDetRX2, penalizedRSS: pwrss, r: r, rzx: b,
                           deviance: deviance)
     }
 
     /// The profiled deviance from its pieces (log|A| = log|L|², however it was found):
-    /// ML: log|A| + n (1 + log(2π r²/n)); REML: log|A| + log|R_X|² + (n−p)(1 + log(2π r²/(n−p))).
+    /// ML: log|A| + n (1 + log(2π r²/n)); REML: log|A| + log|R_X|² + (n−p)(1 + log(2π r²/(n−p)));
+    /// with precision weights (rows scaled by √w_i), minus Σ log w_i, as lme4's (`ldW`).
     static func profiledDeviance(logDetA: Double, logDetRX2: Double, penalizedRSS pwrss: Double,
-                                 rows: Int, fixed p: Int, reml: Bool) -> Double {
+                                 rows: Int, fixed p: Int, reml: Bool, logWeights: Double) -> Double {
         let n = Double(rows)
         if reml {
             let dof = n - Double(p)
-            return logDetA + logDetRX2 + dof * (1 + log(2 * Double.pi * pwrss / dof))
+            return logDetA + logDetRX2 + dof * (1 + log(2 * Double.pi * pwrss / dof)) - logWeights
         }
-        return logDetA + n * (1 + log(2 * Double.pi * pwrss / n))
+        return logDetA + n * (1 + log(2 * Double.pi * pwrss / n)) - logWeights
     }
 
     /// The conditional modes b = Λû of the random effects, given an evaluation and β̂.

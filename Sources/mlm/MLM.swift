@@ -104,6 +104,12 @@ struct ModelOptions: ParsableArguments {
     @Flag(help: "Fit by maximum likelihood instead of REML.")
     var ml = false
 
+    @Option(help: "A column of precision weights w (lme4's weights =): row i's residual variance is σ²/w_i. Rows with a missing weight are dropped; a weight must be positive.")
+    var weights: String?
+
+    @Option(help: "What --weights are: precision (lme4's prior weights, the only kind built; sampling weights are not).")
+    var weightsKind = "precision"
+
     var threads: Int { reading.threads }
 
     func fit(trace: (@Sendable (Int, [Double], Double) -> Void)? = nil) throws -> FitResult {
@@ -114,7 +120,14 @@ struct ModelOptions: ParsableArguments {
     /// Two stages: opening the data (a rank that cannot must not leave the others reading),
     /// then the fit, whose collectives agree on every failure inside.
     func fitWithData(trace: (@Sendable (Int, [Double], Double) -> Void)? = nil) throws -> (fit: FitResult, data: TableSource) {
-        let (data, options) = try Job.stage { try reading.resolve(reml: !ml, trace: trace) }
+        let (data, options) = try Job.stage {
+            guard weightsKind == "precision" else {
+                throw InputError("--weights-kind must be precision (lme4's prior weights); sampling weights are not built yet")
+            }
+            var (data, options) = try reading.resolve(reml: !ml, trace: trace)
+            options.weights = weights
+            return (data, options)
+        }
         return (try Job.stage { try LinearMixedModel.fit(formula, data: data, options: options) }, data)
     }
 }

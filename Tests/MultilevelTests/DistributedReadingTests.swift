@@ -8,8 +8,25 @@ final class DistributedReadingTests: XCTestCase {
     let multimember = "y ~ x + (1 | mm(school1, school2, school3, weights = cbind(w1, w2, w3))) + (1 | nbhd)"
 
     func testRanksSplittingTheRowsGiveTheOneProcessSums() throws {
+        try checkRanks(Formula.parse(multimember))
+    }
+
+    /// With precision weights (w1 as the weights here): Σ log w travels with the sums, and with
+    /// the cross-products' bytes.
+    func testRanksSplittingWeightedRowsGiveTheOneProcessSums() throws {
+        let single = try checkRanks(Formula.parse(multimember).weighted(by: "w1"))
+        let data = try openTable(path: Fixtures.path("multimember.csv"), table: nil)
+        var expected = 0.0
+        for w in try data.readNumeric("w1", rows: 0..<data.rowCount) { expected += log(w) }
+        XCTAssertEqual(single.logWeights, expected, accuracy: 1e-9 * abs(expected))
+        XCTAssertNotEqual(single.logWeights, 0)
+        XCTAssertEqual(CrossProducts(decoding: single.encoded()).logWeights, single.logWeights)
+    }
+
+    @discardableResult
+    func checkRanks(_ formula: Formula) throws -> CrossProducts {
         let data = try openTable(path: Fixtures.path("multimember.h5"), table: nil)
-        let frame = try ModelFrame.scan(Formula.parse(multimember), source: data, chunkRows: 37, threads: 2,
+        let frame = try ModelFrame.scan(formula, source: data, chunkRows: 37, threads: 2,
                                         communicator: SingleProcess(), segmentRows: 50)
         let single = try frame.crossProducts(threads: 2)
         let groupRows = CrossProductAccumulator.groupRows(segmentRows: 50)
@@ -29,7 +46,9 @@ final class DistributedReadingTests: XCTestCase {
             XCTAssertEqual(combined.denseZtXy, single.denseZtXy, "\(ranks) ranks")
             XCTAssertEqual(combined.denseXyTXy, single.denseXyTXy, "\(ranks) ranks")
             XCTAssertEqual(combined.rows, single.rows)
+            XCTAssertEqual(combined.logWeights, single.logWeights, "\(ranks) ranks")
         }
+        return single
     }
 }
 

@@ -40,8 +40,9 @@ final class ReferenceFitTests: XCTestCase {
         for ext in ["csv", "h5"] {
             for ref in Self.references(dataset) {
                 let data = try openTable(path: Fixtures.path("\(dataset).\(ext)"), table: nil)
-                let reml = ref.json["REML"] as! Bool
-                let fit = try LinearMixedModel.fit(ref.formula, data: data, options: FitOptions(reml: reml))
+                var options = FitOptions(reml: ref.json["REML"] as! Bool)
+                options.weights = ref.json["weights"] as? String
+                let fit = try LinearMixedModel.fit(ref.formula, data: data, options: options)
                 compare(fit, ref, label: "\(dataset).\(ext) \(ref.name)", file: file, line: line)
             }
         }
@@ -103,4 +104,8 @@ final class ReferenceFitTests: XCTestCase {
     func testExam() throws { try check("exam") }
     func testInstEval() throws { try check("insteval") }
     func testMultipleMembership() throws { try check("multimember") }
+    /// Precision weights (lmer's `weights =`): sleepstudy with w = 1 + (Days mod 3)/2, REML and
+    /// ML; Exam with w = 0.5 + (student mod 4)/2, a random intercept (REML) and slope (ML).
+    func testSleepstudyWithPrecisionWeights() throws { try check("sleepstudy_weights") }
+    func testExamWithPrecisionWeights() throws { try check("exam_weights") }
 }

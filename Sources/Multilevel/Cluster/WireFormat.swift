@@ -60,7 +60,7 @@ extension CrossProducts {
         w.strings(fixedNames)
         w.ints(blockStart); w.ints(blockTerm); w.ints(blockRowStarts); w.ints(blockRows)
         w.ints(zzColumnStarts); w.ints(zzRowIndices); w.doubles(zzValues)
-        w.doubles(zxy); w.doubles(xyxy)
+        w.doubles(zxy); w.doubles(xyxy); w.double(logWeights)
         return w.bytes
     }
 
@@ -73,6 +73,6 @@ extension CrossProducts {
         self.init(rows: rows, terms: terms, fixedNames: r.strings(),
                   blockStart: r.ints(), blockTerm: r.ints(), blockRowStarts: r.ints(), blockRows: r.ints(),
                   zzColumnStarts: r.ints(), zzRowIndices: r.ints(), zzValues: r.doubles(),
-                  zxy: r.doubles(), xyxy: r.doubles())
+                  zxy: r.doubles(), xyxy: r.doubles(), logWeights: r.double())
     }
 }

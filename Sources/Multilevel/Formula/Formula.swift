@@ -203,8 +203,19 @@ public struct Formula: Sendable {
     public let fixed: TermList
     /// Expanded (`/`, `||`), in formula order.
     public let random: [RandomTerm]
-    /// Every data column the formula uses, in order of first appearance.
-    public let columns: [String]
+    /// Every data column the formula uses, in order of first appearance (the weights last).
+    public private(set) var columns: [String]
+    /// The column of precision weights (lme4's `weights =`), nil for none: rows are scaled by
+    /// √w, and a row whose weight is missing is dropped like one with a missing variable.
+    public private(set) var weights: String?
+
+    /// The same model with precision weights from `column`.
+    public func weighted(by column: String) -> Formula {
+        var f = self
+        f.weights = column
+        if !f.columns.contains(column) { f.columns.append(column) }
+        return f
+    }
 
     /// Parse and expand a formula; throws `InputError` naming the position at fault.
     ///

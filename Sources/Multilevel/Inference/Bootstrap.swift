@@ -300,6 +300,6 @@ extension CrossProducts {
         xyxy[p + p * p1] = yy
         return CrossProducts(rows: rows, terms: terms, fixedNames: fixedNames, blockStart: blockStart, blockTerm: blockTerm,
                              blockRowStarts: blockRowStarts, blockRows: blockRows, zzColumnStarts: zzColumnStarts,
-                             zzRowIndices: zzRowIndices, zzValues: zzValues, zxy: zxy, xyxy: xyxy)
+                             zzRowIndices: zzRowIndices, zzValues: zzValues, zxy: zxy, xyxy: xyxy, logWeights: logWeights)
     }
 }

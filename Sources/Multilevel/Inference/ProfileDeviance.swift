@@ -2,7 +2,7 @@ import Foundation
 
 /// The objective of an SD, correlation or σ profile point: the ML deviance with σ explicit,
 ///
-///     d(ω) = log|L_θ|² + r²(θ)/σ² + n log(2πσ²),
+///     d(ω) = log|L_θ|² + r²(θ)/σ² + n log(2πσ²)   (− Σ log w_i with precision weights),
 ///
 /// over the free components of ω (each term's SDs and correlations in θ's order, then σ; the
 /// others held at their values), each divided by a scale (x = ω/s, with s = σ̂ for SDs and σ and
@@ -63,6 +63,7 @@ struct ProfileDeviance: NewtonObjective {
         guard let (theta, sigma) = Self.thetaAndSigma(w, terms: terms), let e = pls.evaluate(theta) else { return nil }
         let n = Double(pls.crossProducts.rows)
         let deviance = e.logDetL2 + e.penalizedRSS / (sigma * sigma) + n * log(2 * Double.pi * sigma * sigma)
+            - pls.crossProducts.logWeights
         return Evaluation(pls: e, omega: w, theta: theta, sigma: sigma, deviance: deviance)
     }
 

@@ -7,6 +7,7 @@ extension FitResult {
         var fields: [(String, JSONValue)] = [
             ("formula", .string(formula)),
             ("data", .string(dataName)),
+            ("weights", weights.map(JSONValue.string) ?? .null),
             ("REML", .bool(reml)),
             ("nobs", .number(Double(nobs))),
             ("rows_dropped", .number(Double(droppedRows))),

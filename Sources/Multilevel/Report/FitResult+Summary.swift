@@ -11,6 +11,7 @@ extension FitResult {
                     : "Linear mixed model fit by maximum likelihood  ['lmerMod']\n"
         out += "Formula: \(formula)\n"
         if !dataName.isEmpty { out += "   Data: \(dataName)\n" }
+        if let weights { out += "Weights: \(weights)\n" }
         out += "\n"
         if reml {
             out += "REML criterion at convergence: \(String(format: "%.1f", objective))\n\n"
