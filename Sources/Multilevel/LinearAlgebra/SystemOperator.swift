@@ -72,9 +72,25 @@ final class SystemOperator: @unchecked Sendable {
         UnsafeMutableRawPointer(out + j).storeBytes(of: sum, as: V.self)
     }
 
+    /// Vectors multiplied in one pass over Z'Z: more are gathered into passes of this many, whose
+    /// vectors stay in cache (see `IterativePenalizedLeastSquares.probeBlock`); the same bits.
+    static let passWidth = 8
+
     /// y = Z'Z x for k row-interleaved vectors.
     func productZtZ(_ x: UnsafePointer<Double>, _ y: UnsafeMutablePointer<Double>, vectors k: Int) {
-        let q = dimension
+        let q = dimension, w = Self.passWidth
+        guard k <= w else {
+            var xs = [Double](repeating: 0, count: q * w), ys = xs
+            for first in stride(from: 0, to: k, by: w) {
+                let kb = min(w, k - first)
+                for i in 0..<q { for c in 0..<kb { xs[i * kb + c] = x[i * k + first + c] } }
+                xs.withUnsafeBufferPointer { xp in ys.withUnsafeMutableBufferPointer { yp in
+                    productZtZ(xp.baseAddress!, yp.baseAddress!, vectors: kb)
+                } }
+                for i in 0..<q { for c in 0..<kb { y[i * k + first + c] = ys[i * kb + c] } }
+            }
+            return
+        }
         let chunks = min(q, threads * 8)
         guard chunks > 0 else { return }
         rowStarts.withUnsafeBufferPointer { rs in
