@@ -65,10 +65,12 @@ final class Checkpoint {
         records[kind, default: [:]][job] = bytes
     }
 
-    /// The model's identity: formula, data, criterion, n and the bits of θ̂, β̂ and σ̂.
+    /// The model's identity: formula, data, criterion, n, the weights column if any, and the
+    /// bits of θ̂, β̂ and σ̂.
     private static func fingerprint(_ fit: FitResult) -> String {
         var w = ByteWriter()
         w.string(fit.formula); w.string(fit.dataName); w.bool(fit.reml); w.int(fit.nobs)
+        if let weights = fit.weights { w.string(weights) }
         w.doubles(fit.theta); w.doubles(fit.beta); w.double(fit.sigma)
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325           // FNV-1a, 64 bits
         for b in w.bytes { hash = (hash ^ UInt64(b)) &* 0x100_0000_01b3 }
