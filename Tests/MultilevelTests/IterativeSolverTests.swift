@@ -146,6 +146,9 @@ final class IterativeSolverTests: ScratchDirectoryTestCase {
         let run = try mlm(["fit", path, "--formula", formula, "--max-memory", "10M", "--verbose"])
         XCTAssertEqual(run.status, 0, run.stderr)
         XCTAssertTrue(run.stderr.contains("solver: iterative, as no factor fits in 10.0 MB"), run.stderr)
+        // Where the solver's time went (bench/iterative.sh reads this line).
+        XCTAssertNotNil(run.stderr.range(of: #"iterative solver: [0-9.]+ s in evaluations and AI matrices: probes [0-9.]+ s, low eigenpairs [0-9.]+ s, solves [0-9.]+ s, the rest -?[0-9.]+ s"#,
+                                         options: .regularExpression), run.stderr)
         XCTAssertTrue(run.stdout.contains("Iterative solver (conjugate gradients"), run.stdout)
         XCTAssertTrue(run.stdout.contains("Monte-Carlo SE"), run.stdout)
 
