@@ -16,6 +16,9 @@ struct Compare: ParsableCommand {
     @Option(help: "A model to compare, in lme4 syntax; give two or more.")
     var formula: [String]
 
+    @Option(help: "A column of precision weights for every model (lme4's weights =), as mlm fit's --weights.")
+    var weights: String?
+
     @Option(help: "Write the table as JSON to this file ('-': standard output, the table then on stderr).")
     var json: String?
 
@@ -33,7 +36,11 @@ struct Compare: ParsableCommand {
                 try requireWritable(json, option: "--json")
                 try requireWritableFolder(report, option: "--report")
             }
-            let (data, options) = try Job.stage { try reading.resolve(reml: false) }
+            let (data, options) = try Job.stage {
+                var (data, options) = try reading.resolve(reml: false)
+                options.weights = weights
+                return (data, options)
+            }
             let comparison = try Job.stage { try ModelComparison.compare(formula, data: data, options: options) }
             try Job.stage {
                 guard Job.isRoot else { return }

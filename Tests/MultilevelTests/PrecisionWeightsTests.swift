@@ -93,4 +93,14 @@ final class PrecisionWeightsTests: ScratchDirectoryTestCase {
             XCTAssertEqual(sigma, fit.sigma, accuracy: 0.15 * fit.sigma)
         }
     }
+
+    /// `compare` refits each model by ML with the weights: the full model's deviance is lme4's.
+    func testCompareUsesTheWeights() throws {
+        let run = try mlm(["compare", Fixtures.path("sleepstudy_weights.csv"), "--formula", "Reaction ~ 1 + (Days | Subject)",
+                           "--formula", formula, "--weights", "w", "--json", "-"])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        let json = try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as! [String: Any]
+        let models = json["models"] as! [[String: Any]]
+        XCTAssertEqual(models[1]["deviance"] as! Double, 1742.10657152785, accuracy: 1e-6)   // lme4's deviance, ML
+    }
 }
