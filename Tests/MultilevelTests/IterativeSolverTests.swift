@@ -152,6 +152,17 @@ final class IterativeSolverTests: ScratchDirectoryTestCase {
         XCTAssertTrue(run.stdout.contains("Iterative solver (conjugate gradients"), run.stdout)
         XCTAssertTrue(run.stdout.contains("Monte-Carlo SE"), run.stdout)
 
+        // CHOLMOD's analyses are predicted too (about 40 bytes per stored entry of Z'Z each): run
+        // one at a time when the three together would not fit, left out when one would not.
+        let tight = try mlm(["fit", path, "--formula", formula, "--max-memory", "6M", "--verbose"])
+        XCTAssertEqual(tight.status, 0, tight.stderr)
+        XCTAssertTrue(tight.stderr.contains("factorisation candidates cholmod-*: analysed one at a time"), tight.stderr)
+        XCTAssertTrue(tight.stderr.contains("solver: iterative, as no factor fits in 6.00 MB"), tight.stderr)
+        let tiny = try mlm(["fit", path, "--formula", formula, "--max-memory", "2M", "--verbose"])
+        XCTAssertEqual(tiny.status, 1)
+        XCTAssertTrue(tiny.stderr.contains("factorisation candidates cholmod-*: not analysed, as each analysis needs"), tiny.stderr)
+        XCTAssertEqual(tiny.stderr.split(separator: "\n").filter { $0.hasPrefix("mlm: error:") }.count, 1, tiny.stderr)
+
         // The profile, which needs a factor, is refused in one line: before reading when the
         // iterative solver is asked for, after the fit when `auto` chose it.
         let asked = try mlm(["fit", path, "--formula", formula, "--solver", "iterative", "--profile"])

@@ -186,14 +186,25 @@ enum FactorizationChoice {
         // CHOLMOD's orderings are analysed (METIS and AMD on Z'Z's graph: 2.3 s of a 10 s fit on
         // crossed 10^6) only when one of them could cost less than the blocked path that fits.
         let floor = cholmodFlopLowerBound(cp)
+        let orderings: [FillReducingOrdering] = [.natural, .amd, .metis]
+        let analysisBytes = analysisBytesPerEntry * Double(cp.zzRowIndices.count)
         let surveyed: [(ordering: FillReducingOrdering, nonzeros: Double, flops: Double)]
         if let blocked = candidates.first, blocked.bytes <= budget, floor * weight >= blocked.cost {
             log?(String(format: "factorisation candidates cholmod-*: not analysed, as every ordering takes at least %.3g flops "
                 + "(cost %.3g), more than the blocked path's %.3g", floor, floor * weight, blocked.cost))
             surveyed = []
+        } else if analysisBytes > budget {
+            log?("factorisation candidates cholmod-*: not analysed, as each analysis needs about \(formatBytes(analysisBytes)) "
+                + "and \(formatBytes(budget)) is available")
+            surveyed = []
         } else {
+            let together = Double(orderings.count) * analysisBytes <= budget
+            if !together {
+                log?("factorisation candidates cholmod-*: analysed one at a time, as the three together need about "
+                    + "\(formatBytes(Double(orderings.count) * analysisBytes)) and \(formatBytes(budget)) is available")
+            }
             surveyed = try SparseCholesky.survey(dimension: n, columnStarts: cp.zzColumnStarts, rowIndices: cp.zzRowIndices,
-                                                 orderings: [.natural, .amd, .metis])
+                                                 orderings: orderings, concurrently: together)
         }
         for s in surveyed {
             let bytes = 8 * s.nonzeros + 48 * Double(n) + matrix
@@ -216,6 +227,12 @@ enum FactorizationChoice {
         }
         return (ranked, surveyTime)
     }
+
+    /// Bytes one CHOLMOD analysis holds per stored entry of Z'Z (its copy of the pattern, the
+    /// symmetric pattern and the ordering's workspace), measured as the peak memory the three
+    /// concurrent analyses add: 420 MB at crossed-mm 10^6 (6.5·10^6 entries, 22 bytes each) and
+    /// 2.9 GB at ratings 3·10^7 (3.0·10^7 entries, 32 bytes each); the larger, rounded up.
+    static let analysisBytesPerEntry = 40.0
 
     /// A floor under CHOLMOD's flop count for A's Cholesky factor in any ordering, from the
     /// pattern alone. CHOLMOD counts Σ_j (f_j² + 2f_j), f_j the entries of L's column j below the

@@ -322,17 +322,19 @@ final class SparseCholesky {
     /// (ordering, elimination tree and column counts; no supernodes are formed and nothing of the
     /// size of L is allocated), the orderings analysed at once on separate threads (InstEval:
     /// 0.05–0.07 s, METIS's time). The orderings are those `init` would compute, so its
-    /// analysis with one of them predicts the same.
-    static func survey(dimension: Int, columnStarts: [Int], rowIndices: [Int],
-                       orderings: [FillReducingOrdering]) throws -> [(ordering: FillReducingOrdering, nonzeros: Double, flops: Double)] {
+    /// analysis with one of them predicts the same. One at a time when `concurrently` is false
+    /// (their memory together would not fit).
+    static func survey(dimension: Int, columnStarts: [Int], rowIndices: [Int], orderings: [FillReducingOrdering],
+                       concurrently: Bool = true) throws -> [(ordering: FillReducingOrdering, nonzeros: Double, flops: Double)] {
         var results = [(nonzeros: Double, flops: Double)?](repeating: nil, count: orderings.count)
         let lock = NSLock()
-        DispatchQueue.concurrentPerform(iterations: orderings.count) { k in
+        let body = { (k: Int) in
             let counted = analyse(dimension: dimension, columnStarts: columnStarts, rowIndices: rowIndices, ordering: orderings[k])
             lock.lock()
             results[k] = counted
             lock.unlock()
         }
+        if concurrently { DispatchQueue.concurrentPerform(iterations: orderings.count, execute: body) } else { orderings.indices.forEach(body) }
         return try orderings.indices.map { k in
             guard let r = results[k] else {
                 throw InputError("sparse Cholesky: symbolic analysis (\(orderings[k].rawValue)) of the \(dimension) × \(dimension) pattern failed")
