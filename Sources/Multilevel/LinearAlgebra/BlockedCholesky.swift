@@ -54,6 +54,10 @@ final class BlockedCholesky: SymmetricFactorization {
     private let gatherDense: Bool
     private static let denseBatch = 1_024
     private var logDet = 0.0
+    /// C = S⁻¹ and its X = L_S⁻¹, kept from one gradient to the next (InstEval: 10.7 MB each,
+    /// whose pages were otherwise mapped afresh three times a fit).
+    private var inverse: [Double] = []
+    private var inverseWorkspace: [Double] = []
     private let threads = ProcessInfo.processInfo.activeProcessorCount
 
     /// How S −= W W' is formed: chosen by estimated cost, or forced (tests compare the two).
@@ -628,9 +632,13 @@ final class BlockedCholesky: SymmetricFactorization {
 
     /// C = S⁻¹ (both triangles, column-major n2 × n2) from L_S (`TiledCholesky.invert`).
     private func inverseOfSchurComplement() -> [Double] {
-        var c = Array(UnsafeBufferPointer(s))
-        TiledCholesky.invert(&c, order: n2, threads: threads)
-        return c
+        if inverse.count != n2 * n2 {
+            inverse = [Double](repeating: 0, count: n2 * n2)
+            inverseWorkspace = inverse
+        }
+        for i in 0..<(n2 * n2) { inverse[i] = s[i] }
+        TiledCholesky.invert(&inverse, order: n2, threads: threads, workspace: &inverseWorkspace)
+        return inverse
     }
 
     private func withPointers(_ b: inout [Double],

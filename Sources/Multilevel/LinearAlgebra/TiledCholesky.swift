@@ -62,8 +62,16 @@ enum TiledCholesky {
     /// depend on the threads; dpotri itself runs on one thread here (crossed 10^6, n = 2000:
     /// 111–134 ms). Besides `a`, it holds X (n² doubles).
     static func invert(_ a: inout [Double], order n: Int, threads: Int) {
-        let nb = tile, tiles = (n + nb - 1) / nb
         var x = [Double](repeating: 0, count: n * n)
+        invert(&a, order: n, threads: threads, workspace: &x)
+    }
+
+    /// `invert` with X in `x` (n² doubles, overwritten where L⁻¹ lives; the rest must be 0, as
+    /// a previous call with the same n leaves it): a caller that inverts again and again keeps
+    /// both arrays, and the pages are not mapped afresh each time.
+    static func invert(_ a: inout [Double], order n: Int, threads: Int, workspace x: inout [Double]) {
+        precondition(x.count == n * n)
+        let nb = tile, tiles = (n + nb - 1) / nb
         let ld = Int32(n)
         x.withUnsafeMutableBufferPointer { xb in
             a.withUnsafeBufferPointer { lb in
