@@ -36,8 +36,7 @@ public final class CrossProductAccumulator: @unchecked Sendable {
     let layout: BlockLayout
     /// Whether finished groups are kept (ranks after the first) instead of added to the total.
     private let keepsGroups: Bool
-    private let lock = NSCondition()
-    private var nextSegment = 0
+    private let turnstile = SegmentTurnstile()
     private var counter: [PartialSums?] = []
     private var total: PartialSums
     private(set) var groups: [PartialSums] = []
@@ -56,9 +55,11 @@ public final class CrossProductAccumulator: @unchecked Sendable {
     /// Adds segment `index`'s sums (counted from the first segment this accumulator reads);
     /// waits until segments `0 ..< index` have been added.
     func add(_ segment: PartialSums, index: Int) {
-        lock.lock()
-        defer { lock.unlock() }
-        while nextSegment != index { lock.wait() }
+        turnstile.pass(index) { carry(segment) }
+    }
+
+    /// Merges a segment's sums up the binary counter (under the turnstile).
+    private func carry(_ segment: PartialSums) {
         var carry = segment
         var level = 0
         while level < counter.count, let older = counter[level] {
@@ -73,18 +74,10 @@ public final class CrossProductAccumulator: @unchecked Sendable {
         } else {
             counter[level] = carry
         }
-        nextSegment += 1
-        lock.broadcast()
     }
 
     /// Lets the segments after `index` proceed when segment `index` failed (the result is then discarded).
-    func skip(index: Int) {
-        lock.lock()
-        while nextSegment != index { lock.wait() }
-        nextSegment += 1
-        lock.broadcast()
-        lock.unlock()
-    }
+    func skip(index: Int) { turnstile.skip(index) }
 
     private func addGroup(_ group: PartialSums) {
         if keepsGroups { groups.append(group) } else { total = PartialSums.merge(total, group, layout: layout) }

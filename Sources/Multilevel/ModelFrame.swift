@@ -649,6 +649,26 @@ func forEachSegment<State>(rows: Range<Int>, segmentRows: Int, chunkRows: Int, t
     if let error = work.error { throw error }
 }
 
+/// Lets the work of segments 0, 1, 2, … through one at a time and in that order, whatever order
+/// the threads bring it in: sums made inside are the same bit for bit for any number of threads.
+final class SegmentTurnstile: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var next = 0
+
+    /// Waits until segments 0 ..< `index` have passed, runs `body`, then lets segment `index` + 1 in.
+    func pass(_ index: Int, _ body: () -> Void) {
+        condition.lock()
+        defer { condition.unlock() }
+        while next != index { condition.wait() }
+        body()
+        next += 1
+        condition.broadcast()
+    }
+
+    /// Lets the segments after `index` through when segment `index` failed (its result is discarded).
+    func skip(_ index: Int) { pass(index) {} }
+}
+
 /// Hands out segment numbers in order to worker threads; after a failure, hands out no more.
 /// The error kept is that of the first failing segment.
 private final class SegmentQueue: @unchecked Sendable {

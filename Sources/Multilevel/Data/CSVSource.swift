@@ -251,9 +251,7 @@ private struct CSVParser {
 private struct FieldBytes: Hashable {
     let bytes: UnsafeBufferPointer<UInt8>
 
-    static func == (a: FieldBytes, b: FieldBytes) -> Bool {
-        a.bytes.count == b.bytes.count && (a.bytes.isEmpty || memcmp(a.bytes.baseAddress!, b.bytes.baseAddress!, a.bytes.count) == 0)
-    }
+    static func == (a: FieldBytes, b: FieldBytes) -> Bool { sameBytes(a.bytes, b.bytes) }
 
     func hash(into hasher: inout Hasher) { hasher.combine(bytes: UnsafeRawBufferPointer(bytes)) }
 }

@@ -110,6 +110,11 @@ private func decodeScalar(_ a: [UInt8], at i: Int) -> (Unicode.Scalar, Int)? {
     return (scalar, length)
 }
 
+/// Whether two buffers hold the same bytes (labels compare so, not by canonical equivalence).
+func sameBytes(_ a: UnsafeBufferPointer<UInt8>, _ b: UnsafeBufferPointer<UInt8>) -> Bool {
+    a.count == b.count && (a.isEmpty || memcmp(a.baseAddress!, b.baseAddress!, a.count) == 0)
+}
+
 /// A string that is equal to another only when their bytes are: the key type for labels,
 /// where Swift's canonical equivalence would merge distinct groups.
 struct ExactString: Hashable {
@@ -119,9 +124,7 @@ struct ExactString: Hashable {
 
     static func == (a: ExactString, b: ExactString) -> Bool {
         var x = a.value, y = b.value
-        return x.withUTF8 { px in
-            y.withUTF8 { py in px.count == py.count && (px.isEmpty || memcmp(px.baseAddress!, py.baseAddress!, px.count) == 0) }
-        }
+        return x.withUTF8 { px in y.withUTF8 { py in sameBytes(px, py) } }
     }
 
     func hash(into hasher: inout Hasher) {

@@ -152,32 +152,22 @@ extension ModelFrame {
 /// Vectors added to a total in the order of their index, whatever the order they arrive in:
 /// the sum is the same bit for bit for any number of threads. `add` zeroes the part it takes.
 private final class OrderedSum: @unchecked Sendable {
-    private let condition = NSCondition()
-    private var next = 0
+    private let turnstile = SegmentTurnstile()
     private(set) var total: [Double]
 
     init(_ count: Int) { total = [Double](repeating: 0, count: count) }
 
     func add(_ part: inout [Double], index: Int) {
-        condition.lock()
-        defer { condition.unlock() }
-        while next != index { condition.wait() }
-        for j in total.indices where part[j] != 0 {
-            total[j] += part[j]
-            part[j] = 0
+        turnstile.pass(index) {
+            for j in total.indices where part[j] != 0 {
+                total[j] += part[j]
+                part[j] = 0
+            }
         }
-        next += 1
-        condition.broadcast()
     }
 
     /// Lets the parts after `index` in when part `index` failed (the total is then discarded).
-    func skip(index: Int) {
-        condition.lock()
-        while next != index { condition.wait() }
-        next += 1
-        condition.broadcast()
-        condition.unlock()
-    }
+    func skip(index: Int) { turnstile.skip(index) }
 }
 
 /// The first error kept from several threads.
