@@ -197,14 +197,19 @@ extension PenalizedLeastSquares {
     /// V̇ = V/σ², which is ν/σ⁴ at σ² = r²/ν). Returns the (m + 1) × (m + 1) matrix, σ² last, column-major.
     func averageInformation(_ e: Evaluation, _ modes: Modes, sigma2: Double) -> [Double] {
         let (k, azr) = informationParts(e, modes)
-        let m = factor.thetaCount, m1 = m + 1
+        return Self.information(k, azr, penalizedRSS: e.penalizedRSS, sigma2: sigma2)
+    }
+
+    /// That matrix from K, a_i'z_r and r² (both paths).
+    static func information(_ k: [Double], _ azr: [Double], penalizedRSS: Double, sigma2: Double) -> [Double] {
+        let m = azr.count, m1 = m + 1
         var h = [Double](repeating: 0, count: m1 * m1)
         for j in 0..<m {
             for i in 0..<m { h[i + j * m1] = k[i + j * m] / sigma2 }
             h[j + m * m1] = azr[j] / (sigma2 * sigma2)
             h[m + j * m1] = h[j + m * m1]
         }
-        h[m + m * m1] = e.penalizedRSS / (sigma2 * sigma2 * sigma2)
+        h[m + m * m1] = penalizedRSS / (sigma2 * sigma2 * sigma2)
         return h
     }
 

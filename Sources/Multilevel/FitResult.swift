@@ -135,14 +135,6 @@ public struct FitResult: Sendable {
     /// replicates and profile traces refit from these, never from the rows.
     let crossProducts: CrossProducts
 
-    /// Refuses work that needs a Cholesky factor of the fit's system when the iterative solver
-    /// fitted it (the profile refits on one).
-    func requireFactor(for option: String) throws {
-        guard monteCarlo != nil else { return }
-        throw InputError("\(option) needs a Cholesky factor, and this fit used the iterative solver (no factor fits or it was "
-            + "predicted faster); the iterative profile is not built yet: refit with --solver direct if a factor fits")
-    }
-
     /// lme4's `as.data.frame(VarCorr(m))` for θ and σ: Σ_k = σ² T_k T_k', each term's
     /// variances then covariances, the residual last.
     static func varCorr(terms: [RandomEffectsTerm], factor: RelativeCovarianceFactor, theta: [Double],

@@ -100,6 +100,24 @@ final class IterativePenalizedLeastSquares {
         probes = Self.firstProbes(cp, settings)
     }
 
+    /// Another problem on the same Z'Z (other fixed effects or response: a β profile's), sharing
+    /// this one's operator and preconditioner blocks, with its probes; used one at a time with it.
+    func sharingOperator(with cp: CrossProducts) -> IterativePenalizedLeastSquares {
+        IterativePenalizedLeastSquares(cp, reml: reml, sharing: self)
+    }
+
+    private init(_ cp: CrossProducts, reml: Bool, sharing other: IterativePenalizedLeastSquares) {
+        crossProducts = cp
+        factor = other.factor
+        self.reml = reml
+        settings = other.settings
+        communicator = other.communicator
+        system = other.system
+        diagonalBlocks = other.diagonalBlocks
+        exact = other.exact
+        probes = other.probes
+    }
+
     /// Takes another response of the same rows (a bootstrap replicate): Z'Z, and so the operator
     /// and the preconditioner's blocks, are unchanged.
     func replaceResponse(with cp: CrossProducts) {
@@ -482,12 +500,26 @@ final class IterativePenalizedLeastSquares {
 
     /// ∂d/∂θ at θ (`evaluate(theta)` last), the traces estimated on the probes.
     func gradient(_ theta: [Double], _ e: Evaluation) -> [Double] {
-        system.setTheta(theta)
-        return gradient(e, residualScores: residualScores(e))
+        gradient(e, modes(theta, e))
     }
 
-    /// The same given z_r (`residualScores(e)`, which the AI matrix shares), θ set in `system`.
-    private func gradient(_ e: Evaluation, residualScores zr: [Double]) -> [Double] {
+    /// What the gradient and the AI matrix share: z_r (`residualScores(e)`), with θ set in `system`.
+    func modes(_ theta: [Double], _ e: Evaluation) -> [Double] {
+        system.setTheta(theta)
+        return residualScores(e)
+    }
+
+    /// The same given z_r (`modes(theta, e)`).
+    private func gradient(_ e: Evaluation, _ zr: [Double]) -> [Double] {
+        let (logDeterminant, residual) = gradientParts(e, zr)
+        let nu = Double(reml ? crossProducts.rows - crossProducts.fixedCount : crossProducts.rows)
+        return zip(logDeterminant, residual).map { $0 + nu / e.penalizedRSS * $1 }
+    }
+
+    /// The gradient's two parts given z_r (`modes(theta, e)`), as on the direct path
+    /// (`PenalizedLeastSquares.gradientParts`): ∂log|C|/∂θ (ML: ∂log|A|/∂θ), its traces estimated
+    /// on the probes, and ∂r²/∂θ_i = −2 û'Λ̇_i'z_r.
+    func gradientParts(_ e: Evaluation, _ zr: [Double]) -> (logDeterminant: [Double], residual: [Double]) {
         let cp = crossProducts, terms = cp.terms
         let q = cp.randomEffectsCount, p = cp.fixedCount, p1 = p + 1
         let templates = system.templates
@@ -563,21 +595,37 @@ final class IterativePenalizedLeastSquares {
             }
         }
 
-        let nu = Double(reml ? cp.rows - p : cp.rows)
-        return entries.enumerated().map { i, entry in
+        let residual = entries.map { entry in
             let term = terms[entry.term], pk = term.dimension
-            var residual = 0.0
+            var sum = 0.0
             for level in 0..<term.levels.count {
-                residual += zr[term.offset + level * pk + entry.row] * e.u[term.offset + level * pk + entry.col]
+                sum += zr[term.offset + level * pk + entry.row] * e.u[term.offset + level * pk + entry.col]
             }
+            return -2 * sum
+        }
+        let logDeterminant = entries.indices.map { i in
             var traces = exact[i]
             for j in 0..<probes { traces += perProbe[j * mCount + i] }
-            return traces + fixedPart[i] - 2 * nu * residual / e.penalizedRSS
+            return traces + fixedPart[i]
         }
+        return (logDeterminant, residual)
     }
 
-    /// The AI matrix (m × m column-major), from m more solves, given z_r; θ set in `system`.
-    private func averageInformation(_ e: Evaluation, residualScores zr: [Double]) -> [Double] {
+    /// The AI matrix (m × m column-major), from m more solves, given z_r (`modes(theta, e)`).
+    private func averageInformation(_ e: Evaluation, _ zr: [Double]) -> [Double] {
+        let (k, azr) = informationParts(e, zr)
+        let nu = Double(reml ? crossProducts.rows - crossProducts.fixedCount : crossProducts.rows)
+        return PenalizedLeastSquares.profiledInformation(k, azr, sigma2: e.penalizedRSS / nu, nu: nu)
+    }
+
+    /// The AI matrix in (θ, σ²) at a given σ² (profiles), as on the direct path.
+    func averageInformation(_ e: Evaluation, _ zr: [Double], sigma2: Double) -> [Double] {
+        let (k, azr) = informationParts(e, zr)
+        return PenalizedLeastSquares.information(k, azr, penalizedRSS: e.penalizedRSS, sigma2: sigma2)
+    }
+
+    /// K = σ² H_θθ and a_i'z_r (`PenalizedLeastSquares.informationParts`), from m more solves.
+    private func informationParts(_ e: Evaluation, _ zr: [Double]) -> (k: [Double], azr: [Double]) {
         let cp = crossProducts
         let q = cp.randomEffectsCount, p = cp.fixedCount, p1 = p + 1
         let aColumns = PenalizedLeastSquares.workingVectors(cp.terms, templates: system.templates, u: e.u, zr: zr)
@@ -611,8 +659,7 @@ final class IterativePenalizedLeastSquares {
             kMatrix[j + i * m] = sum
         } }
         let azr = (0..<m).map { i in (0..<q).reduce(0.0) { $0 + a[$1 * m + i] * zr[$1] } }
-        let nu = Double(reml ? cp.rows - p : cp.rows)
-        return PenalizedLeastSquares.profiledInformation(kMatrix, azr, sigma2: e.penalizedRSS / nu, nu: nu)
+        return (kMatrix, azr)
     }
 
     /// The Monte-Carlo covariance of the last gradient's trace estimate (m × m column-major):
@@ -690,11 +737,10 @@ extension IterativePenalizedLeastSquares: NewtonObjective {
     func value(_ e: Evaluation) -> Double { e.deviance }
     func derivatives(_ theta: [Double], _ e: Evaluation) -> NewtonOptimizer.Derivatives {
         let start = DispatchTime.now()
-        system.setTheta(theta)
-        let zr = residualScores(e)
-        let g = gradient(e, residualScores: zr)
+        let zr = modes(theta, e)
+        let g = gradient(e, zr)
         seconds.total += Self.seconds(since: start)
-        return (g, averageInformation(e, residualScores: zr))
+        return (g, averageInformation(e, zr))
     }
     /// The criterion moves with θ also through the CG iterations the probes take (a probe that
     /// needs one more iteration shifts its quadrature by about the tolerance): decreases below

@@ -46,13 +46,13 @@ extension OptimizerChoice {
     /// with NLopt's default steps and 43 with these, InstEval's 25 and 20, reaching the same
     /// deviances within ±7e-7); Newton needs no such setting, but is told when it refits a
     /// profile point (`NewtonOptimizer.Mode`).
-    func refit(_ pls: PenalizedLeastSquares, from start: [Double], mode: NewtonOptimizer.Mode = .fit,
-               summary: inout OptimizerSummary) throws -> (theta: [Double], value: Double) {
+    func refit<Objective: NewtonObjective>(_ f: Objective, from start: [Double], mode: NewtonOptimizer.Mode = .fit,
+                                           summary: inout OptimizerSummary) throws -> (theta: [Double], value: Double) {
         switch self {
         case .newton:
-            return try NewtonOptimizer.minimize(pls, start: start, mode: mode, summary: &summary)
+            return try NewtonOptimizer.minimize(f, start: start, mode: mode, summary: &summary)
         case .bobyqa:
-            return try Optimizer.minimize({ pls.objective($0) }, start: start, lower: pls.factor.lowerBounds,
+            return try Optimizer.minimize({ f.evaluate($0).map(f.value) ?? .infinity }, start: start, lower: f.lowerBounds,
                                           initialStep: Optimizer.localSteps(start, floor: start.map { _ in 0.1 }), summary: &summary)
         }
     }

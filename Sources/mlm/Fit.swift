@@ -57,9 +57,6 @@ struct Fit: ParsableCommand {
         if checkpoint != nil && bootstrap == nil && !profile { throw ValidationError("--checkpoint needs --bootstrap or --profile") }
         if !(level > 0 && level < 1) { throw ValidationError("--level must be between 0 and 1, e.g. 0.95") }
         if let b = bootstrap, b < 2 { throw ValidationError("--bootstrap needs at least 2 replicates") }
-        if model.reading.solver == "iterative" && profile {
-            throw ValidationError("--profile needs a Cholesky factor; the iterative solver's profile is not built yet (use --solver direct or auto)")
-        }
         if BootstrapOptions.IntervalType(rawValue: bootCI) == nil { throw ValidationError("--boot-ci must be perc, basic or norm") }
         try requireOneStandardOutput([(json, "--json"), (ranef, "--ranef"), (profileTable, "--profile-table")])
         if let t = bootstrapTable, !(t.hasSuffix(".csv") || t.hasSuffix(".h5")) {

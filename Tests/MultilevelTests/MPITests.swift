@@ -68,18 +68,21 @@ final class MPITests: ScratchDirectoryTestCase {
 
     /// The iterative solver splits its probes over the ranks (probe j on rank j mod R) and sums
     /// them in probe order, and its bootstrap replicates read every row on whichever rank refits
-    /// them: 1, 2 and 3 ranks print and write what one process does.
+    /// them, and its profile traces each on one rank: 1, 2 and 3 ranks print and write what one
+    /// process does.
     func testIterativeSolverGivesTheSameFitOnAnyNumberOfRanks() throws {
         func arguments(_ tag: String) -> [String] {
             ["fit", Fixtures.path("multimember.h5"), "--formula", multimember, "--segment-rows", "50", "--solver", "iterative",
-             "--probes", "16", "--max-probes", "64", "--bootstrap", "6", "--seed", "5",
-             "--bootstrap-table", temporary("boot-\(tag).csv"), "--json", temporary("fit-\(tag).json")]
+             "--probes", "16", "--max-probes", "64", "--bootstrap", "6", "--seed", "5", "--profile",
+             "--bootstrap-table", temporary("boot-\(tag).csv"), "--profile-table", temporary("profile-\(tag).csv"),
+             "--json", temporary("fit-\(tag).json")]
         }
         let single = try mlm(arguments("single"))
         XCTAssertEqual(single.status, 0, single.stderr)
         XCTAssertTrue(single.stdout.contains("Monte-Carlo SE"), single.stdout)
         XCTAssertTrue(single.stdout.contains("Percentile bootstrap intervals"), single.stdout)
-        let reference = try ["fit", "boot"].map { try String(contentsOfFile: temporary("\($0)-single.\($0 == "fit" ? "json" : "csv")"), encoding: .utf8) }
+        XCTAssertTrue(single.stdout.contains("Profile-likelihood intervals"), single.stdout)
+        let reference = try ["fit", "boot", "profile"].map { try String(contentsOfFile: temporary("\($0)-single.\($0 == "fit" ? "json" : "csv")"), encoding: .utf8) }
         XCTAssertEqual(reference[1].split(separator: "\n").count, 7)
         for ranks in [1, 2, 3] {
             let run = try mpirun(ranks, arguments("\(ranks)"))
@@ -87,6 +90,7 @@ final class MPITests: ScratchDirectoryTestCase {
             XCTAssertEqual(run.stdout, single.stdout, "\(ranks) ranks")
             XCTAssertEqual(try String(contentsOfFile: temporary("fit-\(ranks).json"), encoding: .utf8), reference[0], "\(ranks) ranks")
             XCTAssertEqual(try String(contentsOfFile: temporary("boot-\(ranks).csv"), encoding: .utf8), reference[1], "\(ranks) ranks")
+            XCTAssertEqual(try String(contentsOfFile: temporary("profile-\(ranks).csv"), encoding: .utf8), reference[2], "\(ranks) ranks")
         }
     }
 

@@ -93,7 +93,7 @@ final class ProfileTests: XCTestCase {
         func f(psi t: [Double]) -> Double {
             c[0] * t[3] * t[0] * t[0] + c[1] * t[3] * t[0] * t[1] + c[2] * t[3] * (t[1] * t[1] + t[2] * t[2]) + c[3] * t[3]
         }
-        let (theta, sigma) = try XCTUnwrap(ProfileDeviance.thetaAndSigma(omega, terms: terms))
+        let (theta, sigma) = try XCTUnwrap(ProfileCoordinates.thetaAndSigma(omega, terms: terms))
         let psi = theta + [sigma * sigma]
         let g = psi.indices.map { i -> Double in
             let h = 1e-6 * max(abs(psi[i]), 1)
@@ -102,7 +102,7 @@ final class ProfileTests: XCTestCase {
             minus[i] -= h
             return (f(psi: plus) - f(psi: minus)) / (2 * h)
         }
-        let curvature = ProfileDeviance.curvature(omega, theta: theta, terms: terms, gradient: g)
+        let curvature = ProfileCoordinates.curvature(omega, theta: theta, terms: terms, gradient: g)
         for a in 0..<4 { for b in 0..<4 {
             let h = 1e-4
             func at(_ da: Double, _ db: Double) -> Double { var w = omega; w[a] += da; w[b] += db; return f(omega: w) }

@@ -22,13 +22,20 @@ import Foundation
 public enum ProfileLikelihood {
     public static func run(_ fit: FitResult, options: ProfileOptions) throws -> ProfileResult? {
         guard options.level > 0 && options.level < 1 else { throw InputError("the confidence level must be between 0 and 1") }
-        try fit.requireFactor(for: "--profile")
+        if fit.monteCarlo != nil {
+            // One trace at a time per rank, its solves on every thread (as the iterative bootstrap).
+            return try run(fit, engine: ProfileEngine(iterative: fit, threads: options.threads), jobThreads: 1, options: options)
+        }
+        return try run(fit, engine: ProfileEngine(direct: fit, threads: options.threads), jobThreads: options.threads, options: options)
+    }
+
+    private static func run<Solver>(_ fit: FitResult, engine: ProfileEngine<Solver>, jobThreads: Int,
+                                    options: ProfileOptions) throws -> ProfileResult? {
         let communicator = options.communicator
-        let engine = try ProfileEngine(fit, threads: options.threads)
         let jobs = 2 * engine.parameters.count
         let z = NormalDistribution.quantile((1 + options.level) / 2)
         // "v2": a trace's bytes end with its effort; traces checkpointed before that are not read.
-        guard let results = try JobDistribution(communicator: communicator, threads: options.threads, batch: 1).run(
+        guard let results = try JobDistribution(communicator: communicator, threads: jobThreads, batch: 1).run(
             count: jobs, kind: "profile-v2-\(options.level)", checkpoint: options.checkpoint, fit: fit, progress: options.progress,
             work: { job, thread in engine.trace(job / 2, direction: job % 2 == 0 ? -1 : 1, z: z, thread: thread).encoded() })
         else { return nil }
@@ -148,8 +155,9 @@ struct ProfileTrace {
     }
 }
 
-/// The ML refit, the deviances with parameters held fixed, and the tracing.
-final class ProfileEngine: @unchecked Sendable {
+/// The ML refit, the deviances with parameters held fixed, and the tracing, on either path's
+/// PLS problem (`ProfileSolver`).
+final class ProfileEngine<Solver: ProfileSolver>: @unchecked Sendable {
     let cp: CrossProducts
     let terms: [RandomEffectsTerm]
     let parameters: [ModelParameter]
@@ -161,31 +169,30 @@ final class ProfileEngine: @unchecked Sendable {
     let minimum: Double
     /// Which components of ω are correlations (bounded by ±1); the others are SDs and σ (≥ 0).
     let isCorrelation: [Bool]
-    /// For each correlation in ω, the components of the SDs it joins (`ProfileDeviance.correlatedSDs`).
+    /// For each correlation in ω, the components of the SDs it joins (`ProfileCoordinates.correlatedSDs`).
     private let correlatedSDs: [(Int, Int)?]
-    private let workers: [PenalizedLeastSquares]
-    private let factorization: Factorization
+    /// One ML problem on the fit's cross-products per thread.
+    private let workers: [Solver]
+    /// An ML problem on other cross-products of the same Z'Z (β_j moved into the response).
+    private let solver: (CrossProducts) throws -> Solver
     private let optimizer: OptimizerChoice
 
-    init(_ fit: FitResult, threads: Int) throws {
+    /// `ml` is the ML fit (the fit itself, or its ML refit) and its deviance on the workers' problem.
+    init(_ fit: FitResult, ml: FitResult, minimum: Double, workers: [Solver], solver: @escaping (CrossProducts) throws -> Solver) {
         cp = fit.crossProducts
         terms = fit.terms
-        factorization = fit.factorization
         optimizer = fit.optimizerChoice
         parameters = ModelParameter.all(of: fit)
-        var options = FitOptions(reml: false, ordering: fit.ordering)
-        options.optimizer = fit.optimizerChoice
-        options.factorization = fit.factorization
-        let ml = fit.reml ? try LinearMixedModel.fit(cp, options: options) : fit
         let values = ModelParameter.values(ml.varcorr, ml.sigma, ml.beta)
         omega = Array(values[..<(values.count - ml.beta.count)])
         theta = ml.theta
         beta = ml.beta
         standardErrors = ml.standardErrors
-        minimum = ml.objective
+        self.minimum = minimum
         isCorrelation = parameters.prefix(omega.count).map { $0.kind == .cor }
-        correlatedSDs = ProfileDeviance.correlatedSDs(terms)
-        workers = try (0..<max(1, threads)).map { _ in try PenalizedLeastSquares(fit.crossProducts, reml: false, factorization: fit.factorization) }
+        correlatedSDs = ProfileCoordinates.correlatedSDs(terms)
+        self.workers = workers
+        self.solver = solver
     }
 
     private func zeta(_ value: Double, _ centre: Double, _ deviance: Double) -> Double {
@@ -203,7 +210,7 @@ final class ProfileEngine: @unchecked Sendable {
         held[m] = value
         let free = omega.indices.filter { c in c != m && !(value == 0 && correlatedSDs[c].map { $0.0 == m || $0.1 == m } == true) }
         let sigma = omega[omega.count - 1]
-        let objective = ProfileDeviance(workers[thread], omega: held, free: free, scale: free.map { isCorrelation[$0] ? 1 : sigma })
+        let objective = ProfileDeviance<Solver>(workers[thread], omega: held, free: free, scale: free.map { isCorrelation[$0] ? 1 : sigma })
         let x0 = free.indices.map { a in
             min(max(start[free[a]] / objective.scale[a], objective.lowerBounds[a]), objective.upperBounds[a])
         }
@@ -227,7 +234,7 @@ final class ProfileEngine: @unchecked Sendable {
 
     /// The least ML deviance with β_j = value, over θ from `start`; and the θ reached. `summary`
     /// gets the optimiser's counts.
-    func profileFixed(_ j: Int, value: Double, start: [Double], pls: PenalizedLeastSquares,
+    func profileFixed(_ j: Int, value: Double, start: [Double], pls: Solver,
                       summary: inout OptimizerSummary) -> (Double, [Double]) {
         pls.replaceResponse(with: cp.fixingCoefficient(j, at: value))
         guard let (theta, d) = try? optimizer.refit(pls, from: start, mode: .profilePoint, summary: &summary) else {
@@ -252,7 +259,7 @@ final class ProfileEngine: @unchecked Sendable {
         var bounds: (lower: [Double], upper: [Double])
         if isFixed {
             let j = m - omega.count
-            guard let pls = try? PenalizedLeastSquares(cp.fixingCoefficient(j, at: beta[j]), reml: false, factorization: factorization) else {
+            guard let pls = try? solver(cp.fixingCoefficient(j, at: beta[j])) else {
                 return ProfileTrace(points: [(centre, 0)], limit: .nan, effort: effort)
             }
             state = theta
@@ -374,5 +381,46 @@ extension CrossProducts {
         for (k, c) in others.enumerated() { wy[q + k] = xyxy[c + p * (p + 1)] - value * xx(c, j) }
         let yy = xyxy[p + p * (p + 1)] - 2 * value * xyxy[j + p * (p + 1)] + value * value * xx(j, j)
         return selectingFixed(others).replacingResponse(wy, yy)
+    }
+}
+
+extension ProfileEngine where Solver == PenalizedLeastSquares {
+    /// On the fit's factorisation: a problem per thread, a REML fit refitted by ML from scratch.
+    convenience init(direct fit: FitResult, threads: Int) throws {
+        var options = FitOptions(reml: false, ordering: fit.ordering)
+        options.optimizer = fit.optimizerChoice
+        options.factorization = fit.factorization
+        let ml = fit.reml ? try LinearMixedModel.fit(fit.crossProducts, options: options) : fit
+        let make = { (cp: CrossProducts) in try PenalizedLeastSquares(cp, reml: false, factorization: fit.factorization) }
+        self.init(fit, ml: ml, minimum: ml.objective, workers: try (0..<max(1, threads)).map { _ in try make(fit.crossProducts) },
+                  solver: make)
+    }
+}
+
+extension ProfileEngine where Solver == IterativePenalizedLeastSquares {
+    /// On the iterative path: one problem whose solves use every thread, on the fit's last probes
+    /// (so the deviance is one smooth function of the parameters, and ζ compares like with like:
+    /// the minimum is the ML deviance on those probes, not the fit's re-estimated criterion); a
+    /// REML fit refitted by ML by Newton from θ̂. β's problems share its operator (same Z'Z).
+    convenience init(iterative fit: FitResult, threads: Int) throws {
+        guard let settings = fit.iterative, let monteCarlo = fit.monteCarlo else {
+            throw InputError("--profile: this fit carries no settings of the iterative solver")
+        }
+        let worker = IterativePenalizedLeastSquares(fit.crossProducts, reml: false, settings: settings, threads: max(1, threads),
+                                                    communicator: SingleProcess())
+        worker.probes = monteCarlo.probes
+        var summary = fit.optimizer
+        var theta = fit.theta
+        if fit.reml {
+            summary = OptimizerSummary()
+            theta = try NewtonOptimizer.minimize(worker, start: fit.theta, summary: &summary).theta
+        }
+        guard let e = worker.evaluate(theta) else {
+            throw InputError("--profile: the ML deviance could not be evaluated at the fit's estimates")
+        }
+        let ml = FitResult(crossProducts: fit.crossProducts, reml: false, factor: worker.factor, theta: theta, beta: e.beta,
+                           sigma: worker.residualSD(e), r: e.r, modes: worker.conditionalModes(theta, e), objective: e.deviance,
+                           optimizer: summary, notes: [])
+        self.init(fit, ml: ml, minimum: e.deviance, workers: [worker], solver: { worker.sharingOperator(with: $0) })
     }
 }

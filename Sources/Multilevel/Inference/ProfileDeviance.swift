@@ -1,5 +1,34 @@
 import Foundation
 
+/// What a profile needs of a PLS problem at θ: the direct path's (`PenalizedLeastSquares`, a
+/// factor) or the iterative path's (`IterativePenalizedLeastSquares`, conjugate gradients and the
+/// fit's probes).
+protocol ProfileSolver: AnyObject, NewtonObjective {
+    /// What the gradient and the AI matrix share at θ.
+    associatedtype Modes
+    var crossProducts: CrossProducts { get }
+    /// log|A| (A = Λ'Z'ZΛ + I) and r² at an evaluation of an ML problem.
+    func logDeterminant(_ e: Evaluation) -> Double
+    func penalizedRSS(_ e: Evaluation) -> Double
+    func modes(_ theta: [Double], _ e: Evaluation) -> Modes
+    /// ∂log|A|/∂θ and ∂r²/∂θ.
+    func gradientParts(_ e: Evaluation, _ modes: Modes) -> (logDeterminant: [Double], residual: [Double])
+    /// The AI matrix in (θ, σ²) at a given σ², σ² last ((m + 1) × (m + 1), column-major).
+    func averageInformation(_ e: Evaluation, _ modes: Modes, sigma2: Double) -> [Double]
+    /// Takes other cross-products with the same Z'Z and fixed effects (a β profile's moved response).
+    func replaceResponse(with cp: CrossProducts)
+}
+
+extension PenalizedLeastSquares: ProfileSolver {
+    func logDeterminant(_ e: Evaluation) -> Double { e.logDetL2 }
+    func penalizedRSS(_ e: Evaluation) -> Double { e.penalizedRSS }
+}
+
+extension IterativePenalizedLeastSquares: ProfileSolver {
+    func logDeterminant(_ e: Evaluation) -> Double { e.logDetA }
+    func penalizedRSS(_ e: Evaluation) -> Double { e.penalizedRSS }
+}
+
 /// The objective of an SD, correlation or σ profile point: the ML deviance with σ explicit,
 ///
 ///     d(ω) = log|L_θ|² + r²(θ)/σ² + n log(2πσ²)   (− Σ log w_i with precision weights),
@@ -15,13 +44,16 @@ import Foundation
 ///     g_ψ = (∂log|A|/∂θ + (∂r²/∂θ)/σ²,  n/σ² − r²/σ⁴),   H_ψ = the AI matrix in (θ, σ²) at σ²,
 ///     g_x = B'g_ψ,   H_x = B'H_ψ B + S C S,   B = J[:, free] S,   S = diag(s),
 ///
-/// with J = ∂ψ/∂ω (`jacobian`). The second-order term C is that of φ = (the Σ_k, σ²), in which V
+/// with J = ∂ψ/∂ω (`ProfileCoordinates.jacobian`). The second-order term C is that of φ = (the Σ_k, σ²), in which V
 /// is linear, so that the AI matrix (y'PV̇PV̇Py) misses no term in V̈ there:
-/// C = Σ_k g_φk ∂²φ_k/∂ω∂ω' (`curvature`). ψ's own term, Σ g_ψ ∂²ψ/∂ω∂ω', made H worse, not
+/// C = Σ_k g_φk ∂²φ_k/∂ω∂ω' (`ProfileCoordinates.curvature`). ψ's own term, Σ g_ψ ∂²ψ/∂ω∂ω', made H worse, not
 /// better: at sleepstudy's sd(Days) = 9.16 (ζ = 2.2) the correlation's entry was 1.5 with it,
 /// 20.0 without (and with C, which has none there), against 13.1 by differences of the gradient.
-struct ProfileDeviance: NewtonObjective {
-    let pls: PenalizedLeastSquares
+///
+/// The PLS problem is the direct path's (a factor) or the iterative path's (the fit's probes,
+/// fixed, so that d is a smooth function of ω there too): `ProfileSolver`.
+struct ProfileDeviance<Solver: ProfileSolver>: NewtonObjective {
+    let pls: Solver
     let terms: [RandomEffectsTerm]
     /// ω with the held components at their values (the free ones are replaced by x's).
     let omega: [Double]
@@ -30,21 +62,24 @@ struct ProfileDeviance: NewtonObjective {
     let scale: [Double]
     let lowerBounds: [Double]
     let upperBounds: [Double]
+    /// B's θ rows at the last derivatives, which map a step in x to one in θ (`slack`).
+    private let lastChain = ChainRule()
+    private final class ChainRule { var thetaRows: [Double] = [] }
 
-    /// `pls` must be an ML problem on the fit's cross-products; its factor is refactored by each evaluation.
-    init(_ pls: PenalizedLeastSquares, omega: [Double], free: [Int], scale: [Double]) {
+    /// `pls` must be an ML problem on the fit's cross-products; each evaluation solves it afresh.
+    init(_ pls: Solver, omega: [Double], free: [Int], scale: [Double]) {
         self.pls = pls
         terms = pls.crossProducts.terms
         self.omega = omega
         self.free = free
         self.scale = scale
-        let joined = Self.correlatedSDs(terms)
+        let joined = ProfileCoordinates.correlatedSDs(terms)
         lowerBounds = free.map { joined[$0] == nil ? 0 : -1 }
         upperBounds = free.map { joined[$0] == nil ? .infinity : 1 }
     }
 
     struct Evaluation {
-        var pls: PenalizedLeastSquares.Evaluation
+        var pls: Solver.Evaluation
         var omega: [Double]
         var theta: [Double]
         var sigma: Double
@@ -60,9 +95,9 @@ struct ProfileDeviance: NewtonObjective {
 
     func evaluate(_ x: [Double]) -> Evaluation? {
         let w = omega(at: x)
-        guard let (theta, sigma) = Self.thetaAndSigma(w, terms: terms), let e = pls.evaluate(theta) else { return nil }
+        guard let (theta, sigma) = ProfileCoordinates.thetaAndSigma(w, terms: terms), let e = pls.evaluate(theta) else { return nil }
         let n = Double(pls.crossProducts.rows)
-        let deviance = e.logDetL2 + e.penalizedRSS / (sigma * sigma) + n * log(2 * Double.pi * sigma * sigma)
+        let deviance = pls.logDeterminant(e) + pls.penalizedRSS(e) / (sigma * sigma) + n * log(2 * Double.pi * sigma * sigma)
             - pls.crossProducts.logWeights
         return Evaluation(pls: e, omega: w, theta: theta, sigma: sigma, deviance: deviance)
     }
@@ -76,7 +111,7 @@ struct ProfileDeviance: NewtonObjective {
         let h = pls.averageInformation(e.pls, modes, sigma2: e.sigma * e.sigma)
         var hb = [Double](repeating: 0, count: n * f)
         for a in 0..<f { for k in 0..<n where b[k + a * n] != 0 { for i in 0..<n { hb[i + a * n] += h[i + k * n] * b[k + a * n] } } }
-        let curvature = Self.curvature(e.omega, theta: e.theta, terms: terms, gradient: g)
+        let curvature = ProfileCoordinates.curvature(e.omega, theta: e.theta, terms: terms, gradient: g)
         var information = [Double](repeating: 0, count: f * f)
         for (c, fc) in free.enumerated() {
             for (a, fa) in free.enumerated() {
@@ -92,6 +127,16 @@ struct ProfileDeviance: NewtonObjective {
         return gradient(g, b)
     }
 
+    /// The PLS problem's: the Monte-Carlo error of the gradient along the step in θ it makes
+    /// (σ²'s component is exact), its resolution and its standard errors (on the iterative path).
+    func slack(along step: [Double]) -> Double {
+        let n = omega.count, m = n - 1, b = lastChain.thetaRows
+        guard b.count == m * step.count else { return 0 }
+        return pls.slack(along: (0..<m).map { i in step.indices.reduce(0.0) { $0 + b[i + $1 * m] * step[$1] } })
+    }
+    func resolvableDecrease(_ value: Double) -> Double { pls.resolvableDecrease(value) }
+    func isNegligible(step: [Double], information: [Double]) -> Bool { pls.isNegligible(step: step, information: information) }
+
     /// g_x = B'g_ψ.
     private func gradient(_ g: [Double], _ b: [Double]) -> [Double] {
         let n = omega.count
@@ -99,177 +144,17 @@ struct ProfileDeviance: NewtonObjective {
     }
 
     /// g_ψ at an evaluation, and B = J[:, free] S (n × free, column-major).
-    private func chainRule(_ e: Evaluation, modes: PenalizedLeastSquares.Modes) -> (gradient: [Double], b: [Double]) {
+    private func chainRule(_ e: Evaluation, modes: Solver.Modes) -> (gradient: [Double], b: [Double]) {
         let n = omega.count
         let s2 = e.sigma * e.sigma
         let (logDeterminant, residual) = pls.gradientParts(e.pls, modes)
         let g = zip(logDeterminant, residual).map { $0 + $1 / s2 }
-            + [Double(pls.crossProducts.rows) / s2 - e.pls.penalizedRSS / (s2 * s2)]
-        let j = Self.jacobian(e.omega, terms: terms)
+            + [Double(pls.crossProducts.rows) / s2 - pls.penalizedRSS(e.pls) / (s2 * s2)]
+        let j = ProfileCoordinates.jacobian(e.omega, terms: terms)
         var b = [Double](repeating: 0, count: n * free.count)
         for (a, c) in free.enumerated() { for i in 0..<n { b[i + a * n] = j[i + c * n] * scale[a] } }
+        lastChain.thetaRows = free.indices.flatMap { a in b[(a * n)..<(a * n + n - 1)] }
         return (g, b)
     }
 }
 
-extension ProfileDeviance {
-    /// For each component of ω: nil for an SD or σ, and for a correlation the components of the two SDs it joins.
-    static func correlatedSDs(_ terms: [RandomEffectsTerm]) -> [(Int, Int)?] {
-        var out: [(Int, Int)?] = []
-        for t in terms {
-            let at = out.count, d = t.dimension
-            for c in 0..<d { for row in c..<d { out.append(row == c ? nil : (at + position(row, row, d), at + position(c, c, d))) } }
-        }
-        return out + [nil]
-    }
-
-    /// Where T[row, c] (and ω's entry for that pair) is in its term's part of θ (the lower triangle by columns).
-    private static func position(_ row: Int, _ c: Int, _ d: Int) -> Int { c * d - c * (c - 1) / 2 + row - c }
-
-    /// A term's SDs and correlation matrix R (d × d, column-major) from its part of ω, which starts at `at`.
-    private static func sdsAndCorrelations(_ omega: [Double], at: Int, dimension d: Int) -> (sd: [Double], r: [Double]) {
-        var sd = [Double](repeating: 0, count: d), r = [Double](repeating: 0, count: d * d)
-        var i = at
-        for c in 0..<d { for row in c..<d {
-            if row == c { sd[c] = omega[i]; r[c + c * d] = 1 } else { r[row + c * d] = omega[i]; r[c + row * d] = omega[i] }
-            i += 1
-        } }
-        return (sd, r)
-    }
-
-    /// θ (T = D L_R/σ per term) and σ from ω, or nil when a term's correlations make no correlation matrix or σ ≤ 0.
-    static func thetaAndSigma(_ omega: [Double], terms: [RandomEffectsTerm]) -> (theta: [Double], sigma: Double)? {
-        let sigma = omega[omega.count - 1]
-        guard sigma > 0 else { return nil }
-        var theta: [Double] = []
-        for t in terms {
-            let d = t.dimension
-            let (sd, r) = sdsAndCorrelations(omega, at: theta.count, dimension: d)
-            guard let l = semidefiniteCholesky(r, order: d) else { return nil }
-            for c in 0..<d { for row in c..<d { theta.append(sd[row] * l[row + c * d] / sigma) } }
-        }
-        return (theta, sigma)
-    }
-
-    /// J = ∂(θ, σ²)/∂ω at ω, square (ω and (θ, σ²) share their layout) and column-major. From
-    /// T[r, c] = sd_r L_R[r, c]/σ: ∂/∂sd_r = L_R[r, c]/σ, ∂/∂σ = −T[r, c]/σ, ∂/∂ρ = sd_r ∂L_R[r, c]/∂ρ/σ;
-    /// and ∂σ²/∂σ = 2σ. ∂L_R/∂ρ is not finite where a pivot of R is 0 (a correlation of ±1).
-    static func jacobian(_ omega: [Double], terms: [RandomEffectsTerm]) -> [Double] {
-        let n = omega.count, sigma = omega[n - 1]
-        var j = [Double](repeating: 0, count: n * n)
-        var at = 0
-        for t in terms {
-            let d = t.dimension
-            let (sd, r) = sdsAndCorrelations(omega, at: at, dimension: d)
-            let l = semidefiniteCholesky(r, order: d) ?? [Double](repeating: .nan, count: d * d)
-            for c in 0..<d { for row in c..<d {
-                let i = at + position(row, c, d)
-                j[i + (at + position(row, row, d)) * n] = l[row + c * d] / sigma
-                j[i + (n - 1) * n] = -sd[row] * l[row + c * d] / (sigma * sigma)
-            } }
-            for b in 0..<d { for a in (b + 1)..<d {
-                let dl = choleskyDerivative(l, order: d, a, b), column = at + position(a, b, d)
-                for c in 0..<d { for row in c..<d { j[at + position(row, c, d) + column * n] = sd[row] * dl[row + c * d] / sigma } }
-            } }
-            at += t.thetaCount
-        }
-        j[(n - 1) + (n - 1) * n] = 2 * sigma
-        return j
-    }
-
-    /// C = Σ_k g_φk ∂²φ_k/∂ω∂ω' at ω (square, column-major), for the gradient g_ψ in ψ = (θ, σ²)
-    /// at θ (T_k per term, the templates at ω). φ = (each Σ_k = σ²T_kT_k' in θ's layout, σ²), in
-    /// which V is linear; g_φ solves (∂φ/∂ψ)'g_φ = g_ψ, triangular per term (∂Σ_ab/∂T_ab =
-    /// σ²T_bb(1 + δ_ab)). A term whose T_k has a zero pivot (an SD of 0, a correlation of ±1) has
-    /// no Σ_k-gradient, and its part of C is left out. Then from Σ_aa = sd_a², Σ_ab = sd_a sd_b ρ_ab:
-    /// ∂²/∂sd_a² = 2, ∂²/∂sd_a∂sd_b = ρ_ab, ∂²/∂sd_a∂ρ_ab = sd_b; and ∂²σ²/∂σ² = 2.
-    static func curvature(_ omega: [Double], theta: [Double], terms: [RandomEffectsTerm], gradient g: [Double]) -> [Double] {
-        let n = omega.count, sigma2 = omega[n - 1] * omega[n - 1], last = n - 1
-        var c = [Double](repeating: 0, count: n * n)
-        func add(_ a: Int, _ b: Int, _ v: Double) {
-            c[a + b * n] += v
-            if a != b { c[b + a * n] += v }
-        }
-        // g_σ² of φ: g_ψσ² − Σ_k (TT')_ab g_Σab.
-        var gSigma2 = g[last]
-        var at = 0
-        for t in terms {
-            let d = t.dimension
-            defer { at += t.thetaCount }
-            let tk = (0..<(d * d)).map { i in i % d >= i / d ? theta[at + position(i % d, i / d, d)] : 0 }
-            guard (0..<d).allSatisfy({ tk[$0 + $0 * d] != 0 }) else { continue }
-            // (∂Σ/∂T)'g_Σ = g_T: entry (r, c) of g_T is σ² Σ_{(a,b)} g_Σab (δ_ar T_bc + δ_br T_ac), a ≥ b.
-            // Unknowns in reverse of θ's order: (r, c)'s equation holds g_Σrc and later ones.
-            var gs = [Double](repeating: 0, count: d * d)   // g_Σ[a, b], a ≥ b
-            for col in stride(from: d - 1, through: 0, by: -1) {
-                for row in stride(from: d - 1, through: col, by: -1) {
-                    // The other unknowns of this equation, all found already: g_Σ[row, b] T[b, col]
-                    // for col < b ≤ row and g_Σ[a, row] T[a, col] for a ≥ row (a > row on the diagonal).
-                    var known = 0.0
-                    for b in (col + 1)..<(row + 1) { known += gs[row + b * d] * tk[b + col * d] }
-                    for a in (row == col ? row + 1 : row)..<d { known += gs[a + row * d] * tk[a + col * d] }
-                    let diagonal = (row == col ? 2 : 1) * tk[col + col * d]
-                    gs[row + col * d] = (g[at + position(row, col, d)] / sigma2 - known) / diagonal
-                }
-            }
-            let (sd, r) = sdsAndCorrelations(omega, at: at, dimension: d)
-            for col in 0..<d {
-                for row in col..<d {
-                    let gi = gs[row + col * d]
-                    var tt = 0.0
-                    for k in 0...col { tt += tk[row + k * d] * tk[col + k * d] }
-                    gSigma2 -= tt * gi
-                    let sdRow = at + position(row, row, d), sdCol = at + position(col, col, d)
-                    if row == col {
-                        add(sdRow, sdRow, 2 * gi)
-                    } else {
-                        let rho = at + position(row, col, d)
-                        add(sdRow, sdCol, gi * r[row + col * d])
-                        add(sdRow, rho, gi * sd[col])
-                        add(sdCol, rho, gi * sd[row])
-                    }
-                }
-            }
-        }
-        add(last, last, 2 * gSigma2)
-        return c
-    }
-
-    /// ∂L/∂ρ_ab for LL' = R with unit diagonal and R[a, b] = R[b, a] = ρ_ab (a > b): the Cholesky
-    /// recurrences L_jj² = 1 − Σ_k L_jk², L_ij L_jj = R_ij − Σ_k L_ik L_jk (k < j) differentiated, column by column.
-    static func choleskyDerivative(_ l: [Double], order d: Int, _ a: Int, _ b: Int) -> [Double] {
-        var dl = [Double](repeating: 0, count: d * d)
-        for j in 0..<d {
-            let ljj = l[j + j * d]
-            var djj = 0.0
-            for k in 0..<j { djj -= l[j + k * d] * dl[j + k * d] }
-            dl[j + j * d] = djj / ljj
-            for i in (j + 1)..<d {
-                var v = i == a && j == b ? 1.0 : 0.0
-                for k in 0..<j { v -= dl[i + k * d] * l[j + k * d] + l[i + k * d] * dl[j + k * d] }
-                dl[i + j * d] = (v - l[i + j * d] * dl[j + j * d]) / ljj
-            }
-        }
-        return dl
-    }
-
-    /// The lower L with LL' = S for a positive semidefinite S (zero columns at zero pivots); nil if S is not semidefinite.
-    static func semidefiniteCholesky(_ s: [Double], order d: Int) -> [Double]? {
-        var l = [Double](repeating: 0, count: d * d)
-        let scale = (0..<d).map { s[$0 + $0 * d] }.max() ?? 0
-        for j in 0..<d {
-            var pivot = s[j + j * d]
-            for k in 0..<j { pivot -= l[j + k * d] * l[j + k * d] }
-            if pivot < -1e-10 * max(scale, 1e-300) { return nil }
-            if pivot <= 1e-12 * scale { continue }
-            let ljj = pivot.squareRoot()
-            l[j + j * d] = ljj
-            for i in (j + 1)..<max(j + 1, d) {
-                var v = s[i + j * d]
-                for k in 0..<j { v -= l[i + k * d] * l[j + k * d] }
-                l[i + j * d] = v / ljj
-            }
-        }
-        return l
-    }
-}
