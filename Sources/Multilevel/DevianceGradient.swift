@@ -72,7 +72,7 @@ extension PenalizedLeastSquares {
             let l = blockTerm[cb], pl = dims[l], cStart = blockStart[cb]
             var offset = 0
             for idx in cp.blockRowStarts[cb]..<cp.blockRowStarts[cb + 1] {
-                let rb = cp.blockRows[idx], k = blockTerm[rb], pk = dims[k], rStart = blockStart[rb]
+                let rb = Int(cp.blockRows[idx]), k = blockTerm[rb], pk = dims[k], rStart = blockStart[rb]
                 if pk == 1 && pl == 1 {
                     // Scalar blocks: G_k += q t_l v and, off the diagonal, G_l += q t_k v.
                     let at = cs[cStart] + offset
@@ -225,7 +225,7 @@ extension PenalizedLeastSquares {
         for j in 0..<m {
             for c in 0..<q {
                 for k in cs[c]..<cs[c + 1] {
-                    let r = ri[k]
+                    let r = Int(ri[k])
                     zza[r + j * q] += zz[k] * a[c + j * q]
                     if r != c { zza[c + j * q] += zz[k] * a[r + j * q] }
                 }
@@ -308,7 +308,7 @@ extension CrossProducts {
         let cs = cp.zzColumnStarts, ri = cp.zzRowIndices, zz = cp.zzValues
         for c in 0..<q {
             for k in cs[c]..<cs[c + 1] {
-                let r = ri[k]
+                let r = Int(ri[k])
                 zr[r] -= zz[k] * b[c]
                 if r != c { zr[c] -= zz[k] * b[r] }
             }

@@ -310,7 +310,7 @@ final class IterativePenalizedLeastSquares {
             var offset = 0
             m.factors[cb].withUnsafeBufferPointer { lb in
                 for idx in cp.blockRowStarts[cb]..<cp.blockRowStarts[cb + 1] {
-                    let rb = cp.blockRows[idx], k = cp.blockTerm[rb], pk = dims[k]
+                    let rb = Int(cp.blockRows[idx]), k = cp.blockTerm[rb], pk = dims[k]
                     defer { offset += pk }
                     if rb == cb { continue }
                     let tk = templates[k], tl = templates[l]

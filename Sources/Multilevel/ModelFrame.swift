@@ -168,6 +168,11 @@ public struct ModelFrame {
             }
             bound.append(BoundRandomTerm(term: rt, effects: effects, levels: levels))
         }
+        // Z'Z's row indices are 32-bit (`CrossProducts.zzRowIndices`).
+        let q = bound.reduce(0) { $0 + $1.levels.names.count * $1.effects.columns.count }
+        if q > Int(Int32.max) {
+            throw InputError("the random-effects terms have \(q) columns in all; at most \(Int32.max) are supported")
+        }
         // lme4's order: by decreasing number of levels, ties in formula order.
         let order = bound.indices.sorted { a, b in
             bound[a].levels.names.count != bound[b].levels.names.count

@@ -191,7 +191,7 @@ final class PenalizedLeastSquares {
             let l = blockTerm[b], pl = dims[l], cb = blockStart[b], tl = tOffset[l]
             var offset = 0
             for idx in blockRowStarts[b]..<blockRowStarts[b + 1] {
-                let ra = blockRows[idx]
+                let ra = Int(blockRows[idx])
                 let k = blockTerm[ra], pk = dims[k], tk = tOffset[k]
                 if pl == 1 {
                     // A scalar column block (off the diagonal unless p_k = 1 too): T_k' a t_l.

@@ -47,7 +47,7 @@ enum StartingValues {
                 for j in 0..<d {
                     let c = start + j, end = cp.zzColumnStarts[c + 1]
                     for e in stride(from: end - 1, through: cp.zzColumnStarts[c], by: -1) {
-                        let row = cp.zzRowIndices[e]
+                        let row = Int(cp.zzRowIndices[e])
                         guard row >= start else { break }
                         block[(row - start) + j * d] = cp.zzValues[e]
                         block[j + (row - start) * d] = cp.zzValues[e]

@@ -10,6 +10,7 @@ struct ByteWriter {
     mutating func string(_ s: String) { let u = Array(s.utf8); int(u.count); bytes.append(contentsOf: u) }
     mutating func bool(_ b: Bool) { int(b ? 1 : 0) }
     mutating func ints(_ v: [Int]) { int(v.count); for x in v { int(x) } }
+    mutating func int32s(_ v: [Int32]) { int(v.count); for x in v { int(Int(x)) } }
     mutating func uint64s(_ v: [UInt64]) { int(v.count); for x in v { withUnsafeBytes(of: x.littleEndian) { bytes.append(contentsOf: $0) } } }
     mutating func doubles(_ v: [Double]) { int(v.count); for x in v { double(x) } }
     mutating func strings(_ v: [String]) { int(v.count); for s in v { string(s) } }
@@ -39,6 +40,7 @@ struct ByteReader {
         return String(decoding: data[at..<(at + n)], as: UTF8.self)
     }
     mutating func ints() -> [Int] { (0..<int()).map { _ in int() } }
+    mutating func int32s() -> [Int32] { (0..<int()).map { _ in Int32(int()) } }
     mutating func uint64s() -> [UInt64] { (0..<int()).map { _ in word() } }
     mutating func doubles() -> [Double] { (0..<int()).map { _ in double() } }
     mutating func strings() -> [String] { (0..<int()).map { _ in string() } }
@@ -58,8 +60,8 @@ extension CrossProducts {
         w.int(terms.count)
         for t in terms { w.string(t.group); w.strings(t.effects); w.strings(t.levels); w.int(t.offset) }
         w.strings(fixedNames)
-        w.ints(blockStart); w.ints(blockTerm); w.ints(blockRowStarts); w.ints(blockRows)
-        w.ints(zzColumnStarts); w.ints(zzRowIndices); w.doubles(zzValues)
+        w.ints(blockStart); w.ints(blockTerm); w.ints(blockRowStarts); w.int32s(blockRows)
+        w.ints(zzColumnStarts); w.int32s(zzRowIndices); w.doubles(zzValues)
         w.doubles(zxy); w.doubles(xyxy); w.double(logWeights)
         return w.bytes
     }
@@ -71,8 +73,8 @@ extension CrossProducts {
             RandomEffectsTerm(group: r.string(), effects: r.strings(), levels: r.strings(), offset: r.int())
         }
         self.init(rows: rows, terms: terms, fixedNames: r.strings(),
-                  blockStart: r.ints(), blockTerm: r.ints(), blockRowStarts: r.ints(), blockRows: r.ints(),
-                  zzColumnStarts: r.ints(), zzRowIndices: r.ints(), zzValues: r.doubles(),
+                  blockStart: r.ints(), blockTerm: r.ints(), blockRowStarts: r.ints(), blockRows: r.int32s(),
+                  zzColumnStarts: r.ints(), zzRowIndices: r.int32s(), zzValues: r.doubles(),
                   zxy: r.doubles(), xyxy: r.doubles(), logWeights: r.double())
     }
 }

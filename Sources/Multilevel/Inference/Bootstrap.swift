@@ -264,7 +264,7 @@ extension CrossProducts {
         var out = [Double](repeating: 0, count: q + p)
         for c in 0..<q {
             for k in zzColumnStarts[c]..<zzColumnStarts[c + 1] {
-                let r = zzRowIndices[k], v = zzValues[k]
+                let r = Int(zzRowIndices[k]), v = zzValues[k]
                 out[r] += v * gamma[c]
                 if r != c { out[c] += v * gamma[r] }
             }

@@ -92,7 +92,7 @@ final class BlockedCholesky: SymmetricFactorization {
         let q1 = first.columns, p1 = first.dimension, levels = first.levels.count, q = cp.randomEffectsCount, n2 = q - q1
         guard n2 >= 1 else { return nil }
         for b in 0..<levels where cp.blockRowStarts[b + 1] - cp.blockRowStarts[b] != 1 { return nil }
-        let cs = cp.zzColumnStarts, ri = cp.zzRowIndices
+        let cs = cp.zzColumnStarts, ri = cp.zzRowIndices, rowLimit = Int32(q1)
         var m = [Int](repeating: 0, count: levels)
         var termOf = [Int](repeating: 0, count: q)
         for (k, t) in cp.terms.enumerated() { for c in t.offset..<(t.offset + t.columns) { termOf[c] = k } }
@@ -100,8 +100,8 @@ final class BlockedCholesky: SymmetricFactorization {
         var pattern = [[Double]](repeating: [Double](repeating: 0, count: terms), count: terms)
         for c in q1..<q {
             var k = cs[c]
-            while k < cs[c + 1], ri[k] < q1 { m[ri[k] / p1] += 1; k += p1 }
-            while k < cs[c + 1] { let a = termOf[ri[k]], b = termOf[c]; pattern[min(a, b)][max(a, b)] += 1; k += 1 }
+            while k < cs[c + 1], ri[k] < rowLimit { m[Int(ri[k]) / p1] += 1; k += p1 }
+            while k < cs[c + 1] { let a = termOf[Int(ri[k])], b = termOf[c]; pattern[min(a, b)][max(a, b)] += 1; k += 1 }
         }
         var flops = 0.0, updates = 0.0, entries = 0.0
         let p = Double(p1)
@@ -141,7 +141,7 @@ final class BlockedCholesky: SymmetricFactorization {
         // The first term's blocks are coupled with nothing before them (it has no partners).
         for b in 0..<levels1 where cp.blockRowStarts[b + 1] - cp.blockRowStarts[b] != 1 { return nil }
         columnStarts = cp.zzColumnStarts
-        rowIndices = cp.zzRowIndices
+        rowIndices = cp.zzRowIndices.map(Int.init)
         // Entries of A₂₁ by level: column c of S has the level's p₁ rows contiguous.
         var counts = [Int](repeating: 0, count: levels1 + 1)
         for c in q1..<dimension {

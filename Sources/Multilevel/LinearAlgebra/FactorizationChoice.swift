@@ -294,7 +294,7 @@ enum FactorizationChoice {
         var counts = [[Double]](repeating: [Double](repeating: 0, count: k), count: k)
         for c in 0..<cp.randomEffectsCount {
             for e in cp.zzColumnStarts[c]..<cp.zzColumnStarts[c + 1] {
-                let a = term[cp.zzRowIndices[e]], b = term[c]
+                let a = term[Int(cp.zzRowIndices[e])], b = term[c]
                 counts[min(a, b)][max(a, b)] += 1
             }
         }

@@ -96,7 +96,7 @@ struct SemidefiniteCholesky {
     /// The factor of G = [Z X]'[Z X] from the cross-products (Z's columns, then X's).
     init(_ cp: CrossProducts) {
         let q = cp.randomEffectsCount, p = cp.fixedCount
-        var starts = Array(cp.zzColumnStarts), rows = Array(cp.zzRowIndices), values = Array(cp.zzValues)
+        var starts = Array(cp.zzColumnStarts), rows = cp.zzRowIndices.map(Int.init), values = Array(cp.zzValues)
         for j in 0..<p {
             for i in 0..<q where cp.zxy[i + j * q] != 0 { rows.append(i); values.append(cp.zxy[i + j * q]) }
             for i in 0...j { rows.append(q + i); values.append(cp.xx(i, j)) }

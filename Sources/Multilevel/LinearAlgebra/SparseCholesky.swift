@@ -183,7 +183,7 @@ final class SparseCholesky {
     ///   - columnStarts: `dimension + 1` offsets into `rowIndices`.
     ///   - rowIndices: the row of each stored entry, sorted within a column, all `<=` the column.
     ///   - ordering: the fill-reducing ordering.
-    init(dimension: Int, columnStarts: [Int], rowIndices: [Int], ordering: FillReducingOrdering) throws {
+    init(dimension: Int, columnStarts: [Int], rowIndices: [Int32], ordering: FillReducingOrdering) throws {
         self.dimension = dimension
         common = .allocate(capacity: 1)
         cholmod_l_start(common)
@@ -218,7 +218,7 @@ final class SparseCholesky {
         let i = a.pointee.i.assumingMemoryBound(to: Int.self)
         let x = a.pointee.x.assumingMemoryBound(to: Double.self)
         for k in 0...dimension { p[k] = columnStarts[k] }
-        for k in 0..<nnz { i[k] = rowIndices[k]; x[k] = 0 }
+        for k in 0..<nnz { i[k] = Int(rowIndices[k]); x[k] = 0 }
         // Analyse on the pattern with a unit diagonal so the analysis sees every stored entry.
         matrix = a
         guard let l = cholmod_l_analyze(a, common) else {
@@ -324,7 +324,7 @@ final class SparseCholesky {
     /// 0.05–0.07 s, METIS's time). The orderings are those `init` would compute, so its
     /// analysis with one of them predicts the same. One at a time when `concurrently` is false
     /// (their memory together would not fit).
-    static func survey(dimension: Int, columnStarts: [Int], rowIndices: [Int], orderings: [FillReducingOrdering],
+    static func survey(dimension: Int, columnStarts: [Int], rowIndices: [Int32], orderings: [FillReducingOrdering],
                        concurrently: Bool = true) throws -> [(ordering: FillReducingOrdering, nonzeros: Double, flops: Double)] {
         var results = [(nonzeros: Double, flops: Double)?](repeating: nil, count: orderings.count)
         let lock = NSLock()
@@ -345,7 +345,7 @@ final class SparseCholesky {
 
     /// One ordering's nonzeros and flops of L (`survey`), on a CHOLMOD workspace of its own; nil if
     /// CHOLMOD fails.
-    private static func analyse(dimension: Int, columnStarts: [Int], rowIndices: [Int],
+    private static func analyse(dimension: Int, columnStarts: [Int], rowIndices: [Int32],
                                 ordering: FillReducingOrdering) -> (nonzeros: Double, flops: Double)? {
         let common = UnsafeMutablePointer<cholmod_common>.allocate(capacity: 1)
         cholmod_l_start(common)
@@ -367,7 +367,7 @@ final class SparseCholesky {
         defer { cholmod_l_free_sparse(&aa, common) }
         let p = a.pointee.p.assumingMemoryBound(to: Int.self), i = a.pointee.i.assumingMemoryBound(to: Int.self)
         for k in 0...dimension { p[k] = columnStarts[k] }
-        for k in 0..<nnz { i[k] = rowIndices[k] }
+        for k in 0..<nnz { i[k] = Int(rowIndices[k]) }
         guard let l = cholmod_l_analyze(a, common) else { return nil }
         var ll: UnsafeMutablePointer<cholmod_factor>? = l
         cholmod_l_free_factor(&ll, common)
