@@ -14,8 +14,8 @@
 #
 # Usage: bash bench/iterative.sh
 # Environment: MLM_BENCH_DATA (default /tmp/mlm-bench) holds the simulated files (about 1.1 GB);
-# MLM_BENCH_RATINGS=0 leaves out the ratings fit (about 5 minutes and 2 GB); MLM_BENCH_1E7=1 adds
-# crossed-mm at 10^7 rows (about 4 minutes and 2.7 GB, 750 MB of data).
+# MLM_BENCH_RATINGS=0 leaves out the ratings fit (about 3 minutes with its simulation, 1.3 GB); MLM_BENCH_1E7=1 adds
+# crossed-mm at 10^7 rows (about 65 s and 1.8 GB, 720 MB of data).
 # Needs: GNU time, python3, h5dump (hdf5-tools), mpirun (openmpi-bin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
