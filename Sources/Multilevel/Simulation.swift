@@ -135,12 +135,25 @@ public struct Simulation: Sendable {
 ///   x ~ N(0, 1), y = 3.5 + 0.2x + a[user] + b[item] + ε, SDs 0.5 and 0.4, σ = 0.9. Nearly every
 ///   (user, item) pair is distinct, so Z'Z holds about one entry per row and its factor is dense
 ///   in any ordering. Columns y, x (float64), user, item (int64 codes).
+/// - `survey`: `y ~ x + (1 | school)` observed through a two-stage sample, as surveys of pupils
+///   are drawn (see `SurveyProcess`): schools with probability proportional to size and to
+///   exp(γ u) (informative: schools with a higher effect u are sampled more often), then pupils
+///   within a sampled school with probability proportional to exp(δ ε) (informative too), both by
+///   Poisson sampling. Exponential tilting shifts a normal's mean and keeps its variance, so the
+///   unweighted intercept is biased upward by about γτ² + δσ² = 0.75 (the rest hardly: x plays
+///   no part in the selection), and the weighted one is not. Population: school sizes M = 20 + ⌊exp(4 + 0.6 z)⌋,
+///   u ~ N(0, 0.5²), x ~ N(0, 1), y = 1 + 0.5x + u + ε, ε ~ N(0, 1); γ = 1, δ = 0.5. About a
+///   quarter of the schools are sampled and 20 pupils of each. Columns y, x, w_pupil (1/π of the
+///   pupil within the school), w_school (1/π of the school) (float64), school (int64, the
+///   population school's code), stratum (int64: 50 consecutive population schools to a
+///   stratum; the PSU is the school). The sample stops at `rows` pupils.
 public enum SimulationDesign: String, CaseIterable, Sendable {
     case crossed
     case multimember
     case nested3
     case crossedMultimember = "crossed-mm"
     case ratings
+    case survey
 
     /// The design called `name`, or an `InputError` listing the designs.
     public init(named name: String) throws {
@@ -161,7 +174,9 @@ public enum SimulationDesign: String, CaseIterable, Sendable {
     /// two effects, then `sigma`. The groups are `A`, `B` (crossed; crossed-mm with `school`, the
     /// multiple-membership term); `school` (the
     /// multiple-membership term) and `area` (multimember); `class:school` (lme4's name for
-    /// the classes nested in schools) and `school` (nested3); `user` and `item` (ratings).
+    /// the classes nested in schools) and `school` (nested3); `user` and `item` (ratings);
+    /// `school` (survey: the population's values, with `gamma` and `delta`, the strengths of the
+    /// informative selection of schools and of pupils).
     public var parameters: [(name: String, value: Double)] { process.parameters }
 
     /// The type that generates the design's data.
@@ -172,6 +187,7 @@ public enum SimulationDesign: String, CaseIterable, Sendable {
         case .nested3: return NestedProcess.self
         case .crossedMultimember: return CrossedMultipleMembershipProcess.self
         case .ratings: return RatingsProcess.self
+        case .survey: return SurveyProcess.self
         }
     }
 }
@@ -498,5 +514,72 @@ struct RatingsProcess: SimulatedProcess {
             item[i] = Int64(t + 1)
         }
         try writer.append(numeric: ["y": y, "x": x], integer: ["user": user, "item": item])
+    }
+}
+
+/// `survey`: a two-stage informative sample of pupils in schools (see `SimulationDesign`).
+///
+/// Population schools are visited in order, each drawn when it is reached: its size M, its
+/// effect u, then whether it is sampled (one uniform against π_s = min(1, a M e^{γu})); a sampled
+/// school's M pupils are drawn in order: x, ε, then whether the pupil is sampled (one uniform
+/// against π_p = min(1, b e^{δε}), b = 20/(M E[e^{δε}])). a = 1/(4 E[M] E[e^{γu}]), so that about
+/// a quarter of the schools are sampled. The weights are 1/π_s and 1/π_p: Horvitz–Thompson
+/// weights of a Poisson sample at each stage. The cursor (school, pupil) carries over from one
+/// chunk to the next, so the data depend only on the seed.
+struct SurveyProcess: SimulatedProcess {
+    static let formula = "y ~ x + (1 | school)"
+    static let columns: [HDF5TableWriter.Column] = [.numeric("y"), .numeric("x"), .numeric("w_pupil"), .numeric("w_school"),
+                                                    .integer("school"), .integer("stratum")]
+    /// Schools are drawn as the sample needs them: no factor has a size set in advance.
+    static let factors: [SimulatedFactor] = []
+    private static let intercept = 1.0, slopeX = 0.5, sdSchool = 0.5, sigma = 1.0
+    private static let gamma = 1.0, delta = 0.5, pupilsPerSchool = 20.0, schoolsPerStratum = 50
+    static let parameters: [(name: String, value: Double)] = [
+        ("beta_(Intercept)", intercept), ("beta_x", slopeX), ("sd_school_(Intercept)", sdSchool), ("sigma", sigma),
+        ("gamma", gamma), ("delta", delta),
+    ]
+    /// E[M] = 20 + exp(4 + 0.6²/2) (the floor taken off by a half); E[e^{γu}] and E[e^{δε}], lognormal means.
+    private static let meanSize = 20 + exp(4 + 0.18) - 0.5
+    private static let schoolScale = 1 / (4 * meanSize * exp(gamma * gamma * sdSchool * sdSchool / 2))
+    private static let pupilMean = exp(delta * delta * sigma * sigma / 2)
+
+    /// Where the sample stands: the next population school, and the school being sampled.
+    private final class Cursor {
+        var nextSchool = 0
+        var school: (code: Int, effect: Double, size: Int, weight: Double, next: Int)?
+    }
+    private let cursor = Cursor()
+
+    init(levels: [Int], random: inout Xoshiro256) {}
+
+    func appendRows(_ count: Int, random: inout Xoshiro256, to writer: HDF5TableWriter) throws {
+        let c = Self.self
+        var y = [Double](), x = y, wPupil = y, wSchool = y
+        var school = [Int64](), stratum = school
+        while y.count < count {
+            guard var s = cursor.school, s.next < s.size else {
+                // The next population school: its size, its effect, whether it is sampled.
+                let code = cursor.nextSchool
+                cursor.nextSchool += 1
+                let size = 20 + Int(exp(4 + 0.6 * random.nextNormal()))
+                let effect = c.sdSchool * random.nextNormal()
+                let probability = min(1, c.schoolScale * Double(size) * exp(c.gamma * effect))
+                cursor.school = random.nextDouble() < probability ? (code, effect, size, 1 / probability, 0) : nil
+                continue
+            }
+            let xi = random.nextNormal(), e = c.sigma * random.nextNormal()
+            let probability = min(1, c.pupilsPerSchool / (Double(s.size) * c.pupilMean) * exp(c.delta * e))
+            s.next += 1
+            cursor.school = s
+            guard random.nextDouble() < probability else { continue }
+            y.append(c.intercept + c.slopeX * xi + s.effect + e)
+            x.append(xi)
+            wPupil.append(1 / probability)
+            wSchool.append(s.weight)
+            school.append(Int64(s.code + 1))
+            stratum.append(Int64(s.code / c.schoolsPerStratum + 1))
+        }
+        try writer.append(numeric: ["y": y, "x": x, "w_pupil": wPupil, "w_school": wSchool],
+                          integer: ["school": school, "stratum": stratum])
     }
 }

@@ -17,6 +17,11 @@ struct Simulate: ParsableCommand {
                            at random: the factor is nearly dense at full size (the iterative solver's case).
               ratings      y ~ x + (1 | user) + (1 | item); 200,000 users and 20,000 items (skewed
                            popularity), MovieLens-shaped: about one entry of Z'Z per row.
+              survey       y ~ x + (1 | school) seen through a two-stage informative sample: schools
+                           with probability proportional to size and to exp(u), pupils within them
+                           with probability proportional to exp(0.5 ε); columns w_pupil and w_school
+                           (inverse probabilities), stratum (the school is the PSU); about a quarter
+                           of the schools and 20 pupils of each. Unweighted estimates are biased.
 
             With few rows the grouping factors have fewer levels, about 20 rows each:
             min(full, max(minimum, rows / 20)), so e.g. --rows 2000 gives a fittable file.
@@ -24,7 +29,8 @@ struct Simulate: ParsableCommand {
             The file holds the group "data": one 1-D dataset per column, written in chunks (memory
             is bounded by one chunk plus the group-level effects). Its attributes are design,
             formula, rows, seed, levels_<factor> and the true values: beta_<coefficient>,
-            sd_<factor>_<effect>, cor_<factor> and sigma (e.g. beta_x, sd_A_x, cor_A).
+            sd_<factor>_<effect>, cor_<factor> and sigma (e.g. beta_x, sd_A_x, cor_A); survey's
+            are the population's, with gamma and delta (how informative the two stages are).
             The data depend only on the seed, not on --chunk-rows.
             """)
 
@@ -34,7 +40,7 @@ struct Simulate: ParsableCommand {
     @Option(help: "The HDF5 file to write (a regular file there is replaced; a symbolic link is written through).")
     var out: String
 
-    @Option(help: "The design: crossed, multimember, nested3, crossed-mm or ratings.")
+    @Option(help: "The design: crossed, multimember, nested3, crossed-mm, ratings or survey.")
     var design = "crossed"
 
     @Option(help: "The seed of the random numbers (at most 2^53).")
@@ -52,8 +58,8 @@ struct Simulate: ParsableCommand {
                 let simulation = try Simulation(design: SimulationDesign(named: design), rows: rows, seed: seed)
                 try simulation.write(to: out, chunkRows: chunkRows)
                 let levels = simulation.levels.map { "\($0.factor) \($0.count)" }.joined(separator: ", ")
-                print("wrote \(rows) rows of the \(design) design (\(levels)) to \(out), group \(Simulation.group); "
-                    + "fit with: \(simulation.formula)")
+                print("wrote \(rows) rows of the \(design) design\(levels.isEmpty ? "" : " (\(levels))") to \(out), "
+                    + "group \(Simulation.group); fit with: \(simulation.formula)")
             }
         }
     }

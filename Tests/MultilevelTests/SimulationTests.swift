@@ -72,6 +72,41 @@ final class SimulationTests: ScratchDirectoryTestCase {
         try assertRecovers(simulation, data, groups: ["user": "user", "item": "item"], sdTolerance: 0.15, corTolerance: 0)
     }
 
+    /// A two-stage informative sample: the weights are inverse probabilities (at least 1), a
+    /// school's weight is the same on all its pupils, a stratum holds 50 consecutive population
+    /// schools; about a quarter of the schools and 20 pupils of each are sampled. The
+    /// Horvitz–Thompson mean of y (weights w_school · w_pupil) estimates the population mean, 1,
+    /// where the plain mean is biased upward by the selection (by about γτ² + δσ² = 0.75); the
+    /// unweighted fit's intercept is biased likewise, and its slope (x plays no part in the
+    /// selection) is not.
+    func testSurveySampleIsInformativeAndItsWeightsUndoIt() throws {
+        let (simulation, data) = try simulate(.survey, rows: 20_000)
+        XCTAssertEqual(data.columnNames, ["y", "x", "w_pupil", "w_school", "school", "stratum"])
+        XCTAssertTrue(simulation.levels.isEmpty)
+        let rows = 0..<data.rowCount
+        let y = try data.readNumeric("y", rows: rows), pupil = try data.readNumeric("w_pupil", rows: rows)
+        let schoolWeight = try data.readNumeric("w_school", rows: rows), school = try data.readNumeric("school", rows: rows)
+        let stratum = try data.readNumeric("stratum", rows: rows)
+        var weightOf: [Double: Double] = [:]
+        for i in rows {
+            XCTAssertGreaterThanOrEqual(pupil[i], 1, "row \(i)")
+            XCTAssertGreaterThanOrEqual(schoolWeight[i], 1, "row \(i)")
+            XCTAssertEqual(weightOf[school[i], default: schoolWeight[i]], schoolWeight[i], "row \(i)")
+            weightOf[school[i]] = schoolWeight[i]
+            XCTAssertEqual(stratum[i], Double((Int(school[i]) - 1) / 50 + 1), "row \(i)")
+        }
+        XCTAssertEqual(Double(rows.count) / Double(weightOf.count), 20, accuracy: 4, "pupils per sampled school")
+        XCTAssertEqual(Double(weightOf.count) / school.max()!, 0.25, accuracy: 0.05, "schools sampled")
+        let w = zip(pupil, schoolWeight).map { $0 * $1 }
+        let weighted = zip(w, y).reduce(0.0) { $0 + $1.0 * $1.1 } / w.reduce(0, +)
+        let plain = y.reduce(0, +) / Double(y.count)
+        XCTAssertEqual(weighted, 1, accuracy: 0.15)
+        XCTAssertGreaterThan(plain - 1, 0.5)
+        let fit = try LinearMixedModel.fit(simulation.formula, data: data)
+        XCTAssertGreaterThan(fit.beta[0] - 1, 10 * fit.standardErrors[0])
+        XCTAssertEqual(fit.beta[1], 0.5, accuracy: 4 * fit.standardErrors[1])
+    }
+
     func testLevelsScaleDownForFewRows() throws {
         XCTAssertEqual(try Simulation(design: .crossed, rows: 10_000_000).levels.map { $0.count }, [10_000, 2_000])
         XCTAssertEqual(try Simulation(design: .crossed, rows: 2_000).levels.map { $0.count }, [100, 100])
@@ -103,7 +138,7 @@ final class SimulationTests: ScratchDirectoryTestCase {
         XCTAssertTrue(message { try Simulation(design: .crossed, rows: -5) }.contains("--rows"))
         XCTAssertTrue(message { try Simulation(design: .crossed, rows: 10, seed: 1 << 60) }.contains("--seed"))
         XCTAssertEqual(message { try SimulationDesign(named: "latin") },
-                       "unknown design 'latin': use one of crossed, multimember, nested3, crossed-mm, ratings")
+                       "unknown design 'latin': use one of crossed, multimember, nested3, crossed-mm, ratings, survey")
         let simulation = try Simulation(design: .nested3, rows: 100)
         XCTAssertTrue(message { try simulation.write(to: self.temporary("x.h5"), chunkRows: 0) }.contains("--chunk-rows"))
         let missing = temporary("no/such/dir/x.h5")
@@ -121,7 +156,7 @@ final class SimulationTests: ScratchDirectoryTestCase {
                        try openTable(path: path, table: nil).readNumeric("y", rows: 0..<500))
         let bad = try mlm(["simulate", "--rows", "500", "--design", "latin", "--out", path])
         XCTAssertEqual(bad.status, 1)
-        XCTAssertEqual(bad.stderr, "mlm: error: unknown design 'latin': use one of crossed, multimember, nested3, crossed-mm, ratings\n")
+        XCTAssertEqual(bad.stderr, "mlm: error: unknown design 'latin': use one of crossed, multimember, nested3, crossed-mm, ratings, survey\n")
     }
 
     // MARK: Generator
