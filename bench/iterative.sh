@@ -8,6 +8,7 @@
 #   - the true parameters of the simulation recovered (|θ̂ − θ| / SE, |β̂ − β| / SE);
 #   - the probe work on one rank and on two (`mpirun -np 2`, one thread each), at 10^6, with 16
 #     and 64 probes (medians of three interleaved runs);
+#   - the preconditioner of the solves (block-Jacobi, symmetric block Gauss–Seidel) at 10^5 and 10^6;
 #   - the bootstrap on the iterative path at 10^6, 8 replicates on one rank and on two: its rate;
 #   - the MovieLens-shaped `ratings` design at 3·10^7 rows (200,000 users × 20,000 items), alone.
 # The table goes to standard output and to bench/RESULTS-iterative.md.
@@ -83,6 +84,17 @@ for probes in 16 64; do
   done
   cmp -s "$data/iterative-1e6-p$probes-np1.json" "$data/iterative-1e6-p$probes-np2.json" \
     && echo "bench: 1 and 2 ranks wrote the same JSON ($probes probes)" >&2 || echo "bench: 1 and 2 ranks DIFFER" >&2
+done
+
+# The preconditioner of the solves for β̂, û and the AI matrix: block-Jacobi (the default) and
+# symmetric block Gauss–Seidel, at 10^5 and 10^6 rows, interleaved three times.
+for rows in 100000 1000000; do
+  for repeat in 1 2 3; do
+    for pc in block-jacobi gauss-seidel; do
+      run "precond-$pc-$rows-$repeat" "$data/crossed-mm-$rows.h5" "$data/precond-$pc-$rows.json" 0 --solver iterative \
+        --preconditioner "$pc" --verbose
+    done
+  done
 done
 
 # The bootstrap: 8 replicates on the same ranks and threads; its rate is the replicates over the

@@ -15,6 +15,10 @@ by = {r["name"]: r for r in rows}
 def size(r): return r["name"].split("-")[1]
 def levels(fit): return ", ".join(f"{g} {n}" for g, n in fit["ngroups"].items()).replace("mm(s1, s2, weights = cbind(m1, m2))", "school")
 
+def main_run(r):
+    """The fits of the size series (not the ranks', preconditioners', bootstrap's or ratings' runs)."""
+    return not r["ranks"] and r["name"].split("-")[0] in ("iterative", "direct")
+
 def true_theta(t):
     """θ of the simulation, in mlm's order of terms (read from theta_names)."""
     s = t["sigma"]
@@ -33,7 +37,7 @@ out = ["# The iterative solver on crossed + multiple-membership data", "",
        "| rows | levels | solver | wall (s) | peak RSS (MB) | iter / evals / grads | probes | criterion | MC SE | θ MC SE / SE (most) |",
        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|"]
 for r in rows:
-    if r["ranks"] or r["name"].startswith("ratings"): continue
+    if not main_run(r): continue
     f = r["fit"]; o = f["optimizer"]; s = f["solver"]
     if s["method"] == "iterative":
         probes = f'{s["probes"]} / {s["criterion_probes"]}'
@@ -62,7 +66,7 @@ out += ["", "## CG iterations per Newton iteration", "",
         "| rows | q | per evaluation: solves, probes mean / most (probes) |", "|---:|---:|---|"]
 for r in rows:
     f = r["fit"]
-    if r["ranks"] or r["name"].startswith("ratings") or f["solver"]["method"] != "iterative": continue
+    if not main_run(r) or f["solver"]["method"] != "iterative": continue
     q = sum(n for n in f["ngroups"].values()) + f["ngroups"].get("A", 0)  # A has two effects per level
     log = "; ".join(f'{e["solve"]}, {e["probe_mean"]:.1f} / {e["probe_max"]} ({e["probes"]})' for e in f["solver"]["cg_iterations"])
     out.append(f"| {size(r)} | {q} | {log} |")
@@ -75,7 +79,7 @@ out += ["", "## The simulation's parameters recovered", "",
         "|---:|" + "---:|" * (len(names) + 1)]
 for r in rows:
     f = r["fit"]
-    if r["ranks"] or r["name"].startswith("ratings") or f["solver"]["method"] != "iterative": continue
+    if not main_run(r) or f["solver"]["method"] != "iterative": continue
     truth = true_theta(r["truth"])
     at = {n: (t, se) for n, t, se in zip(f["theta_names"], f["theta"], f["solver"]["theta_se"])}
     z = [abs(at[n][0] - truth[n]) / at[n][1] for n in names]
@@ -105,6 +109,23 @@ if ranks_runs(16, 1) and ranks_runs(16, 2):
                        f"{eig:.2f} | {sol:.2f} | {same} |")
     one = {"seconds": median([r["seconds"] for r in ranks_runs(16, 1)])}
     two = {"seconds": median([r["seconds"] for r in ranks_runs(16, 2)])}
+def precond_runs(pc, n): return [r for r in rows if r["name"].startswith(f"precond-{pc}-{n}-")]
+if precond_runs("gauss-seidel", 100000):
+    out += ["", "## Preconditioner of the solves", "",
+            "The solves for β̂, û and the AI matrix with block-Jacobi (one block per level of each term, the default) and "
+            "with symmetric block Gauss–Seidel over the same blocks (`--preconditioner gauss-seidel`: M = (D + L)D⁻¹(D + U), "
+            "one forward and one backward sweep over Z'Z per application, sequential over the levels); the probes keep "
+            "block-Jacobi. Medians of three interleaved runs, `--verbose`'s seconds in the solves.", "",
+            "| rows | preconditioner | wall (s) | solves (s) | CG iterations of the solves per evaluation | criterion |",
+            "|---:|---|---:|---:|---|---:|"]
+    for n in (100000, 1000000):
+        for pc in ("block-jacobi", "gauss-seidel"):
+            runs = precond_runs(pc, n)
+            if not runs: continue
+            f = runs[0]["fit"]
+            its = ", ".join(str(e["solve"]) for e in f["solver"]["cg_iterations"])
+            out.append(f'| {n} | {pc} | {median([r["seconds"] for r in runs]):.2f} | '
+                       f'{median([r["split"]["solves"] for r in runs]):.2f} | {its} | {f["REMLcrit"]:.3f} |')
 boots = [(1, one, by.get("bootstrap-1000000-1rank")), (2, two, by.get("bootstrap-1000000-2ranks"))]
 if all(fit and boot for _, fit, boot in boots):
     same = boots[0][2]["fit"]["bootstrap"] == boots[1][2]["fit"]["bootstrap"]

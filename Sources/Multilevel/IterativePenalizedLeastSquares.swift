@@ -15,11 +15,19 @@ public struct IterativeSettings: Sendable, Equatable {
     public var maxIterations = 5_000
     /// The criterion reported is re-estimated with this many times the fit's final probes.
     public var finalProbeFactor = 2
+    /// The preconditioner of the solves for β̂, û and the AI matrix (the probes' is block-Jacobi).
+    public var solvePreconditioner = SolvePreconditionerChoice.blockJacobi
     /// Tests: the probes are the q columns of the identity, so every trace and log-determinant is
     /// exact (up to the Lanczos quadrature) and the path must reproduce the direct one.
     var exactTraces = false
 
     public init() {}
+}
+
+/// The preconditioner of the iterative path's solves (`GaussSeidelPreconditioner`).
+public enum SolvePreconditionerChoice: String, CaseIterable, Sendable {
+    case blockJacobi = "block-jacobi"
+    case gaussSeidel = "gauss-seidel"
 }
 
 /// What the iterative path's Monte-Carlo estimates carry, for the reader.
@@ -425,7 +433,15 @@ final class IterativePenalizedLeastSquares {
     /// two ranks saved nothing: two scalar columns cost what four in SIMD4 do, and the gather
     /// came on top). Each column's iteration is its own, so the result is the same bit for bit
     /// on any number of ranks.
-    private func solveSplit(_ rhs: [Double], vectors k: Int, preconditioner m: BlockJacobiPreconditioner)
+    private func solveSplit(_ rhs: [Double], vectors k: Int, preconditioner blockJacobi: BlockJacobiPreconditioner)
+        -> (x: [Double], iterations: [Int], converged: Bool) {
+        switch settings.solvePreconditioner {
+        case .blockJacobi: return solveSplit(rhs, vectors: k, using: blockJacobi)
+        case .gaussSeidel: return solveSplit(rhs, vectors: k, using: GaussSeidelPreconditioner(system: system, blocks: blockJacobi))
+        }
+    }
+
+    private func solveSplit<P: SolvePreconditioner>(_ rhs: [Double], vectors k: Int, using m: P)
         -> (x: [Double], iterations: [Int], converged: Bool) {
         let size = communicator.size, rank = communicator.rank
         let owner = { (j: Int) in (j / 4) % size }

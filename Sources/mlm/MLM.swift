@@ -55,6 +55,9 @@ struct ReadingOptions: ParsableArguments {
     @Option(help: "Iterative solver: seed of the probes (the fit depends on it only through the Monte-Carlo error).")
     var probeSeed: UInt64 = IterativeSettings().seed
 
+    @Option(help: "Iterative solver: preconditioner of the solves for β̂, û and the AI matrix: block-jacobi or gauss-seidel (the probes always use block-jacobi).")
+    var preconditioner = IterativeSettings().solvePreconditioner.rawValue
+
     @Option(help: ArgumentHelp("Rows per segment of the fixed summation order (for tests).", visibility: .hidden))
     var segmentRows = CrossProductAccumulator.segmentRows
 
@@ -81,6 +84,10 @@ struct ReadingOptions: ParsableArguments {
         options.iterative.probes = probes
         options.iterative.maxProbes = maxProbes
         options.iterative.seed = probeSeed
+        guard let solvePreconditioner = SolvePreconditionerChoice(rawValue: preconditioner) else {
+            throw InputError("--preconditioner must be one of \(SolvePreconditionerChoice.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        options.iterative.solvePreconditioner = solvePreconditioner
         options.segmentRows = segmentRows
         options.optimizer = choice
         options.maxMemory = try maxMemory.map(MemoryLimit.parse)

@@ -27,7 +27,7 @@ enum ConjugateGradients {
     /// `solve` on blocks of at most `block` columns at a time, the results put back together: the
     /// same bits as one call (each column's iteration is its own), with working vectors small
     /// enough to stay in cache when k is large.
-    static func solve(_ a: SystemOperator, preconditioner m: BlockJacobiPreconditioner, rhs b: [Double], vectors k: Int,
+    static func solve<P: SolvePreconditioner>(_ a: SystemOperator, preconditioner m: P, rhs b: [Double], vectors k: Int,
                       tolerance: Double, maxIterations: Int, lanczos: Bool, block: Int) -> Result {
         guard k > block else {
             return solve(a, preconditioner: m, rhs: b, vectors: k, tolerance: tolerance, maxIterations: maxIterations, lanczos: lanczos)
@@ -49,13 +49,13 @@ enum ConjugateGradients {
     }
 
     /// Solves A x_j = b_j until ‖b_j − Ax_j‖ ≤ tolerance ‖b_j‖, from x = 0.
-    static func solve(_ a: SystemOperator, preconditioner m: BlockJacobiPreconditioner, rhs b: [Double], vectors k: Int,
+    static func solve<P: SolvePreconditioner>(_ a: SystemOperator, preconditioner m: P, rhs b: [Double], vectors k: Int,
                       tolerance: Double, maxIterations: Int, lanczos: Bool) -> Result {
         let q = a.dimension
         var x = [Double](repeating: 0, count: q * k)
         var r = b
         var z = r
-        z.withUnsafeMutableBufferPointer { m.apply(.solve, to: $0.baseAddress!, vectors: k) }
+        z.withUnsafeMutableBufferPointer { m.solve($0.baseAddress!, vectors: k, only: nil) }
         var p = z
         var rho = [Double](repeating: 0, count: k), bNorm = [Double](repeating: 0, count: k)
         for i in 0..<q { for j in 0..<k {
@@ -102,13 +102,13 @@ enum ConjugateGradients {
             // z = M⁻¹r, β = r'z / ρ, p = z + βp on the columns still iterating.
             if still.count == k {
                 z = r
-                z.withUnsafeMutableBufferPointer { m.apply(.solve, to: $0.baseAddress!, vectors: k) }
+                z.withUnsafeMutableBufferPointer { m.solve($0.baseAddress!, vectors: k, only: nil) }
             } else {
                 for (_, j) in still {
                     for i in 0..<q { z[i * k + j] = r[i * k + j] }
                 }
                 z.withUnsafeMutableBufferPointer { buf in
-                    for (_, j) in still { m.apply(.solve, to: buf.baseAddress!, vectors: k, only: j) }
+                    for (_, j) in still { m.solve(buf.baseAddress!, vectors: k, only: j) }
                 }
             }
             var rhoNew = [Double](repeating: 0, count: still.count)

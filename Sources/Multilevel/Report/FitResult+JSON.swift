@@ -44,6 +44,7 @@ extension FitResult {
         if let mc = monteCarlo {
             fields.append(("solver", .object([
                 ("method", .string("iterative")),
+                ("preconditioner", .string((iterative?.solvePreconditioner ?? .blockJacobi).rawValue)),
                 ("probes", .number(Double(mc.probes))),
                 ("criterion_probes", .number(Double(mc.criterionProbes))),
                 ("criterion_mc_se", .finite(mc.criterionSE)),
