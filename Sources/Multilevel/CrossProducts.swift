@@ -43,6 +43,9 @@ public struct CrossProducts: Sendable {
     /// p: the number of fixed-effect columns.
     public var fixedCount: Int { fixedNames.count }
 
+    /// ν of σ̂² = r²/ν: n − p for REML, n for ML.
+    func residualDegreesOfFreedom(reml: Bool) -> Double { Double(reml ? rows - fixedCount : rows) }
+
     /// X'X entry (i, j).
     func xx(_ i: Int, _ j: Int) -> Double { xyxy[i + j * (fixedCount + 1)] }
 

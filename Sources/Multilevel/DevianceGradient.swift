@@ -26,7 +26,7 @@ extension PenalizedLeastSquares {
     /// The same from `modes(theta, e)`, which the AI matrix can share.
     func gradient(_ e: Evaluation, _ modes: Modes) -> [Double] {
         let (logDeterminant, residual) = gradientParts(e, modes)
-        let scale = Double(reml ? crossProducts.rows - crossProducts.fixedCount : crossProducts.rows) / e.penalizedRSS
+        let scale = crossProducts.residualDegreesOfFreedom(reml: reml) / e.penalizedRSS
         return zip(logDeterminant, residual).map { $0 + scale * $1 }
     }
 
@@ -174,7 +174,7 @@ extension PenalizedLeastSquares {
     /// The same from `modes(theta, e)`.
     func averageInformation(_ e: Evaluation, _ modes: Modes) -> [Double] {
         let (k, azr) = informationParts(e, modes)
-        let nu = Double(reml ? crossProducts.rows - crossProducts.fixedCount : crossProducts.rows)
+        let nu = crossProducts.residualDegreesOfFreedom(reml: reml)
         return Self.profiledInformation(k, azr, sigma2: e.penalizedRSS / nu, nu: nu)
     }
 

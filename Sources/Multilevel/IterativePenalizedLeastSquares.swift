@@ -528,7 +528,7 @@ final class IterativePenalizedLeastSquares {
     /// The same given z_r (`modes(theta, e)`).
     private func gradient(_ e: Evaluation, _ zr: [Double]) -> [Double] {
         let (logDeterminant, residual) = gradientParts(e, zr)
-        let nu = Double(reml ? crossProducts.rows - crossProducts.fixedCount : crossProducts.rows)
+        let nu = crossProducts.residualDegreesOfFreedom(reml: reml)
         return zip(logDeterminant, residual).map { $0 + nu / e.penalizedRSS * $1 }
     }
 
@@ -630,7 +630,7 @@ final class IterativePenalizedLeastSquares {
     /// The AI matrix (m × m column-major), from m more solves, given z_r (`modes(theta, e)`).
     private func averageInformation(_ e: Evaluation, _ zr: [Double]) -> [Double] {
         let (k, azr) = informationParts(e, zr)
-        let nu = Double(reml ? crossProducts.rows - crossProducts.fixedCount : crossProducts.rows)
+        let nu = crossProducts.residualDegreesOfFreedom(reml: reml)
         return PenalizedLeastSquares.profiledInformation(k, azr, sigma2: e.penalizedRSS / nu, nu: nu)
     }
 
@@ -735,8 +735,7 @@ final class IterativePenalizedLeastSquares {
     }
 
     func residualSD(_ e: Evaluation) -> Double {
-        let n = crossProducts.rows, p = crossProducts.fixedCount
-        return (e.penalizedRSS / Double(reml ? n - p : n)).squareRoot()
+        (e.penalizedRSS / crossProducts.residualDegreesOfFreedom(reml: reml)).squareRoot()
     }
 
     /// b = Λû.

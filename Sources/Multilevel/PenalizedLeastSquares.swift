@@ -68,8 +68,7 @@ final class PenalizedLeastSquares {
 
     /// σ̂ = √(r² / (n − p)) (REML) or √(r² / n) (ML).
     func residualSD(_ e: Evaluation) -> Double {
-        let n = crossProducts.rows, p = crossProducts.fixedCount
-        return (e.penalizedRSS / Double(reml ? n - p : n)).squareRoot()
+        (e.penalizedRSS / crossProducts.residualDegreesOfFreedom(reml: reml)).squareRoot()
     }
 
     /// Whether the dense-Schur-complement factorisation is in use (else CHOLMOD's).

@@ -79,25 +79,17 @@ struct GaussSeidelPreconditioner: SolvePreconditioner {
     private func update(_ v: UnsafeMutablePointer<Double>, block b: Int, p: Int, start: Int, template tk: [Double],
                         sums s: [Double], scratch t: inout [Double], w: inout [Double], vectors k: Int, columns: Range<Int>,
                         backward: Bool) {
-        let l = blocks.factors[b], base = start * k
+        let base = start * k
+        // t = T's (T lower: (T's)[r] = Σ_{u ≥ r} T[u, r] s[u]); forward, v_b − T's.
         for c in columns {
-            // t = T's (T lower: (T's)[r] = Σ_{u ≥ r} T[u, r] s[u]).
             for r in 0..<p {
                 var sum = 0.0
                 for u in r..<p { sum += tk[u + r * p] * s[u * k + c] }
                 t[r * k + c] = backward ? sum : v[base + r * k + c] - sum
             }
-            // D_b⁻¹ t by its Cholesky factor L (L L' x = t).
-            for r in 0..<p {
-                var x = t[r * k + c]
-                for u in 0..<r { x -= l[r + u * p] * t[u * k + c] }
-                t[r * k + c] = x / l[r + r * p]
-            }
-            for r in stride(from: p - 1, through: 0, by: -1) {
-                var x = t[r * k + c]
-                for u in (r + 1)..<max(r + 1, p) { x -= l[u + r * p] * t[u * k + c] }
-                t[r * k + c] = x / l[r + r * p]
-            }
+        }
+        t.withUnsafeMutableBufferPointer { blocks.apply(.solve, block: b, to: $0.baseAddress!, vectors: k, columns: columns) }
+        for c in columns {
             for r in 0..<p { v[base + r * k + c] = backward ? v[base + r * k + c] - t[r * k + c] : t[r * k + c] }
             for r in 0..<p {
                 var sum = 0.0

@@ -302,41 +302,44 @@ struct BlockJacobiPreconditioner {
     /// for k row-interleaved vectors.
     func apply(_ op: Operation, to v: UnsafeMutablePointer<Double>, vectors k: Int, only column: Int? = nil) {
         let columns = column.map { $0..<($0 + 1) } ?? 0..<k
-        for (b, l) in factors.enumerated() {
-            let p = sizes[b], base = offsets[b] * k
-            if p == 1 {
-                let d = l[0]
-                for j in columns {
-                    switch op {
-                    case .solve: v[base + j] /= d * d
-                    case .lower: v[base + j] *= d
-                    case .inverseLower, .inverseTransposeLower: v[base + j] /= d
-                    }
-                }
-                continue
-            }
+        for b in factors.indices { apply(op, block: b, to: v + offsets[b] * k, vectors: k, columns: columns) }
+    }
+
+    /// The same with block b alone, on the p_b rows of k row-interleaved vectors that start at `v`.
+    func apply(_ op: Operation, block b: Int, to v: UnsafeMutablePointer<Double>, vectors k: Int, columns: Range<Int>) {
+        let p = sizes[b], l = factors[b]
+        if p == 1 {
+            let d = l[0]
             for j in columns {
                 switch op {
-                case .lower:
-                    for r in stride(from: p - 1, through: 0, by: -1) {
-                        var s = 0.0
-                        for c in 0...r { s += l[r + c * p] * v[base + c * k + j] }
-                        v[base + r * k + j] = s
+                case .solve: v[j] /= d * d
+                case .lower: v[j] *= d
+                case .inverseLower, .inverseTransposeLower: v[j] /= d
+                }
+            }
+            return
+        }
+        for j in columns {
+            switch op {
+            case .lower:
+                for r in stride(from: p - 1, through: 0, by: -1) {
+                    var s = 0.0
+                    for c in 0...r { s += l[r + c * p] * v[c * k + j] }
+                    v[r * k + j] = s
+                }
+            case .solve, .inverseLower, .inverseTransposeLower:
+                if op != .inverseTransposeLower {
+                    for r in 0..<p {   // L w = v
+                        var s = v[r * k + j]
+                        for c in 0..<r { s -= l[r + c * p] * v[c * k + j] }
+                        v[r * k + j] = s / l[r + r * p]
                     }
-                case .solve, .inverseLower, .inverseTransposeLower:
-                    if op != .inverseTransposeLower {
-                        for r in 0..<p {   // L w = v
-                            var s = v[base + r * k + j]
-                            for c in 0..<r { s -= l[r + c * p] * v[base + c * k + j] }
-                            v[base + r * k + j] = s / l[r + r * p]
-                        }
-                    }
-                    if op == .inverseLower { continue }
-                    for r in stride(from: p - 1, through: 0, by: -1) {   // L'x = w
-                        var s = v[base + r * k + j]
-                        for c in (r + 1)..<max(r + 1, p) { s -= l[c + r * p] * v[base + c * k + j] }
-                        v[base + r * k + j] = s / l[r + r * p]
-                    }
+                }
+                if op == .inverseLower { continue }
+                for r in stride(from: p - 1, through: 0, by: -1) {   // L'x = w
+                    var s = v[r * k + j]
+                    for c in (r + 1)..<max(r + 1, p) { s -= l[c + r * p] * v[c * k + j] }
+                    v[r * k + j] = s / l[r + r * p]
                 }
             }
         }
