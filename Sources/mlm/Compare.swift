@@ -19,6 +19,9 @@ struct Compare: ParsableCommand {
     @Option(help: "A column of precision weights for every model (lme4's weights =), as mlm fit's --weights.")
     var weights: String?
 
+    @Option(help: ArgumentHelp("Refused: likelihood-ratio tests are not valid under sampling weights.", visibility: .hidden))
+    var surveyWeights: String?
+
     @Option(help: "Write the table as JSON to this file ('-': standard output, the table then on stderr).")
     var json: String?
 
@@ -27,6 +30,10 @@ struct Compare: ParsableCommand {
 
     func validate() throws {
         if formula.count < 2 { throw ValidationError("give at least two --formula options to compare") }
+        if surveyWeights != nil {
+            throw ValidationError("--survey-weights: likelihood-ratio tests are not valid under sampling weights (a pseudo-likelihood); "
+                + "test the terms by the Wald tests of mlm fit --survey-weights")
+        }
     }
 
     func run() throws {

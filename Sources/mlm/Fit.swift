@@ -76,6 +76,10 @@ struct Fit: ParsableCommand {
                 }
                 try requireWritableFolder(report, option: "--report")
             }
+            if let design = try Job.stage({ try model.surveyDesign() }) {
+                try fitSurvey(design)
+                return
+            }
             let (result, data) = try model.fitWithData(trace: verbose && Job.isRoot ? traceLine(since: ContinuousClock.now) : nil)
             if verbose && Job.isRoot {
                 for (stage, d) in result.timings { FileHandle.standardError.write(Data("\(stage): \(d)\n".utf8)) }
@@ -108,6 +112,22 @@ struct Fit: ParsableCommand {
                 guard Job.isRoot else { return }
                 try writeOutputs(result, data: data, boot: boot, profiled: profiled)
             }
+        }
+    }
+
+    /// A sampling-weighted fit: the summary and the JSON (the other outputs need a model-based fit).
+    private func fitSurvey(_ design: SurveyDesign) throws {
+        let refused = [(ranef != nil, "--ranef"), (bootstrap != nil, "--bootstrap"), (profile, "--profile"), (report != nil, "--report"),
+                       (checkpoint != nil, "--checkpoint")].filter(\.0).map(\.1)
+        if let option = refused.first {
+            throw InputError("\(option) is not available with --survey-weights: a pseudo-likelihood fit's uncertainty is its linearised "
+                + "(design-based) variance, which the summary reports")
+        }
+        let result = try model.fitSurvey(design, trace: verbose && Job.isRoot ? traceLine(since: ContinuousClock.now) : nil)
+        try Job.stage {
+            guard Job.isRoot else { return }
+            printSummary(result.summary(), outputs: [json])
+            if let json { try write(result.json().serialized() + "\n", to: json) }
         }
     }
 

@@ -114,8 +114,42 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "A column of precision weights w (lme4's weights =): row i's residual variance is σ²/w_i. Rows with a missing weight are dropped; a weight must be positive.")
     var weights: String?
 
-    @Option(help: "What --weights are: precision (lme4's prior weights, the only kind built; sampling weights are not).")
+    @Option(help: "What --weights are: precision (lme4's prior weights). Sampling weights are given by --survey-weights.")
     var weightsKind = "precision"
+
+    @Option(help: "Sampling weights of each level, innermost first, e.g. \"w_pupil, w_school\" (conditional weights, as Stata's mixed takes them): fit by maximum pseudo-likelihood with linearised standard errors. Two-level nested designs, or one weight for a model without random effects (with --psu).")
+    var surveyWeights: String?
+
+    @Option(help: "How the level-1 sampling weights are scaled within each cluster: size (to the cluster's sample size), effective (to its effective sample size) or none.")
+    var weightScaling = "size"
+
+    @Option(help: "Column of primary sampling units for the linearised variance (default: the model's clusters); the clusters must be nested in them.")
+    var psu: String?
+
+    @Option(help: "Column of strata for the linearised variance (PSUs with replacement within strata; default: one stratum).")
+    var strata: String?
+
+    /// The survey design asked for, nil without --survey-weights; the options that need one refused without it.
+    func surveyDesign() throws -> SurveyDesign? {
+        guard let text = surveyWeights else {
+            if psu != nil || strata != nil { throw InputError("--psu and --strata need --survey-weights") }
+            if weightScaling != "size" { throw InputError("--weight-scaling needs --survey-weights") }
+            return nil
+        }
+        guard let scaling = WeightScaling(rawValue: weightScaling) else {
+            throw InputError("--weight-scaling must be one of \(WeightScaling.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        if weights != nil {
+            throw InputError("precision weights (--weights) and sampling weights (--survey-weights) cannot be combined")
+        }
+        return SurveyDesign(weights: try SurveyDesign.weightColumns(text), scaling: scaling, psu: psu, strata: strata)
+    }
+
+    /// A sampling-weighted fit (`--survey-weights`), by maximum pseudo-likelihood.
+    func fitSurvey(_ design: SurveyDesign, trace: (@Sendable (Int, [Double], Double) -> Void)? = nil) throws -> SurveyFitResult {
+        let (data, options) = try Job.stage { try reading.resolve(reml: false, trace: trace) }
+        return try Job.stage { try LinearMixedModel.fitSurvey(formula, data: data, design: design, options: options) }
+    }
 
     var threads: Int { reading.threads }
 
@@ -129,7 +163,10 @@ struct ModelOptions: ParsableArguments {
     func fitWithData(trace: (@Sendable (Int, [Double], Double) -> Void)? = nil) throws -> (fit: FitResult, data: TableSource) {
         let (data, options) = try Job.stage {
             guard weightsKind == "precision" else {
-                throw InputError("--weights-kind must be precision (lme4's prior weights); sampling weights are not built yet")
+                throw InputError("--weights-kind must be precision (lme4's prior weights); give sampling weights with --survey-weights")
+            }
+            if surveyWeights != nil {
+                throw InputError("--survey-weights is for mlm fit (a pseudo-likelihood fit has no conditional modes, bootstrap or profile here)")
             }
             var (data, options) = try reading.resolve(reml: !ml, trace: trace)
             options.weights = weights

@@ -139,6 +139,43 @@ final class MPITests: ScratchDirectoryTestCase {
     }
 
     /// Bad input under mpirun: every rank stops, one error line, no hang.
+    /// A sampling-weighted fit: the ranks' segments of each cluster are added on rank 0 in the
+    /// order one process adds them, so 1, 2 and 3 ranks write byte-identical JSON; a level-2
+    /// weight that varies within a school read by the last rank stops every rank with one line.
+    func testSurveyFitIsTheSameOnAnyNumberOfRanks() throws {
+        // 3,000 pupils in 150 schools of 20, in 10 strata; schools span segments of 40 rows.
+        var lines = ["y,x,school,stratum,w_pupil,w_school"]
+        for i in 0..<3000 {
+            let school = i / 20, u = sin(Double(school) * 1.7), x = cos(Double(i) * 0.37)
+            let y = 1 + 0.5 * x + 0.5 * u + sin(Double(i) * 2.3)
+            lines.append("\(y),\(x),s\(school),\(school / 15),\(1 + Double(i % 7) / 3),\(2 + Double(school % 5))")
+        }
+        let data = try write(lines.joined(separator: "\n") + "\n", to: "survey.csv")
+        func arguments(_ tag: String, file: String = data) -> [String] {
+            ["fit", file, "--formula", "y ~ x + (1 | school)", "--survey-weights", "w_pupil, w_school", "--strata", "stratum",
+             "--segment-rows", "40", "--json", temporary("survey-\(tag).json")]
+        }
+        let single = try mlm(arguments("single"))
+        XCTAssertEqual(single.status, 0, single.stderr)
+        let expected = try Data(contentsOf: URL(fileURLWithPath: temporary("survey-single.json")))
+        for ranks in [1, 2, 3] {
+            let run = try mpirun(ranks, arguments("\(ranks)"))
+            XCTAssertEqual(run.status, 0, run.stderr)
+            XCTAssertEqual(run.stdout, single.stdout, "\(ranks) ranks")
+            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: temporary("survey-\(ranks).json"))), expected, "\(ranks) ranks")
+        }
+        // The last school's level-2 weight changed in its last row (read by rank 2 of 3).
+        var fields = lines[lines.count - 1].split(separator: ",").map(String.init)
+        fields[5] = "12345"
+        lines[lines.count - 1] = fields.joined(separator: ",")
+        let bad = try write(lines.joined(separator: "\n") + "\n", to: "survey-bad.csv")
+        let run = try mpirun(3, arguments("bad", file: bad))
+        XCTAssertNotEqual(run.status, 0)
+        let errors = run.stderr.split(separator: "\n").filter { $0.hasPrefix("mlm: error:") }
+        XCTAssertEqual(errors.count, 1, run.stderr)
+        XCTAssertTrue(errors.first?.contains("the level-2 weight in column 'w_school' varies within school 's149'") ?? false, run.stderr)
+    }
+
     func testErrorsUnderMPIStopEveryRankWithOneLine() throws {
         let run = try mpirun(2, ["fit", Fixtures.path("sleepstudy.h5"), "--formula", "Reaction ~ Nights + (1 | Subject)",
                                  "--bootstrap", "10"])

@@ -217,6 +217,14 @@ public struct Formula: Sendable {
         return f
     }
 
+    /// The same model, also reading `extra` columns (a survey's weights, PSUs and strata), which
+    /// do not make a row incomplete: what a missing value there means is the reader's to decide.
+    public func reading(_ extra: [String]) -> Formula {
+        var f = self
+        for c in extra where !f.columns.contains(c) { f.columns.append(c) }
+        return f
+    }
+
     /// Parse and expand a formula; throws `InputError` naming the position at fault.
     ///
     /// - Terms are joined by `+`; `- 1` and `- 0` are the only subtractions. The intercept

@@ -1,0 +1,221 @@
+import Foundation
+
+/// The Gaussian pseudo-log-likelihood of a two-level design with sampling weights at both
+/// levels (Pfeffermann et al. 1998; Rabe-Hesketh & Skrondal 2006), from `ClusterCrossProducts`.
+///
+/// Cluster j (level-2 weight wⱼ) has rows with scaled level-1 weights w*ᵢ = cⱼwᵢ (`WeightScaling`)
+/// and random effects bⱼ = Λuⱼ, uⱼ ~ N(0, σ²I). Its weighted log-likelihood Σᵢ w*ᵢ log f(yᵢ | uⱼ)
+/// integrated over uⱼ is closed-form:
+///
+///     ℓⱼ = −½ nⱼʷ log 2πσ² − ½ log|Mⱼ| − Qⱼ/(2σ²),   Mⱼ = Λ'Aⱼ*Λ + I,
+///     Qⱼ = min_u (rⱼ − ZⱼΛu)'Wⱼ*(rⱼ − ZⱼΛu) + u'u = ξ'(Cⱼ* − Bⱼ*'ΛMⱼ⁻¹Λ'Bⱼ*)ξ,  ξ = [−β; 1],
+///
+/// nⱼʷ = Σᵢ w*ᵢ and Aⱼ* = cⱼAⱼ etc. The pseudo-log-likelihood is ℓ = Σⱼ wⱼℓⱼ. Given θ it is
+/// maximised by β̂ = the generalised least squares of S = Σⱼ wⱼ(Cⱼ* − Gⱼ'Gⱼ), Gⱼ = Lⱼ⁻¹Λ'Bⱼ*
+/// (LⱼLⱼ' = Mⱼ), and σ̂² = R²/Nʷ with R² the residual of that least squares and Nʷ = Σⱼ wⱼnⱼʷ; the
+/// profiled −2ℓ is Nʷ(1 + log(2πR²/Nʷ)) + Σⱼ wⱼ log|Mⱼ|. With all weights 1 it is lme4's ML
+/// deviance. REML has no accepted pseudo-likelihood version: only ML is offered.
+struct PseudoLikelihood {
+    let sums: ClusterCrossProducts
+    let factor: RelativeCovarianceFactor
+    /// cⱼ and wⱼ.
+    let scale: [Double]
+    let weight: [Double]
+    /// Nʷ = Σⱼ wⱼcⱼΣᵢwᵢ.
+    let weightedCount: Double
+
+    init(_ sums: ClusterCrossProducts, scaling: WeightScaling) {
+        self.sums = sums
+        factor = RelativeCovarianceFactor(terms: sums.terms)
+        let c = (0..<sums.clusters).map { scaling.factor(count: sums.count[$0], sum: sums.sumW[$0], sumOfSquares: sums.sumW2[$0]) }
+        scale = c
+        weight = sums.weight2
+        weightedCount = (0..<sums.clusters).reduce(0.0) { $0 + sums.weight2[$1] * c[$1] * sums.sumW[$1] }
+    }
+
+    var d: Int { sums.d }
+    var p1: Int { sums.p1 }
+
+    /// Λ for one cluster: blockdiag(T_k), d × d column-major lower triangular.
+    func lambda(_ theta: [Double]) -> [Double] {
+        var l = [Double](repeating: 0, count: d * d)
+        var o = 0
+        for (k, t) in sums.terms.enumerated() {
+            let pk = t.dimension, tk = factor.template(k, theta: theta)
+            for col in 0..<pk { for row in col..<pk { l[(o + row) + (o + col) * d] = tk[row + col * pk] } }
+            o += pk
+        }
+        return l
+    }
+
+    /// One cluster at θ: Λ'A*Λ + I's Cholesky factor L (lower, column-major) and log|M|.
+    private func clusterFactor(_ j: Int, lambda: [Double]) -> (l: [Double], logDet: Double)? {
+        let a = sums.aOf(j).map { $0 * scale[j] }
+        var m = Dense.multiply(Dense.transpose(lambda, d, d), Dense.multiply(a, lambda, d, d, d), d, d, d)
+        for i in 0..<d { m[i + i * d] += 1 }
+        guard let l = Dense.lowerCholesky(m, d) else { return nil }
+        return (l, 2 * (0..<d).reduce(0.0) { $0 + log(l[$1 + $1 * d]) })
+    }
+
+    struct Evaluation {
+        /// Σⱼ wⱼ log|Mⱼ|, the weighted Schur complement S and its Cholesky factor R (upper).
+        var logDeterminant: Double
+        var s: [Double]
+        var r: [Double]
+        var beta: [Double]
+        /// R² and σ̂² = R²/Nʷ.
+        var penalizedRSS: Double
+        var sigma2: Double
+        /// −2ℓ at θ with β and σ² profiled out.
+        var deviance: Double
+    }
+
+    /// β̂, σ̂² and −2ℓ at θ; nil where a cluster's or S's Cholesky fails.
+    func evaluate(_ theta: [Double]) -> Evaluation? {
+        let lam = lambda(theta)
+        var s = [Double](repeating: 0, count: p1 * p1)
+        var logDet = 0.0
+        for j in 0..<sums.clusters where sums.count[j] > 0 {
+            let w = weight[j], c = scale[j]
+            let cj = sums.cOf(j)
+            if d > 0 {
+                guard let (l, ld) = clusterFactor(j, lambda: lam) else { return nil }
+                logDet += w * ld
+                // G = L⁻¹ Λ' B*.
+                let g = Dense.solveLower(l, d, Dense.multiply(Dense.transpose(lam, d, d), sums.bOf(j).map { $0 * c }, d, d, p1), p1)
+                for col in 0..<p1 {
+                    for row in 0...col {
+                        var gg = 0.0
+                        for t in 0..<d { gg += g[t + row * d] * g[t + col * d] }
+                        s[row + col * p1] += w * (c * cj[cj.startIndex + row + col * p1] - gg)
+                    }
+                }
+            } else {
+                for col in 0..<p1 { for row in 0...col { s[row + col * p1] += w * c * cj[cj.startIndex + row + col * p1] } }
+            }
+        }
+        guard let r = DenseCholesky.upper(s, order: p1) else { return nil }
+        let p = p1 - 1
+        let rss = r[p1 * p1 - 1] * r[p1 * p1 - 1]
+        guard rss > 0, weightedCount > 0 else { return nil }
+        let beta = DenseCholesky.solveUpper(r, leading: p1, order: p, Array(r[(p * p1)..<(p * p1 + p)]))
+        let n = weightedCount
+        return Evaluation(logDeterminant: logDet, s: s, r: r, beta: beta, penalizedRSS: rss, sigma2: rss / n,
+                          deviance: n * (1 + log(2 * Double.pi * rss / n)) + logDet)
+    }
+
+    /// −2ℓ at θ with β and σ² profiled out; +∞ where undefined.
+    func deviance(_ theta: [Double]) -> Double { evaluate(theta)?.deviance ?? .infinity }
+
+    /// Each cluster's ℓⱼ (without its weight wⱼ) at (β, θ, σ²), and its score, the gradient of ℓⱼ
+    /// with respect to ψ = (β, θ, σ²), row by row (clusters × (p + θ + 1), row-major).
+    ///
+    /// ∂ℓⱼ/∂β = [(Cⱼ* − Bⱼ*'ΛMⱼ⁻¹Λ'Bⱼ*)ξ]_X / σ²;  ∂ℓⱼ/∂σ² = −nⱼʷ/(2σ²) + Qⱼ/(2σ⁴);  for θᵢ the
+    /// entry (α, β') of Λ: ∂ℓⱼ/∂θᵢ = −(Mⱼ⁻¹Λ'Aⱼ*)[β', α] + ûⱼ[β'] (gⱼ − Aⱼ*Λûⱼ)[α] / σ², with
+    /// gⱼ = Bⱼ*ξ = Zⱼ'Wⱼ*rⱼ and ûⱼ = Mⱼ⁻¹Λ'gⱼ.
+    func clusterScores(beta: [Double], theta: [Double], sigma2: Double) -> (logLikelihood: [Double], scores: [Double]) {
+        let p = p1 - 1, m = theta.count, width = p + m + 1
+        let lam = lambda(theta), lamT = Dense.transpose(lam, d, d)
+        let xi = beta.map { -$0 } + [1]
+        // Where each θ entry sits in a cluster's Λ.
+        var position: [(row: Int, col: Int)] = []
+        var o = 0
+        for t in sums.terms {
+            for col in 0..<t.dimension { for row in col..<t.dimension { position.append((o + row, o + col)) } }
+            o += t.dimension
+        }
+        var logLik = [Double](repeating: 0, count: sums.clusters)
+        var scores = [Double](repeating: 0, count: sums.clusters * width)
+        for j in 0..<sums.clusters where sums.count[j] > 0 {
+            let c = scale[j]
+            let cs = sums.cOf(j).map { $0 * c }, bs = sums.bOf(j).map { $0 * c }, a = sums.aOf(j).map { $0 * c }
+            let nw = c * sums.sumW[j]
+            var cxi = [Double](repeating: 0, count: p1)
+            for col in 0..<p1 { for row in 0..<p1 { cxi[row] += cs[row + col * p1] * xi[col] } }
+            var q = zip(xi, cxi).reduce(0.0) { $0 + $1.0 * $1.1 }
+            var logDet = 0.0
+            var betaScore = Array(cxi[0..<p])
+            if d > 0 {
+                guard let (l, ld) = clusterFactor(j, lambda: lam) else { logLik[j] = -.infinity; continue }
+                logDet = ld
+                let g = Dense.multiply(bs, xi, d, p1, 1)                          // Z'W*r
+                let u = Dense.solveCholesky(l, d, Dense.multiply(lamT, g, d, d, 1))   // û
+                let lu = Dense.multiply(lam, u, d, d, 1)                          // Λû
+                q -= zip(g, lu).reduce(0.0) { $0 + $1.0 * $1.1 }
+                // β: subtract B*'Λû.
+                for a0 in 0..<p { for t in 0..<d { betaScore[a0] -= bs[t + a0 * d] * lu[t] } }
+                let alu = Dense.multiply(a, lu, d, d, 1)
+                let k = Dense.solveCholesky(l, d, Dense.multiply(lamT, a, d, d, d), columns: d)   // M⁻¹Λ'A*
+                for (i, pos) in position.enumerated() {
+                    scores[j * width + p + i] = -k[pos.col + pos.row * d] + u[pos.col] * (g[pos.row] - alu[pos.row]) / sigma2
+                }
+            }
+            for a0 in 0..<p { scores[j * width + a0] = betaScore[a0] / sigma2 }
+            scores[j * width + p + m] = -nw / (2 * sigma2) + q / (2 * sigma2 * sigma2)
+            logLik[j] = -0.5 * nw * log(2 * Double.pi * sigma2) - 0.5 * logDet - q / (2 * sigma2)
+        }
+        return (logLik, scores)
+    }
+}
+
+/// Small dense matrices, column-major, for the per-cluster algebra of d × d blocks.
+enum Dense {
+    /// A (m × k) times B (k × n).
+    static func multiply<A: Collection, B: Collection>(_ a: A, _ b: B, _ m: Int, _ k: Int, _ n: Int) -> [Double]
+        where A.Element == Double, A.Index == Int, B.Element == Double, B.Index == Int {
+        var out = [Double](repeating: 0, count: m * n)
+        let a0 = a.startIndex, b0 = b.startIndex
+        for j in 0..<n { for t in 0..<k { let x = b[b0 + t + j * k]; if x == 0 { continue }; for i in 0..<m { out[i + j * m] += a[a0 + i + t * m] * x } } }
+        return out
+    }
+
+    static func transpose(_ a: [Double], _ m: Int, _ n: Int) -> [Double] {
+        var t = [Double](repeating: 0, count: m * n)
+        for j in 0..<n { for i in 0..<m { t[j + i * n] = a[i + j * m] } }
+        return t
+    }
+
+    /// L with LL' = A (lower, column-major); nil unless A is positive definite.
+    static func lowerCholesky(_ a: [Double], _ n: Int) -> [Double]? {
+        var l = [Double](repeating: 0, count: n * n)
+        for j in 0..<n {
+            var s = a[j + j * n]
+            for t in 0..<j { s -= l[j + t * n] * l[j + t * n] }
+            guard s > 0 else { return nil }
+            let ljj = s.squareRoot()
+            l[j + j * n] = ljj
+            for i in (j + 1)..<max(j + 1, n) {
+                var v = a[i + j * n]
+                for t in 0..<j { v -= l[i + t * n] * l[j + t * n] }
+                l[i + j * n] = v / ljj
+            }
+        }
+        return l
+    }
+
+    /// L⁻¹B for lower-triangular L (n × n) and B (n × columns).
+    static func solveLower(_ l: [Double], _ n: Int, _ b: [Double], _ columns: Int) -> [Double] {
+        var x = b
+        for c in 0..<columns {
+            for i in 0..<n {
+                var v = x[i + c * n]
+                for t in 0..<i { v -= l[i + t * n] * x[t + c * n] }
+                x[i + c * n] = v / l[i + i * n]
+            }
+        }
+        return x
+    }
+
+    /// (LL')⁻¹B.
+    static func solveCholesky(_ l: [Double], _ n: Int, _ b: [Double], columns: Int = 1) -> [Double] {
+        var x = solveLower(l, n, b, columns)
+        for c in 0..<columns {
+            for i in stride(from: n - 1, through: 0, by: -1) {
+                var v = x[i + c * n]
+                for t in (i + 1)..<max(i + 1, n) { v -= l[t + i * n] * x[t + c * n] }
+                x[i + c * n] = v / l[i + i * n]
+            }
+        }
+        return x
+    }
+}

@@ -1,0 +1,229 @@
+import Foundation
+
+/// A model fitted to survey data by maximum pseudo-likelihood, with linearised standard errors.
+public struct SurveyFitResult: Sendable {
+    public let formula: String
+    public let dataName: String
+    public let design: SurveyDesign
+    /// Rows used, clusters, PSUs and strata.
+    public let nobs: Int
+    public let clusterName: String
+    public let clusters: Int
+    public let psus: Int
+    public let strata: Int
+    /// Nʷ, the scaled weights' total Σⱼ wⱼcⱼΣᵢwᵢ|ⱼ.
+    public let weightedCount: Double
+    public let terms: [RandomEffectsTerm]
+    public let theta: [Double]
+    public let thetaNames: [String]
+    public let fixedNames: [String]
+    public let beta: [Double]
+    /// The linearised covariance of β̂ (p × p, column-major) and its standard errors.
+    public let fixedCovariance: [Double]
+    public let standardErrors: [Double]
+    public let sigma: Double
+    /// The variance components σ²(T_kT_k') (variances and covariances, as lme4's VarCorr), then
+    /// σ²; with their linearised standard errors (NaN for a variance at its bound of 0).
+    public let varcorr: [VarCorrEntry]
+    public let varcorrStandardErrors: [Double]
+    /// The pseudo-log-likelihood at the estimates.
+    public let logPseudoLikelihood: Double
+    public let optimizer: OptimizerSummary
+    public let notes: [String]
+    public let droppedRows: Int
+
+    /// Wald z statistics and two-sided normal p-values of the fixed effects.
+    public var zValues: [Double] { zip(beta, standardErrors).map { $0 / $1 } }
+    public var pValues: [Double] { zValues.map { erfc(abs($0) / 2.0.squareRoot()) } }
+}
+
+extension LinearMixedModel {
+    /// Fits `formula` to survey data by maximum pseudo-likelihood with sampling weights at each
+    /// level (`PseudoLikelihood`), and gives the fixed effects and variance components
+    /// linearised standard errors (`SandwichVariance`) with `design`'s PSUs and strata.
+    ///
+    /// Two-level nested designs: the random terms share one grouping factor, the clusters, and
+    /// `design.weights` holds the level-1 and the level-2 weights; a model without random effects
+    /// takes one weight and needs `design.psu`. Crossed and multiple-membership designs have no
+    /// accepted definition of sampling-weighted likelihood and are refused; so are precision
+    /// weights alongside sampling weights. REML has no pseudo-likelihood version: the fit is ML.
+    public static func fitSurvey(_ formula: String, data: TableSource, design: SurveyDesign,
+                                 options: FitOptions = FitOptions()) throws -> SurveyFitResult {
+        guard options.weights == nil else {
+            throw InputError("precision weights (--weights) and sampling weights (--survey-weights) cannot be combined")
+        }
+        let parsed = try Formula.parse(formula)
+        let groupings = parsed.random.map(\.grouping)
+        for g in groupings {
+            if case .multipleMembership = g {
+                throw InputError("sampling weights for a multiple-membership design (\(g.name)) have no accepted definition; "
+                    + "precision weights (--weights) still work there")
+            }
+        }
+        let names = groupings.map(\.name).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        if names.count > 1 {
+            throw InputError("sampling weights are built for two-level designs, whose random terms share one grouping factor; this model has "
+                + names.joined(separator: " and ") + " (crossed designs have no accepted sampling-weighted likelihood; three levels are not built)")
+        }
+        let levels = names.isEmpty ? 1 : 2
+        guard design.weights.count == levels else {
+            throw InputError(levels == 2
+                ? "--survey-weights needs two columns for this two-level model, level 1 first (e.g. \"w_pupil, w_school\"); \(design.weights.count) given"
+                : "--survey-weights needs one column for a model without random effects; \(design.weights.count) given")
+        }
+        var modelFormula = parsed
+        if names.isEmpty {
+            guard let psu = design.psu else {
+                throw InputError("a model without random effects needs --psu, the clusters of the linearised variance")
+            }
+            // The PSUs (within strata) index the clusters as a grouping factor would; they add no random effect.
+            let quoted = ([design.strata, psu].compactMap { $0 }).map { "`\($0.replacingOccurrences(of: "`", with: "\\`"))`" }
+            modelFormula = try Formula.parse(formula + " + (1 | \(quoted.joined(separator: ":")))")
+        }
+        for w in design.weights {
+            guard try data.columnType(w) == .numeric else {
+                throw InputError("sampling weight column '\(w)' is not numeric")
+            }
+        }
+        let frame = try ModelFrame.scan(modelFormula.reading(design.columns), source: data, chunkRows: options.chunkRows,
+                                        threads: options.threads, communicator: options.communicator, segmentRows: options.segmentRows)
+        let terms = names.isEmpty ? [] : frame.randomEffectsTerms
+        let cluster = frame.randomEffectsTerms[0]
+        let columns = ClusterCrossProducts.Columns(weights: design.weights, psu: design.psu, strata: design.strata, clusterTerm: 0,
+                                                   termColumns: frame.randomEffectsTerms.map(\.dimension), randomEffects: !names.isEmpty)
+        var sums = try ClusterCrossProducts.accumulate(frame, columns: columns, terms: terms, clusterName: cluster.group,
+                                                       clusterLabels: cluster.levels, threads: options.threads)
+        if design.psu == nil {
+            sums.psu = Array(0..<sums.clusters)
+            sums.psuLabels = cluster.levels
+        }
+        // Each PSU lies in one stratum (it is identified within it).
+        var stratumOfPSU = [Int](repeating: 0, count: sums.psuLabels.count)
+        for j in 0..<sums.clusters { stratumOfPSU[sums.psu[j]] = sums.stratum[j] }
+
+        // Without random effects the weights are one level's: nothing to scale within clusters.
+        var design = design
+        if names.isEmpty { design.scaling = .none }
+        let pml = PseudoLikelihood(sums, scaling: design.scaling)
+        let factor = pml.factor
+        var summary = OptimizerSummary()
+        var theta: [Double] = []
+        if factor.thetaCount > 0 {
+            var evaluations = 0
+            theta = try Optimizer.minimize({ t in
+                let v = pml.deviance(t)
+                evaluations += 1
+                options.trace?(evaluations, t, v)
+                return v
+            }, start: factor.initialTheta, lower: factor.lowerBounds, summary: &summary).theta
+        } else {
+            summary.algorithm = "none (no variance parameters beyond σ²)"
+            summary.converged = true
+        }
+        guard let e = pml.evaluate(theta) else {
+            throw InputError("the pseudo-likelihood could not be evaluated at the estimates: the response may be fitted exactly")
+        }
+        var notes: [String] = []
+        let p = sums.p, m = theta.count
+        // The parameters ψ = (β, θ, σ²) the variance is linearised in; θ entries at their bound stay fixed.
+        let freeTheta = theta.indices.filter { !factor.isDiagonal($0) || theta[$0] > 1e-4 }
+        if freeTheta.count < m {
+            notes.append("boundary (singular) fit: a variance component is estimated at or near zero; it is held fixed in the standard errors")
+        }
+        let free = Array(0..<p) + freeTheta.map { p + $0 } + [p + m]
+        let psi = e.beta + theta + [e.sigma2]
+        func expand(_ x: [Double]) -> [Double] { var full = psi; for (k, i) in free.enumerated() { full[i] = x[k] }; return full }
+        func weightedScores(_ full: [Double]) -> [Double] {
+            let (_, s) = pml.clusterScores(beta: Array(full[0..<p]), theta: Array(full[p..<(p + m)]), sigma2: full[p + m])
+            var out = [Double](repeating: 0, count: sums.clusters * free.count)
+            for j in 0..<sums.clusters { for (k, i) in free.enumerated() { out[j * free.count + k] = pml.weight[j] * s[j * (p + m + 1) + i] } }
+            return out
+        }
+        func totalScore(_ x: [Double]) -> [Double] {
+            let s = weightedScores(expand(x)), f = free.count
+            return (0..<f).map { k in (0..<sums.clusters).reduce(0.0) { $0 + s[$1 * f + k] } }
+        }
+        let x0 = free.map { psi[$0] }
+        let f = free.count
+        let steps = free.enumerated().map { k, i -> Double in
+            i == p + m ? 1e-5 * e.sigma2 : 1e-5 * max(abs(x0[k]), i < p ? 1 : 1e-2)
+        }
+        let jac = SandwichVariance.jacobian(totalScore, at: x0, steps: steps)
+        var bread = [Double](repeating: 0, count: f * f)
+        for b in 0..<f { for a in 0..<f { bread[a + b * f] = -0.5 * (jac[a + b * f] + jac[b + a * f]) } }
+        let meat = try SandwichVariance.meat(weightedScores: weightedScores(psi), width: f, psuOfCluster: sums.psu,
+                                             psuCount: sums.psuLabels.count, stratumOfPSU: stratumOfPSU, strataLabels: sums.strataLabels)
+        guard let v = SandwichVariance.covariance(bread: bread, meat: meat, order: f) else {
+            throw InputError("the pseudo-likelihood's Hessian is not positive definite at the estimates: the standard errors are undefined "
+                + "(a variance component may be unidentified)")
+        }
+        let fixedCovariance = (0..<(p * p)).map { v[($0 % p) + ($0 / p) * f] }
+        let se = (0..<p).map { v[$0 + $0 * f].squareRoot() }
+
+        // Variance components: σ²(T_kT_k') entries (lme4's VarCorr order) and σ², by the delta method.
+        func components(_ x: [Double]) -> [Double] {
+            let full = expand(x)
+            let t = Array(full[p..<(p + m)]), s2 = full[p + m]
+            var out: [Double] = []
+            for k in factor.terms.indices {
+                let d = factor.terms[k].dimension, tk = factor.template(k, theta: t)
+                func cov(_ a: Int, _ b: Int) -> Double { (0..<d).reduce(0.0) { $0 + tk[a + $1 * d] * tk[b + $1 * d] } * s2 }
+                for a in 0..<d { out.append(cov(a, a)) }
+                for b in 0..<d { for a in (b + 1)..<max(b + 1, d) { out.append(cov(a, b)) } }
+            }
+            return out + [s2]
+        }
+        let phi = components(x0)
+        let dphi = SandwichVariance.jacobian(components, at: x0, steps: steps)
+        let nphi = phi.count
+        var varcorrSE: [Double] = []
+        for a in 0..<nphi {
+            var s = 0.0
+            for k in 0..<f { for l in 0..<f { s += dphi[a + k * nphi] * v[k + l * f] * dphi[a + l * nphi] } }
+            varcorrSE.append(s.squareRoot())
+        }
+        // Entries as VarCorrEntry: variances, then covariances with correlations, then the residual.
+        var varcorr: [VarCorrEntry] = []
+        var index = 0
+        var entrySE: [Double] = []
+        for k in factor.terms.indices {
+            let t = factor.terms[k], d = t.dimension
+            let variances = Array(phi[index..<(index + d)])
+            for a in 0..<d {
+                varcorr.append(VarCorrEntry(group: t.group, var1: t.effects[a], var2: nil, vcov: variances[a], sdcor: variances[a].squareRoot()))
+                entrySE.append(freeTheta.contains(thetaIndex(factor, k, a, a)) ? varcorrSE[index + a] : .nan)
+            }
+            var c = index + d
+            for b in 0..<d {
+                for a in (b + 1)..<max(b + 1, d) {
+                    let denominator = (variances[a] * variances[b]).squareRoot()
+                    varcorr.append(VarCorrEntry(group: t.group, var1: t.effects[b], var2: t.effects[a], vcov: phi[c],
+                                                sdcor: denominator > 0 ? phi[c] / denominator : .nan))
+                    entrySE.append(varcorrSE[c])
+                    c += 1
+                }
+            }
+            index = c
+        }
+        varcorr.append(VarCorrEntry(group: "Residual", var1: nil, var2: nil, vcov: e.sigma2, sdcor: e.sigma2.squareRoot()))
+        entrySE.append(varcorrSE[nphi - 1])
+        if summary.converged == false, let w = summary.warning { notes.append(w) }
+        notes.append("sampling-weighted fits are by maximum pseudo-likelihood (ML): REML has no accepted pseudo-likelihood version, "
+            + "and likelihood-ratio tests are not valid; use the Wald tests")
+        let logPL = -0.5 * e.deviance
+        return SurveyFitResult(formula: parsed.text, dataName: data.name, design: design, nobs: sums.rows, clusterName: cluster.group,
+                               clusters: sums.clusters, psus: sums.psuLabels.count, strata: max(1, sums.strataLabels.count),
+                               weightedCount: pml.weightedCount, terms: terms, theta: theta, thetaNames: factor.thetaNames,
+                               fixedNames: sums.fixedNames, beta: e.beta, fixedCovariance: fixedCovariance, standardErrors: se,
+                               sigma: e.sigma2.squareRoot(), varcorr: varcorr, varcorrStandardErrors: entrySE,
+                               logPseudoLikelihood: logPL, optimizer: summary, notes: notes, droppedRows: frame.droppedRows)
+    }
+
+    /// The index in θ of T_k[a, b].
+    private static func thetaIndex(_ factor: RelativeCovarianceFactor, _ k: Int, _ a: Int, _ b: Int) -> Int {
+        var i = factor.terms[..<k].reduce(0) { $0 + $1.thetaCount }
+        let d = factor.terms[k].dimension
+        for col in 0..<d { for row in col..<d { if row == a && col == b { return i }; i += 1 } }
+        return i
+    }
+}

@@ -1,0 +1,282 @@
+import Foundation
+import XCTest
+@testable import Multilevel
+
+/// Sampling weights (`--survey-weights`): the two-level pseudo-likelihood against a direct
+/// numerical integration of the cluster integrals and against an independent implementation in
+/// R (adaptive Gauss–Hermite, `bench/make_survey_references.R`); unit weights give the ML fit;
+/// the size and effective scalings make a cluster's level-1 weights scale-free; the linearised
+/// SEs of a model without random effects are svyglm's; the weights are checked.
+final class SurveyWeightsTests: ScratchDirectoryTestCase {
+    /// A small two-level data set with random intercepts and slopes and unequal weights at both
+    /// levels (deterministic): columns y, x, g, w1 (level 1), w2 (level 2, constant in a cluster).
+    func syntheticData(clusters: Int = 14, transformW1: (Int, Int, Double) -> Double = { _, _, w in w },
+                       unitWeights: Bool = false) throws -> String {
+        var state: UInt64 = 12345
+        func uniform() -> Double {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Double(state >> 11) / Double(1 << 53)
+        }
+        func normal() -> Double { (-2 * log(uniform())).squareRoot() * cos(2 * .pi * uniform()) }
+        var lines = ["y,x,g,w1,w2"]
+        for j in 0..<clusters {
+            let n = 3 + Int(uniform() * 7)
+            let b0 = 0.8 * normal(), b1 = 0.4 * normal()
+            let w2 = unitWeights ? 1 : 1 + 4 * uniform()
+            for i in 0..<n {
+                let x = 2 * uniform() - 1
+                let y = 1 + 0.5 * x + b0 + b1 * x + normal()
+                let w1 = transformW1(j, i, unitWeights ? 1 : 0.5 + 2.5 * uniform())
+                lines.append("\(y),\(x),g\(j),\(w1),\(w2)")
+            }
+        }
+        return try write(lines.joined(separator: "\n") + "\n", to: "survey-\(UUID().uuidString).csv")
+    }
+
+    func fit(_ path: String, _ formula: String, weights: [String] = ["w1", "w2"], scaling: WeightScaling = .size,
+             psu: String? = nil, strata: String? = nil, options: FitOptions = FitOptions()) throws -> SurveyFitResult {
+        try LinearMixedModel.fitSurvey(formula, data: openTable(path: path, table: nil),
+                                       design: SurveyDesign(weights: weights, scaling: scaling, psu: psu, strata: strata), options: options)
+    }
+
+    /// Σⱼ wⱼ log ∫ exp(Σᵢ cⱼwᵢ log φ(yᵢ; xᵢ'β + zᵢ'b, σ²)) N(b; 0, Σ_b) db, each integral by the
+    /// trapezoidal rule on a grid of ±10 standard deviations of the integrand (centred on its mode,
+    /// stretched by its curvature), for z = (1) or (1, x).
+    func integratedPseudoLikelihood(_ path: String, fit: SurveyFitResult, slopes: Bool, scaling: WeightScaling) throws -> Double {
+        let text = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").dropFirst()
+        var rows: [String: [(y: Double, x: Double, w1: Double, w2: Double)]] = [:]
+        var order: [String] = []
+        for line in text {
+            let f = line.split(separator: ",").map(String.init)
+            if rows[f[2]] == nil { order.append(f[2]) }
+            rows[f[2], default: []].append((Double(f[0])!, Double(f[1])!, Double(f[3])!, Double(f[4])!))
+        }
+        let d = slopes ? 2 : 1
+        let v = fit.varcorr
+        let sigmaB: [Double] = slopes ? [v[0].vcov, v[2].vcov, v[2].vcov, v[1].vcov] : [v[0].vcov]
+        let s2 = fit.sigma * fit.sigma, beta = fit.beta
+        // Σ_b⁻¹ and log|Σ_b|.
+        let det = slopes ? sigmaB[0] * sigmaB[3] - sigmaB[1] * sigmaB[2] : sigmaB[0]
+        let inv: [Double] = slopes ? [sigmaB[3] / det, -sigmaB[1] / det, -sigmaB[2] / det, sigmaB[0] / det] : [1 / sigmaB[0]]
+        var total = 0.0
+        for g in order {
+            let r = rows[g]!
+            let sw = r.reduce(0.0) { $0 + $1.w1 }, sw2 = r.reduce(0.0) { $0 + $1.w1 * $1.w1 }
+            let c = scaling.factor(count: Double(r.count), sum: sw, sumOfSquares: sw2)
+            func z(_ x: Double) -> [Double] { slopes ? [1, x] : [1] }
+            func logIntegrand(_ b: [Double]) -> Double {
+                var s = 0.0
+                for row in r {
+                    let zb = zip(z(row.x), b).reduce(0.0) { $0 + $1.0 * $1.1 }
+                    let e = row.y - beta[0] - beta[1] * row.x - zb
+                    s += c * row.w1 * (-0.5 * log(2 * .pi * s2) - e * e / (2 * s2))
+                }
+                var q = 0.0
+                for i in 0..<d { for k in 0..<d { q += b[i] * inv[i + k * d] * b[k] } }
+                return s - 0.5 * Double(d) * log(2 * .pi) - 0.5 * log(det) - 0.5 * q
+            }
+            // The (quadratic) log-integrand's curvature P = Σ cwzz'/σ² + Σ_b⁻¹ and mode P⁻¹ Σ cwz r/σ².
+            var p = inv, rhs = [Double](repeating: 0, count: d)
+            for row in r {
+                let zz = z(row.x)
+                for i in 0..<d {
+                    rhs[i] += c * row.w1 * zz[i] * (row.y - beta[0] - beta[1] * row.x) / s2
+                    for k in 0..<d { p[i + k * d] += c * row.w1 * zz[i] * zz[k] / s2 }
+                }
+            }
+            let l = Dense.lowerCholesky(p, d)!                  // P = L L'
+            let mode = Dense.solveCholesky(l, d, rhs)
+            // b = mode + L⁻ᵀ s: the integrand is a standard normal shape in s.
+            let h = 0.25, range = -40...40
+            var values: [Double] = []
+            if slopes {
+                for a in range { for b in range {
+                    let s = [Double(a) * h, Double(b) * h]
+                    // L⁻ᵀ s: back-substitution with L' (upper).
+                    let u1 = s[1] / l[3], u0 = (s[0] - l[1] * u1) / l[0]
+                    values.append(logIntegrand([mode[0] + u0, mode[1] + u1]))
+                } }
+            } else {
+                for a in range { values.append(logIntegrand([mode[0] + Double(a) * h / l[0]])) }
+            }
+            let m = values.max()!
+            let sum = values.reduce(0.0) { $0 + exp($1 - m) }
+            let logJacobian = -(0..<d).reduce(0.0) { $0 + log(l[$1 + $1 * d]) }
+            total += r[0].w2 * (m + log(sum * pow(h, Double(d))) + logJacobian)
+        }
+        return total
+    }
+
+    func testPseudoLikelihoodEqualsTheNumericalIntegralOfTheClusterLikelihoods() throws {
+        let path = try syntheticData()
+        for (formula, slopes) in [("y ~ x + (1 | g)", false), ("y ~ x + (1 + x | g)", true)] {
+            for scaling in WeightScaling.allCases {
+                let f = try fit(path, formula, scaling: scaling)
+                let integral = try integratedPseudoLikelihood(path, fit: f, slopes: slopes, scaling: scaling)
+                XCTAssertEqual(f.logPseudoLikelihood, integral, accuracy: 1e-8 * abs(integral), "\(formula) \(scaling)")
+            }
+        }
+    }
+
+    /// The analytic per-cluster scores (the sandwich's meat) are the derivatives of ℓⱼ.
+    func testClusterScoresAreTheDerivativesOfTheClusterLogLikelihoods() throws {
+        let path = try syntheticData()
+        let source = try openTable(path: path, table: nil)
+        let frame = try ModelFrame.scan(try Formula.parse("y ~ x + (1 + x | g)").reading(["w1", "w2"]), source: source)
+        let terms = frame.randomEffectsTerms
+        let sums = try ClusterCrossProducts.accumulate(frame, columns: .init(weights: ["w1", "w2"], psu: nil, strata: nil, clusterTerm: 0,
+                                                                             termColumns: [2], randomEffects: true),
+                                                       terms: terms, clusterName: "g", clusterLabels: terms[0].levels, threads: 2)
+        let pml = PseudoLikelihood(sums, scaling: .effective)
+        let psi = [0.9, 0.4, 0.7, -0.2, 0.5, 1.3]   // β (2), θ (3), σ²
+        func split(_ x: [Double]) -> ([Double], [Double], Double) { (Array(x[0..<2]), Array(x[2..<5]), x[5]) }
+        let (b, t, s2) = split(psi)
+        let analytic = pml.clusterScores(beta: b, theta: t, sigma2: s2).scores
+        for i in psi.indices {
+            let h = 1e-6 * max(abs(psi[i]), 1)
+            var up = psi, down = psi
+            up[i] += h
+            down[i] -= h
+            let (bu, tu, su) = split(up), (bd, td, sd) = split(down)
+            let lu = pml.clusterScores(beta: bu, theta: tu, sigma2: su).logLikelihood
+            let ld = pml.clusterScores(beta: bd, theta: td, sigma2: sd).logLikelihood
+            for j in 0..<sums.clusters {
+                let numeric = (lu[j] - ld[j]) / (2 * h)
+                XCTAssertEqual(analytic[j * psi.count + i], numeric, accuracy: 1e-6 * max(1, abs(numeric)), "cluster \(j), ψ[\(i)]")
+            }
+        }
+    }
+
+    func testUnitWeightsGiveTheMaximumLikelihoodFit() throws {
+        let path = try syntheticData(unitWeights: true)
+        for formula in ["y ~ x + (1 | g)", "y ~ x + (1 + x | g)"] {
+            let weighted = try fit(path, formula)
+            let ml = try LinearMixedModel.fit(formula, data: openTable(path: path, table: nil), options: FitOptions(reml: false))
+            XCTAssertEqual(weighted.logPseudoLikelihood, ml.logLik, accuracy: 1e-9 * abs(ml.logLik), formula)
+            for (a, b) in zip(weighted.beta, ml.beta) { XCTAssertEqual(a, b, accuracy: 1e-5 * max(1, abs(b)), formula) }
+            for (a, b) in zip(weighted.theta, ml.theta) { XCTAssertEqual(a, b, accuracy: 2e-4, formula) }
+            XCTAssertEqual(weighted.sigma, ml.sigma, accuracy: 1e-5 * ml.sigma, formula)
+        }
+    }
+
+    /// Multiplying one cluster's level-1 weights by 7 changes nothing under size and effective
+    /// scaling, and changes the fit without scaling.
+    func testScaledLevelOneWeightsAreInvariantToAClustersConstant() throws {
+        let plain = try syntheticData()
+        let scaled = try syntheticData(transformW1: { j, _, w in j == 3 ? 7 * w : w })
+        for scaling in WeightScaling.allCases {
+            let a = try fit(plain, "y ~ x + (1 + x | g)", scaling: scaling), b = try fit(scaled, "y ~ x + (1 + x | g)", scaling: scaling)
+            let change = zip(a.beta + a.theta, b.beta + b.theta).map { abs($0 - $1) / max(1, abs($0)) }.max()!
+            if scaling == .none {
+                XCTAssertGreaterThan(change, 1e-3)
+            } else {
+                XCTAssertLessThan(change, 1e-6, "\(scaling)")
+                XCTAssertEqual(a.logPseudoLikelihood, b.logPseudoLikelihood, accuracy: 1e-9 * abs(a.logPseudoLikelihood))
+                for (x, y) in zip(a.standardErrors, b.standardErrors) { XCTAssertEqual(x, y, accuracy: 1e-5 * x) }
+            }
+        }
+    }
+
+    /// apiclus2 (R's survey package): the R implementation's maximum of the pseudo-likelihood by
+    /// adaptive Gauss–Hermite quadrature and nlminb/BFGS, for size and no scaling.
+    func testMatchesAnIndependentImplementationOnApiclus2() throws {
+        let reference = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: Fixtures.path("survey_reference.json")))) as! [String: Any]
+        let pml = reference["pml_apiclus2"] as! [String: [String: Any]]
+        for scaling in [WeightScaling.size, .effective, .none] {
+            let r = pml[scaling.rawValue]!
+            let f = try fit(Fixtures.path("apiclus2.csv"), "api00 ~ ell + meals + (1 | dnum)", weights: ["w_school", "w_district"], scaling: scaling)
+            let beta = r["beta"] as! [String: Double]
+            for (name, value) in zip(f.fixedNames, f.beta) { XCTAssertEqual(value, beta[name]!, accuracy: 1e-6 * abs(beta[name]!), "\(scaling) \(name)") }
+            XCTAssertEqual(f.varcorr[0].vcov, r["tau2"] as! Double, accuracy: 1e-6 * (r["tau2"] as! Double), "\(scaling)")
+            XCTAssertEqual(f.varcorr[1].vcov, r["sigma2"] as! Double, accuracy: 1e-6 * (r["sigma2"] as! Double), "\(scaling)")
+            XCTAssertEqual(f.logPseudoLikelihood, r["logPseudoLik"] as! Double, accuracy: 1e-10 * abs(f.logPseudoLikelihood), "\(scaling)")
+        }
+    }
+
+    /// Without random effects the fit is weighted least squares and the sandwich is svyglm's
+    /// linearisation: PSUs (districts) with replacement, and within strata (apistrat, nest = TRUE).
+    func testWithoutRandomEffectsTheStandardErrorsAreSvyglms() throws {
+        let reference = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: Fixtures.path("survey_reference.json")))) as! [String: Any]
+        for (file, key, strata) in [("apiclus2.csv", "svyglm_apiclus2", nil), ("apistrat.csv", "svyglm_apistrat", "stype")] {
+            let r = reference[key] as! [String: [String: Double]]
+            let f = try fit(Fixtures.path(file), "api00 ~ ell + meals", weights: ["pw"], psu: "dnum", strata: strata)
+            for (k, name) in f.fixedNames.enumerated() {
+                XCTAssertEqual(f.beta[k], r["beta"]![name]!, accuracy: 1e-9 * abs(r["beta"]![name]!), "\(key) \(name)")
+                XCTAssertEqual(f.standardErrors[k], r["se"]![name]!, accuracy: 1e-6 * r["se"]![name]!, "\(key) \(name)")
+            }
+        }
+    }
+
+    /// The clusters' sums are the same bit for bit for any number of threads and any chunk size
+    /// (segments of 7 rows: clusters span several, whose sums are added in segment order).
+    func testTheFitDoesNotDependOnThreadsOrChunks() throws {
+        let path = try syntheticData(clusters: 40)
+        var one = FitOptions(reml: false); one.threads = 1; one.segmentRows = 7; one.chunkRows = 3
+        var two = FitOptions(reml: false); two.threads = 2; two.segmentRows = 7
+        let a = try fit(path, "y ~ x + (1 + x | g)", options: one), b = try fit(path, "y ~ x + (1 + x | g)", options: two)
+        XCTAssertEqual(a.beta, b.beta)
+        XCTAssertEqual(a.theta, b.theta)
+        XCTAssertEqual(a.standardErrors, b.standardErrors)
+        XCTAssertEqual(a.logPseudoLikelihood, b.logPseudoLikelihood)
+    }
+
+    func testBadWeightsAndDesignsAreOneLineErrors() throws {
+        let good = try syntheticData()
+        let rows = try String(contentsOfFile: good, encoding: .utf8).split(separator: "\n").map(String.init)
+        func replacing(row: Int, column: Int, with value: String) throws -> String {
+            var lines = rows
+            var f = lines[row].split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            f[column] = value
+            lines[row] = f.joined(separator: ",")
+            return try write(lines.joined(separator: "\n") + "\n", to: "bad-\(row)-\(column)-\(value).csv")
+        }
+        let formula = "y ~ x + (1 | g)"
+        XCTAssertTrue(message { try self.fit(try replacing(row: 2, column: 3, with: "-1"), formula) }
+            .contains("line 3: the sampling weight in column 'w1' is -1; sampling weights must be finite and not negative"))
+        XCTAssertTrue(message { try self.fit(try replacing(row: 2, column: 3, with: "NA"), formula) }
+            .contains("line 3: the sampling weight in column 'w1' is missing"))
+        XCTAssertTrue(message { try self.fit(try replacing(row: 2, column: 4, with: "9.5"), formula) }
+            .contains("the level-2 weight in column 'w2' varies within g 'g0'"))
+        // A cluster whose level-1 weights are all 0.
+        var zeroed = rows
+        for i in zeroed.indices.dropFirst() where zeroed[i].contains(",g1,") {
+            var f = zeroed[i].split(separator: ",").map(String.init); f[3] = "0"; zeroed[i] = f.joined(separator: ",")
+        }
+        let zeroPath = try write(zeroed.joined(separator: "\n") + "\n", to: "zero.csv")
+        XCTAssertTrue(message { try self.fit(zeroPath, formula) }.contains("add up to 0 in g 'g1'"))
+        XCTAssertTrue(message { try self.fit(good, "y ~ x + (1 | g) + (1 | w2)") }.contains("crossed designs have no accepted"))
+        XCTAssertTrue(message { try self.fit(good, "y ~ x + (1 | mm(g, w2))") }.contains("multiple-membership design"))
+        XCTAssertTrue(message { try self.fit(good, formula, weights: ["w1"]) }.contains("needs two columns"))
+        XCTAssertTrue(message { try self.fit(good, "y ~ x", weights: ["w1"]) }.contains("needs --psu"))
+        XCTAssertTrue(message { try self.fit(good, formula, strata: "x") }.contains("column 'x' varies within g"))
+        XCTAssertTrue(message { try self.fit(good, "y ~ x", weights: ["w1"], psu: "g", strata: "w2") }
+            .contains("a single primary sampling unit"))
+    }
+
+    func testCommandLineSummaryAndRefusals() throws {
+        let path = try syntheticData()
+        let run = try mlm(["fit", path, "--formula", "y ~ x + (1 | g)", "--survey-weights", "w1, w2", "--weight-scaling", "effective",
+                           "--json", temporary("fit.json")])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        for text in ["maximum pseudo-likelihood", "Weights: level 1 w1, level 2 w2; level-1 weights scaled by effective",
+                     "linearised (sandwich), 14 clusters (g) as PSUs", "Robust SE", "Pr(>|z|)", "REML has no accepted"] {
+            XCTAssertTrue(run.stdout.contains(text), text + "\n" + run.stdout)
+        }
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: temporary("fit.json")))) as! [String: Any]
+        XCTAssertEqual((json["survey"] as! [String: Any])["scaling"] as? String, "effective")
+        XCTAssertEqual(json["criterion"] as? String, "ML (pseudo-likelihood)")
+        for (arguments, expected) in [
+            (["fit", path, "--formula", "y ~ x + (1 | g)", "--survey-weights", "w1, w2", "--bootstrap", "10"], "--bootstrap is not available with --survey-weights"),
+            (["fit", path, "--formula", "y ~ x + (1 | g)", "--survey-weights", "w1, w2", "--weights", "w1"], "cannot be combined"),
+            (["fit", path, "--formula", "y ~ x + (1 | g)", "--survey-weights", "w1, w2", "--weight-scaling", "A"], "--weight-scaling must be one of"),
+            (["fit", path, "--formula", "y ~ x + (1 | g)", "--psu", "g"], "--psu and --strata need --survey-weights"),
+            (["fit", path, "--formula", "y ~ x + (1 | g)", "--survey-weights", "w1,,w2"], "--survey-weights must list"),
+            (["compare", path, "--formula", "y ~ x + (1 | g)", "--formula", "y ~ 1 + (1 | g)", "--survey-weights", "w1, w2"],
+             "likelihood-ratio tests are not valid under sampling weights"),
+        ] {
+            let r = try mlm(arguments)
+            XCTAssertNotEqual(r.status, 0, arguments.joined(separator: " "))
+            XCTAssertTrue(r.stderr.contains(expected), r.stderr)
+        }
+    }
+}
