@@ -78,6 +78,9 @@ struct ClusterPartial {
     var stratum: [String] = []
     /// The first row of each cluster in the segment (for messages).
     var firstRow: [Int] = []
+    /// The PSU and stratum values as read, to compare each row with (not sent between ranks).
+    var psuValues: [LevelValue] = []
+    var stratumValues: [LevelValue] = []
 
     func encoded() -> [UInt8] {
         var w = ByteWriter()
@@ -182,11 +185,14 @@ extension ClusterCrossProducts {
         let group = frame.randomTerms[columns.clusterTerm].term.grouping.name
         func clusterLabel(_ code: Int) -> String { frame.randomTerms[columns.clusterTerm].levels.names[code] }
         var v = [Double](repeating: 0, count: p1), z = [Double](repeating: 0, count: d)
-        func label(_ values: CategoricalValues, _ column: String, _ r: Int) throws -> String {
+        func value(_ values: CategoricalValues, _ column: String, _ r: Int) throws -> LevelValue {
             guard let value = values.value(keep[r]) else {
                 throw InputError("\(frame.source.name) \(frame.source.rowDescription(raw.start + keep[r])): column '\(column)' is missing; "
                     + "every row of a survey needs its \(column == columns.psu ? "primary sampling unit" : "stratum")")
             }
+            return value
+        }
+        func label(_ value: LevelValue) -> String {
             switch value {
             case .string(let s): return s
             case .number(let x): return rLevelName(x)
@@ -212,8 +218,12 @@ extension ClusterCrossProducts {
                 part.codes.append(code)
                 part.stats.append(contentsOf: repeatElement(0, count: size))
                 part.weight2.append(weights.count > 1 ? weights[1][r] : 1)
-                part.psu.append(try psu.map { try label($0, columns.psu!, r) } ?? "")
-                part.stratum.append(try strata.map { try label($0, columns.strata!, r) } ?? "")
+                let pv = try psu.map { try value($0, columns.psu!, r) } ?? .string("")
+                let sv = try strata.map { try value($0, columns.strata!, r) } ?? .string("")
+                part.psuValues.append(pv)
+                part.stratumValues.append(sv)
+                part.psu.append(label(pv))
+                part.stratum.append(label(sv))
                 part.firstRow.append(row)
             }
             if weights.count > 1, weights[1][r] != part.weight2[s] {
@@ -221,15 +231,16 @@ extension ClusterCrossProducts {
                     + "'\(clusterLabel(code))': \(rNumber(part.weight2[s])) at "
                     + "\(frame.source.rowDescription(part.firstRow[s])) and \(rNumber(weights[1][r])) at \(frame.source.rowDescription(row))")
             }
-            for (values, column, labels) in [(psu, columns.psu, part.psu), (strata, columns.strata, part.stratum)] {
-                guard let values, let column else { continue }
-                let l = try label(values, column, r)
-                if !l.utf8.elementsEqual(labels[s].utf8) {
-                    throw InputError("column '\(column)' varies within \(group) "
-                        + "'\(clusterLabel(code))' ('\(labels[s])' at \(frame.source.rowDescription(part.firstRow[s])), "
-                        + "'\(l)' at \(frame.source.rowDescription(row))): the clusters must be nested in the \(column == columns.psu ? "PSUs" : "strata")")
-                }
+            func check(_ values: CategoricalValues?, _ column: String?, _ first: LevelValue) throws {
+                guard let values, let column else { return }
+                let v = try value(values, column, r)
+                guard v != first else { return }
+                throw InputError("column '\(column)' varies within \(group) '\(clusterLabel(code))' ('\(label(first))' at "
+                    + "\(frame.source.rowDescription(part.firstRow[s])), '\(label(v))' at \(frame.source.rowDescription(row))): "
+                    + "the clusters must be nested in the \(column == columns.psu ? "PSUs" : "strata")")
             }
+            try check(psu, columns.psu, part.psuValues[s])
+            try check(strata, columns.strata, part.stratumValues[s])
             let w = weights[0][r]
             for j in 0..<p { v[j] = model.x[r * p + j] }
             v[p] = model.y[r]
