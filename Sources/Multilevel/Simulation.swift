@@ -138,15 +138,20 @@ public struct Simulation: Sendable {
 /// - `survey`: `y ~ x + (1 | school)` observed through a two-stage sample, as surveys of pupils
 ///   are drawn (see `SurveyProcess`): schools with probability proportional to size and to
 ///   exp(γ u) (informative: schools with a higher effect u are sampled more often), then pupils
-///   within a sampled school with probability proportional to exp(δ ε) (informative too), both by
-///   Poisson sampling. Exponential tilting shifts a normal's mean and keeps its variance, so the
-///   unweighted intercept is biased upward by about γτ² + δσ² = 0.75 (the rest hardly: x plays
-///   no part in the selection), and the weighted one is not. Population: school sizes M = 20 + ⌊exp(4 + 0.6 z)⌋,
-///   u ~ N(0, 0.5²), x ~ N(0, 1), y = 1 + 0.5x + u + ε, ε ~ N(0, 1); γ = 1, δ = 0.5. About a
-///   quarter of the schools are sampled and 20 pupils of each. Columns y, x, w_pupil (1/π of the
-///   pupil within the school), w_school (1/π of the school) (float64), school (int64, the
-///   population school's code), stratum (int64: 50 consecutive population schools to a
-///   stratum; the PSU is the school). The sample stops at `rows` pupils.
+///   within a sampled school with probability proportional to exp(αx + δε), both by Poisson
+///   sampling. Here γ = 1, α = 0.5, δ = 0: the pupils' probabilities are unequal but, given x,
+///   not informative. Exponential tilting shifts a normal's mean and keeps its variance, so the
+///   unweighted intercept is biased upward by about γτ² = 0.25, and the weighted one is not.
+///   Population: school sizes M = 20 + ⌊exp(4 + 0.6 z)⌋, u ~ N(0, 0.5²), x ~ N(0, 1),
+///   y = 1 + 0.5x + u + ε, ε ~ N(0, 1). About a quarter of the schools are sampled and 20 pupils
+///   of each. Columns y, x, w_pupil (1/π of the pupil within the school), w_school (1/π of the
+///   school) (float64), school (int64, the population school's code), stratum (int64: 50
+///   consecutive population schools to a stratum; the PSU is the school). The sample stops at
+///   `rows` pupils.
+/// - `survey-informative`: the same with α = 0 and δ = 0.5: pupils with a larger residual ε are
+///   sampled more often too (the unweighted intercept is biased by γτ² + δσ² = 0.75). With 20
+///   pupils a school, the pseudo-likelihood's estimates keep a bias of order 1/n (about 0.03 in
+///   the intercept: a cluster's weighted mean is a ratio estimator; Pfeffermann et al. 1998).
 public enum SimulationDesign: String, CaseIterable, Sendable {
     case crossed
     case multimember
@@ -154,6 +159,7 @@ public enum SimulationDesign: String, CaseIterable, Sendable {
     case crossedMultimember = "crossed-mm"
     case ratings
     case survey
+    case surveyInformative = "survey-informative"
 
     /// The design called `name`, or an `InputError` listing the designs.
     public init(named name: String) throws {
@@ -175,8 +181,8 @@ public enum SimulationDesign: String, CaseIterable, Sendable {
     /// multiple-membership term); `school` (the
     /// multiple-membership term) and `area` (multimember); `class:school` (lme4's name for
     /// the classes nested in schools) and `school` (nested3); `user` and `item` (ratings);
-    /// `school` (survey: the population's values, with `gamma` and `delta`, the strengths of the
-    /// informative selection of schools and of pupils).
+    /// `school` (survey: the population's values, with `gamma`, `alpha` and `delta`, the
+    /// strengths of the selection of schools by their effect and of pupils by x and by ε).
     public var parameters: [(name: String, value: Double)] { process.parameters }
 
     /// The type that generates the design's data.
@@ -187,7 +193,8 @@ public enum SimulationDesign: String, CaseIterable, Sendable {
         case .nested3: return NestedProcess.self
         case .crossedMultimember: return CrossedMultipleMembershipProcess.self
         case .ratings: return RatingsProcess.self
-        case .survey: return SurveyProcess.self
+        case .survey: return SurveyProcess<SelectionByX>.self
+        case .surveyInformative: return SurveyProcess<SelectionByResidual>.self
         }
     }
 }
@@ -517,31 +524,56 @@ struct RatingsProcess: SimulatedProcess {
     }
 }
 
-/// `survey`: a two-stage informative sample of pupils in schools (see `SimulationDesign`).
+/// How `SurveyProcess` selects: schools by e^{γu}, pupils by e^{αx + δε}.
+protocol SurveySelection {
+    static var gamma: Double { get }
+    static var alpha: Double { get }
+    static var delta: Double { get }
+}
+
+/// `survey`: informative at the school level only (given x).
+enum SelectionByX: SurveySelection {
+    static let gamma = 1.0, alpha = 0.5, delta = 0.0
+}
+
+/// `survey-informative`: informative at both levels.
+enum SelectionByResidual: SurveySelection {
+    static let gamma = 1.0, alpha = 0.0, delta = 0.5
+}
+
+/// `survey` and `survey-informative`: a two-stage sample of pupils in schools (see `SimulationDesign`).
 ///
 /// Population schools are visited in order, each drawn when it is reached: its size M, its
 /// effect u, then whether it is sampled (one uniform against π_s = min(1, a M e^{γu})); a sampled
 /// school's M pupils are drawn in order: x, ε, then whether the pupil is sampled (one uniform
-/// against π_p = min(1, b e^{δε}), b = 20/(M E[e^{δε}])). a = 1/(4 E[M] E[e^{γu}]), so that about
+/// against π_p = min(1, b e^{αx + δε}), b = 20/(M E[e^{αx + δε}])). a = 1/(4 E[M] E[e^{γu}]), so that about
 /// a quarter of the schools are sampled. The weights are 1/π_s and 1/π_p: Horvitz–Thompson
 /// weights of a Poisson sample at each stage. The cursor (school, pupil) carries over from one
 /// chunk to the next, so the data depend only on the seed.
-struct SurveyProcess: SimulatedProcess {
-    static let formula = "y ~ x + (1 | school)"
-    static let columns: [HDF5TableWriter.Column] = [.numeric("y"), .numeric("x"), .numeric("w_pupil"), .numeric("w_school"),
-                                                    .integer("school"), .integer("stratum")]
+struct SurveyProcess<Selection: SurveySelection>: SimulatedProcess {
+    static var formula: String { "y ~ x + (1 | school)" }
+    static var columns: [HDF5TableWriter.Column] {
+        [.numeric("y"), .numeric("x"), .numeric("w_pupil"), .numeric("w_school"), .integer("school"), .integer("stratum")]
+    }
     /// Schools are drawn as the sample needs them: no factor has a size set in advance.
-    static let factors: [SimulatedFactor] = []
-    private static let intercept = 1.0, slopeX = 0.5, sdSchool = 0.5, sigma = 1.0
-    private static let gamma = 1.0, delta = 0.5, pupilsPerSchool = 20.0, schoolsPerStratum = 50
-    static let parameters: [(name: String, value: Double)] = [
-        ("beta_(Intercept)", intercept), ("beta_x", slopeX), ("sd_school_(Intercept)", sdSchool), ("sigma", sigma),
-        ("gamma", gamma), ("delta", delta),
-    ]
-    /// E[M] = 20 + exp(4 + 0.6²/2) (the floor taken off by a half); E[e^{γu}] and E[e^{δε}], lognormal means.
-    private static let meanSize = 20 + exp(4 + 0.18) - 0.5
-    private static let schoolScale = 1 / (4 * meanSize * exp(gamma * gamma * sdSchool * sdSchool / 2))
-    private static let pupilMean = exp(delta * delta * sigma * sigma / 2)
+    static var factors: [SimulatedFactor] { [] }
+    private static var intercept: Double { 1 }
+    private static var slopeX: Double { 0.5 }
+    private static var sdSchool: Double { 0.5 }
+    private static var sigma: Double { 1 }
+    private static var gamma: Double { Selection.gamma }
+    private static var alpha: Double { Selection.alpha }
+    private static var delta: Double { Selection.delta }
+    private static var pupilsPerSchool: Double { 20 }
+    private static var schoolsPerStratum: Int { 50 }
+    static var parameters: [(name: String, value: Double)] {
+        [("beta_(Intercept)", intercept), ("beta_x", slopeX), ("sd_school_(Intercept)", sdSchool), ("sigma", sigma),
+         ("gamma", gamma), ("alpha", alpha), ("delta", delta)]
+    }
+    /// E[M] = 20 + exp(4 + 0.6²/2) (the floor taken off by a half); E[e^{γu}] and E[e^{αx + δε}], lognormal means.
+    private static var meanSize: Double { 20 + exp(4 + 0.18) - 0.5 }
+    private static var schoolScale: Double { 1 / (4 * meanSize * exp(gamma * gamma * sdSchool * sdSchool / 2)) }
+    private static var pupilMean: Double { exp((alpha * alpha + delta * delta * sigma * sigma) / 2) }
 
     /// Where the sample stands: the next population school, and the school being sampled.
     private final class Cursor {
@@ -568,7 +600,7 @@ struct SurveyProcess: SimulatedProcess {
                 continue
             }
             let xi = random.nextNormal(), e = c.sigma * random.nextNormal()
-            let probability = min(1, c.pupilsPerSchool / (Double(s.size) * c.pupilMean) * exp(c.delta * e))
+            let probability = min(1, c.pupilsPerSchool / (Double(s.size) * c.pupilMean) * exp(c.alpha * xi + c.delta * e))
             s.next += 1
             cursor.school = s
             guard random.nextDouble() < probability else { continue }

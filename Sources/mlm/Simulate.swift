@@ -19,9 +19,12 @@ struct Simulate: ParsableCommand {
                            popularity), MovieLens-shaped: about one entry of Z'Z per row.
               survey       y ~ x + (1 | school) seen through a two-stage informative sample: schools
                            with probability proportional to size and to exp(u), pupils within them
-                           with probability proportional to exp(0.5 ε); columns w_pupil and w_school
+                           with probability proportional to exp(0.5 x); columns w_pupil and w_school
                            (inverse probabilities), stratum (the school is the PSU); about a quarter
                            of the schools and 20 pupils of each. Unweighted estimates are biased.
+              survey-informative
+                           the same with pupils drawn with probability proportional to exp(0.5 ε):
+                           informative at both stages.
 
             With few rows the grouping factors have fewer levels, about 20 rows each:
             min(full, max(minimum, rows / 20)), so e.g. --rows 2000 gives a fittable file.
@@ -30,7 +33,7 @@ struct Simulate: ParsableCommand {
             is bounded by one chunk plus the group-level effects). Its attributes are design,
             formula, rows, seed, levels_<factor> and the true values: beta_<coefficient>,
             sd_<factor>_<effect>, cor_<factor> and sigma (e.g. beta_x, sd_A_x, cor_A); survey's
-            are the population's, with gamma and delta (how informative the two stages are).
+            are the population's, with gamma, alpha and delta (how the two stages select).
             The data depend only on the seed, not on --chunk-rows.
             """)
 
@@ -40,7 +43,7 @@ struct Simulate: ParsableCommand {
     @Option(help: "The HDF5 file to write (a regular file there is replaced; a symbolic link is written through).")
     var out: String
 
-    @Option(help: "The design: crossed, multimember, nested3, crossed-mm, ratings or survey.")
+    @Option(help: "The design: crossed, multimember, nested3, crossed-mm, ratings, survey or survey-informative.")
     var design = "crossed"
 
     @Option(help: "The seed of the random numbers (at most 2^53).")

@@ -76,11 +76,17 @@ final class SimulationTests: ScratchDirectoryTestCase {
     /// school's weight is the same on all its pupils, a stratum holds 50 consecutive population
     /// schools; about a quarter of the schools and 20 pupils of each are sampled. The
     /// Horvitz–Thompson mean of y (weights w_school · w_pupil) estimates the population mean, 1,
-    /// where the plain mean is biased upward by the selection (by about γτ² + δσ² = 0.75); the
-    /// unweighted fit's intercept is biased likewise, and its slope (x plays no part in the
-    /// selection) is not.
+    /// where the plain mean is biased upward by the selection (`survey`: by γτ² + αβ_x = 0.5,
+    /// through the schools' effects and the pupils' x; `survey-informative`: by γτ² + δσ² = 0.75);
+    /// the unweighted fit's intercept is biased by γτ² (+ δσ²), and its slope is not.
     func testSurveySampleIsInformativeAndItsWeightsUndoIt() throws {
-        let (simulation, data) = try simulate(.survey, rows: 20_000)
+        for (design, bias) in [(SimulationDesign.survey, 0.25), (.surveyInformative, 0.75)] {
+            try checkSurveySample(design, interceptBias: bias)
+        }
+    }
+
+    func checkSurveySample(_ design: SimulationDesign, interceptBias: Double) throws {
+        let (simulation, data) = try simulate(design, rows: 20_000)
         XCTAssertEqual(data.columnNames, ["y", "x", "w_pupil", "w_school", "school", "stratum"])
         XCTAssertTrue(simulation.levels.isEmpty)
         let rows = 0..<data.rowCount
@@ -100,11 +106,11 @@ final class SimulationTests: ScratchDirectoryTestCase {
         let w = zip(pupil, schoolWeight).map { $0 * $1 }
         let weighted = zip(w, y).reduce(0.0) { $0 + $1.0 * $1.1 } / w.reduce(0, +)
         let plain = y.reduce(0, +) / Double(y.count)
-        XCTAssertEqual(weighted, 1, accuracy: 0.15)
-        XCTAssertGreaterThan(plain - 1, 0.5)
+        XCTAssertEqual(weighted, 1, accuracy: 0.15, "\(design)")
+        XCTAssertEqual(plain - 1, design == .survey ? 0.5 : 0.75, accuracy: 0.15, "\(design)")
         let fit = try LinearMixedModel.fit(simulation.formula, data: data)
-        XCTAssertGreaterThan(fit.beta[0] - 1, 10 * fit.standardErrors[0])
-        XCTAssertEqual(fit.beta[1], 0.5, accuracy: 4 * fit.standardErrors[1])
+        XCTAssertEqual(fit.beta[0] - 1, interceptBias, accuracy: 4 * fit.standardErrors[0] + 0.05, "\(design)")
+        XCTAssertEqual(fit.beta[1], 0.5, accuracy: 4 * fit.standardErrors[1], "\(design)")
     }
 
     func testLevelsScaleDownForFewRows() throws {
@@ -138,7 +144,7 @@ final class SimulationTests: ScratchDirectoryTestCase {
         XCTAssertTrue(message { try Simulation(design: .crossed, rows: -5) }.contains("--rows"))
         XCTAssertTrue(message { try Simulation(design: .crossed, rows: 10, seed: 1 << 60) }.contains("--seed"))
         XCTAssertEqual(message { try SimulationDesign(named: "latin") },
-                       "unknown design 'latin': use one of crossed, multimember, nested3, crossed-mm, ratings, survey")
+                       "unknown design 'latin': use one of crossed, multimember, nested3, crossed-mm, ratings, survey, survey-informative")
         let simulation = try Simulation(design: .nested3, rows: 100)
         XCTAssertTrue(message { try simulation.write(to: self.temporary("x.h5"), chunkRows: 0) }.contains("--chunk-rows"))
         let missing = temporary("no/such/dir/x.h5")
@@ -156,7 +162,7 @@ final class SimulationTests: ScratchDirectoryTestCase {
                        try openTable(path: path, table: nil).readNumeric("y", rows: 0..<500))
         let bad = try mlm(["simulate", "--rows", "500", "--design", "latin", "--out", path])
         XCTAssertEqual(bad.status, 1)
-        XCTAssertEqual(bad.stderr, "mlm: error: unknown design 'latin': use one of crossed, multimember, nested3, crossed-mm, ratings, survey\n")
+        XCTAssertEqual(bad.stderr, "mlm: error: unknown design 'latin': use one of crossed, multimember, nested3, crossed-mm, ratings, survey, survey-informative\n")
     }
 
     // MARK: Generator

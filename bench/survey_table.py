@@ -1,0 +1,53 @@
+"""Tabulates bench/survey.sh's replicates (JSON lines) as bench/RESULTS-survey.md."""
+import json, math, statistics, sys
+
+lines = [json.loads(l) for l in open(sys.argv[1])]
+commit, rows = sys.argv[2], int(sys.argv[3])
+truth = {"(Intercept)": 1.0, "x": 0.5, "tau2": 0.25, "sigma2": 1.0}
+
+
+def estimates(fit, robust):
+    e = {"(Intercept)": fit["beta"]["(Intercept)"], "x": fit["beta"]["x"]}
+    vc = fit["varcorr"]
+    e["tau2"], e["sigma2"] = vc[0]["vcov"], vc[1]["vcov"]
+    se = {}
+    if robust:
+        se = {"(Intercept)": fit["se"]["(Intercept)"], "x": fit["se"]["x"], "tau2": vc[0]["se"], "sigma2": vc[1]["se"]}
+    return e, se
+
+
+print(f"# Sampling-weighted fits on simulated two-stage samples\n")
+print(f"`bash bench/survey.sh` at {commit}, release build, {rows:,} pupils a sample (seeds 1..R); "
+      "weighted: `--survey-weights \"w_pupil, w_school\" --strata stratum` (pseudo-likelihood; the level-1 weights scaled by size or effective, "
+      "linearised SEs with the schools as PSUs); plain: `--ml`. Population: β = (1, 0.5), τ² = 0.25, σ² = 1.\n")
+for design in ["survey/size", "survey/effective", "survey-informative/size", "survey-informative/effective"]:
+    reps = [l for l in lines if l["design"] == design]
+    if not reps:
+        continue
+    n = len(reps)
+    name, scaling = design.split("/")
+    print(f"## `{name}`, `--weight-scaling {scaling}`: {n} replicates\n")
+    print("| parameter | weighted bias | MC SE | bias / MC SE | plain bias | plain bias / MC SE | mean robust SE | SD of estimates | 95% coverage |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for p in truth:
+        w = [estimates(r["weighted"], True) for r in reps]
+        pl = [estimates(r["plain"], False)[0][p] for r in reps]
+        vals = [e[p] for e, _ in w]
+        ses = [s[p] for _, s in w]
+        bias = statistics.mean(vals) - truth[p]
+        sd = statistics.stdev(vals) if n > 1 else float("nan")
+        mc = sd / math.sqrt(n)
+        pbias = statistics.mean(pl) - truth[p]
+        psd = statistics.stdev(pl) if n > 1 else float("nan")
+        cover = sum(1 for v, s in zip(vals, ses) if abs(v - truth[p]) <= 1.959964 * s) / n
+        print(f"| {p} | {bias:+.5f} | {mc:.5f} | {bias / mc:+.2f} | {pbias:+.5f} | {pbias / (psd / math.sqrt(n)):+.1f} | "
+              f"{statistics.mean(ses):.5f} | {sd:.5f} | {100 * cover:.1f}% |")
+    walls = sorted(r["wall"] for r in reps)
+    rss = sorted(r["rss_kb"] for r in reps)
+    print(f"\nWeighted fit at {rows:,} pupils: median {walls[n // 2]:.2f} s wall, median peak RSS {rss[n // 2] / 1024:.0f} MB.\n")
+big = [l for l in lines if l["design"] == "survey-1e7"]
+if big:
+    b = big[0]
+    print(f"## One weighted fit at 10^7 pupils\n\n{b['wall']:.1f} s wall, {b['rss_kb'] / 1024:.0f} MB peak RSS "
+          f"({b['weighted']['nobs']:,} pupils, {b['weighted']['survey']['clusters']:,} schools, "
+          f"{b['weighted']['survey']['nstrata']:,} strata).")
