@@ -129,11 +129,14 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Column of strata for the linearised variance (PSUs with replacement within strata; default: one stratum).")
     var strata: String?
 
+    @Option(help: "A stratum with a single PSU: fail (the default), certainty (it adds no variance) or centered (its deviation from the mean of all PSUs), as Stata's singleunit().")
+    var singlePsu = "fail"
+
     /// The survey design asked for, nil without --survey-weights; the options that need one refused without it.
     func surveyDesign() throws -> SurveyDesign? {
         guard let text = surveyWeights else {
             if psu != nil || strata != nil { throw InputError("--psu and --strata need --survey-weights") }
-            if weightScaling != "size" { throw InputError("--weight-scaling needs --survey-weights") }
+            if weightScaling != "size" || singlePsu != "fail" { throw InputError("--weight-scaling and --single-psu need --survey-weights") }
             return nil
         }
         guard let scaling = WeightScaling(rawValue: weightScaling) else {
@@ -142,7 +145,10 @@ struct ModelOptions: ParsableArguments {
         if weights != nil {
             throw InputError("precision weights (--weights) and sampling weights (--survey-weights) cannot be combined")
         }
-        return SurveyDesign(weights: try SurveyDesign.weightColumns(text), scaling: scaling, psu: psu, strata: strata)
+        guard let single = SinglePSU(rawValue: singlePsu) else {
+            throw InputError("--single-psu must be one of \(SinglePSU.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return SurveyDesign(weights: try SurveyDesign.weightColumns(text), scaling: scaling, psu: psu, strata: strata, singlePSU: single)
     }
 
     /// A sampling-weighted fit (`--survey-weights`), by maximum pseudo-likelihood.

@@ -251,6 +251,19 @@ final class SurveyWeightsTests: ScratchDirectoryTestCase {
         XCTAssertTrue(message { try self.fit(good, formula, strata: "x") }.contains("column 'x' varies within g"))
         XCTAssertTrue(message { try self.fit(good, "y ~ x", weights: ["w1"], psu: "g", strata: "w2") }
             .contains("a single primary sampling unit"))
+        // Strata of one PSU each: certainty leaves no variance; centered takes each PSU's deviation from the mean of all.
+        let lonely = SurveyDesign(weights: ["w1"], psu: "g", strata: "w2", singlePSU: .certainty)
+        let certain = try LinearMixedModel.fitSurvey("y ~ x", data: openTable(path: good, table: nil), design: lonely)
+        XCTAssertEqual(certain.standardErrors, [0, 0])
+        var centeredDesign = lonely
+        centeredDesign.singlePSU = .centered
+        centeredDesign.strata = nil
+        let oneStratum = try LinearMixedModel.fitSurvey("y ~ x", data: openTable(path: good, table: nil), design: centeredDesign)
+        centeredDesign.strata = "w2"
+        let centered = try LinearMixedModel.fitSurvey("y ~ x", data: openTable(path: good, table: nil), design: centeredDesign)
+        // Centred at the grand mean without the n/(n − 1) factor: one stratum's SEs times √((n − 1)/n).
+        let n = Double(oneStratum.psus)
+        for (a, b) in zip(centered.standardErrors, oneStratum.standardErrors) { XCTAssertEqual(a, b * ((n - 1) / n).squareRoot(), accuracy: 1e-10 * b) }
     }
 
     func testCommandLineSummaryAndRefusals() throws {

@@ -10,9 +10,11 @@ import Foundation
 /// correction. One stratum and the clusters as PSUs is `vce(cluster)`'s estimator.
 enum SandwichVariance {
     /// J from the clusters' weighted scores (clusters × m, row-major), each cluster's PSU and
-    /// each PSU's stratum. A stratum with a single PSU has no variance to estimate: an error.
+    /// each PSU's stratum. A stratum with a single PSU has no variance of its own to estimate:
+    /// `singlePSU` says what it contributes (Stata's `singleunit()`): an error, nothing
+    /// (`certainty`), or its deviation from the mean of all PSUs (`centered`).
     static func meat(weightedScores: [Double], width m: Int, psuOfCluster: [Int], psuCount: Int,
-                     stratumOfPSU: [Int], strataLabels: [String]) throws -> [Double] {
+                     stratumOfPSU: [Int], strataLabels: [String], singlePSU: SinglePSU = .fail) throws -> [Double] {
         var z = [Double](repeating: 0, count: psuCount * m)
         for (j, i) in psuOfCluster.enumerated() where i >= 0 {
             for a in 0..<m { z[i * m + a] += weightedScores[j * m + a] }
@@ -20,16 +22,26 @@ enum SandwichVariance {
         let strata = (stratumOfPSU.max() ?? -1) + 1
         var members = [[Int]](repeating: [], count: strata)
         for (i, h) in stratumOfPSU.enumerated() { members[h].append(i) }
+        var grandMean = [Double](repeating: 0, count: m)
+        for i in 0..<psuCount { for a in 0..<m { grandMean[a] += z[i * m + a] / Double(psuCount) } }
         var meat = [Double](repeating: 0, count: m * m)
         for (h, psus) in members.enumerated() where !psus.isEmpty {
-            guard psus.count > 1 else {
-                let name = strataLabels.count > 1 ? "stratum '\(strataLabels[h])' has" : "the design has"
-                throw InputError("\(name) a single primary sampling unit: the linearised variance needs at least two PSUs in every stratum")
-            }
             var mean = [Double](repeating: 0, count: m)
-            for i in psus { for a in 0..<m { mean[a] += z[i * m + a] } }
-            for a in 0..<m { mean[a] /= Double(psus.count) }
-            let f = Double(psus.count) / Double(psus.count - 1)
+            var f = 1.0
+            if psus.count == 1 {
+                switch singlePSU {
+                case .fail:
+                    let name = strataLabels.count > 1 ? "stratum '\(strataLabels[h])' has" : "the design has"
+                    throw InputError("\(name) a single primary sampling unit: the linearised variance needs at least two PSUs in every "
+                        + "stratum (or --single-psu certainty|centered)")
+                case .certainty: continue
+                case .centered: mean = grandMean
+                }
+            } else {
+                for i in psus { for a in 0..<m { mean[a] += z[i * m + a] } }
+                for a in 0..<m { mean[a] /= Double(psus.count) }
+                f = Double(psus.count) / Double(psus.count - 1)
+            }
             for i in psus {
                 for b in 0..<m {
                     let zb = z[i * m + b] - mean[b]

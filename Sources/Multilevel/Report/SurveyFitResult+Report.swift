@@ -72,6 +72,7 @@ extension SurveyFitResult {
                 ("nstrata", .number(Double(strata))),
                 ("sum_scaled_weights", .finite(weightedCount)),
                 ("variance", .string("linearized")),
+                ("single_psu", .string(design.singlePSU.rawValue)),
             ])),
             ("nobs", .number(Double(nobs))),
             ("rows_dropped", .number(Double(droppedRows))),

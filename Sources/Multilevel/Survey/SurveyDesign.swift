@@ -23,6 +23,14 @@ public enum WeightScaling: String, CaseIterable, Sendable {
     }
 }
 
+/// What a stratum with a single PSU contributes to the linearised variance (Stata's
+/// `singleunit()`, R's `survey.lonely.psu`): `fail` (an error, the default), `certainty`
+/// (nothing: the PSU was sampled with certainty), `centered` (its deviation from the mean of
+/// all PSUs, not of its stratum).
+public enum SinglePSU: String, CaseIterable, Sendable {
+    case fail, certainty, centered
+}
+
 /// A survey's design as the fit uses it: the sampling weights of each level (innermost first,
 /// as WeMix's `weights =`), their scaling, and the primary sampling units and strata of the
 /// variance estimator.
@@ -39,12 +47,15 @@ public struct SurveyDesign: Sendable, Equatable {
     public var psu: String?
     /// The strata (default: one stratum).
     public var strata: String?
+    public var singlePSU: SinglePSU
 
-    public init(weights: [String], scaling: WeightScaling = .size, psu: String? = nil, strata: String? = nil) {
+    public init(weights: [String], scaling: WeightScaling = .size, psu: String? = nil, strata: String? = nil,
+                singlePSU: SinglePSU = .fail) {
         self.weights = weights
         self.scaling = scaling
         self.psu = psu
         self.strata = strata
+        self.singlePSU = singlePSU
     }
 
     /// Parses `--survey-weights "w_pupil, w_school"`: column names separated by commas.

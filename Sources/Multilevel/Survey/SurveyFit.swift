@@ -152,7 +152,8 @@ extension LinearMixedModel {
         var bread = [Double](repeating: 0, count: f * f)
         for b in 0..<f { for a in 0..<f { bread[a + b * f] = -0.5 * (jac[a + b * f] + jac[b + a * f]) } }
         let meat = try SandwichVariance.meat(weightedScores: weightedScores(psi), width: f, psuOfCluster: sums.psu,
-                                             psuCount: sums.psuLabels.count, stratumOfPSU: stratumOfPSU, strataLabels: sums.strataLabels)
+                                             psuCount: sums.psuLabels.count, stratumOfPSU: stratumOfPSU, strataLabels: sums.strataLabels,
+                                             singlePSU: design.singlePSU)
         guard let v = SandwichVariance.covariance(bread: bread, meat: meat, order: f) else {
             throw InputError("the pseudo-likelihood's Hessian is not positive definite at the estimates: the standard errors are undefined "
                 + "(a variance component may be unidentified)")
