@@ -23,7 +23,9 @@ informative=${MLM_SURVEY_INFORMATIVE_REPLICATES:-20}
 rows=${MLM_SURVEY_ROWS:-1000000}
 mkdir -p "$data/survey"
 swift build -c release --product mlm >/dev/null
-mlm=$PWD/.build/release/mlm
+# A copy: the run takes half an hour, and a rebuild meanwhile must not replace the binary under it.
+cp .build/release/mlm "$data/survey/mlm"
+mlm=$data/survey/mlm
 source bench/blas.sh
 commit=$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- Sources Package.swift || echo "+changes")
 out=$data/survey/replicates.jsonl

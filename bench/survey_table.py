@@ -49,5 +49,5 @@ big = [l for l in lines if l["design"] == "survey-1e7"]
 if big:
     b = big[0]
     print(f"## One weighted fit at 10^7 pupils\n\n{b['wall']:.1f} s wall, {b['rss_kb'] / 1024:.0f} MB peak RSS "
-          f"({b['weighted']['nobs']:,} pupils, {b['weighted']['survey']['clusters']:,} schools, "
+          f"({b['weighted']['nobs']:,} pupils, {b['weighted']['survey']['clusters']['school']:,} schools, "
           f"{b['weighted']['survey']['nstrata']:,} strata).")

@@ -18,7 +18,7 @@ final class SurveyWeightsTests: ScratchDirectoryTestCase {
             return Double(state >> 11) / Double(1 << 53)
         }
         func normal() -> Double { (-2 * log(uniform())).squareRoot() * cos(2 * .pi * uniform()) }
-        var lines = ["y,x,g,w1,w2"]
+        var lines = ["y,x,g,w1,w2,h"]
         for j in 0..<clusters {
             let n = 3 + Int(uniform() * 7)
             let b0 = 0.8 * normal(), b1 = 0.4 * normal()
@@ -27,7 +27,7 @@ final class SurveyWeightsTests: ScratchDirectoryTestCase {
                 let x = 2 * uniform() - 1
                 let y = 1 + 0.5 * x + b0 + b1 * x + normal()
                 let w1 = transformW1(j, i, unitWeights ? 1 : 0.5 + 2.5 * uniform())
-                lines.append("\(y),\(x),g\(j),\(w1),\(w2)")
+                lines.append("\(y),\(x),g\(j),\(w1),\(w2),h\(i % 3)")
             }
         }
         return try write(lines.joined(separator: "\n") + "\n", to: "survey-\(UUID().uuidString).csv")
@@ -244,9 +244,10 @@ final class SurveyWeightsTests: ScratchDirectoryTestCase {
         }
         let zeroPath = try write(zeroed.joined(separator: "\n") + "\n", to: "zero.csv")
         XCTAssertTrue(message { try self.fit(zeroPath, formula) }.contains("add up to 0 in g 'g1'"))
-        XCTAssertTrue(message { try self.fit(good, "y ~ x + (1 | g) + (1 | w2)") }.contains("crossed designs have no accepted"))
+        XCTAssertTrue(message { try self.fit(good, "y ~ x + (1 | g) + (1 | h)", weights: ["w1", "w2", "w2"]) }
+            .contains("the groupings are crossed, and crossed designs have no accepted sampling-weighted likelihood"))
         XCTAssertTrue(message { try self.fit(good, "y ~ x + (1 | mm(g, w2))") }.contains("multiple-membership design"))
-        XCTAssertTrue(message { try self.fit(good, formula, weights: ["w1"]) }.contains("needs two columns"))
+        XCTAssertTrue(message { try self.fit(good, formula, weights: ["w1"]) }.contains("needs 2 columns for this 2-level model"))
         XCTAssertTrue(message { try self.fit(good, "y ~ x", weights: ["w1"]) }.contains("needs --psu"))
         XCTAssertTrue(message { try self.fit(good, formula, strata: "x") }.contains("column 'x' varies within g"))
         XCTAssertTrue(message { try self.fit(good, "y ~ x", weights: ["w1"], psu: "g", strata: "w2") }
@@ -264,6 +265,106 @@ final class SurveyWeightsTests: ScratchDirectoryTestCase {
         // Centred at the grand mean without the n/(n − 1) factor: one stratum's SEs times √((n − 1)/n).
         let n = Double(oneStratum.psus)
         for (a, b) in zip(centered.standardErrors, oneStratum.standardErrors) { XCTAssertEqual(a, b * ((n - 1) / n).squareRoot(), accuracy: 1e-10 * b) }
+    }
+
+    /// Three levels: pupils in schools in districts, weights at each level (deterministic):
+    /// columns y, x, d, s, w1, w2 (constant in a school), w3 (constant in a district).
+    func threeLevelData(unitWeights: Bool = false, transformW2: (Int, Double) -> Double = { _, w in w }) throws -> String {
+        var state: UInt64 = 777
+        func uniform() -> Double {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Double(state >> 11) / Double(1 << 53)
+        }
+        func normal() -> Double { (-2 * log(uniform())).squareRoot() * cos(2 * .pi * uniform()) }
+        var lines = ["y,x,d,s,w1,w2,w3"]
+        for k in 0..<7 {
+            let v = 0.6 * normal(), w3 = unitWeights ? 1 : 2 + 4 * uniform()
+            for j in 0..<(2 + Int(uniform() * 4)) {
+                let u = 0.7 * normal(), w2 = unitWeights ? 1 : transformW2(k, 1 + 3 * uniform())
+                for _ in 0..<(3 + Int(uniform() * 5)) {
+                    let x = 2 * uniform() - 1
+                    let w1 = unitWeights ? 1 : 0.5 + 2.5 * uniform()
+                    lines.append("\(1 + 0.5 * x + v + u + normal()),\(x),d\(k),s\(j),\(w1),\(w2),\(w3)")
+                }
+            }
+        }
+        return try write(lines.joined(separator: "\n") + "\n", to: "three-\(UUID().uuidString).csv")
+    }
+
+    /// Σₖ wₖ log ∫ N(v; 0, τᵥ²) Πⱼ [∫ N(u; 0, τᵤ²) Πᵢ φ(yᵢ; xᵢ'β + u + v, σ²)^{cⱼwᵢ} du]^{c₂ₖwⱼ} dv, each
+    /// integral by the trapezoidal rule around its integrand's mode (the outer one's found from
+    /// three values of its logarithm, a parabola in v).
+    func nestedIntegral(_ path: String, fit: SurveyFitResult, scaling: WeightScaling) throws -> Double {
+        let text = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").dropFirst()
+        typealias Row = (y: Double, x: Double, w1: Double, w2: Double, w3: Double)
+        var districts: [String: [String: [Row]]] = [:]
+        for line in text {
+            let f = line.split(separator: ",").map(String.init)
+            districts[f[2], default: [:]][f[3], default: []].append((Double(f[0])!, Double(f[1])!, Double(f[4])!, Double(f[5])!, Double(f[6])!))
+        }
+        let tauU = fit.varcorr[0].vcov, tauV = fit.varcorr[1].vcov, s2 = fit.sigma * fit.sigma, beta = fit.beta
+        func trapezoid(centre: Double, sd: Double, _ f: (Double) -> Double) -> Double {
+            let values = (-40...40).map { f(centre + Double($0) * 0.25 * sd) }
+            let m = values.max()!
+            return m + log(values.reduce(0.0) { $0 + exp($1 - m) } * 0.25 * sd)
+        }
+        func logNormal(_ x: Double, _ variance: Double) -> Double { -0.5 * log(2 * .pi * variance) - x * x / (2 * variance) }
+        var total = 0.0
+        for (_, schools) in districts {
+            let w2 = schools.values.map { $0[0].w2 }
+            let c2 = scaling.factor(count: Double(w2.count), sum: w2.reduce(0, +), sumOfSquares: w2.reduce(0) { $0 + $1 * $1 })
+            func logSchool(_ rows: [Row], _ v: Double) -> Double {
+                let sw = rows.reduce(0.0) { $0 + $1.w1 }, sw2 = rows.reduce(0.0) { $0 + $1.w1 * $1.w1 }
+                let c = scaling.factor(count: Double(rows.count), sum: sw, sumOfSquares: sw2)
+                let precision = c * sw / s2 + 1 / tauU
+                let mode = rows.reduce(0.0) { $0 + c * $1.w1 * ($1.y - beta[0] - beta[1] * $1.x - v) } / s2 / precision
+                return trapezoid(centre: mode, sd: 1 / precision.squareRoot()) { u in
+                    rows.reduce(logNormal(u, tauU)) { $0 + c * $1.w1 * logNormal($1.y - beta[0] - beta[1] * $1.x - v - u, s2) }
+                }
+            }
+            func g(_ v: Double) -> Double { schools.values.reduce(logNormal(v, tauV)) { $0 + c2 * $1[0].w2 * logSchool($1, v) } }
+            let (gm, g0, gp) = (g(-1), g(0), g(1))
+            let curvature = -(gp - 2 * g0 + gm) / 2, slope = (gp - gm) / 2
+            total += schools.values.first![0].w3 * trapezoid(centre: slope / (2 * curvature), sd: 1 / (2 * curvature).squareRoot(), g)
+        }
+        return total
+    }
+
+    func testThreeLevelPseudoLikelihoodEqualsTheNestedIntegral() throws {
+        let path = try threeLevelData()
+        for scaling in WeightScaling.allCases {
+            let f = try fit(path, "y ~ x + (1 | d/s)", weights: ["w1", "w2", "w3"], scaling: scaling)
+            XCTAssertEqual(f.groups.map(\.name), ["s:d", "d"])
+            XCTAssertEqual(f.psus, 7, "the districts are the PSUs")
+            let integral = try nestedIntegral(path, fit: f, scaling: scaling)
+            XCTAssertEqual(f.logPseudoLikelihood, integral, accuracy: 1e-8 * abs(integral), "\(scaling)")
+            XCTAssertTrue(f.standardErrors.allSatisfy { $0.isFinite && $0 > 0 })
+            XCTAssertTrue(f.varcorrStandardErrors.allSatisfy { $0.isFinite && $0 > 0 })
+        }
+        // With all weights 1: the ML fit.
+        let unit = try threeLevelData(unitWeights: true)
+        let weighted = try fit(unit, "y ~ x + (1 | d/s)", weights: ["w1", "w2", "w3"])
+        let ml = try LinearMixedModel.fit("y ~ x + (1 | d/s)", data: openTable(path: unit, table: nil), options: FitOptions(reml: false))
+        XCTAssertEqual(weighted.logPseudoLikelihood, ml.logLik, accuracy: 1e-9 * abs(ml.logLik))
+        for (a, b) in zip(weighted.beta, ml.beta) { XCTAssertEqual(a, b, accuracy: 1e-5 * max(1, abs(b))) }
+        for (a, b) in zip(weighted.theta, ml.theta) { XCTAssertEqual(a, b, accuracy: 2e-4) }
+        // The level-2 weights of one district times 5: nothing changes under size and effective scaling.
+        let scaled = try threeLevelData(transformW2: { k, w in k == 2 ? 5 * w : w })
+        for scaling in [WeightScaling.size, .effective] {
+            let a = try fit(path, "y ~ x + (1 | d/s)", weights: ["w1", "w2", "w3"], scaling: scaling)
+            let b = try fit(scaled, "y ~ x + (1 | d/s)", weights: ["w1", "w2", "w3"], scaling: scaling)
+            XCTAssertEqual(a.logPseudoLikelihood, b.logPseudoLikelihood, accuracy: 1e-9 * abs(a.logPseudoLikelihood), "\(scaling)")
+        }
+        // A district weight that varies across its schools.
+        var lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init)
+        var f = lines[1].split(separator: ",").map(String.init)
+        let school = f[3]
+        for i in 1..<lines.count where lines[i].contains(",d0,\(school),") {
+            f = lines[i].split(separator: ",").map(String.init); f[6] = "99"; lines[i] = f.joined(separator: ",")
+        }
+        let bad = try write(lines.joined(separator: "\n") + "\n", to: "bad-w3.csv")
+        XCTAssertTrue(message { try self.fit(bad, "y ~ x + (1 | d/s)", weights: ["w1", "w2", "w3"]) }
+            .contains("the level-3 weight in column 'w3' varies within d 'd0'"))
     }
 
     func testCommandLineSummaryAndRefusals() throws {

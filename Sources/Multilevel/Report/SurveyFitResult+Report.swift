@@ -5,7 +5,7 @@ import Foundation
 extension SurveyFitResult {
     /// How the variance was linearised, in words.
     private var varianceDesign: String {
-        let units = design.psu.map { "\(psus) PSUs (\($0))" } ?? "\(psus) clusters (\(clusterName)) as PSUs"
+        let units = design.psu.map { "\(psus) PSUs (\($0))" } ?? "\(psus) clusters (\(groups.last!.name)) as PSUs"
         let strata = design.strata.map { ", \(self.strata) strata (\($0))" } ?? ", one stratum"
         return units + strata
     }
@@ -37,7 +37,7 @@ extension SurveyFitResult {
                 rows.append([group, name, values[i], ses[i], sdcor])
             }
             out += table(header: ["Groups", "Name", "Variance", "Robust SE", "Std.Dev."], rows: rows, leftColumns: 2, indent: " ")
-            out += "Number of obs: \(nobs), groups:  \(clusterName), \(clusters)\n"
+            out += "Number of obs: \(nobs), groups:  " + groups.map { "\($0.name), \($0.count)" }.joined(separator: "; ") + "\n"
         } else {
             let e = varcorr[varcorr.count - 1]
             out += "Residual variance \(String(format: "%.6g", e.vcov)) (robust SE \(String(format: "%.4g", varcorrStandardErrors.last!))), "
@@ -67,7 +67,7 @@ extension SurveyFitResult {
                 ("scaling", .string(design.scaling.rawValue)),
                 ("psu", design.psu.map(JSONValue.string) ?? .null),
                 ("strata", design.strata.map(JSONValue.string) ?? .null),
-                ("clusters", .number(Double(clusters))),
+                ("clusters", .object(groups.map { ($0.name, .number(Double($0.count))) })),
                 ("psus", .number(Double(psus))),
                 ("nstrata", .number(Double(strata))),
                 ("sum_scaled_weights", .finite(weightedCount)),

@@ -26,6 +26,10 @@ struct ClusterCrossProducts {
     var sumW2: [Double]
     /// The level-2 weight (1 in a design of one level).
     var weight2: [Double]
+    /// Three levels: each cluster's parent (its level in the coarser grouping, e.g. the school's
+    /// district; −1 without one) and the parent's weight, the level-3 weight (1 without one).
+    var parent: [Int]
+    var weight3: [Double]
     /// Aⱼ, Bⱼ (column-major d × (p+1)) and Cⱼ, cluster after cluster.
     var a: [Double]
     var b: [Double]
@@ -58,6 +62,8 @@ struct ClusterCrossProducts {
         sumW = count
         sumW2 = count
         weight2 = count
+        weight3 = count
+        parent = Array(repeating: -1, count: n)
         a = Array(repeating: 0, count: n * d * d)
         b = Array(repeating: 0, count: n * d * p1)
         c = Array(repeating: 0, count: n * p1 * p1)
@@ -74,6 +80,8 @@ struct ClusterPartial {
     var codes: [Int] = []
     var stats: [Double] = []          // per cluster: n, Σw, Σw², then A, B, C
     var weight2: [Double] = []
+    var weight3: [Double] = []
+    var parent: [Int] = []
     var psu: [String] = []
     var stratum: [String] = []
     /// The first row of each cluster in the segment (for messages).
@@ -84,7 +92,8 @@ struct ClusterPartial {
 
     func encoded() -> [UInt8] {
         var w = ByteWriter()
-        w.ints(codes); w.doubles(stats); w.doubles(weight2); w.strings(psu); w.strings(stratum); w.ints(firstRow)
+        w.ints(codes); w.doubles(stats); w.doubles(weight2); w.doubles(weight3); w.ints(parent)
+        w.strings(psu); w.strings(stratum); w.ints(firstRow)
         return w.bytes
     }
 
@@ -92,7 +101,8 @@ struct ClusterPartial {
 
     init(decoding bytes: [UInt8]) {
         var r = ByteReader(bytes)
-        codes = r.ints(); stats = r.doubles(); weight2 = r.doubles(); psu = r.strings(); stratum = r.strings(); firstRow = r.ints()
+        codes = r.ints(); stats = r.doubles(); weight2 = r.doubles(); weight3 = r.doubles(); parent = r.ints()
+        psu = r.strings(); stratum = r.strings(); firstRow = r.ints()
     }
 }
 
@@ -102,8 +112,10 @@ extension ClusterCrossProducts {
         let weights: [String]
         let psu: String?
         let strata: String?
-        /// Where a row's cluster comes from: this random term's grouping level.
+        /// Where a row's cluster comes from: this random term's grouping level; and its parent's
+        /// (three levels), from this one's.
         let clusterTerm: Int
+        var parentTerm: Int? = nil
         /// The columns of each random term of the frame, and whether they enter Aⱼ and Bⱼ (not
         /// when the only term stands for the PSUs of a model without random effects).
         let termColumns: [Int]
@@ -218,6 +230,8 @@ extension ClusterCrossProducts {
                 part.codes.append(code)
                 part.stats.append(contentsOf: repeatElement(0, count: size))
                 part.weight2.append(weights.count > 1 ? weights[1][r] : 1)
+                part.weight3.append(weights.count > 2 ? weights[2][r] : 1)
+                part.parent.append(columns.parentTerm.map { Int(model.terms[$0].levels[r]) } ?? -1)
                 let pv = try psu.map { try value($0, columns.psu!, r) } ?? .string("")
                 let sv = try strata.map { try value($0, columns.strata!, r) } ?? .string("")
                 part.psuValues.append(pv)
@@ -225,6 +239,18 @@ extension ClusterCrossProducts {
                 part.psu.append(label(pv))
                 part.stratum.append(label(sv))
                 part.firstRow.append(row)
+            }
+            if let k = columns.parentTerm, Int(model.terms[k].levels[r]) != part.parent[s] {
+                let parentTerm = frame.randomTerms[k]
+                throw InputError("\(group) '\(clusterLabel(code))' lies in \(parentTerm.term.grouping.name) "
+                    + "'\(parentTerm.levels.names[part.parent[s]])' at \(frame.source.rowDescription(part.firstRow[s])) and "
+                    + "'\(parentTerm.levels.names[Int(model.terms[k].levels[r])])' at \(frame.source.rowDescription(row)): the groupings are crossed, "
+                    + "and crossed designs have no accepted sampling-weighted likelihood")
+            }
+            if weights.count > 2, weights[2][r] != part.weight3[s] {
+                throw InputError("the level-3 weight in column '\(columns.weights[2])' varies within \(group) "
+                    + "'\(clusterLabel(code))': \(rNumber(part.weight3[s])) at "
+                    + "\(frame.source.rowDescription(part.firstRow[s])) and \(rNumber(weights[2][r])) at \(frame.source.rowDescription(row))")
             }
             if weights.count > 1, weights[1][r] != part.weight2[s] {
                 throw InputError("the level-2 weight in column '\(columns.weights[1])' varies within \(group) "
@@ -274,6 +300,14 @@ extension ClusterCrossProducts {
         for (s, j) in part.codes.enumerated() {
             if seen[j] >= 0 {
                 let at = "\(frame.source.rowDescription(seen[j])) and \(frame.source.rowDescription(part.firstRow[s]))"
+                if part.parent[s] != parent[j] {
+                    throw InputError("\(group) '\(clusterLabels[j])' lies in two clusters of the coarser grouping (\(at)): the groupings "
+                        + "are crossed, and crossed designs have no accepted sampling-weighted likelihood")
+                }
+                if part.weight3[s] != weight3[j] {
+                    throw InputError("the level-3 weight in column '\(columns.weights[2])' varies within \(group) '\(clusterLabels[j])': "
+                        + "\(rNumber(weight3[j])) and \(rNumber(part.weight3[s])) at \(at)")
+                }
                 if part.weight2[s] != weight2[j] {
                     throw InputError("the level-2 weight in column '\(columns.weights[1])' varies within \(group) '\(clusterLabels[j])': "
                         + "\(rNumber(weight2[j])) and \(rNumber(part.weight2[s])) at \(at)")
@@ -286,6 +320,8 @@ extension ClusterCrossProducts {
             } else {
                 seen[j] = part.firstRow[s]
                 weight2[j] = part.weight2[s]
+                weight3[j] = part.weight3[s]
+                parent[j] = part.parent[s]
                 if psu.isEmpty { psu = Array(repeating: -1, count: clusters); stratum = psu }
                 // A PSU is its label within its stratum (Stata's and survey's nest = TRUE).
                 stratum[j] = Self.index(of: part.stratum[s], key: Array(part.stratum[s].utf8), in: &strataLabels, &strataIndex)
@@ -328,7 +364,7 @@ extension ClusterCrossProducts {
 
     func encoded() -> [UInt8] {
         var w = ByteWriter()
-        w.doubles(count); w.doubles(sumW); w.doubles(sumW2); w.doubles(weight2)
+        w.doubles(count); w.doubles(sumW); w.doubles(sumW2); w.doubles(weight2); w.doubles(weight3); w.ints(parent)
         w.doubles(a); w.doubles(b); w.doubles(c)
         w.ints(psu); w.ints(stratum); w.strings(psuLabels); w.strings(strataLabels)
         return w.bytes
@@ -337,7 +373,7 @@ extension ClusterCrossProducts {
     init(decoding bytes: [UInt8], like shape: ClusterCrossProducts) {
         self = shape
         var r = ByteReader(bytes)
-        count = r.doubles(); sumW = r.doubles(); sumW2 = r.doubles(); weight2 = r.doubles()
+        count = r.doubles(); sumW = r.doubles(); sumW2 = r.doubles(); weight2 = r.doubles(); weight3 = r.doubles(); parent = r.ints()
         a = r.doubles(); b = r.doubles(); c = r.doubles()
         psu = r.ints(); stratum = r.ints(); psuLabels = r.strings(); strataLabels = r.strings()
     }

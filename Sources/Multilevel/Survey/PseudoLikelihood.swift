@@ -15,26 +15,63 @@ import Foundation
 /// (LⱼLⱼ' = Mⱼ), and σ̂² = R²/Nʷ with R² the residual of that least squares and Nʷ = Σⱼ wⱼnⱼʷ; the
 /// profiled −2ℓ is Nʷ(1 + log(2πR²/Nʷ)) + Σⱼ wⱼ log|Mⱼ|. With all weights 1 it is lme4's ML
 /// deviance. REML has no accepted pseudo-likelihood version: only ML is offered.
+///
+/// Three levels (pupils i in schools j in districts k, weights wᵢ|ⱼ, wⱼ|ₖ, wₖ): a school's
+/// integral over its effects uⱼ leaves, given the district's effects vₖ, a Gaussian factor whose
+/// power wⱼ|ₖ* (the level-2 weights scaled within the district as the level-1 ones are within a
+/// school) is again Gaussian in vₖ, so the district's integral is closed-form too: the schools'
+/// Schur complements of [Zᵥ X y] after eliminating uⱼ, weighted by wⱼ|ₖ* and added, are a
+/// district's cross-products, from which vₖ is eliminated as uⱼ was (`eliminate`).
 struct PseudoLikelihood {
     let sums: ClusterCrossProducts
     let factor: RelativeCovarianceFactor
-    /// cⱼ and wⱼ.
+    /// cⱼ (level-1 scaling, per cluster of the finest grouping).
     let scale: [Double]
-    let weight: [Double]
-    /// Nʷ = Σⱼ wⱼcⱼΣᵢwᵢ.
+    /// The top-level clusters (schools; districts with three levels), each one's weight and, with
+    /// three levels, its schools and the scaled level-2 weight of each school.
+    let topWeight: [Double]
+    let members: [[Int]]
+    let memberWeight: [Double]
+    /// Nʷ = Σ (top weight × scaled level-2 weight × cⱼΣᵢwᵢ).
     let weightedCount: Double
+    /// Random effects per school (dU) and per district (dV; 0 with two levels).
+    let dU: Int
+    let dV: Int
 
-    init(_ sums: ClusterCrossProducts, scaling: WeightScaling) {
+    /// `parentDimension`: the random effects of the coarser grouping (three levels; its terms
+    /// come last in `sums.terms`), and `parents` its number of levels.
+    init(_ sums: ClusterCrossProducts, scaling: WeightScaling, parentDimension: Int = 0, parents: Int = 0) {
         self.sums = sums
         factor = RelativeCovarianceFactor(terms: sums.terms)
         let c = (0..<sums.clusters).map { scaling.factor(count: sums.count[$0], sum: sums.sumW[$0], sumOfSquares: sums.sumW2[$0]) }
         scale = c
-        weight = sums.weight2
-        weightedCount = (0..<sums.clusters).reduce(0.0) { $0 + sums.weight2[$1] * c[$1] * sums.sumW[$1] }
+        dV = parentDimension
+        dU = sums.d - parentDimension
+        if parents > 0 {
+            var m = [[Int]](repeating: [], count: parents)
+            for j in 0..<sums.clusters where sums.count[j] > 0 { m[sums.parent[j]].append(j) }
+            members = m
+            var mw = [Double](repeating: 0, count: sums.clusters)
+            topWeight = m.map { $0.first.map { sums.weight3[$0] } ?? 0 }
+            for schools in m where !schools.isEmpty {
+                let w = schools.map { sums.weight2[$0] }
+                let c2 = scaling.factor(count: Double(w.count), sum: w.reduce(0, +), sumOfSquares: w.reduce(0) { $0 + $1 * $1 })
+                for j in schools { mw[j] = c2 * sums.weight2[j] }
+            }
+            memberWeight = mw
+        } else {
+            members = (0..<sums.clusters).map { [$0] }
+            topWeight = sums.weight2
+            memberWeight = Array(repeating: 1, count: sums.clusters)
+        }
+        var n = 0.0
+        for (k, schools) in members.enumerated() { for j in schools { n += topWeight[k] * memberWeight[j] * c[j] * sums.sumW[j] } }
+        weightedCount = n
     }
 
     var d: Int { sums.d }
     var p1: Int { sums.p1 }
+    var weight: [Double] { topWeight }
 
     /// Λ for one cluster: blockdiag(T_k), d × d column-major lower triangular.
     func lambda(_ theta: [Double]) -> [Double] {
@@ -48,13 +85,75 @@ struct PseudoLikelihood {
         return l
     }
 
-    /// One cluster at θ: Λ'A*Λ + I's Cholesky factor L (lower, column-major) and log|M|.
+    /// One cluster at θ: Λ'A*Λ + I's Cholesky factor L (lower, column-major) and log|M| (two levels).
     private func clusterFactor(_ j: Int, lambda: [Double]) -> (l: [Double], logDet: Double)? {
         let a = sums.aOf(j).map { $0 * scale[j] }
         var m = Dense.multiply(Dense.transpose(lambda, d, d), Dense.multiply(a, lambda, d, d, d), d, d, d)
         for i in 0..<d { m[i + i * d] += 1 }
         guard let l = Dense.lowerCholesky(m, d) else { return nil }
         return (l, 2 * (0..<d).reduce(0.0) { $0 + log(l[$1 + $1 * d]) })
+    }
+
+    /// The random effects of the first `dim` rows of a symmetric matrix [[A, B], [B', C]] (order
+    /// dim + q, column-major) integrated out with relative factor Λ (dim × dim): the Schur
+    /// complement C − G'G (q × q), G = L⁻¹Λ'B with LL' = Λ'AΛ + I, and log|Λ'AΛ + I|.
+    static func eliminate(_ m: [Double], dim: Int, q: Int, lambda: [Double]) -> (schur: [Double], logDet: Double)? {
+        let e = dim + q
+        var c = [Double](repeating: 0, count: q * q)
+        for col in 0..<q { for row in 0..<q { c[row + col * q] = m[(dim + row) + (dim + col) * e] } }
+        guard dim > 0 else { return (c, 0) }
+        var a = [Double](repeating: 0, count: dim * dim), b = [Double](repeating: 0, count: dim * q)
+        for col in 0..<dim { for row in 0..<dim { a[row + col * dim] = m[row + col * e] } }
+        for col in 0..<q { for row in 0..<dim { b[row + col * dim] = m[row + (dim + col) * e] } }
+        let lt = Dense.transpose(lambda, dim, dim)
+        var mm = Dense.multiply(lt, Dense.multiply(a, lambda, dim, dim, dim), dim, dim, dim)
+        for i in 0..<dim { mm[i + i * dim] += 1 }
+        guard let l = Dense.lowerCholesky(mm, dim) else { return nil }
+        let g = Dense.solveLower(l, dim, Dense.multiply(lt, b, dim, dim, q), q)
+        for col in 0..<q { for row in 0..<q {
+            var gg = 0.0
+            for t in 0..<dim { gg += g[t + row * dim] * g[t + col * dim] }
+            c[row + col * q] -= gg
+        } }
+        return (c, 2 * (0..<dim).reduce(0.0) { $0 + log(l[$1 + $1 * dim]) })
+    }
+
+    /// Each top-level cluster at θ, unweighted by its own weight: its Schur complement of [X y]
+    /// ((p+1) × (p+1)), its log-determinant and its Nʷ share; nil where a Cholesky fails.
+    func topClusters(_ theta: [Double]) -> [(schur: [Double], logDet: Double, count: Double)]? {
+        let lam = lambda(theta)
+        var lamU = [Double](repeating: 0, count: dU * dU), lamV = [Double](repeating: 0, count: dV * dV)
+        for col in 0..<dU { for row in 0..<dU { lamU[row + col * dU] = lam[row + col * d] } }
+        for col in 0..<dV { for row in 0..<dV { lamV[row + col * dV] = lam[(dU + row) + (dU + col) * d] } }
+        let e = d + p1, eV = dV + p1
+        var out: [(schur: [Double], logDet: Double, count: Double)] = []
+        out.reserveCapacity(members.count)
+        for schools in members {
+            guard !schools.isEmpty else { out.append(([Double](repeating: 0, count: p1 * p1), 0, 0)); continue }
+            var t = [Double](repeating: 0, count: eV * eV)
+            var logDet = 0.0, count = 0.0
+            for j in schools {
+                let c = scale[j]
+                // [Z X y]'W*[Z X y] of school j, order d + p + 1, with u's columns first.
+                var m = [Double](repeating: 0, count: e * e)
+                let a = sums.aOf(j), b = sums.bOf(j), cc = sums.cOf(j)
+                for col in 0..<d { for row in 0..<d { m[row + col * e] = c * a[a.startIndex + row + col * d] } }
+                for col in 0..<p1 { for row in 0..<d {
+                    let x = c * b[b.startIndex + row + col * d]
+                    m[row + (d + col) * e] = x
+                    m[(d + col) + row * e] = x
+                } }
+                for col in 0..<p1 { for row in 0..<p1 { m[(d + row) + (d + col) * e] = c * cc[cc.startIndex + row + col * p1] } }
+                guard let (schur, ld) = Self.eliminate(m, dim: dU, q: eV, lambda: lamU) else { return nil }
+                let w = memberWeight[j]
+                for i in 0..<(eV * eV) { t[i] += w * schur[i] }
+                logDet += w * ld
+                count += w * c * sums.sumW[j]
+            }
+            guard let (schur, ld) = Self.eliminate(t, dim: dV, q: p1, lambda: lamV) else { return nil }
+            out.append((schur, logDet + ld, count))
+        }
+        return out
     }
 
     struct Evaluation {
@@ -72,27 +171,13 @@ struct PseudoLikelihood {
 
     /// β̂, σ̂² and −2ℓ at θ; nil where a cluster's or S's Cholesky fails.
     func evaluate(_ theta: [Double]) -> Evaluation? {
-        let lam = lambda(theta)
+        guard let top = topClusters(theta) else { return nil }
         var s = [Double](repeating: 0, count: p1 * p1)
         var logDet = 0.0
-        for j in 0..<sums.clusters where sums.count[j] > 0 {
-            let w = weight[j], c = scale[j]
-            let cj = sums.cOf(j)
-            if d > 0 {
-                guard let (l, ld) = clusterFactor(j, lambda: lam) else { return nil }
-                logDet += w * ld
-                // G = L⁻¹ Λ' B*.
-                let g = Dense.solveLower(l, d, Dense.multiply(Dense.transpose(lam, d, d), sums.bOf(j).map { $0 * c }, d, d, p1), p1)
-                for col in 0..<p1 {
-                    for row in 0...col {
-                        var gg = 0.0
-                        for t in 0..<d { gg += g[t + row * d] * g[t + col * d] }
-                        s[row + col * p1] += w * (c * cj[cj.startIndex + row + col * p1] - gg)
-                    }
-                }
-            } else {
-                for col in 0..<p1 { for row in 0...col { s[row + col * p1] += w * c * cj[cj.startIndex + row + col * p1] } }
-            }
+        for (k, t) in top.enumerated() {
+            let w = topWeight[k]
+            for i in 0..<(p1 * p1) { s[i] += w * t.schur[i] }
+            logDet += w * t.logDet
         }
         guard let r = DenseCholesky.upper(s, order: p1) else { return nil }
         let p = p1 - 1
@@ -102,6 +187,17 @@ struct PseudoLikelihood {
         let n = weightedCount
         return Evaluation(logDeterminant: logDet, s: s, r: r, beta: beta, penalizedRSS: rss, sigma2: rss / n,
                           deviance: n * (1 + log(2 * Double.pi * rss / n)) + logDet)
+    }
+
+    /// Each top-level cluster's ℓ (without its weight) at (β, θ, σ²): −½ n log 2πσ² − ½ log-det − ξ'Sξ/(2σ²).
+    func topLogLikelihoods(beta: [Double], theta: [Double], sigma2: Double) -> [Double] {
+        guard let top = topClusters(theta) else { return Array(repeating: -.infinity, count: members.count) }
+        let xi = beta.map { -$0 } + [1]
+        return top.map { t in
+            var q = 0.0
+            for col in 0..<p1 { for row in 0..<p1 { q += xi[row] * t.schur[row + col * p1] * xi[col] } }
+            return -0.5 * t.count * log(2 * Double.pi * sigma2) - 0.5 * t.logDet - q / (2 * sigma2)
+        }
     }
 
     /// −2ℓ at θ with β and σ² profiled out; +∞ where undefined.

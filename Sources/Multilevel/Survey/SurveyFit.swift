@@ -5,10 +5,9 @@ public struct SurveyFitResult: Sendable {
     public let formula: String
     public let dataName: String
     public let design: SurveyDesign
-    /// Rows used, clusters, PSUs and strata.
+    /// Rows used; the grouping factors (finest first) and their numbers of levels; PSUs and strata.
     public let nobs: Int
-    public let clusterName: String
-    public let clusters: Int
+    public let groups: [(name: String, count: Int)]
     public let psus: Int
     public let strata: Int
     /// Nʷ, the scaled weights' total Σⱼ wⱼcⱼΣᵢwᵢ|ⱼ.
@@ -42,9 +41,10 @@ extension LinearMixedModel {
     /// level (`PseudoLikelihood`), and gives the fixed effects and variance components
     /// linearised standard errors (`SandwichVariance`) with `design`'s PSUs and strata.
     ///
-    /// Two-level nested designs: the random terms share one grouping factor, the clusters, and
-    /// `design.weights` holds the level-1 and the level-2 weights; a model without random effects
-    /// takes one weight and needs `design.psu`. Crossed and multiple-membership designs have no
+    /// Nested designs of two levels (the random terms share one grouping factor, the clusters;
+    /// `design.weights` holds the level-1 and the level-2 weights) and of three (terms on two
+    /// grouping factors, the finer nested in the coarser, e.g. `(1 | district/school)`; three
+    /// weights); a model without random effects takes one weight and needs `design.psu`. Crossed and multiple-membership designs have no
     /// accepted definition of sampling-weighted likelihood and are refused; so are precision
     /// weights alongside sampling weights. REML has no pseudo-likelihood version: the fit is ML.
     public static func fitSurvey(_ formula: String, data: TableSource, design: SurveyDesign,
@@ -61,15 +61,16 @@ extension LinearMixedModel {
             }
         }
         let names = groupings.map(\.name).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
-        if names.count > 1 {
-            throw InputError("sampling weights are built for two-level designs, whose random terms share one grouping factor; this model has "
-                + names.joined(separator: " and ") + " (crossed designs have no accepted sampling-weighted likelihood; three levels are not built)")
+        if names.count > 2 {
+            throw InputError("sampling weights are built for designs of up to three levels (two nested grouping factors); this model has "
+                + names.joined(separator: ", "))
         }
-        let levels = names.isEmpty ? 1 : 2
+        let levels = names.count + 1
         guard design.weights.count == levels else {
-            throw InputError(levels == 2
-                ? "--survey-weights needs two columns for this two-level model, level 1 first (e.g. \"w_pupil, w_school\"); \(design.weights.count) given"
-                : "--survey-weights needs one column for a model without random effects; \(design.weights.count) given")
+            let example = ["\"w\"", "\"w_pupil, w_school\"", "\"w_pupil, w_school, w_district\""][levels - 1]
+            throw InputError(levels == 1
+                ? "--survey-weights needs one column for a model without random effects; \(design.weights.count) given"
+                : "--survey-weights needs \(levels) columns for this \(levels)-level model, level 1 first (e.g. \(example)); \(design.weights.count) given")
         }
         var modelFormula = parsed
         if names.isEmpty {
@@ -88,23 +89,50 @@ extension LinearMixedModel {
         let frame = try ModelFrame.scan(modelFormula.reading(design.columns), source: data, chunkRows: options.chunkRows,
                                         threads: options.threads, communicator: options.communicator, segmentRows: options.segmentRows)
         let terms = names.isEmpty ? [] : frame.randomEffectsTerms
+        // The clusters: the finest grouping (lme4's order puts the terms of the grouping with most
+        // levels first); with three levels, their parents: the other grouping, whose terms follow.
         let cluster = frame.randomEffectsTerms[0]
+        var parentTerm: Int?
+        if levels == 3 {
+            let k = terms.firstIndex { $0.group != cluster.group }!
+            guard terms[k...].allSatisfy({ $0.group == terms[k].group }) else {
+                throw InputError("the terms of \(cluster.group) and \(terms[k].group) have as many levels: which is nested in which cannot be told")
+            }
+            parentTerm = k
+        }
         let columns = ClusterCrossProducts.Columns(weights: design.weights, psu: design.psu, strata: design.strata, clusterTerm: 0,
-                                                   termColumns: frame.randomEffectsTerms.map(\.dimension), randomEffects: !names.isEmpty)
+                                                   parentTerm: parentTerm, termColumns: frame.randomEffectsTerms.map(\.dimension),
+                                                   randomEffects: !names.isEmpty)
         var sums = try ClusterCrossProducts.accumulate(frame, columns: columns, terms: terms, clusterName: cluster.group,
                                                        clusterLabels: cluster.levels, threads: options.threads)
-        if design.psu == nil {
-            sums.psu = Array(0..<sums.clusters)
-            sums.psuLabels = cluster.levels
+        // The top-level clusters (schools; with three levels, districts), each one's PSU and stratum.
+        let top = parentTerm.map { terms[$0] } ?? cluster
+        var topOf = Array(0..<sums.clusters)
+        if parentTerm != nil {
+            topOf = sums.parent
+            try checkParents(sums, top: top, weights: design.weights)
         }
+        var psuOfTop = [Int](repeating: -1, count: top.levels.count), stratumOfTop = psuOfTop
+        for j in 0..<sums.clusters where sums.count[j] > 0 {
+            let k = topOf[j], psu = design.psu == nil ? k : sums.psu[j]
+            if psuOfTop[k] >= 0 && (psuOfTop[k] != psu || stratumOfTop[k] != sums.stratum[j]) {
+                let column = psuOfTop[k] != psu ? design.psu! : design.strata!
+                throw InputError("column '\(column)' varies within \(top.group) '\(top.levels[k])': the clusters must be nested in the "
+                    + (column == design.psu ? "PSUs" : "strata"))
+            }
+            psuOfTop[k] = psu
+            stratumOfTop[k] = sums.stratum[j]
+        }
+        let psuLabels = design.psu == nil ? top.levels : sums.psuLabels
         // Each PSU lies in one stratum (it is identified within it).
-        var stratumOfPSU = [Int](repeating: 0, count: sums.psuLabels.count)
-        for j in 0..<sums.clusters { stratumOfPSU[sums.psu[j]] = sums.stratum[j] }
+        var stratumOfPSU = [Int](repeating: 0, count: psuLabels.count)
+        for k in psuOfTop.indices where psuOfTop[k] >= 0 { stratumOfPSU[psuOfTop[k]] = stratumOfTop[k] }
 
         // Without random effects the weights are one level's: nothing to scale within clusters.
         var design = design
         if names.isEmpty { design.scaling = .none }
-        let pml = PseudoLikelihood(sums, scaling: design.scaling)
+        let pml = PseudoLikelihood(sums, scaling: design.scaling, parentDimension: parentTerm.map { k in terms[k...].reduce(0) { $0 + $1.dimension } } ?? 0,
+                                   parents: parentTerm == nil ? 0 : top.levels.count)
         let factor = pml.factor
         var summary = OptimizerSummary()
         var theta: [Double] = []
@@ -133,26 +161,41 @@ extension LinearMixedModel {
         let free = Array(0..<p) + freeTheta.map { p + $0 } + [p + m]
         let psi = e.beta + theta + [e.sigma2]
         func expand(_ x: [Double]) -> [Double] { var full = psi; for (k, i) in free.enumerated() { full[i] = x[k] }; return full }
+        let x0 = free.map { psi[$0] }
+        let f = free.count, tops = pml.topWeight.count
+        let steps = free.enumerated().map { k, i -> Double in
+            i == p + m ? 1e-5 * e.sigma2 : 1e-5 * max(abs(x0[k]), i < p ? 1 : 1e-2)
+        }
+        // The top-level clusters' weighted scores (tops × f): analytic with two levels; with
+        // three, central differences of each district's ℓₖ.
         func weightedScores(_ full: [Double]) -> [Double] {
-            let (_, s) = pml.clusterScores(beta: Array(full[0..<p]), theta: Array(full[p..<(p + m)]), sigma2: full[p + m])
-            var out = [Double](repeating: 0, count: sums.clusters * free.count)
-            for j in 0..<sums.clusters { for (k, i) in free.enumerated() { out[j * free.count + k] = pml.weight[j] * s[j * (p + m + 1) + i] } }
+            var out = [Double](repeating: 0, count: tops * f)
+            if parentTerm == nil {
+                let (_, s) = pml.clusterScores(beta: Array(full[0..<p]), theta: Array(full[p..<(p + m)]), sigma2: full[p + m])
+                for j in 0..<tops { for (k, i) in free.enumerated() { out[j * f + k] = pml.weight[j] * s[j * (p + m + 1) + i] } }
+                return out
+            }
+            func logLik(_ x: [Double]) -> [Double] {
+                pml.topLogLikelihoods(beta: Array(x[0..<p]), theta: Array(x[p..<(p + m)]), sigma2: x[p + m])
+            }
+            for (k, i) in free.enumerated() {
+                var up = full, down = full
+                up[i] += 0.1 * steps[k]
+                down[i] -= 0.1 * steps[k]
+                let lu = logLik(up), ld = logLik(down)
+                for j in 0..<tops { out[j * f + k] = pml.weight[j] * (lu[j] - ld[j]) / (0.2 * steps[k]) }
+            }
             return out
         }
         func totalScore(_ x: [Double]) -> [Double] {
-            let s = weightedScores(expand(x)), f = free.count
-            return (0..<f).map { k in (0..<sums.clusters).reduce(0.0) { $0 + s[$1 * f + k] } }
-        }
-        let x0 = free.map { psi[$0] }
-        let f = free.count
-        let steps = free.enumerated().map { k, i -> Double in
-            i == p + m ? 1e-5 * e.sigma2 : 1e-5 * max(abs(x0[k]), i < p ? 1 : 1e-2)
+            let s = weightedScores(expand(x))
+            return (0..<f).map { k in (0..<tops).reduce(0.0) { $0 + s[$1 * f + k] } }
         }
         let jac = SandwichVariance.jacobian(totalScore, at: x0, steps: steps)
         var bread = [Double](repeating: 0, count: f * f)
         for b in 0..<f { for a in 0..<f { bread[a + b * f] = -0.5 * (jac[a + b * f] + jac[b + a * f]) } }
-        let meat = try SandwichVariance.meat(weightedScores: weightedScores(psi), width: f, psuOfCluster: sums.psu,
-                                             psuCount: sums.psuLabels.count, stratumOfPSU: stratumOfPSU, strataLabels: sums.strataLabels,
+        let meat = try SandwichVariance.meat(weightedScores: weightedScores(psi), width: f, psuOfCluster: psuOfTop,
+                                             psuCount: psuLabels.count, stratumOfPSU: stratumOfPSU, strataLabels: sums.strataLabels,
                                              singlePSU: design.singlePSU)
         guard let v = SandwichVariance.covariance(bread: bread, meat: meat, order: f) else {
             throw InputError("the pseudo-likelihood's Hessian is not positive definite at the estimates: the standard errors are undefined "
@@ -212,12 +255,32 @@ extension LinearMixedModel {
         notes.append("sampling-weighted fits are by maximum pseudo-likelihood (ML): REML has no accepted pseudo-likelihood version, "
             + "and likelihood-ratio tests are not valid; use the Wald tests")
         let logPL = -0.5 * e.deviance
-        return SurveyFitResult(formula: parsed.text, dataName: data.name, design: design, nobs: sums.rows, clusterName: cluster.group,
-                               clusters: sums.clusters, psus: sums.psuLabels.count, strata: max(1, sums.strataLabels.count),
+        return SurveyFitResult(formula: parsed.text, dataName: data.name, design: design, nobs: sums.rows,
+                               groups: (parentTerm == nil ? [cluster] : [cluster, top]).map { ($0.group, $0.levels.count) },
+                               psus: psuLabels.count, strata: max(1, sums.strataLabels.count),
                                weightedCount: pml.weightedCount, terms: terms, theta: theta, thetaNames: factor.thetaNames,
                                fixedNames: sums.fixedNames, beta: e.beta, fixedCovariance: fixedCovariance, standardErrors: se,
                                sigma: e.sigma2.squareRoot(), varcorr: varcorr, varcorrStandardErrors: entrySE,
                                logPseudoLikelihood: logPL, optimizer: summary, notes: notes, droppedRows: frame.droppedRows)
+    }
+
+    /// Three levels: each parent's weight is the same on all its clusters, and its level-2 weights add up to more than 0.
+    private static func checkParents(_ sums: ClusterCrossProducts, top: RandomEffectsTerm, weights: [String]) throws {
+        var first = [Int](repeating: -1, count: top.levels.count)
+        var total = [Double](repeating: 0, count: top.levels.count)
+        for j in 0..<sums.clusters where sums.count[j] > 0 {
+            let k = sums.parent[j]
+            total[k] += sums.weight2[j]
+            if first[k] < 0 { first[k] = j; continue }
+            if sums.weight3[j] != sums.weight3[first[k]] {
+                throw InputError("the level-3 weight in column '\(weights[2])' varies within \(top.group) '\(top.levels[k])': "
+                    + "\(rNumber(sums.weight3[first[k]])) in \(sums.clusterName) '\(sums.clusterLabels[first[k]])' and "
+                    + "\(rNumber(sums.weight3[j])) in '\(sums.clusterLabels[j])'")
+            }
+        }
+        if let k = total.indices.first(where: { first[$0] >= 0 && total[$0] <= 0 }) {
+            throw InputError("the level-2 sampling weights in column '\(weights[1])' add up to 0 in \(top.group) '\(top.levels[k])'")
+        }
     }
 
     /// The index in θ of T_k[a, b].
