@@ -57,4 +57,13 @@ big=$data/survey/survey-1e7.h5
   --survey-weights "w_pupil, w_school" --strata stratum --single-psu centered --json "$data/survey/big.json" >/dev/null
 read -r wall rss < "$data/survey/time"
 record survey-1e7 "$wall" "$rss" "$data/survey/big.json" - 1
-python3 bench/survey_table.py "$out" "$commit" "$rows" | tee bench/RESULTS-survey.md
+# R's apiclus2 and apistrat (survey package): against the references of bench/make_survey_references.R.
+fixtures=Tests/MultilevelTests/Fixtures
+for scaling in size effective none; do
+  "$mlm" fit $fixtures/apiclus2.csv --formula "api00 ~ ell + meals + (1 | dnum)" --survey-weights "w_school, w_district" \
+    --weight-scaling $scaling --json "$data/survey/apiclus2-$scaling.json" >/dev/null
+done
+"$mlm" fit $fixtures/apiclus2.csv --formula "api00 ~ ell + meals" --survey-weights pw --psu dnum --json "$data/survey/svyglm-apiclus2.json" >/dev/null
+"$mlm" fit $fixtures/apistrat.csv --formula "api00 ~ ell + meals" --survey-weights pw --psu dnum --strata stype \
+  --json "$data/survey/svyglm-apistrat.json" >/dev/null
+python3 bench/survey_table.py "$out" "$commit" "$rows" "$data/survey" $fixtures/survey_reference.json | tee bench/RESULTS-survey.md
