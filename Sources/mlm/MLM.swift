@@ -132,10 +132,20 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "A stratum with a single PSU: fail (the default), certainty (it adds no variance) or centered (its deviation from the mean of all PSUs), as Stata's singleunit().")
     var singlePsu = "fail"
 
+    @Option(help: "Replicate weights instead of the linearised variance, one column a replicate (full-sample scale), e.g. W_FSTR1..W_FSTR80 or a list; each replicate reweights whole top-level clusters and is refitted from the same cross-products.")
+    var replicateWeights: String?
+
+    @Option(help: "How the replicates give the variance: jk1 (delete-one jackknife), jk2 (paired jackknife: TIMSS, PIRLS), brr, or fay (Fay's BRR: PISA, with --fay-k 0.5).")
+    var replicateMethod: String?
+
+    @Option(help: "Fay's coefficient k of --replicate-method fay.")
+    var fayK = 0.5
+
     /// The survey design asked for, nil without --survey-weights; the options that need one refused without it.
     func surveyDesign() throws -> SurveyDesign? {
         guard let text = surveyWeights else {
             if psu != nil || strata != nil { throw InputError("--psu and --strata need --survey-weights") }
+            if replicateWeights != nil || replicateMethod != nil { throw InputError("--replicate-weights and --replicate-method need --survey-weights") }
             if weightScaling != "size" || singlePsu != "fail" { throw InputError("--weight-scaling and --single-psu need --survey-weights") }
             return nil
         }
@@ -148,7 +158,21 @@ struct ModelOptions: ParsableArguments {
         guard let single = SinglePSU(rawValue: singlePsu) else {
             throw InputError("--single-psu must be one of \(SinglePSU.allCases.map(\.rawValue).joined(separator: ", "))")
         }
-        return SurveyDesign(weights: try SurveyDesign.weightColumns(text), scaling: scaling, psu: psu, strata: strata, singlePSU: single)
+        var design = SurveyDesign(weights: try SurveyDesign.weightColumns(text), scaling: scaling, psu: psu, strata: strata, singlePSU: single)
+        if let replicates = replicateWeights {
+            guard let name = replicateMethod else {
+                throw InputError("--replicate-weights needs --replicate-method: jk1, jk2, brr or fay (the variance formula depends on how the replicates were made)")
+            }
+            guard let method = ReplicateMethod(rawValue: name) else {
+                throw InputError("--replicate-method must be one of \(ReplicateMethod.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            design.replicateWeights = try SurveyDesign.replicateColumns(replicates)
+            design.replicateMethod = method
+            design.fayK = fayK
+        } else if replicateMethod != nil {
+            throw InputError("--replicate-method needs --replicate-weights")
+        }
+        return design
     }
 
     /// A sampling-weighted fit (`--survey-weights`), by maximum pseudo-likelihood.

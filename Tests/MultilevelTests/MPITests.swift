@@ -144,25 +144,30 @@ final class MPITests: ScratchDirectoryTestCase {
     /// weight that varies within a school read by the last rank stops every rank with one line.
     func testSurveyFitIsTheSameOnAnyNumberOfRanks() throws {
         // 3,000 pupils in 150 schools of 20, in 10 strata; schools span segments of 40 rows.
-        var lines = ["y,x,school,stratum,w_pupil,w_school"]
+        var lines = ["y,x,school,stratum,w_pupil,w_school,r1,r2,r3,r4"]
         for i in 0..<3000 {
             let school = i / 20, u = sin(Double(school) * 1.7), x = cos(Double(i) * 0.37)
             let y = 1 + 0.5 * x + 0.5 * u + sin(Double(i) * 2.3)
-            lines.append("\(y),\(x),s\(school),\(school / 15),\(1 + Double(i % 7) / 3),\(2 + Double(school % 5))")
+            let w1 = 1 + Double(i % 7) / 3, w2 = 2 + Double(school % 5)
+            let replicates = (1...4).map { "\(w1 * w2 * ((school + $0) % 2 == 0 ? 1.5 : 0.5))" }.joined(separator: ",")
+            lines.append("\(y),\(x),s\(school),\(school / 15),\(w1),\(w2),\(replicates)")
         }
         let data = try write(lines.joined(separator: "\n") + "\n", to: "survey.csv")
         func arguments(_ tag: String, file: String = data) -> [String] {
             ["fit", file, "--formula", "y ~ x + (1 | school)", "--survey-weights", "w_pupil, w_school", "--strata", "stratum",
              "--segment-rows", "40", "--json", temporary("survey-\(tag).json")]
         }
-        let single = try mlm(arguments("single"))
-        XCTAssertEqual(single.status, 0, single.stderr)
-        let expected = try Data(contentsOf: URL(fileURLWithPath: temporary("survey-single.json")))
-        for ranks in [1, 2, 3] {
-            let run = try mpirun(ranks, arguments("\(ranks)"))
-            XCTAssertEqual(run.status, 0, run.stderr)
-            XCTAssertEqual(run.stdout, single.stdout, "\(ranks) ranks")
-            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: temporary("survey-\(ranks).json"))), expected, "\(ranks) ranks")
+        // Linearised, then with replicate weights (the replicates spread over the ranks).
+        for (tag, extra) in [("linearised", [String]()), ("replicates", ["--replicate-weights", "r1..r4", "--replicate-method", "fay"])] {
+            let single = try mlm(arguments("single-\(tag)") + extra)
+            XCTAssertEqual(single.status, 0, single.stderr)
+            let expected = try Data(contentsOf: URL(fileURLWithPath: temporary("survey-single-\(tag).json")))
+            for ranks in [1, 2, 3] {
+                let run = try mpirun(ranks, arguments("\(ranks)-\(tag)") + extra)
+                XCTAssertEqual(run.status, 0, run.stderr)
+                XCTAssertEqual(run.stdout, single.stdout, "\(ranks) ranks, \(tag)")
+                XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: temporary("survey-\(ranks)-\(tag).json"))), expected, "\(ranks) ranks, \(tag)")
+            }
         }
         // The last school's level-2 weight changed in its last row (read by rank 2 of 3).
         var fields = lines[lines.count - 1].split(separator: ",").map(String.init)

@@ -207,6 +207,41 @@ final class SurveyWeightsTests: ScratchDirectoryTestCase {
         }
     }
 
+    /// Replicate weights made by R's survey (`as.svrepdesign`): JK1 on apiclus2 and Fay's BRR on
+    /// apistrat give svyglm's SEs without random effects; with them, JK1 gives the SEs of the R
+    /// implementation of the pseudo-likelihood refitted on each replicate.
+    func testReplicateWeightsGiveSurveysStandardErrors() throws {
+        let reference = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: Fixtures.path("survey_reference.json")))) as! [String: Any]
+        func design(_ weights: [String], _ replicates: String, _ method: ReplicateMethod, psu: String? = nil, strata: String? = nil) throws -> SurveyDesign {
+            var d = SurveyDesign(weights: weights, psu: psu, strata: strata)
+            d.replicateWeights = try SurveyDesign.replicateColumns(replicates)
+            d.replicateMethod = method
+            return d
+        }
+        for (file, key, d) in [("apiclus2.csv", "svyglm_apiclus2_jk1", try design(["pw"], "jk1..jk40", .jk1, psu: "dnum")),
+                               ("apistrat.csv", "svyglm_apistrat_fay", try design(["pw"], "fay1..fay4", .fay, psu: "dnum", strata: "stype"))] {
+            let r = reference[key] as! [String: [String: Double]]
+            let f = try LinearMixedModel.fitSurvey("api00 ~ ell + meals", data: openTable(path: Fixtures.path(file), table: nil), design: d)
+            for (k, name) in f.fixedNames.enumerated() {
+                XCTAssertEqual(f.standardErrors[k], r["se"]![name]!, accuracy: 1e-8 * r["se"]![name]!, "\(key) \(name)")
+            }
+        }
+        let r = reference["pml_apiclus2_jk1"] as! [String: Any]
+        let f = try LinearMixedModel.fitSurvey("api00 ~ ell + meals + (1 | dnum)", data: openTable(path: Fixtures.path("apiclus2.csv"), table: nil),
+                                               design: try design(["w_school", "w_district"], "jk1..jk40", .jk1))
+        let se = r["se"] as! [String: Double]
+        for (k, name) in f.fixedNames.enumerated() { XCTAssertEqual(f.standardErrors[k], se[name]!, accuracy: 1e-5 * se[name]!, name) }
+        XCTAssertEqual(f.varcorrStandardErrors[0], r["tau2_se"] as! Double, accuracy: 1e-5 * (r["tau2_se"] as! Double))
+        XCTAssertEqual(f.varcorrStandardErrors[1], r["sigma2_se"] as! Double, accuracy: 1e-5 * (r["sigma2_se"] as! Double))
+        // Fay's replicates of apistrat perturb (stratum, district) PSUs: without the strata a district spans two.
+        XCTAssertTrue(message {
+            try LinearMixedModel.fitSurvey("api00 ~ ell + meals", data: openTable(path: Fixtures.path("apistrat.csv"), table: nil),
+                                           design: try design(["pw"], "fay1..fay4", .fay, psu: "dnum"))
+        }.contains("replicates must reweight whole clusters"))
+        XCTAssertEqual(try SurveyDesign.replicateColumns("W_FSTR1..W_FSTR3"), ["W_FSTR1", "W_FSTR2", "W_FSTR3"])
+        XCTAssertTrue(message { try SurveyDesign.replicateColumns("A1..B3") }.contains("must read PREFIX<first>..PREFIX<last>"))
+    }
+
     /// The clusters' sums are the same bit for bit for any number of threads and any chunk size
     /// (segments of 7 rows: clusters span several, whose sums are added in segment order).
     func testTheFitDoesNotDependOnThreadsOrChunks() throws {
@@ -385,6 +420,8 @@ final class SurveyWeightsTests: ScratchDirectoryTestCase {
             (["fit", path, "--formula", "y ~ x + (1 | g)", "--survey-weights", "w1, w2", "--weight-scaling", "A"], "--weight-scaling must be one of"),
             (["fit", path, "--formula", "y ~ x + (1 | g)", "--psu", "g"], "--psu and --strata need --survey-weights"),
             (["fit", path, "--formula", "y ~ x + (1 | g)", "--survey-weights", "w1,,w2"], "--survey-weights must list"),
+            (["fit", path, "--formula", "y ~ x + (1 | g)", "--survey-weights", "w1, w2", "--replicate-weights", "w1, w2"],
+             "--replicate-weights needs --replicate-method"),
             (["compare", path, "--formula", "y ~ x + (1 | g)", "--formula", "y ~ 1 + (1 | g)", "--survey-weights", "w1, w2"],
              "likelihood-ratio tests are not valid under sampling weights"),
         ] {

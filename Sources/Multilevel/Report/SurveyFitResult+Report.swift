@@ -3,6 +3,14 @@ import Foundation
 /// The printed summary of a sampling-weighted fit, laid out like lme4's, with the linearised
 /// standard errors in place of the model-based ones, and its JSON.
 extension SurveyFitResult {
+    /// How the standard errors were made, in words.
+    private var varianceDescription: String {
+        let r = design.replicateWeights
+        guard !r.isEmpty else { return "linearised (sandwich), \(varianceDesign), with replacement" }
+        let method = design.replicateMethod == .fay ? "Fay's BRR (k = \(rNumber(design.fayK)))" : design.replicateMethod.title
+        return "replicate weights, \(method), \(r.count) replicates (\(r.first!) … \(r.last!)), deviations from the full-sample estimates"
+    }
+
     /// How the variance was linearised, in words.
     private var varianceDesign: String {
         let units = design.psu.map { "\(psus) PSUs (\($0))" } ?? "\(psus) clusters (\(groups.last!.name)) as PSUs"
@@ -16,7 +24,7 @@ extension SurveyFitResult {
         if !dataName.isEmpty { out += "   Data: \(dataName)\n" }
         let levels = design.weights.enumerated().map { "level \($0.offset + 1) \($0.element)" }.joined(separator: ", ")
         out += terms.isEmpty ? "Weights: \(design.weights[0])\n" : "Weights: \(levels); level-1 weights scaled by \(design.scaling.rawValue)\n"
-        out += "Standard errors: linearised (sandwich), \(varianceDesign), with replacement\n\n"
+        out += "Standard errors: \(varianceDescription)\n\n"
         out += table(header: ["log pseudo-likelihood", "sum of scaled weights"],
                      rows: [[String(format: "%.4f", logPseudoLikelihood), String(format: "%.6g", weightedCount)]],
                      leftColumns: 0, indent: " ") + "\n"
@@ -71,7 +79,9 @@ extension SurveyFitResult {
                 ("psus", .number(Double(psus))),
                 ("nstrata", .number(Double(strata))),
                 ("sum_scaled_weights", .finite(weightedCount)),
-                ("variance", .string("linearized")),
+                ("variance", .string(design.replicateWeights.isEmpty ? "linearized" : design.replicateMethod.rawValue)),
+                ("replicate_weights", .array(design.replicateWeights.map(JSONValue.string))),
+                ("fay_k", design.replicateMethod == .fay && !design.replicateWeights.isEmpty ? .finite(design.fayK) : .null),
                 ("single_psu", .string(design.singlePSU.rawValue)),
             ])),
             ("nobs", .number(Double(nobs))),

@@ -30,6 +30,10 @@ struct ClusterCrossProducts {
     /// district; −1 without one) and the parent's weight, the level-3 weight (1 without one).
     var parent: [Int]
     var weight3: [Double]
+    /// Replicate r's factor on the cluster: its replicate weight over its full-sample weight (the
+    /// product of the levels' weights), the same on all its rows (clusters × replicates).
+    var replicateFactor: [Double]
+    let replicates: Int
     /// Aⱼ, Bⱼ (column-major d × (p+1)) and Cⱼ, cluster after cluster.
     var a: [Double]
     var b: [Double]
@@ -50,7 +54,7 @@ struct ClusterCrossProducts {
     var rows: Int { Int(count.reduce(0, +)) }
     var p: Int { p1 - 1 }
 
-    init(fixedNames: [String], terms: [RandomEffectsTerm], clusterName: String, clusterLabels: [String]) {
+    init(fixedNames: [String], terms: [RandomEffectsTerm], clusterName: String, clusterLabels: [String], replicates: Int = 0) {
         self.fixedNames = fixedNames
         self.terms = terms
         self.clusterName = clusterName
@@ -64,6 +68,8 @@ struct ClusterCrossProducts {
         weight2 = count
         weight3 = count
         parent = Array(repeating: -1, count: n)
+        self.replicates = replicates
+        replicateFactor = Array(repeating: .nan, count: n * replicates)
         a = Array(repeating: 0, count: n * d * d)
         b = Array(repeating: 0, count: n * d * p1)
         c = Array(repeating: 0, count: n * p1 * p1)
@@ -82,6 +88,8 @@ struct ClusterPartial {
     var weight2: [Double] = []
     var weight3: [Double] = []
     var parent: [Int] = []
+    /// Replicate factors, slot after slot (NaN until a row with a positive full-sample weight).
+    var replicate: [Double] = []
     var psu: [String] = []
     var stratum: [String] = []
     /// The first row of each cluster in the segment (for messages).
@@ -92,7 +100,7 @@ struct ClusterPartial {
 
     func encoded() -> [UInt8] {
         var w = ByteWriter()
-        w.ints(codes); w.doubles(stats); w.doubles(weight2); w.doubles(weight3); w.ints(parent)
+        w.ints(codes); w.doubles(stats); w.doubles(weight2); w.doubles(weight3); w.ints(parent); w.doubles(replicate)
         w.strings(psu); w.strings(stratum); w.ints(firstRow)
         return w.bytes
     }
@@ -101,7 +109,7 @@ struct ClusterPartial {
 
     init(decoding bytes: [UInt8]) {
         var r = ByteReader(bytes)
-        codes = r.ints(); stats = r.doubles(); weight2 = r.doubles(); weight3 = r.doubles(); parent = r.ints()
+        codes = r.ints(); stats = r.doubles(); weight2 = r.doubles(); weight3 = r.doubles(); parent = r.ints(); replicate = r.doubles()
         psu = r.strings(); stratum = r.strings(); firstRow = r.ints()
     }
 }
@@ -120,14 +128,20 @@ extension ClusterCrossProducts {
         /// when the only term stands for the PSUs of a model without random effects).
         let termColumns: [Int]
         let randomEffects: Bool
+        /// Replicate weight columns (full-sample scale).
+        var replicates: [String] = []
     }
+
+    /// Two replicate factors agree when they differ by less than 1e-3 of their size: replicate
+    /// weights are published rounded (PISA's to 5 significant digits).
+    static func sameFactor(_ a: Double, _ b: Double) -> Bool { abs(a - b) <= 1e-3 * max(abs(a), abs(b)) + 1e-12 }
 
     /// One pass over `frame`'s rows (this rank's slab, on `threads` threads), then the ranks'
     /// segments added in order on rank 0, and the result on every rank.
     static func accumulate(_ frame: ModelFrame, columns: Columns, terms: [RandomEffectsTerm], clusterName: String,
                            clusterLabels: [String], threads: Int) throws -> ClusterCrossProducts {
         var total = ClusterCrossProducts(fixedNames: frame.fixedDesign.columns.map(\.name), terms: terms,
-                                         clusterName: clusterName, clusterLabels: clusterLabels)
+                                         clusterName: clusterName, clusterLabels: clusterLabels, replicates: columns.replicates.count)
         let communicator = frame.communicator
         let reader = ChunkReader(source: frame.source, types: frame.types, formula: frame.formula)
         let size = 3 + total.d * total.d + total.d * total.p1 + total.p1 * total.p1
@@ -191,6 +205,8 @@ extension ClusterCrossProducts {
         let keep = raw.complete.indices.filter { raw.complete[$0] }
         let p = p1 - 1
         let weights = columns.weights.map { raw.numeric(.column($0), rows: keep) }
+        let replicates = columns.replicates.map { raw.numeric(.column($0), rows: keep) }
+        let nr = replicates.count
         let psu = columns.psu.map { raw.categorical($0) }
         let strata = columns.strata.map { raw.categorical($0) }
         let cluster = model.terms[columns.clusterTerm]
@@ -232,6 +248,7 @@ extension ClusterCrossProducts {
                 part.weight2.append(weights.count > 1 ? weights[1][r] : 1)
                 part.weight3.append(weights.count > 2 ? weights[2][r] : 1)
                 part.parent.append(columns.parentTerm.map { Int(model.terms[$0].levels[r]) } ?? -1)
+                part.replicate.append(contentsOf: repeatElement(.nan, count: nr))
                 let pv = try psu.map { try value($0, columns.psu!, r) } ?? .string("")
                 let sv = try strata.map { try value($0, columns.strata!, r) } ?? .string("")
                 part.psuValues.append(pv)
@@ -267,6 +284,24 @@ extension ClusterCrossProducts {
             }
             try check(psu, columns.psu, part.psuValues[s])
             try check(strata, columns.strata, part.stratumValues[s])
+            // Replicate factors: replicate weight over full-sample weight, one per cluster.
+            let full = weights.reduce(1.0) { $0 * $1[r] }
+            for (q, column) in columns.replicates.enumerated() {
+                let x = replicates[q][r]
+                if x.isNaN || x < 0 || x.isInfinite {
+                    throw InputError("\(frame.source.name) \(frame.source.rowDescription(row)): the replicate weight in column '\(column)' is "
+                        + "\(x.isNaN ? "missing" : rNumber(x)); replicate weights must be finite and not negative")
+                }
+                guard full > 0 else { continue }
+                let factor = x / full, stored = part.replicate[s * nr + q]
+                if stored.isNaN {
+                    part.replicate[s * nr + q] = factor
+                } else if !sameFactor(stored, factor) {
+                    throw InputError("the replicate weight in column '\(column)' is \(rNumber(stored)) times the full-sample weight at "
+                        + "\(frame.source.rowDescription(part.firstRow[s])) and \(rNumber(factor)) times at \(frame.source.rowDescription(row)), "
+                        + "within \(group) '\(clusterLabel(code))': replicates must reweight whole clusters")
+                }
+            }
             let w = weights[0][r]
             for j in 0..<p { v[j] = model.x[r * p + j] }
             v[p] = model.y[r]
@@ -308,6 +343,13 @@ extension ClusterCrossProducts {
                     throw InputError("the level-3 weight in column '\(columns.weights[2])' varies within \(group) '\(clusterLabels[j])': "
                         + "\(rNumber(weight3[j])) and \(rNumber(part.weight3[s])) at \(at)")
                 }
+                for q in 0..<replicates {
+                    let a = replicateFactor[j * replicates + q], b = part.replicate[s * replicates + q]
+                    if a.isNaN { replicateFactor[j * replicates + q] = b } else if !b.isNaN && !Self.sameFactor(a, b) {
+                        throw InputError("the replicate weight in column '\(columns.replicates[q])' is \(rNumber(a)) and \(rNumber(b)) times the "
+                            + "full-sample weight within \(group) '\(clusterLabels[j])' (\(at)): replicates must reweight whole clusters")
+                    }
+                }
                 if part.weight2[s] != weight2[j] {
                     throw InputError("the level-2 weight in column '\(columns.weights[1])' varies within \(group) '\(clusterLabels[j])': "
                         + "\(rNumber(weight2[j])) and \(rNumber(part.weight2[s])) at \(at)")
@@ -322,6 +364,7 @@ extension ClusterCrossProducts {
                 weight2[j] = part.weight2[s]
                 weight3[j] = part.weight3[s]
                 parent[j] = part.parent[s]
+                for q in 0..<replicates { replicateFactor[j * replicates + q] = part.replicate[s * replicates + q] }
                 if psu.isEmpty { psu = Array(repeating: -1, count: clusters); stratum = psu }
                 // A PSU is its label within its stratum (Stata's and survey's nest = TRUE).
                 stratum[j] = Self.index(of: part.stratum[s], key: Array(part.stratum[s].utf8), in: &strataLabels, &strataIndex)
@@ -365,6 +408,7 @@ extension ClusterCrossProducts {
     func encoded() -> [UInt8] {
         var w = ByteWriter()
         w.doubles(count); w.doubles(sumW); w.doubles(sumW2); w.doubles(weight2); w.doubles(weight3); w.ints(parent)
+        w.doubles(replicateFactor)
         w.doubles(a); w.doubles(b); w.doubles(c)
         w.ints(psu); w.ints(stratum); w.strings(psuLabels); w.strings(strataLabels)
         return w.bytes
@@ -374,6 +418,7 @@ extension ClusterCrossProducts {
         self = shape
         var r = ByteReader(bytes)
         count = r.doubles(); sumW = r.doubles(); sumW2 = r.doubles(); weight2 = r.doubles(); weight3 = r.doubles(); parent = r.ints()
+        replicateFactor = r.doubles()
         a = r.doubles(); b = r.doubles(); c = r.doubles()
         psu = r.ints(); stratum = r.ints(); psuLabels = r.strings(); strataLabels = r.strings()
     }

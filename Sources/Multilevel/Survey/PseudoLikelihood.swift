@@ -29,11 +29,11 @@ struct PseudoLikelihood {
     let scale: [Double]
     /// The top-level clusters (schools; districts with three levels), each one's weight and, with
     /// three levels, its schools and the scaled level-2 weight of each school.
-    let topWeight: [Double]
+    private(set) var topWeight: [Double]
     let members: [[Int]]
     let memberWeight: [Double]
     /// Nʷ = Σ (top weight × scaled level-2 weight × cⱼΣᵢwᵢ).
-    let weightedCount: Double
+    private(set) var weightedCount: Double
     /// Random effects per school (dU) and per district (dV; 0 with two levels).
     let dU: Int
     let dV: Int
@@ -64,9 +64,34 @@ struct PseudoLikelihood {
             topWeight = sums.weight2
             memberWeight = Array(repeating: 1, count: sums.clusters)
         }
+        weightedCount = 0
+        weightedCount = countWeights()
+    }
+
+    private func countWeights() -> Double {
         var n = 0.0
-        for (k, schools) in members.enumerated() { for j in schools { n += topWeight[k] * memberWeight[j] * c[j] * sums.sumW[j] } }
-        weightedCount = n
+        for (k, schools) in members.enumerated() { for j in schools { n += topWeight[k] * memberWeight[j] * scale[j] * sums.sumW[j] } }
+        return n
+    }
+
+    /// The same pseudo-likelihood with each top-level cluster's weight multiplied by a factor (a replicate's).
+    func reweighted(_ factors: [Double]) -> PseudoLikelihood {
+        var copy = self
+        copy.topWeight = zip(topWeight, factors).map { $0 * $1 }
+        copy.weightedCount = copy.countWeights()
+        return copy
+    }
+
+    /// The variance components at (θ, σ²): σ²(T_kT_k')'s variances then covariances per term (lme4's VarCorr order), then σ².
+    func varianceComponents(theta: [Double], sigma2: Double) -> [Double] {
+        var out: [Double] = []
+        for k in factor.terms.indices {
+            let d = factor.terms[k].dimension, tk = factor.template(k, theta: theta)
+            func cov(_ a: Int, _ b: Int) -> Double { (0..<d).reduce(0.0) { $0 + tk[a + $1 * d] * tk[b + $1 * d] } * sigma2 }
+            for a in 0..<d { out.append(cov(a, a)) }
+            for b in 0..<d { for a in (b + 1)..<max(b + 1, d) { out.append(cov(a, b)) } }
+        }
+        return out + [sigma2]
     }
 
     var d: Int { sums.d }

@@ -81,10 +81,16 @@ extension LinearMixedModel {
             let quoted = ([design.strata, psu].compactMap { $0 }).map { "`\($0.replacingOccurrences(of: "`", with: "\\`"))`" }
             modelFormula = try Formula.parse(formula + " + (1 | \(quoted.joined(separator: ":")))")
         }
-        for w in design.weights {
+        for w in design.weights + design.replicateWeights {
             guard try data.columnType(w) == .numeric else {
-                throw InputError("sampling weight column '\(w)' is not numeric")
+                throw InputError("\(design.weights.contains(w) ? "sampling" : "replicate") weight column '\(w)' is not numeric")
             }
+        }
+        if !design.replicateWeights.isEmpty {
+            if design.replicateMethod == .fay && !(design.fayK >= 0 && design.fayK < 1) {
+                throw InputError("--fay-k must be at least 0 and less than 1 (PISA's is 0.5)")
+            }
+            if design.replicateWeights.count < 2 { throw InputError("--replicate-weights needs at least two replicates") }
         }
         let frame = try ModelFrame.scan(modelFormula.reading(design.columns), source: data, chunkRows: options.chunkRows,
                                         threads: options.threads, communicator: options.communicator, segmentRows: options.segmentRows)
@@ -100,9 +106,10 @@ extension LinearMixedModel {
             }
             parentTerm = k
         }
-        let columns = ClusterCrossProducts.Columns(weights: design.weights, psu: design.psu, strata: design.strata, clusterTerm: 0,
+        var columns = ClusterCrossProducts.Columns(weights: design.weights, psu: design.psu, strata: design.strata, clusterTerm: 0,
                                                    parentTerm: parentTerm, termColumns: frame.randomEffectsTerms.map(\.dimension),
                                                    randomEffects: !names.isEmpty)
+        columns.replicates = design.replicateWeights
         var sums = try ClusterCrossProducts.accumulate(frame, columns: columns, terms: terms, clusterName: cluster.group,
                                                        clusterLabels: cluster.levels, threads: options.threads)
         // The top-level clusters (schools; with three levels, districts), each one's PSU and stratum.
@@ -191,40 +198,40 @@ extension LinearMixedModel {
             let s = weightedScores(expand(x))
             return (0..<f).map { k in (0..<tops).reduce(0.0) { $0 + s[$1 * f + k] } }
         }
-        let jac = SandwichVariance.jacobian(totalScore, at: x0, steps: steps)
-        var bread = [Double](repeating: 0, count: f * f)
-        for b in 0..<f { for a in 0..<f { bread[a + b * f] = -0.5 * (jac[a + b * f] + jac[b + a * f]) } }
-        let meat = try SandwichVariance.meat(weightedScores: weightedScores(psi), width: f, psuOfCluster: psuOfTop,
-                                             psuCount: psuLabels.count, stratumOfPSU: stratumOfPSU, strataLabels: sums.strataLabels,
-                                             singlePSU: design.singlePSU)
-        guard let v = SandwichVariance.covariance(bread: bread, meat: meat, order: f) else {
-            throw InputError("the pseudo-likelihood's Hessian is not positive definite at the estimates: the standard errors are undefined "
-                + "(a variance component may be unidentified)")
-        }
-        let fixedCovariance = (0..<(p * p)).map { v[($0 % p) + ($0 / p) * f] }
-        let se = (0..<p).map { v[$0 + $0 * f].squareRoot() }
-
-        // Variance components: σ²(T_kT_k') entries (lme4's VarCorr order) and σ², by the delta method.
         func components(_ x: [Double]) -> [Double] {
             let full = expand(x)
-            let t = Array(full[p..<(p + m)]), s2 = full[p + m]
-            var out: [Double] = []
-            for k in factor.terms.indices {
-                let d = factor.terms[k].dimension, tk = factor.template(k, theta: t)
-                func cov(_ a: Int, _ b: Int) -> Double { (0..<d).reduce(0.0) { $0 + tk[a + $1 * d] * tk[b + $1 * d] } * s2 }
-                for a in 0..<d { out.append(cov(a, a)) }
-                for b in 0..<d { for a in (b + 1)..<max(b + 1, d) { out.append(cov(a, b)) } }
-            }
-            return out + [s2]
+            return pml.varianceComponents(theta: Array(full[p..<(p + m)]), sigma2: full[p + m])
         }
         let phi = components(x0)
-        let dphi = SandwichVariance.jacobian(components, at: x0, steps: steps)
         let nphi = phi.count
-        var varcorrSE: [Double] = []
-        for a in 0..<nphi {
-            var s = 0.0
-            for k in 0..<f { for l in 0..<f { s += dphi[a + k * nphi] * v[k + l * f] * dphi[a + l * nphi] } }
-            varcorrSE.append(s.squareRoot())
+        let fixedCovariance: [Double], se: [Double], varcorrSE: [Double]
+        if design.replicateWeights.isEmpty {
+            // Linearised: H⁻¹JH⁻¹ in ψ, then the variance components by the delta method.
+            let jac = SandwichVariance.jacobian(totalScore, at: x0, steps: steps)
+            var bread = [Double](repeating: 0, count: f * f)
+            for b in 0..<f { for a in 0..<f { bread[a + b * f] = -0.5 * (jac[a + b * f] + jac[b + a * f]) } }
+            let meat = try SandwichVariance.meat(weightedScores: weightedScores(psi), width: f, psuOfCluster: psuOfTop,
+                                                 psuCount: psuLabels.count, stratumOfPSU: stratumOfPSU, strataLabels: sums.strataLabels,
+                                                 singlePSU: design.singlePSU)
+            guard let v = SandwichVariance.covariance(bread: bread, meat: meat, order: f) else {
+                throw InputError("the pseudo-likelihood's Hessian is not positive definite at the estimates: the standard errors are undefined "
+                    + "(a variance component may be unidentified)")
+            }
+            fixedCovariance = (0..<(p * p)).map { v[($0 % p) + ($0 / p) * f] }
+            se = (0..<p).map { v[$0 + $0 * f].squareRoot() }
+            let dphi = SandwichVariance.jacobian(components, at: x0, steps: steps)
+            varcorrSE = (0..<nphi).map { a in
+                var s = 0.0
+                for k in 0..<f { for l in 0..<f { s += dphi[a + k * nphi] * v[k + l * f] * dphi[a + l * nphi] } }
+                return s.squareRoot()
+            }
+        } else {
+            let v = try replicateCovariance(pml, theta: theta, estimate: e.beta + phi, topOf: topOf, top: top, design: design,
+                                            options: options)
+            let n = p + nphi
+            fixedCovariance = (0..<(p * p)).map { v[($0 % p) + ($0 / p) * n] }
+            se = (0..<p).map { v[$0 + $0 * n].squareRoot() }
+            varcorrSE = (0..<nphi).map { v[(p + $0) + (p + $0) * n].squareRoot() }
         }
         // Entries as VarCorrEntry: variances, then covariances with correlations, then the residual.
         var varcorr: [VarCorrEntry] = []
@@ -262,6 +269,65 @@ extension LinearMixedModel {
                                fixedNames: sums.fixedNames, beta: e.beta, fixedCovariance: fixedCovariance, standardErrors: se,
                                sigma: e.sigma2.squareRoot(), varcorr: varcorr, varcorrStandardErrors: entrySE,
                                logPseudoLikelihood: logPL, optimizer: summary, notes: notes, droppedRows: frame.droppedRows)
+    }
+
+    /// The replicate-weights covariance of (β, variance components): each replicate reweights the
+    /// top-level clusters by its factors and is refitted from the same cross-products, from θ̂
+    /// (no data are read again); the replicates are spread over every thread and rank
+    /// (`JobDistribution`), and V = c Σ_r (est_r − est)(est_r − est)' (`ReplicateMethod`).
+    private static func replicateCovariance(_ pml: PseudoLikelihood, theta: [Double], estimate: [Double], topOf: [Int],
+                                            top: RandomEffectsTerm, design: SurveyDesign, options: FitOptions) throws -> [Double] {
+        let sums = pml.sums, replicates = sums.replicates, tops = pml.topWeight.count
+        // Each top-level cluster's factors (a district's from its schools, which must agree).
+        var factors = [Double](repeating: .nan, count: tops * replicates)
+        for j in 0..<sums.clusters where sums.count[j] > 0 {
+            let k = topOf[j]
+            for q in 0..<replicates {
+                let a = factors[k * replicates + q], b = sums.replicateFactor[j * replicates + q]
+                if a.isNaN { factors[k * replicates + q] = b } else if !b.isNaN && !ClusterCrossProducts.sameFactor(a, b) {
+                    throw InputError("the replicate weight in column '\(design.replicateWeights[q])' reweights the clusters of \(top.group) "
+                        + "'\(top.levels[k])' differently (\(rNumber(a)) and \(rNumber(b)) times the full-sample weight): replicates "
+                        + "must reweight whole top-level clusters")
+                }
+            }
+        }
+        for i in factors.indices where factors[i].isNaN { factors[i] = 1 }   // clusters of weight 0
+        let lower = pml.factor.lowerBounds, n = estimate.count
+        let work: @Sendable (Int, Int) -> [UInt8] = { q, _ in
+            let replicate = pml.reweighted((0..<tops).map { factors[$0 * replicates + q] })
+            var summary = OptimizerSummary()
+            var t = theta
+            if !theta.isEmpty {
+                t = (try? Optimizer.minimize({ replicate.deviance($0) }, start: theta, lower: lower,
+                                             initialStep: Optimizer.localSteps(theta, floor: theta.map { _ in 0.1 }), summary: &summary).theta) ?? []
+            }
+            var w = ByteWriter()
+            if t.count == theta.count, let e = replicate.evaluate(t) {
+                w.doubles(e.beta + replicate.varianceComponents(theta: t, sigma2: e.sigma2))
+            } else {
+                w.doubles(Array(repeating: .nan, count: n))
+            }
+            return w.bytes
+        }
+        var results = [[Double]](repeating: [], count: replicates)
+        try JobDistribution(communicator: options.communicator, threads: options.threads).run(jobs: Array(0..<replicates), work: work) { q, bytes in
+            var r = ByteReader(bytes)
+            results[q] = r.doubles()
+        }
+        var all = ByteWriter()
+        for r in results { all.doubles(r) }
+        var reader = ByteReader(options.communicator.broadcast(options.communicator.isRoot ? all.bytes : [], root: 0))
+        results = (0..<replicates).map { _ in reader.doubles() }
+        if let q = results.firstIndex(where: { $0.contains { !$0.isFinite } }) {
+            throw InputError("replicate '\(design.replicateWeights[q])' could not be fitted (its pseudo-likelihood is undefined: "
+                + "a replicate weight may leave too few clusters)")
+        }
+        let c = design.replicateMethod.scale(replicates: replicates, fayK: design.fayK)
+        var v = [Double](repeating: 0, count: n * n)
+        for r in results {
+            for b in 0..<n { for a in 0..<n { v[a + b * n] += c * (r[a] - estimate[a]) * (r[b] - estimate[b]) } }
+        }
+        return v
     }
 
     /// Three levels: each parent's weight is the same on all its clusters, and its level-2 weights add up to more than 0.
