@@ -23,7 +23,7 @@ d$w_district <- as.numeric(d$fpc1) / length(unique(d$dnum))
 d$w_school <- as.numeric(d$fpc2) / nj
 stopifnot(max(abs(d$w_district * d$w_school - d$pw)) < 1e-8)
 clus2 <- data.frame(dnum = d$dnum, snum = d$snum, api00 = d$api00, ell = d$ell, meals = d$meals,
-                    w_school = d$w_school, w_district = d$w_district, pw = d$pw)
+                    w_school = d$w_school, w_district = d$w_district, pw = d$pw, fpc1 = as.numeric(d$fpc1))
 s <- apistrat
 strat <- data.frame(dnum = s$dnum, snum = s$snum, stype = as.character(s$stype), api00 = s$api00,
                     ell = s$ell, meals = s$meals, pw = s$pw)
@@ -43,6 +43,7 @@ ref_clus2 <- glm_ref(svyglm(api00 ~ ell + meals, design = svydesign(ids = ~dnum,
 ref_strat <- glm_ref(svyglm(api00 ~ ell + meals,
                             design = svydesign(ids = ~dnum, strata = ~stype, weights = ~pw, data = strat, nest = TRUE)))
 ref_clus2_jk1 <- glm_ref(svyglm(api00 ~ ell + meals, design = rep_clus2))
+ref_clus2_fpc <- glm_ref(svyglm(api00 ~ ell + meals, design = svydesign(ids = ~dnum, weights = ~pw, fpc = ~fpc1, data = clus2)))
 ref_strat_fay <- glm_ref(svyglm(api00 ~ ell + meals, design = rep_strat))
 
 # Gauss-Hermite nodes and weights (Golub-Welsch), for integrals against exp(-t^2).
@@ -116,6 +117,6 @@ pml_jk1 <- list(se = as.list(setNames(jk1_se[1:3], c("(Intercept)", "ell", "meal
 cat(sprintf("JK1 SEs: %s\n", paste(sprintf("%.8g", jk1_se), collapse = " ")))
 
 writeLines(toJSON(list(svyglm_apiclus2 = ref_clus2, svyglm_apistrat = ref_strat, pml_apiclus2 = pml,
-                       svyglm_apiclus2_jk1 = ref_clus2_jk1, svyglm_apistrat_fay = ref_strat_fay, pml_apiclus2_jk1 = pml_jk1,
+                       svyglm_apiclus2_jk1 = ref_clus2_jk1, svyglm_apiclus2_fpc = ref_clus2_fpc, svyglm_apistrat_fay = ref_strat_fay, pml_apiclus2_jk1 = pml_jk1,
                        note = "bench/make_survey_references.R: svyglm linearised SEs; PML by adaptive Gauss-Hermite (30 nodes) and nlminb/BFGS"),
                   digits = NA, auto_unbox = TRUE, pretty = TRUE), file.path(out, "survey_reference.json"))

@@ -141,11 +141,16 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Fay's coefficient k of --replicate-method fay.")
     var fayK = 0.5
 
+    @Option(help: "Column of finite-population corrections for the linearised variance, constant within a stratum: its sampling fraction of PSUs (at most 1) or its number of PSUs in the population, as Stata's fpc().")
+    var fpc: String?
+
     /// The survey design asked for, nil without --survey-weights; the options that need one refused without it.
     func surveyDesign() throws -> SurveyDesign? {
         guard let text = surveyWeights else {
             if psu != nil || strata != nil { throw InputError("--psu and --strata need --survey-weights") }
-            if replicateWeights != nil || replicateMethod != nil { throw InputError("--replicate-weights and --replicate-method need --survey-weights") }
+            if replicateWeights != nil || replicateMethod != nil || fpc != nil {
+                throw InputError("--replicate-weights, --replicate-method and --fpc need --survey-weights")
+            }
             if weightScaling != "size" || singlePsu != "fail" { throw InputError("--weight-scaling and --single-psu need --survey-weights") }
             return nil
         }
@@ -159,6 +164,7 @@ struct ModelOptions: ParsableArguments {
             throw InputError("--single-psu must be one of \(SinglePSU.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         var design = SurveyDesign(weights: try SurveyDesign.weightColumns(text), scaling: scaling, psu: psu, strata: strata, singlePSU: single)
+        design.fpc = fpc
         if let replicates = replicateWeights {
             guard let name = replicateMethod else {
                 throw InputError("--replicate-weights needs --replicate-method: jk1, jk2, brr or fay (the variance formula depends on how the replicates were made)")

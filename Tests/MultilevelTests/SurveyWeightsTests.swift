@@ -209,7 +209,8 @@ final class SurveyWeightsTests: ScratchDirectoryTestCase {
 
     /// Replicate weights made by R's survey (`as.svrepdesign`): JK1 on apiclus2 and Fay's BRR on
     /// apistrat give svyglm's SEs without random effects; with them, JK1 gives the SEs of the R
-    /// implementation of the pseudo-likelihood refitted on each replicate.
+    /// implementation of the pseudo-likelihood refitted on each replicate. And svyglm's SEs with a
+    /// finite-population correction.
     func testReplicateWeightsGiveSurveysStandardErrors() throws {
         let reference = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: Fixtures.path("survey_reference.json")))) as! [String: Any]
         func design(_ weights: [String], _ replicates: String, _ method: ReplicateMethod, psu: String? = nil, strata: String? = nil) throws -> SurveyDesign {
@@ -225,6 +226,15 @@ final class SurveyWeightsTests: ScratchDirectoryTestCase {
             for (k, name) in f.fixedNames.enumerated() {
                 XCTAssertEqual(f.standardErrors[k], r["se"]![name]!, accuracy: 1e-8 * r["se"]![name]!, "\(key) \(name)")
             }
+        }
+        // A finite-population correction: 40 of 757 districts (svydesign(fpc = ~fpc1)).
+        var corrected = SurveyDesign(weights: ["pw"], psu: "dnum")
+        corrected.fpc = "fpc1"
+        let fpc = try LinearMixedModel.fitSurvey("api00 ~ ell + meals", data: openTable(path: Fixtures.path("apiclus2.csv"), table: nil),
+                                                 design: corrected)
+        let fpcReference = reference["svyglm_apiclus2_fpc"] as! [String: [String: Double]]
+        for (k, name) in fpc.fixedNames.enumerated() {
+            XCTAssertEqual(fpc.standardErrors[k], fpcReference["se"]![name]!, accuracy: 1e-8 * fpcReference["se"]![name]!, "fpc \(name)")
         }
         let r = reference["pml_apiclus2_jk1"] as! [String: Any]
         let f = try LinearMixedModel.fitSurvey("api00 ~ ell + meals + (1 | dnum)", data: openTable(path: Fixtures.path("apiclus2.csv"), table: nil),

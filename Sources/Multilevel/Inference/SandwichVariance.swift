@@ -13,8 +13,13 @@ enum SandwichVariance {
     /// each PSU's stratum. A stratum with a single PSU has no variance of its own to estimate:
     /// `singlePSU` says what it contributes (Stata's `singleunit()`): an error, nothing
     /// (`certainty`), or its deviation from the mean of all PSUs (`centered`).
+    ///
+    /// With `fpc` (one value per stratum, Stata's `fpc()`), each stratum's part is multiplied by
+    /// 1 − n_h/N_h: the value is the stratum's sampling fraction of PSUs when at most 1, else its
+    /// number N_h of PSUs in the population.
     static func meat(weightedScores: [Double], width m: Int, psuOfCluster: [Int], psuCount: Int,
-                     stratumOfPSU: [Int], strataLabels: [String], singlePSU: SinglePSU = .fail) throws -> [Double] {
+                     stratumOfPSU: [Int], strataLabels: [String], singlePSU: SinglePSU = .fail,
+                     fpc: [Double]? = nil) throws -> [Double] {
         var z = [Double](repeating: 0, count: psuCount * m)
         for (j, i) in psuOfCluster.enumerated() where i >= 0 {
             for a in 0..<m { z[i * m + a] += weightedScores[j * m + a] }
@@ -41,6 +46,14 @@ enum SandwichVariance {
                 for i in psus { for a in 0..<m { mean[a] += z[i * m + a] } }
                 for a in 0..<m { mean[a] /= Double(psus.count) }
                 f = Double(psus.count) / Double(psus.count - 1)
+            }
+            if let fpc {
+                let value = fpc[h], n = Double(psus.count)
+                guard value <= 1 || value >= n else {
+                    throw InputError("the finite-population correction of stratum '\(strataLabels[h])' is \(rNumber(value)), fewer PSUs than "
+                        + "the \(psus.count) sampled: give the population's number of PSUs, or a sampling fraction")
+                }
+                f *= 1 - (value <= 1 ? value : n / value)
             }
             for i in psus {
                 for b in 0..<m {

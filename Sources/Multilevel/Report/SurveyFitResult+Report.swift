@@ -57,8 +57,11 @@ extension SurveyFitResult {
         let est = columnFormat(beta, digits: 4), se = columnFormat(standardErrors, digits: 4)
         let z = zValues.map { String(format: "%.3f", $0) }
         let pv = pValues.map { $0 < 2e-16 ? "< 2e-16" : String(format: "%.3g", $0) }
-        out += table(header: ["", "Estimate", "Robust SE", "z value", "Pr(>|z|)"],
-                     rows: fixedNames.indices.map { [fixedNames[$0], est[$0], se[$0], z[$0], pv[$0]] }, leftColumns: 1, indent: "")
+        let limits = columnFormat(waldIntervals.map(\.lower) + waldIntervals.map(\.upper), digits: 4)
+        let lower = Array(limits[..<beta.count]), upper = Array(limits[beta.count...])
+        out += table(header: ["", "Estimate", "Robust SE", "z value", "Pr(>|z|)", "2.5 %", "97.5 %"],
+                     rows: fixedNames.indices.map { [fixedNames[$0], est[$0], se[$0], z[$0], pv[$0], lower[$0], upper[$0]] },
+                     leftColumns: 1, indent: "")
         out += "\n" + notes.map { "Note: \($0)\n" }.joined()
         return out
     }
@@ -92,6 +95,7 @@ extension SurveyFitResult {
             ("se", named(standardErrors)),
             ("z", named(zValues)),
             ("p", named(pValues)),
+            ("ci95", .object(zip(fixedNames, waldIntervals).map { ($0, .array([.finite($1.lower), .finite($1.upper)])) })),
             ("vcov", .array((0..<p).map { i in .array((0..<p).map { j in .finite(fixedCovariance[i + j * p]) }) })),
             ("sigma", .finite(sigma)),
             ("logPseudoLik", .finite(logPseudoLikelihood)),

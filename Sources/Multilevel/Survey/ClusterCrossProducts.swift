@@ -34,6 +34,8 @@ struct ClusterCrossProducts {
     /// product of the levels' weights), the same on all its rows (clusters × replicates).
     var replicateFactor: [Double]
     let replicates: Int
+    /// Each cluster's finite-population correction column value (NaN without one).
+    var fpc: [Double]
     /// Aⱼ, Bⱼ (column-major d × (p+1)) and Cⱼ, cluster after cluster.
     var a: [Double]
     var b: [Double]
@@ -70,6 +72,7 @@ struct ClusterCrossProducts {
         parent = Array(repeating: -1, count: n)
         self.replicates = replicates
         replicateFactor = Array(repeating: .nan, count: n * replicates)
+        fpc = Array(repeating: .nan, count: n)
         a = Array(repeating: 0, count: n * d * d)
         b = Array(repeating: 0, count: n * d * p1)
         c = Array(repeating: 0, count: n * p1 * p1)
@@ -90,6 +93,7 @@ struct ClusterPartial {
     var parent: [Int] = []
     /// Replicate factors, slot after slot (NaN until a row with a positive full-sample weight).
     var replicate: [Double] = []
+    var fpc: [Double] = []
     var psu: [String] = []
     var stratum: [String] = []
     /// The first row of each cluster in the segment (for messages).
@@ -100,7 +104,7 @@ struct ClusterPartial {
 
     func encoded() -> [UInt8] {
         var w = ByteWriter()
-        w.ints(codes); w.doubles(stats); w.doubles(weight2); w.doubles(weight3); w.ints(parent); w.doubles(replicate)
+        w.ints(codes); w.doubles(stats); w.doubles(weight2); w.doubles(weight3); w.ints(parent); w.doubles(replicate); w.doubles(fpc)
         w.strings(psu); w.strings(stratum); w.ints(firstRow)
         return w.bytes
     }
@@ -109,7 +113,7 @@ struct ClusterPartial {
 
     init(decoding bytes: [UInt8]) {
         var r = ByteReader(bytes)
-        codes = r.ints(); stats = r.doubles(); weight2 = r.doubles(); weight3 = r.doubles(); parent = r.ints(); replicate = r.doubles()
+        codes = r.ints(); stats = r.doubles(); weight2 = r.doubles(); weight3 = r.doubles(); parent = r.ints(); replicate = r.doubles(); fpc = r.doubles()
         psu = r.strings(); stratum = r.strings(); firstRow = r.ints()
     }
 }
@@ -130,6 +134,8 @@ extension ClusterCrossProducts {
         let randomEffects: Bool
         /// Replicate weight columns (full-sample scale).
         var replicates: [String] = []
+        /// The finite-population correction column (`--fpc`), constant within a cluster.
+        var fpc: String? = nil
     }
 
     /// Two replicate factors agree when they differ by less than 1e-3 of their size: replicate
@@ -207,6 +213,7 @@ extension ClusterCrossProducts {
         let weights = columns.weights.map { raw.numeric(.column($0), rows: keep) }
         let replicates = columns.replicates.map { raw.numeric(.column($0), rows: keep) }
         let nr = replicates.count
+        let fpcValues = columns.fpc.map { raw.numeric(.column($0), rows: keep) }
         let psu = columns.psu.map { raw.categorical($0) }
         let strata = columns.strata.map { raw.categorical($0) }
         let cluster = model.terms[columns.clusterTerm]
@@ -249,6 +256,7 @@ extension ClusterCrossProducts {
                 part.weight3.append(weights.count > 2 ? weights[2][r] : 1)
                 part.parent.append(columns.parentTerm.map { Int(model.terms[$0].levels[r]) } ?? -1)
                 part.replicate.append(contentsOf: repeatElement(.nan, count: nr))
+                part.fpc.append(fpcValues?[r] ?? .nan)
                 let pv = try psu.map { try value($0, columns.psu!, r) } ?? .string("")
                 let sv = try strata.map { try value($0, columns.strata!, r) } ?? .string("")
                 part.psuValues.append(pv)
@@ -281,6 +289,16 @@ extension ClusterCrossProducts {
                 throw InputError("column '\(column)' varies within \(group) '\(clusterLabel(code))' ('\(label(first))' at "
                     + "\(frame.source.rowDescription(part.firstRow[s])), '\(label(v))' at \(frame.source.rowDescription(row))): "
                     + "the clusters must be nested in the \(column == columns.psu ? "PSUs" : "strata")")
+            }
+            if let fpcValues, let column = columns.fpc {
+                let x = fpcValues[r]
+                guard x.isFinite && x > 0 else {
+                    throw InputError("\(frame.source.name) \(frame.source.rowDescription(row)): the finite-population correction in column '\(column)' is "
+                        + "\(x.isNaN ? "missing" : rNumber(x)); it must be a sampling fraction (at most 1) or a number of PSUs in the population")
+                }
+                if x != part.fpc[s] {
+                    throw InputError("column '\(column)' varies within \(group) '\(clusterLabel(code))': the finite-population correction is the stratum's")
+                }
             }
             try check(psu, columns.psu, part.psuValues[s])
             try check(strata, columns.strata, part.stratumValues[s])
@@ -350,6 +368,9 @@ extension ClusterCrossProducts {
                             + "full-sample weight within \(group) '\(clusterLabels[j])' (\(at)): replicates must reweight whole clusters")
                     }
                 }
+                if !(part.fpc[s].isNaN && fpc[j].isNaN) && part.fpc[s] != fpc[j] {
+                    throw InputError("column '\(columns.fpc ?? "")' varies within \(group) '\(clusterLabels[j])' (\(at)): the finite-population correction is the stratum's")
+                }
                 if part.weight2[s] != weight2[j] {
                     throw InputError("the level-2 weight in column '\(columns.weights[1])' varies within \(group) '\(clusterLabels[j])': "
                         + "\(rNumber(weight2[j])) and \(rNumber(part.weight2[s])) at \(at)")
@@ -365,6 +386,7 @@ extension ClusterCrossProducts {
                 weight3[j] = part.weight3[s]
                 parent[j] = part.parent[s]
                 for q in 0..<replicates { replicateFactor[j * replicates + q] = part.replicate[s * replicates + q] }
+                fpc[j] = part.fpc[s]
                 if psu.isEmpty { psu = Array(repeating: -1, count: clusters); stratum = psu }
                 // A PSU is its label within its stratum (Stata's and survey's nest = TRUE).
                 stratum[j] = Self.index(of: part.stratum[s], key: Array(part.stratum[s].utf8), in: &strataLabels, &strataIndex)
@@ -408,7 +430,7 @@ extension ClusterCrossProducts {
     func encoded() -> [UInt8] {
         var w = ByteWriter()
         w.doubles(count); w.doubles(sumW); w.doubles(sumW2); w.doubles(weight2); w.doubles(weight3); w.ints(parent)
-        w.doubles(replicateFactor)
+        w.doubles(replicateFactor); w.doubles(fpc)
         w.doubles(a); w.doubles(b); w.doubles(c)
         w.ints(psu); w.ints(stratum); w.strings(psuLabels); w.strings(strataLabels)
         return w.bytes
@@ -418,7 +440,7 @@ extension ClusterCrossProducts {
         self = shape
         var r = ByteReader(bytes)
         count = r.doubles(); sumW = r.doubles(); sumW2 = r.doubles(); weight2 = r.doubles(); weight3 = r.doubles(); parent = r.ints()
-        replicateFactor = r.doubles()
+        replicateFactor = r.doubles(); fpc = r.doubles()
         a = r.doubles(); b = r.doubles(); c = r.doubles()
         psu = r.ints(); stratum = r.ints(); psuLabels = r.strings(); strataLabels = r.strings()
     }

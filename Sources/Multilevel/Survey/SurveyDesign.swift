@@ -80,6 +80,8 @@ public struct SurveyDesign: Sendable, Equatable {
     public var replicateWeights: [String] = []
     public var replicateMethod: ReplicateMethod = .fay
     public var fayK = 0.5
+    /// A column of finite-population corrections, constant within a stratum (Stata's `fpc()`).
+    public var fpc: String?
 
     public init(weights: [String], scaling: WeightScaling = .size, psu: String? = nil, strata: String? = nil,
                 singlePSU: SinglePSU = .fail) {
@@ -110,7 +112,7 @@ public struct SurveyDesign: Sendable, Equatable {
     }
 
     /// Every column the design reads besides the model's.
-    var columns: [String] { weights + [psu, strata].compactMap { $0 } + replicateWeights }
+    var columns: [String] { weights + [psu, strata, fpc].compactMap { $0 } + replicateWeights }
 
     /// Parses `--survey-weights "w_pupil, w_school"`: column names separated by commas.
     public static func weightColumns(_ text: String, option: String = "--survey-weights") throws -> [String] {

@@ -34,6 +34,11 @@ public struct SurveyFitResult: Sendable {
     /// Wald z statistics and two-sided normal p-values of the fixed effects.
     public var zValues: [Double] { zip(beta, standardErrors).map { $0 / $1 } }
     public var pValues: [Double] { zValues.map { erfc(abs($0) / 2.0.squareRoot()) } }
+    /// The 95% Wald intervals β̂ ± 1.96 SE.
+    public var waldIntervals: [(lower: Double, upper: Double)] {
+        let z = NormalDistribution.quantile(0.975)
+        return zip(beta, standardErrors).map { ($0 - z * $1, $0 + z * $1) }
+    }
 }
 
 extension LinearMixedModel {
@@ -81,9 +86,13 @@ extension LinearMixedModel {
             let quoted = ([design.strata, psu].compactMap { $0 }).map { "`\($0.replacingOccurrences(of: "`", with: "\\`"))`" }
             modelFormula = try Formula.parse(formula + " + (1 | \(quoted.joined(separator: ":")))")
         }
-        for w in design.weights + design.replicateWeights {
+        if design.fpc != nil && !design.replicateWeights.isEmpty {
+            throw InputError("--fpc is for the linearised variance; replicate weights carry their own corrections")
+        }
+        for w in design.weights + design.replicateWeights + [design.fpc].compactMap({ $0 }) {
             guard try data.columnType(w) == .numeric else {
-                throw InputError("\(design.weights.contains(w) ? "sampling" : "replicate") weight column '\(w)' is not numeric")
+                throw InputError(w == design.fpc ? "the finite-population correction column '\(w)' is not numeric"
+                    : "\(design.weights.contains(w) ? "sampling" : "replicate") weight column '\(w)' is not numeric")
             }
         }
         if !design.replicateWeights.isEmpty {
@@ -110,6 +119,7 @@ extension LinearMixedModel {
                                                    parentTerm: parentTerm, termColumns: frame.randomEffectsTerms.map(\.dimension),
                                                    randomEffects: !names.isEmpty)
         columns.replicates = design.replicateWeights
+        columns.fpc = design.fpc
         var sums = try ClusterCrossProducts.accumulate(frame, columns: columns, terms: terms, clusterName: cluster.group,
                                                        clusterLabels: cluster.levels, threads: options.threads)
         // The top-level clusters (schools; with three levels, districts), each one's PSU and stratum.
@@ -212,7 +222,7 @@ extension LinearMixedModel {
             for b in 0..<f { for a in 0..<f { bread[a + b * f] = -0.5 * (jac[a + b * f] + jac[b + a * f]) } }
             let meat = try SandwichVariance.meat(weightedScores: weightedScores(psi), width: f, psuOfCluster: psuOfTop,
                                                  psuCount: psuLabels.count, stratumOfPSU: stratumOfPSU, strataLabels: sums.strataLabels,
-                                                 singlePSU: design.singlePSU)
+                                                 singlePSU: design.singlePSU, fpc: try fpcOfStrata(sums, design: design))
             guard let v = SandwichVariance.covariance(bread: bread, meat: meat, order: f) else {
                 throw InputError("the pseudo-likelihood's Hessian is not positive definite at the estimates: the standard errors are undefined "
                     + "(a variance component may be unidentified)")
@@ -328,6 +338,20 @@ extension LinearMixedModel {
             for b in 0..<n { for a in 0..<n { v[a + b * n] += c * (r[a] - estimate[a]) * (r[b] - estimate[b]) } }
         }
         return v
+    }
+
+    /// Each stratum's finite-population correction (nil without `--fpc`), the same on all its clusters.
+    private static func fpcOfStrata(_ sums: ClusterCrossProducts, design: SurveyDesign) throws -> [Double]? {
+        guard let column = design.fpc else { return nil }
+        var values = [Double](repeating: .nan, count: max(1, sums.strataLabels.count))
+        for j in 0..<sums.clusters where sums.count[j] > 0 {
+            let h = sums.stratum[j]
+            if values[h].isNaN { values[h] = sums.fpc[j] } else if values[h] != sums.fpc[j] {
+                throw InputError("column '\(column)' varies within stratum '\(sums.strataLabels[h])' (\(rNumber(values[h])) and "
+                    + "\(rNumber(sums.fpc[j]))): the finite-population correction is the stratum's")
+            }
+        }
+        return values
     }
 
     /// Three levels: each parent's weight is the same on all its clusters, and its level-2 weights add up to more than 0.
