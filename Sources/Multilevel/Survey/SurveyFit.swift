@@ -1,46 +1,5 @@
 import Foundation
 
-/// A model fitted to survey data by maximum pseudo-likelihood, with linearised standard errors.
-public struct SurveyFitResult: Sendable {
-    public let formula: String
-    public let dataName: String
-    public let design: SurveyDesign
-    /// Rows used; the grouping factors (finest first) and their numbers of levels; PSUs and strata.
-    public let nobs: Int
-    public let groups: [(name: String, count: Int)]
-    public let psus: Int
-    public let strata: Int
-    /// Nʷ, the scaled weights' total Σⱼ wⱼcⱼΣᵢwᵢ|ⱼ.
-    public let weightedCount: Double
-    public let terms: [RandomEffectsTerm]
-    public let theta: [Double]
-    public let thetaNames: [String]
-    public let fixedNames: [String]
-    public let beta: [Double]
-    /// The linearised covariance of β̂ (p × p, column-major) and its standard errors.
-    public let fixedCovariance: [Double]
-    public let standardErrors: [Double]
-    public let sigma: Double
-    /// The variance components σ²(T_kT_k') (variances and covariances, as lme4's VarCorr), then
-    /// σ²; with their linearised standard errors (NaN for a variance at its bound of 0).
-    public let varcorr: [VarCorrEntry]
-    public let varcorrStandardErrors: [Double]
-    /// The pseudo-log-likelihood at the estimates.
-    public let logPseudoLikelihood: Double
-    public let optimizer: OptimizerSummary
-    public let notes: [String]
-    public let droppedRows: Int
-
-    /// Wald z statistics and two-sided normal p-values of the fixed effects.
-    public var zValues: [Double] { zip(beta, standardErrors).map { $0 / $1 } }
-    public var pValues: [Double] { zValues.map { erfc(abs($0) / 2.0.squareRoot()) } }
-    /// The 95% Wald intervals β̂ ± 1.96 SE.
-    public var waldIntervals: [(lower: Double, upper: Double)] {
-        let z = NormalDistribution.quantile(0.975)
-        return zip(beta, standardErrors).map { ($0 - z * $1, $0 + z * $1) }
-    }
-}
-
 extension LinearMixedModel {
     /// Fits `formula` to survey data by maximum pseudo-likelihood with sampling weights at each
     /// level (`PseudoLikelihood`), and gives the fixed effects and variance components
@@ -49,58 +8,18 @@ extension LinearMixedModel {
     /// Nested designs of two levels (the random terms share one grouping factor, the clusters;
     /// `design.weights` holds the level-1 and the level-2 weights) and of three (terms on two
     /// grouping factors, the finer nested in the coarser, e.g. `(1 | district/school)`; three
-    /// weights); a model without random effects takes one weight and needs `design.psu`. Crossed and multiple-membership designs have no
-    /// accepted definition of sampling-weighted likelihood and are refused; so are precision
-    /// weights alongside sampling weights. REML has no pseudo-likelihood version: the fit is ML.
+    /// weights); a model without random effects takes one weight and needs `design.psu`. Crossed
+    /// and multiple-membership designs have no accepted definition of sampling-weighted
+    /// likelihood and are refused; so are precision weights alongside sampling weights. REML has
+    /// no pseudo-likelihood version: the fit is ML. With `design.replicateWeights` the standard
+    /// errors are the replicates' (`ReplicateVariance`).
     public static func fitSurvey(_ formula: String, data: TableSource, design: SurveyDesign,
                                  options: FitOptions = FitOptions()) throws -> SurveyFitResult {
         guard options.weights == nil else {
             throw InputError("precision weights (--weights) and sampling weights (--survey-weights) cannot be combined")
         }
-        let parsed = try Formula.parse(formula)
-        let groupings = parsed.random.map(\.grouping)
-        for g in groupings {
-            if case .multipleMembership = g {
-                throw InputError("sampling weights for a multiple-membership design (\(g.name)) have no accepted definition; "
-                    + "precision weights (--weights) still work there")
-            }
-        }
-        let names = groupings.map(\.name).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
-        if names.count > 2 {
-            throw InputError("sampling weights are built for designs of up to three levels (two nested grouping factors); this model has "
-                + names.joined(separator: ", "))
-        }
+        let (parsed, names, modelFormula) = try surveyModel(formula, design: design, data: data)
         let levels = names.count + 1
-        guard design.weights.count == levels else {
-            let example = ["\"w\"", "\"w_pupil, w_school\"", "\"w_pupil, w_school, w_district\""][levels - 1]
-            throw InputError(levels == 1
-                ? "--survey-weights needs one column for a model without random effects; \(design.weights.count) given"
-                : "--survey-weights needs \(levels) columns for this \(levels)-level model, level 1 first (e.g. \(example)); \(design.weights.count) given")
-        }
-        var modelFormula = parsed
-        if names.isEmpty {
-            guard let psu = design.psu else {
-                throw InputError("a model without random effects needs --psu, the clusters of the linearised variance")
-            }
-            // The PSUs (within strata) index the clusters as a grouping factor would; they add no random effect.
-            let quoted = ([design.strata, psu].compactMap { $0 }).map { "`\($0.replacingOccurrences(of: "`", with: "\\`"))`" }
-            modelFormula = try Formula.parse(formula + " + (1 | \(quoted.joined(separator: ":")))")
-        }
-        if design.fpc != nil && !design.replicateWeights.isEmpty {
-            throw InputError("--fpc is for the linearised variance; replicate weights carry their own corrections")
-        }
-        for w in design.weights + design.replicateWeights + [design.fpc].compactMap({ $0 }) {
-            guard try data.columnType(w) == .numeric else {
-                throw InputError(w == design.fpc ? "the finite-population correction column '\(w)' is not numeric"
-                    : "\(design.weights.contains(w) ? "sampling" : "replicate") weight column '\(w)' is not numeric")
-            }
-        }
-        if !design.replicateWeights.isEmpty {
-            if design.replicateMethod == .fay && !(design.fayK >= 0 && design.fayK < 1) {
-                throw InputError("--fay-k must be at least 0 and less than 1 (PISA's is 0.5)")
-            }
-            if design.replicateWeights.count < 2 { throw InputError("--replicate-weights needs at least two replicates") }
-        }
         let frame = try ModelFrame.scan(modelFormula.reading(design.columns), source: data, chunkRows: options.chunkRows,
                                         threads: options.threads, communicator: options.communicator, segmentRows: options.segmentRows)
         let terms = names.isEmpty ? [] : frame.randomEffectsTerms
@@ -120,7 +39,7 @@ extension LinearMixedModel {
                                                    randomEffects: !names.isEmpty)
         columns.replicates = design.replicateWeights
         columns.fpc = design.fpc
-        var sums = try ClusterCrossProducts.accumulate(frame, columns: columns, terms: terms, clusterName: cluster.group,
+        let sums = try ClusterCrossProducts.accumulate(frame, columns: columns, terms: terms, clusterName: cluster.group,
                                                        clusterLabels: cluster.levels, threads: options.threads)
         // The top-level clusters (schools; with three levels, districts), each one's PSU and stratum.
         let top = parentTerm.map { terms[$0] } ?? cluster
@@ -129,21 +48,7 @@ extension LinearMixedModel {
             topOf = sums.parent
             try checkParents(sums, top: top, weights: design.weights)
         }
-        var psuOfTop = [Int](repeating: -1, count: top.levels.count), stratumOfTop = psuOfTop
-        for j in 0..<sums.clusters where sums.count[j] > 0 {
-            let k = topOf[j], psu = design.psu == nil ? k : sums.psu[j]
-            if psuOfTop[k] >= 0 && (psuOfTop[k] != psu || stratumOfTop[k] != sums.stratum[j]) {
-                let column = psuOfTop[k] != psu ? design.psu! : design.strata!
-                throw InputError("column '\(column)' varies within \(top.group) '\(top.levels[k])': the clusters must be nested in the "
-                    + (column == design.psu ? "PSUs" : "strata"))
-            }
-            psuOfTop[k] = psu
-            stratumOfTop[k] = sums.stratum[j]
-        }
-        let psuLabels = design.psu == nil ? top.levels : sums.psuLabels
-        // Each PSU lies in one stratum (it is identified within it).
-        var stratumOfPSU = [Int](repeating: 0, count: psuLabels.count)
-        for k in psuOfTop.indices where psuOfTop[k] >= 0 { stratumOfPSU[psuOfTop[k]] = stratumOfTop[k] }
+        let (psuOfTop, psuLabels, stratumOfPSU) = try samplingUnits(sums, top: top, topOf: topOf, design: design)
 
         // Without random effects the weights are one level's: nothing to scale within clusters.
         var design = design
@@ -236,7 +141,7 @@ extension LinearMixedModel {
                 return s.squareRoot()
             }
         } else {
-            let v = try replicateCovariance(pml, theta: theta, estimate: e.beta + phi, topOf: topOf, top: top, design: design,
+            let v = try ReplicateVariance.covariance(pml, theta: theta, estimate: e.beta + phi, topOf: topOf, top: top, design: design,
                                             options: options)
             let n = p + nphi
             fixedCovariance = (0..<(p * p)).map { v[($0 % p) + ($0 / p) * n] }
@@ -281,63 +186,78 @@ extension LinearMixedModel {
                                logPseudoLikelihood: logPL, optimizer: summary, notes: notes, droppedRows: frame.droppedRows)
     }
 
-    /// The replicate-weights covariance of (β, variance components): each replicate reweights the
-    /// top-level clusters by its factors and is refitted from the same cross-products, from θ̂
-    /// (no data are read again); the replicates are spread over every thread and rank
-    /// (`JobDistribution`), and V = c Σ_r (est_r − est)(est_r − est)' (`ReplicateMethod`).
-    private static func replicateCovariance(_ pml: PseudoLikelihood, theta: [Double], estimate: [Double], topOf: [Int],
-                                            top: RandomEffectsTerm, design: SurveyDesign, options: FitOptions) throws -> [Double] {
-        let sums = pml.sums, replicates = sums.replicates, tops = pml.topWeight.count
-        // Each top-level cluster's factors (a district's from its schools, which must agree).
-        var factors = [Double](repeating: .nan, count: tops * replicates)
+    /// The formula checked against the design: its grouping factors (none, one, or two nested:
+    /// one weight a level), and the model the frame reads (without random effects, the PSUs as
+    /// the clusters' grouping); the weight, replicate and correction columns numeric.
+    private static func surveyModel(_ formula: String, design: SurveyDesign, data: TableSource) throws
+        -> (parsed: Formula, groupings: [String], model: Formula) {
+        let parsed = try Formula.parse(formula)
+        let groupings = parsed.random.map(\.grouping)
+        for g in groupings {
+            if case .multipleMembership = g {
+                throw InputError("sampling weights for a multiple-membership design (\(g.name)) have no accepted definition; "
+                    + "precision weights (--weights) still work there")
+            }
+        }
+        let names = groupings.map(\.name).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        if names.count > 2 {
+            throw InputError("sampling weights are built for designs of up to three levels (two nested grouping factors); this model has "
+                + names.joined(separator: ", "))
+        }
+        let levels = names.count + 1
+        guard design.weights.count == levels else {
+            let example = ["\"w\"", "\"w_pupil, w_school\"", "\"w_pupil, w_school, w_district\""][levels - 1]
+            throw InputError(levels == 1
+                ? "--survey-weights needs one column for a model without random effects; \(design.weights.count) given"
+                : "--survey-weights needs \(levels) columns for this \(levels)-level model, level 1 first (e.g. \(example)); \(design.weights.count) given")
+        }
+        var model = parsed
+        if names.isEmpty {
+            guard let psu = design.psu else {
+                throw InputError("a model without random effects needs --psu, the clusters of the linearised variance")
+            }
+            // The PSUs (within strata) index the clusters as a grouping factor would; they add no random effect.
+            let quoted = ([design.strata, psu].compactMap { $0 }).map { "`\($0.replacingOccurrences(of: "`", with: "\\`"))`" }
+            model = try Formula.parse(formula + " + (1 | \(quoted.joined(separator: ":")))")
+        }
+        if design.fpc != nil && !design.replicateWeights.isEmpty {
+            throw InputError("--fpc is for the linearised variance; replicate weights carry their own corrections")
+        }
+        for w in design.weights + design.replicateWeights + [design.fpc].compactMap({ $0 }) {
+            guard try data.columnType(w) == .numeric else {
+                throw InputError(w == design.fpc ? "the finite-population correction column '\(w)' is not numeric"
+                    : "\(design.weights.contains(w) ? "sampling" : "replicate") weight column '\(w)' is not numeric")
+            }
+        }
+        if !design.replicateWeights.isEmpty {
+            if design.replicateMethod == .fay && !(design.fayK >= 0 && design.fayK < 1) {
+                throw InputError("--fay-k must be at least 0 and less than 1 (PISA's is 0.5)")
+            }
+            if design.replicateWeights.count < 2 { throw InputError("--replicate-weights needs at least two replicates") }
+        }
+        return (parsed, names, model)
+    }
+
+    /// Each top-level cluster's PSU (itself unless `design.psu` names a coarser unit, which must
+    /// hold it whole), the PSUs' labels, and each PSU's stratum.
+    private static func samplingUnits(_ sums: ClusterCrossProducts, top: RandomEffectsTerm, topOf: [Int], design: SurveyDesign) throws
+        -> (psuOfTop: [Int], psuLabels: [String], stratumOfPSU: [Int]) {
+        var psuOfTop = [Int](repeating: -1, count: top.levels.count), stratumOfTop = psuOfTop
         for j in 0..<sums.clusters where sums.count[j] > 0 {
-            let k = topOf[j]
-            for q in 0..<replicates {
-                let a = factors[k * replicates + q], b = sums.replicateFactor[j * replicates + q]
-                if a.isNaN { factors[k * replicates + q] = b } else if !b.isNaN && !ClusterCrossProducts.sameFactor(a, b) {
-                    throw InputError("the replicate weight in column '\(design.replicateWeights[q])' reweights the clusters of \(top.group) "
-                        + "'\(top.levels[k])' differently (\(rNumber(a)) and \(rNumber(b)) times the full-sample weight): replicates "
-                        + "must reweight whole top-level clusters")
-                }
+            let k = topOf[j], psu = design.psu == nil ? k : sums.psu[j]
+            if psuOfTop[k] >= 0 && (psuOfTop[k] != psu || stratumOfTop[k] != sums.stratum[j]) {
+                let column = psuOfTop[k] != psu ? design.psu! : design.strata!
+                throw InputError("column '\(column)' varies within \(top.group) '\(top.levels[k])': the clusters must be nested in the "
+                    + (column == design.psu ? "PSUs" : "strata"))
             }
+            psuOfTop[k] = psu
+            stratumOfTop[k] = sums.stratum[j]
         }
-        for i in factors.indices where factors[i].isNaN { factors[i] = 1 }   // clusters of weight 0
-        let lower = pml.factor.lowerBounds, n = estimate.count
-        let work: @Sendable (Int, Int) -> [UInt8] = { q, _ in
-            let replicate = pml.reweighted((0..<tops).map { factors[$0 * replicates + q] })
-            var summary = OptimizerSummary()
-            var t = theta
-            if !theta.isEmpty {
-                t = (try? Optimizer.minimize({ replicate.deviance($0) }, start: theta, lower: lower,
-                                             initialStep: Optimizer.localSteps(theta, floor: theta.map { _ in 0.1 }), summary: &summary).theta) ?? []
-            }
-            var w = ByteWriter()
-            if t.count == theta.count, let e = replicate.evaluate(t) {
-                w.doubles(e.beta + replicate.varianceComponents(theta: t, sigma2: e.sigma2))
-            } else {
-                w.doubles(Array(repeating: .nan, count: n))
-            }
-            return w.bytes
-        }
-        var results = [[Double]](repeating: [], count: replicates)
-        try JobDistribution(communicator: options.communicator, threads: options.threads).run(jobs: Array(0..<replicates), work: work) { q, bytes in
-            var r = ByteReader(bytes)
-            results[q] = r.doubles()
-        }
-        var all = ByteWriter()
-        for r in results { all.doubles(r) }
-        var reader = ByteReader(options.communicator.broadcast(options.communicator.isRoot ? all.bytes : [], root: 0))
-        results = (0..<replicates).map { _ in reader.doubles() }
-        if let q = results.firstIndex(where: { $0.contains { !$0.isFinite } }) {
-            throw InputError("replicate '\(design.replicateWeights[q])' could not be fitted (its pseudo-likelihood is undefined: "
-                + "a replicate weight may leave too few clusters)")
-        }
-        let c = design.replicateMethod.scale(replicates: replicates, fayK: design.fayK)
-        var v = [Double](repeating: 0, count: n * n)
-        for r in results {
-            for b in 0..<n { for a in 0..<n { v[a + b * n] += c * (r[a] - estimate[a]) * (r[b] - estimate[b]) } }
-        }
-        return v
+        let psuLabels = design.psu == nil ? top.levels : sums.psuLabels
+        // Each PSU lies in one stratum (it is identified within it).
+        var stratumOfPSU = [Int](repeating: 0, count: psuLabels.count)
+        for k in psuOfTop.indices where psuOfTop[k] >= 0 { stratumOfPSU[psuOfTop[k]] = stratumOfTop[k] }
+        return (psuOfTop, psuLabels, stratumOfPSU)
     }
 
     /// Each stratum's finite-population correction (nil without `--fpc`), the same on all its clusters.
