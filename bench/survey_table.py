@@ -46,6 +46,11 @@ for design in ["survey/size", "survey/effective", "survey-informative/size", "su
     walls = sorted(r["wall"] for r in reps)
     rss = sorted(r["rss_kb"] for r in reps)
     print(f"\nWeighted fit at {rows:,} pupils: median {walls[n // 2]:.2f} s wall, median peak RSS {rss[n // 2] / 1024:.0f} MB.\n")
+print("Reading: `bias / MC SE` within ±2 means no bias the replicates can see; coverage should be 95% ± 3%. "
+      "With unequal level-1 weights in small clusters, size scaling biases the variance components (the weighted "
+      "sum of squares of a cluster has n − Σw*²/Σw* degrees of freedom, not n − 1) and effective scaling does not. "
+      "In `survey-informative` pupils are drawn by their own residual: a cluster's weighted mean is then a ratio "
+      "estimator with a bias of order 1/n, which no scaling removes (Pfeffermann et al. 1998).\n")
 big = [l for l in lines if l["design"] == "survey-1e7"]
 if big:
     b = big[0]
