@@ -79,6 +79,15 @@ final class ModelFrameTests: ScratchDirectoryTestCase {
         XCTAssertEqual(rLevelName(2.5), "2.5")
         XCTAssertEqual(rLevelName(100000), "1e+05")
         XCTAssertEqual(rLevelName(123456), "123456")
+        // Whole numbers take a path without C's formatting: the same names.
+        var state: UInt64 = 42
+        var wholes: [Double] = (-3000...3000).map(Double.init)
+        for e in 0...14 { for m in [1.0, 2, 5, 12, 120, 9999] { wholes.append(m * pow(10, Double(e))) } }
+        for _ in 0..<2000 {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            wholes.append(Double(Int64(state >> 14) % 999_999_999_999_999) * (state & 1 == 0 ? 1 : -1))
+        }
+        for x in wholes where abs(x) < 1e15 { XCTAssertEqual(rLevelName(x), rFormattedName(x), "\(x)") }
         XCTAssertEqual(rLevelName(0.1), "0.1")
         XCTAssertEqual(rLevelName(-3), "-3")
     }

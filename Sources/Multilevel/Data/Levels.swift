@@ -119,6 +119,12 @@ func rLevelName(_ x: Double) -> String {
     if x.isNaN { return "NaN" }
     if x.isInfinite { return x > 0 ? "Inf" : "-Inf" }
     if x == 0 { return "0" }
+    if x == x.rounded(), abs(x) < 1e15 { return rIntegerName(Int64(x)) }
+    return rFormattedName(x)
+}
+
+/// `rLevelName` through C's formatting: the fewest significant digits that give x back.
+func rFormattedName(_ x: Double) -> String {
     // Fewest significant digits (≤ 15) that reproduce x to 15 digits.
     var digits = 1
     let target = String(format: "%.14e", x)
@@ -130,5 +136,20 @@ func rLevelName(_ x: Double) -> String {
     let sci = String(format: "%.\(digits - 1)e", x)
     let exponent = Int(sci.split(separator: "e")[1])!
     let fixed = String(format: "%.\(max(0, digits - 1 - exponent))f", x)
+    return fixed.count <= sci.count ? fixed : sci
+}
+
+/// `rLevelName` of a whole number below 10¹⁵ in magnitude, without formatting through C (grouping
+/// factors coded as numbers have as many names as levels): its digits, or R's scientific form
+/// `d.ddde+XX` of its significant digits when that is shorter (100000 → "1e+05").
+private func rIntegerName(_ n: Int64) -> String {
+    let fixed = String(n)
+    let digits = n < 0 ? fixed.dropFirst() : Substring(fixed)
+    let significant = digits.reversed().drop { $0 == "0" }.reversed()
+    let exponent = digits.count - 1
+    var sci = n < 0 ? "-" : ""
+    sci.append(significant.first!)
+    if significant.count > 1 { sci += "." + String(significant.dropFirst()) }
+    sci += "e+" + (exponent < 10 ? "0" : "") + String(exponent)
     return fixed.count <= sci.count ? fixed : sci
 }
