@@ -40,8 +40,12 @@ struct PseudoLikelihood {
 
     /// `parentDimension`: the random effects of the coarser grouping (three levels; its terms
     /// come last in `sums.terms`), and `parents` its number of levels.
-    init(_ sums: ClusterCrossProducts, scaling: WeightScaling, parentDimension: Int = 0, parents: Int = 0) {
+    /// Threads the clusters are worked on.
+    let threads: Int
+
+    init(_ sums: ClusterCrossProducts, scaling: WeightScaling, parentDimension: Int = 0, parents: Int = 0, threads: Int = 1) {
         self.sums = sums
+        self.threads = max(1, threads)
         factor = RelativeCovarianceFactor(terms: sums.terms)
         let c = (0..<sums.clusters).map { scaling.factor(count: sums.count[$0], sum: sums.sumW[$0], sumOfSquares: sums.sumW2[$0]) }
         scale = c
@@ -144,41 +148,58 @@ struct PseudoLikelihood {
     }
 
     /// Each top-level cluster at θ, unweighted by its own weight: its Schur complement of [X y]
-    /// ((p+1) × (p+1)), its log-determinant and its Nʷ share; nil where a Cholesky fails.
-    func topClusters(_ theta: [Double]) -> [(schur: [Double], logDet: Double, count: Double)]? {
+    /// ((p+1) × (p+1), cluster after cluster), its log-determinant and its Nʷ share; nil where a
+    /// Cholesky fails. The clusters are independent: blocks of them run on `threads` threads, and
+    /// each result is the same whatever thread computed it.
+    func topClusters(_ theta: [Double]) -> (schur: [Double], logDet: [Double], count: [Double])? {
         let lam = lambda(theta)
         var lamU = [Double](repeating: 0, count: dU * dU), lamV = [Double](repeating: 0, count: dV * dV)
         for col in 0..<dU { for row in 0..<dU { lamU[row + col * dU] = lam[row + col * d] } }
         for col in 0..<dV { for row in 0..<dV { lamV[row + col * dV] = lam[(dU + row) + (dU + col) * d] } }
-        let e = d + p1, eV = dV + p1
-        var out: [(schur: [Double], logDet: Double, count: Double)] = []
-        out.reserveCapacity(members.count)
-        for schools in members {
-            guard !schools.isEmpty else { out.append(([Double](repeating: 0, count: p1 * p1), 0, 0)); continue }
-            var t = [Double](repeating: 0, count: eV * eV)
-            var logDet = 0.0, count = 0.0
-            for j in schools {
-                let c = scale[j]
-                // [Z X y]'W*[Z X y] of school j, order d + p + 1, with u's columns first.
-                var m = [Double](repeating: 0, count: e * e)
-                let a = sums.aOf(j), b = sums.bOf(j), cc = sums.cOf(j)
-                for col in 0..<d { for row in 0..<d { m[row + col * e] = c * a[a.startIndex + row + col * d] } }
-                for col in 0..<p1 { for row in 0..<d {
-                    let x = c * b[b.startIndex + row + col * d]
-                    m[row + (d + col) * e] = x
-                    m[(d + col) + row * e] = x
-                } }
-                for col in 0..<p1 { for row in 0..<p1 { m[(d + row) + (d + col) * e] = c * cc[cc.startIndex + row + col * p1] } }
-                guard let (schur, ld) = Self.eliminate(m, dim: dU, q: eV, lambda: lamU) else { return nil }
-                let w = memberWeight[j]
-                for i in 0..<(eV * eV) { t[i] += w * schur[i] }
-                logDet += w * ld
-                count += w * c * sums.sumW[j]
+        let e = d + p1, eV = dV + p1, n = members.count, q = p1 * p1
+        var schurs = [Double](repeating: 0, count: n * q), logDets = [Double](repeating: 0, count: n), counts = logDets
+        let failed = ManagedFlag()
+        let blockSize = 2048, blocks = (n + blockSize - 1) / blockSize
+        schurs.withUnsafeMutableBufferPointer { schurOut in
+            logDets.withUnsafeMutableBufferPointer { logDetOut in
+                counts.withUnsafeMutableBufferPointer { countOut in
+                    let (so, lo, co) = (schurOut, logDetOut, countOut)
+                    DispatchQueue.concurrentPerform(iterations: max(1, min(threads, blocks))) { worker in
+                        var block = worker
+                        var m = [Double](repeating: 0, count: e * e)
+                        while block < blocks {
+                            for k in (block * blockSize)..<min(n, (block + 1) * blockSize) where !members[k].isEmpty {
+                                var t = [Double](repeating: 0, count: eV * eV)
+                                var logDet = 0.0, count = 0.0
+                                for j in members[k] {
+                                    let c = scale[j]
+                                    // [Z X y]'W*[Z X y] of school j, order d + p + 1, with u's columns first.
+                                    let a = sums.aOf(j), b = sums.bOf(j), cc = sums.cOf(j)
+                                    for col in 0..<d { for row in 0..<d { m[row + col * e] = c * a[a.startIndex + row + col * d] } }
+                                    for col in 0..<p1 { for row in 0..<d {
+                                        let x = c * b[b.startIndex + row + col * d]
+                                        m[row + (d + col) * e] = x
+                                        m[(d + col) + row * e] = x
+                                    } }
+                                    for col in 0..<p1 { for row in 0..<p1 { m[(d + row) + (d + col) * e] = c * cc[cc.startIndex + row + col * p1] } }
+                                    guard let (schur, ld) = Self.eliminate(m, dim: dU, q: eV, lambda: lamU) else { failed.set(); return }
+                                    let w = memberWeight[j]
+                                    for i in 0..<(eV * eV) { t[i] += w * schur[i] }
+                                    logDet += w * ld
+                                    count += w * c * sums.sumW[j]
+                                }
+                                guard let (schur, ld) = Self.eliminate(t, dim: dV, q: p1, lambda: lamV) else { failed.set(); return }
+                                for i in 0..<q { so[k * q + i] = schur[i] }
+                                lo[k] = logDet + ld
+                                co[k] = count
+                            }
+                            block += max(1, min(threads, blocks))
+                        }
+                    }
+                }
             }
-            guard let (schur, ld) = Self.eliminate(t, dim: dV, q: p1, lambda: lamV) else { return nil }
-            out.append((schur, logDet + ld, count))
         }
-        return out
+        return failed.isSet ? nil : (schurs, logDets, counts)
     }
 
     struct Evaluation {
@@ -199,10 +220,11 @@ struct PseudoLikelihood {
         guard let top = topClusters(theta) else { return nil }
         var s = [Double](repeating: 0, count: p1 * p1)
         var logDet = 0.0
-        for (k, t) in top.enumerated() {
+        let q = p1 * p1
+        for k in topWeight.indices {
             let w = topWeight[k]
-            for i in 0..<(p1 * p1) { s[i] += w * t.schur[i] }
-            logDet += w * t.logDet
+            for i in 0..<q { s[i] += w * top.schur[k * q + i] }
+            logDet += w * top.logDet[k]
         }
         guard let r = DenseCholesky.upper(s, order: p1) else { return nil }
         let p = p1 - 1
@@ -217,11 +239,11 @@ struct PseudoLikelihood {
     /// Each top-level cluster's ℓ (without its weight) at (β, θ, σ²): −½ n log 2πσ² − ½ log-det − ξ'Sξ/(2σ²).
     func topLogLikelihoods(beta: [Double], theta: [Double], sigma2: Double) -> [Double] {
         guard let top = topClusters(theta) else { return Array(repeating: -.infinity, count: members.count) }
-        let xi = beta.map { -$0 } + [1]
-        return top.map { t in
+        let xi = beta.map { -$0 } + [1], size = p1 * p1
+        return members.indices.map { k in
             var q = 0.0
-            for col in 0..<p1 { for row in 0..<p1 { q += xi[row] * t.schur[row + col * p1] * xi[col] } }
-            return -0.5 * t.count * log(2 * Double.pi * sigma2) - 0.5 * t.logDet - q / (2 * sigma2)
+            for col in 0..<p1 { for row in 0..<p1 { q += xi[row] * top.schur[k * size + row + col * p1] * xi[col] } }
+            return -0.5 * top.count[k] * log(2 * Double.pi * sigma2) - 0.5 * top.logDet[k] - q / (2 * sigma2)
         }
     }
 
@@ -339,4 +361,12 @@ enum Dense {
         }
         return x
     }
+}
+
+/// A flag any thread may raise.
+final class ManagedFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var raised = false
+    func set() { lock.lock(); raised = true; lock.unlock() }
+    var isSet: Bool { lock.lock(); defer { lock.unlock() }; return raised }
 }

@@ -54,7 +54,7 @@ extension LinearMixedModel {
         var design = design
         if names.isEmpty { design.scaling = .none }
         let pml = PseudoLikelihood(sums, scaling: design.scaling, parentDimension: parentTerm.map { k in terms[k...].reduce(0) { $0 + $1.dimension } } ?? 0,
-                                   parents: parentTerm == nil ? 0 : top.levels.count)
+                                   parents: parentTerm == nil ? 0 : top.levels.count, threads: options.threads)
         let factor = pml.factor
         var summary = OptimizerSummary()
         var theta: [Double] = []
