@@ -117,13 +117,13 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "What --weights are: precision (lme4's prior weights). Sampling weights are given by --survey-weights.")
     var weightsKind = "precision"
 
-    @Option(help: "Sampling weights of each level, innermost first, e.g. \"w_pupil, w_school\" (conditional weights, as Stata's mixed takes them): fit by maximum pseudo-likelihood with linearised standard errors. Two-level nested designs, or one weight for a model without random effects (with --psu).")
+    @Option(help: "Sampling weights of each level, innermost first, e.g. \"w_pupil, w_school\" (conditional weights, as Stata's mixed takes them): fit by maximum pseudo-likelihood with linearised (or replicate) standard errors. Nested designs of two levels (two weights) or three (three weights, e.g. (1 | district/school)), or one weight for a model without random effects (with --psu).")
     var surveyWeights: String?
 
-    @Option(help: "How the level-1 sampling weights are scaled within each cluster: size (to the cluster's sample size), effective (to its effective sample size) or none.")
+    @Option(help: "How the level-1 sampling weights are scaled within each cluster (and, with three levels, the level-2 weights within each district): size (to the cluster's sample size), effective (to its effective sample size: unbiased variance components when weights vary within small clusters) or none.")
     var weightScaling = "size"
 
-    @Option(help: "Column of primary sampling units for the linearised variance (default: the model's clusters); the clusters must be nested in them.")
+    @Option(help: "Column of primary sampling units for the linearised variance (default: the model's top-level clusters); the clusters must be nested in them.")
     var psu: String?
 
     @Option(help: "Column of strata for the linearised variance (PSUs with replacement within strata; default: one stratum).")
