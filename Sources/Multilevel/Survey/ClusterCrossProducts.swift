@@ -1,18 +1,20 @@
 import Foundation
 
-/// The weighted cross-products of each top-level cluster, from one pass over the rows: all the
-/// pseudo-likelihood, its β̂ and σ̂² and every cluster's score need (no later step reads the rows).
+/// The weighted cross-products of each cluster of the finest grouping (schools), from one pass
+/// over the rows: all the pseudo-likelihood, its β̂ and σ̂², every cluster's score and every
+/// replicate need (no later step reads the rows).
 ///
 /// For cluster j with rows i, level-1 weights wᵢ (unscaled), random-effects covariates zᵢ (the d
-/// columns of the cluster's terms) and vᵢ = [xᵢ; yᵢ]:
+/// columns of all the terms: the school's, then with three levels the district's) and vᵢ = [xᵢ; yᵢ]:
 /// Aⱼ = Σ wᵢ zᵢzᵢ' (d × d), Bⱼ = Σ wᵢ zᵢvᵢ' (d × (p+1)), Cⱼ = Σ wᵢ vᵢvᵢ' ((p+1) × (p+1)), the
-/// count nⱼ, Σ wᵢ and Σ wᵢ² (for the scaling), the level-2 weight wⱼ (checked constant within the
-/// cluster) and the cluster's PSU and stratum (checked constant within it too).
+/// count nⱼ, Σ wᵢ and Σ wᵢ² (for the scaling); and, each checked constant within the cluster:
+/// the level-2 and level-3 weights, the parent (district), the PSU, the stratum, the
+/// finite-population correction and each replicate's factor.
 ///
 /// Rows are summed per segment in row order, and the segments' sums are added in segment order,
 /// on one rank or many: the sums are the same bit for bit for any number of threads and ranks.
 struct ClusterCrossProducts {
-    /// The model's fixed-effect names and random terms (all on the cluster's grouping factor).
+    /// The model's fixed-effect names and random terms (the cluster's grouping factor's, then its parent's).
     let fixedNames: [String]
     let terms: [RandomEffectsTerm]
     /// The cluster factor's name and its levels' labels.
