@@ -412,6 +412,45 @@ final class SurveyWeightsTests: ScratchDirectoryTestCase {
             .contains("the level-3 weight in column 'w3' varies within d 'd0'"))
     }
 
+    /// Three levels with delete-one-district jackknife replicates: the same SEs as refitting the
+    /// data with each district's weight set to 0 and the others' scaled by K/(K − 1).
+    func testThreeLevelReplicatesAreRefitsWithReweightedDistricts() throws {
+        let path = try threeLevelData()
+        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init)
+        let districts = Array(Set(lines.dropFirst().map { $0.split(separator: ",")[2] })).sorted()
+        let k = Double(districts.count)
+        // Replicate columns: the full-sample weight w1·w2·w3 times 0 or K/(K − 1).
+        var withReplicates = [lines[0] + "," + districts.indices.map { "jk\($0 + 1)" }.joined(separator: ",")]
+        for line in lines.dropFirst() {
+            let f = line.split(separator: ",").map(String.init)
+            let full = Double(f[4])! * Double(f[5])! * Double(f[6])!
+            withReplicates.append(line + "," + districts.map { "\(f[2] == $0 ? 0 : full * k / (k - 1))" }.joined(separator: ","))
+        }
+        let replicated = try write(withReplicates.joined(separator: "\n") + "\n", to: "three-jk.csv")
+        var design = SurveyDesign(weights: ["w1", "w2", "w3"])
+        design.replicateWeights = districts.indices.map { "jk\($0 + 1)" }
+        design.replicateMethod = .jk1
+        let f = try LinearMixedModel.fitSurvey("y ~ x + (1 | d/s)", data: openTable(path: replicated, table: nil), design: design)
+        // The same by refits of reweighted data.
+        let full = try fit(path, "y ~ x + (1 | d/s)", weights: ["w1", "w2", "w3"])
+        var sums = [Double](repeating: 0, count: 2 + 3)
+        for dropped in districts {
+            var text = [lines[0]]
+            for line in lines.dropFirst() {
+                var g = line.split(separator: ",").map(String.init)
+                g[6] = "\(g[2] == dropped ? 0 : Double(g[6])! * k / (k - 1))"
+                text.append(g.joined(separator: ","))
+            }
+            let refit = try fit(try write(text.joined(separator: "\n") + "\n", to: "drop-\(dropped).csv"), "y ~ x + (1 | d/s)",
+                                weights: ["w1", "w2", "w3"])
+            let deviations = zip(refit.beta, full.beta).map { $0 - $1 } + zip(refit.varcorr, full.varcorr).map { $0.vcov - $1.vcov }
+            for i in deviations.indices { sums[i] += deviations[i] * deviations[i] }
+        }
+        let expected = sums.map { ((k - 1) / k * $0).squareRoot() }
+        for i in 0..<2 { XCTAssertEqual(f.standardErrors[i], expected[i], accuracy: 1e-4 * expected[i], "β[\(i)]") }
+        for i in 0..<3 { XCTAssertEqual(f.varcorrStandardErrors[i], expected[2 + i], accuracy: 1e-3 * expected[2 + i], "variance \(i)") }
+    }
+
     func testCommandLineSummaryAndRefusals() throws {
         let path = try syntheticData()
         let run = try mlm(["fit", path, "--formula", "y ~ x + (1 | g)", "--survey-weights", "w1, w2", "--weight-scaling", "effective",
