@@ -123,7 +123,8 @@ struct Fit: ParsableCommand {
             throw InputError("\(option) is not available with --survey-weights: a pseudo-likelihood fit's uncertainty is its linearised "
                 + "(design-based) variance, which the summary reports")
         }
-        let result = try model.fitSurvey(design, trace: verbose && Job.isRoot ? traceLine(since: ContinuousClock.now) : nil)
+        var result = try model.fitSurvey(design, trace: verbose && Job.isRoot ? traceLine(since: ContinuousClock.now) : nil)
+        result.level = level
         try Job.stage {
             guard Job.isRoot else { return }
             printSummary(result.summary(), outputs: [json])

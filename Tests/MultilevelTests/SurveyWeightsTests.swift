@@ -463,6 +463,13 @@ final class SurveyWeightsTests: ScratchDirectoryTestCase {
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: temporary("fit.json")))) as! [String: Any]
         XCTAssertEqual((json["survey"] as! [String: Any])["scaling"] as? String, "effective")
         XCTAssertEqual(json["criterion"] as? String, "ML (pseudo-likelihood)")
+        // Wald intervals at --level.
+        let ninety = try mlm(["fit", path, "--formula", "y ~ x + (1 | g)", "--survey-weights", "w1, w2", "--level", "0.9", "--json", "-"])
+        XCTAssertTrue(ninety.stderr.contains("5 %") && ninety.stderr.contains("95 %"), ninety.stderr)
+        let j90 = try JSONSerialization.jsonObject(with: Data(ninety.stdout.utf8)) as! [String: Any]
+        let se = (j90["se"] as! [String: Double])["x"]!, b = (j90["beta"] as! [String: Double])["x"]!
+        let ci = (j90["ci"] as! [String: [Double]])["x"]!
+        XCTAssertEqual(ci[1] - b, 1.6448536269514722 * se, accuracy: 1e-9 * se)
         for (arguments, expected) in [
             (["fit", path, "--formula", "y ~ x + (1 | g)", "--survey-weights", "w1, w2", "--bootstrap", "10"], "--bootstrap is not available with --survey-weights"),
             (["fit", path, "--formula", "y ~ x + (1 | g)", "--survey-weights", "w1, w2", "--weights", "w1"], "cannot be combined"),

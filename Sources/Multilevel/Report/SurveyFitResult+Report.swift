@@ -59,7 +59,9 @@ extension SurveyFitResult {
         let pv = pValues.map { $0 < 2e-16 ? "< 2e-16" : String(format: "%.3g", $0) }
         let limits = columnFormat(waldIntervals.map(\.lower) + waldIntervals.map(\.upper), digits: 4)
         let lower = Array(limits[..<beta.count]), upper = Array(limits[beta.count...])
-        out += table(header: ["", "Estimate", "Robust SE", "z value", "Pr(>|z|)", "2.5 %", "97.5 %"],
+        // R's confint names: "2.5 %" and "97.5 %" at 95%.
+        let tails = [(1 - level) / 2, (1 + level) / 2].map { String(format: "%g %%", 100 * $0) }
+        out += table(header: ["", "Estimate", "Robust SE", "z value", "Pr(>|z|)"] + tails,
                      rows: fixedNames.indices.map { [fixedNames[$0], est[$0], se[$0], z[$0], pv[$0], lower[$0], upper[$0]] },
                      leftColumns: 1, indent: "")
         out += "\n" + notes.map { "Note: \($0)\n" }.joined()
@@ -95,7 +97,8 @@ extension SurveyFitResult {
             ("se", named(standardErrors)),
             ("z", named(zValues)),
             ("p", named(pValues)),
-            ("ci95", .object(zip(fixedNames, waldIntervals).map { ($0, .array([.finite($1.lower), .finite($1.upper)])) })),
+            ("level", .finite(level)),
+            ("ci", .object(zip(fixedNames, waldIntervals).map { ($0, .array([.finite($1.lower), .finite($1.upper)])) })),
             ("vcov", .array((0..<p).map { i in .array((0..<p).map { j in .finite(fixedCovariance[i + j * p]) }) })),
             ("sigma", .finite(sigma)),
             ("logPseudoLik", .finite(logPseudoLikelihood)),

@@ -34,9 +34,11 @@ public struct SurveyFitResult: Sendable {
     /// Wald z statistics and two-sided normal p-values of the fixed effects.
     public var zValues: [Double] { zip(beta, standardErrors).map { $0 / $1 } }
     public var pValues: [Double] { zValues.map { erfc(abs($0) / 2.0.squareRoot()) } }
-    /// The 95% Wald intervals β̂ ± 1.96 SE.
+    /// The confidence level of the Wald intervals (`mlm fit --level`).
+    public var level = 0.95
+    /// The Wald intervals β̂ ± z SE at `level`.
     public var waldIntervals: [(lower: Double, upper: Double)] {
-        let z = NormalDistribution.quantile(0.975)
+        let z = NormalDistribution.quantile(0.5 + level / 2)
         return zip(beta, standardErrors).map { ($0 - z * $1, $0 + z * $1) }
     }
 }
