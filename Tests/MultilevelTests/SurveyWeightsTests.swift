@@ -252,6 +252,24 @@ final class SurveyWeightsTests: ScratchDirectoryTestCase {
         XCTAssertTrue(message { try SurveyDesign.replicateColumns("A1..B3") }.contains("must read PREFIX<first>..PREFIX<last>"))
     }
 
+    /// The same fit from the CSV and from its HDF5 conversion (`mlm convert`): PSUs, strata and
+    /// replicates read through either source.
+    func testCSVAndHDF5GiveTheSameSurveyFit() throws {
+        let h5 = temporary("apistrat.h5")
+        XCTAssertEqual(try mlm(["convert", Fixtures.path("apistrat.csv"), h5]).status, 0)
+        var design = SurveyDesign(weights: ["pw"], psu: "dnum", strata: "stype")
+        let fromCSV = try LinearMixedModel.fitSurvey("api00 ~ ell + meals", data: openTable(path: Fixtures.path("apistrat.csv"), table: nil), design: design)
+        let fromHDF5 = try LinearMixedModel.fitSurvey("api00 ~ ell + meals", data: openTable(path: h5, table: nil), design: design)
+        XCTAssertEqual(fromCSV.beta, fromHDF5.beta)
+        XCTAssertEqual(fromCSV.standardErrors, fromHDF5.standardErrors)
+        XCTAssertEqual(fromCSV.psus, fromHDF5.psus)
+        design.replicateWeights = try SurveyDesign.replicateColumns("fay1..fay4")
+        design.replicateMethod = .fay
+        let a = try LinearMixedModel.fitSurvey("api00 ~ ell + meals", data: openTable(path: Fixtures.path("apistrat.csv"), table: nil), design: design)
+        let b = try LinearMixedModel.fitSurvey("api00 ~ ell + meals", data: openTable(path: h5, table: nil), design: design)
+        XCTAssertEqual(a.standardErrors, b.standardErrors)
+    }
+
     /// The clusters' sums are the same bit for bit for any number of threads and any chunk size
     /// (segments of 7 rows: clusters span several, whose sums are added in segment order).
     func testTheFitDoesNotDependOnThreadsOrChunks() throws {
