@@ -314,6 +314,11 @@ struct SegmentBuilder {
     private var rowValues: [Double] = []
     private var order: [Int] = []
     private var xy: [Double]
+    // Z'[X y] blocks, summed in place in row order (one slot per block, in order of first row):
+    // the same sums the sorted entries would give, without p + 1 values per row and block to sort.
+    private var xySlot: [Int: Int] = [:]
+    private var xyBlocks: [Int] = []
+    private var xyValues: [Double] = []
 
     init(layout: BlockLayout) {
         self.layout = layout
@@ -369,8 +374,16 @@ struct SegmentBuilder {
                     emit(layout.key(a, b))
                     for s in 0..<pb { for t in 0..<pa { values.append(rowValues[va + t] * rowValues[vb + s]) } }
                 }
-                emit(layout.key(a, xyBlock))
-                for j in 0..<p1 { for t in 0..<pa { values.append(rowValues[va + t] * xy[j]) } }
+                if let slot = xySlot[a] {
+                    xyValues.withUnsafeMutableBufferPointer { out in
+                        var o = slot
+                        for j in 0..<p1 { for t in 0..<pa { out[o] += rowValues[va + t] * xy[j]; o += 1 } }
+                    }
+                } else {
+                    xySlot[a] = xyValues.count
+                    xyBlocks.append(a)
+                    for j in 0..<p1 { for t in 0..<pa { xyValues.append(rowValues[va + t] * xy[j]) } }
+                }
             }
         }
         rows += chunk.count
@@ -383,7 +396,13 @@ struct SegmentBuilder {
     }
 
     /// Sorts the entries by key (stable) and sums each key's blocks in row order.
-    func finish() -> PartialSums {
+    mutating func finish() -> PartialSums {
+        let xyBlock = layout.zBlocks
+        for a in xyBlocks {
+            emit(layout.key(a, xyBlock))
+            let start = xySlot[a]!
+            values.append(contentsOf: xyValues[start..<(start + layout.size(layout.key(a, xyBlock)))])
+        }
         let order = RadixSort.stableOrder(keys, bits: layout.keyBits)
         // Sizes first, then every block written or added in place.
         var distinct = 0, size = 0, previous = UInt64.max
