@@ -330,7 +330,6 @@ struct SegmentBuilder {
     mutating func add(_ chunk: ModelChunk) {
         let termBlockBase = layout.termBlockBase
         let p = layout.xyDimension - 1, p1 = p + 1
-        let xyBlock = layout.zBlocks
         for i in 0..<chunk.count {
             for j in 0..<p { xy[j] = chunk.x[i * p + j] }
             xy[p] = chunk.y[i]

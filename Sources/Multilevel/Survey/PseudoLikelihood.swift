@@ -203,13 +203,8 @@ struct PseudoLikelihood {
     }
 
     struct Evaluation {
-        /// Σⱼ wⱼ log|Mⱼ|, the weighted Schur complement S and its Cholesky factor R (upper).
-        var logDeterminant: Double
-        var s: [Double]
-        var r: [Double]
         var beta: [Double]
-        /// R² and σ̂² = R²/Nʷ.
-        var penalizedRSS: Double
+        /// σ̂² = R²/Nʷ, R² the residual of the least squares of S.
         var sigma2: Double
         /// −2ℓ at θ with β and σ² profiled out.
         var deviance: Double
@@ -232,7 +227,7 @@ struct PseudoLikelihood {
         guard rss > 0, weightedCount > 0 else { return nil }
         let beta = DenseCholesky.solveUpper(r, leading: p1, order: p, Array(r[(p * p1)..<(p * p1 + p)]))
         let n = weightedCount
-        return Evaluation(logDeterminant: logDet, s: s, r: r, beta: beta, penalizedRSS: rss, sigma2: rss / n,
+        return Evaluation(beta: beta, sigma2: rss / n,
                           deviance: n * (1 + log(2 * Double.pi * rss / n)) + logDet)
     }
 
@@ -318,21 +313,11 @@ enum Dense {
         return t
     }
 
-    /// L with LL' = A (lower, column-major); nil unless A is positive definite.
+    /// L with LL' = A (lower, column-major, 0 above the diagonal); nil unless A is positive definite.
     static func lowerCholesky(_ a: [Double], _ n: Int) -> [Double]? {
-        var l = [Double](repeating: 0, count: n * n)
-        for j in 0..<n {
-            var s = a[j + j * n]
-            for t in 0..<j { s -= l[j + t * n] * l[j + t * n] }
-            guard s > 0 else { return nil }
-            let ljj = s.squareRoot()
-            l[j + j * n] = ljj
-            for i in (j + 1)..<max(j + 1, n) {
-                var v = a[i + j * n]
-                for t in 0..<j { v -= l[i + t * n] * l[j + t * n] }
-                l[i + j * n] = v / ljj
-            }
-        }
+        var l = a
+        guard l.withUnsafeMutableBufferPointer({ DenseCholesky.lowerInPlace($0, offset: 0, order: n) }) else { return nil }
+        for j in 0..<n { for i in 0..<j { l[i + j * n] = 0 } }
         return l
     }
 

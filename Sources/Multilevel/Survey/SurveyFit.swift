@@ -295,7 +295,7 @@ extension LinearMixedModel {
 
     /// The index in θ of T_k[a, b].
     private static func thetaIndex(_ factor: RelativeCovarianceFactor, _ k: Int, _ a: Int, _ b: Int) -> Int {
-        var i = factor.terms[..<k].reduce(0) { $0 + $1.thetaCount }
+        var i = factor.thetaOffsets[k]
         let d = factor.terms[k].dimension
         for col in 0..<d { for row in col..<d { if row == a && col == b { return i }; i += 1 } }
         return i
