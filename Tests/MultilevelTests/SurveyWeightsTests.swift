@@ -236,6 +236,24 @@ final class SurveyWeightsTests: ScratchDirectoryTestCase {
         for (k, name) in fpc.fixedNames.enumerated() {
             XCTAssertEqual(fpc.standardErrors[k], fpcReference["se"]![name]!, accuracy: 1e-8 * fpcReference["se"]![name]!, "fpc \(name)")
         }
+        // A correction that is neither a fraction nor at least the PSUs sampled, or that varies within a stratum.
+        let lines = try String(contentsOfFile: Fixtures.path("apiclus2.csv"), encoding: .utf8).split(separator: "\n").map(String.init)
+        let column = lines[0].split(separator: ",").firstIndex(of: "\"fpc1\"")!
+        func withFPC(_ value: (Int) -> String, _ name: String) throws -> String {
+            var out = [lines[0]]
+            for (i, line) in lines.dropFirst().enumerated() {
+                var f = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+                f[column] = value(i)
+                out.append(f.joined(separator: ","))
+            }
+            return try write(out.joined(separator: "\n") + "\n", to: name)
+        }
+        for (path, expected) in [(try withFPC({ _ in "20" }, "fpc-small.csv"), "fewer PSUs than the 40 sampled"),
+                                 (try withFPC({ $0 == 0 ? "800" : "757" }, "fpc-varies.csv"), "column 'fpc1' varies within")] {
+            XCTAssertTrue(message {
+                try LinearMixedModel.fitSurvey("api00 ~ ell + meals", data: openTable(path: path, table: nil), design: corrected)
+            }.contains(expected), expected)
+        }
         let r = reference["pml_apiclus2_jk1"] as! [String: Any]
         let f = try LinearMixedModel.fitSurvey("api00 ~ ell + meals + (1 | dnum)", data: openTable(path: Fixtures.path("apiclus2.csv"), table: nil),
                                                design: try design(["w_school", "w_district"], "jk1..jk40", .jk1))

@@ -267,7 +267,8 @@ extension LinearMixedModel {
         for j in 0..<sums.clusters where sums.count[j] > 0 {
             let h = sums.stratum[j]
             if values[h].isNaN { values[h] = sums.fpc[j] } else if values[h] != sums.fpc[j] {
-                throw InputError("column '\(column)' varies within stratum '\(sums.strataLabels[h])' (\(rNumber(values[h])) and "
+                let stratum = design.strata == nil ? "the design's one stratum" : "stratum '\(sums.strataLabels[h])'"
+                throw InputError("column '\(column)' varies within \(stratum) (\(rNumber(values[h])) and "
                     + "\(rNumber(sums.fpc[j]))): the finite-population correction is the stratum's")
             }
         }
