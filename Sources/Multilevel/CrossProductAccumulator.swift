@@ -102,6 +102,30 @@ public final class CrossProductAccumulator: @unchecked Sendable {
     }
 }
 
+extension CrossProductAccumulator {
+    /// The total over every rank, each accumulator holding its rank's slab (`keepsGroups` on
+    /// all but rank 0): rank 0 adds the others' groups after its own, in rank order, and
+    /// broadcasts the result, so every rank returns the one process's cross-products.
+    func reduced(over communicator: Communicator) -> CrossProducts {
+        guard communicator.size > 1 else { return finish() }
+        let tag = 11
+        if communicator.isRoot {
+            for r in 1..<communicator.size {
+                var header = ByteReader(communicator.receive(from: r, tag: tag).bytes)
+                for _ in 0..<header.int() {
+                    addReceivedGroup(PartialSums(decoding: communicator.receive(from: r, tag: tag).bytes))
+                }
+            }
+            return CrossProducts(decoding: communicator.broadcast(finish().encoded(), root: 0))
+        }
+        var header = ByteWriter()
+        header.int(groups.count)
+        communicator.send(header.bytes, to: 0, tag: tag)
+        for g in groups { communicator.send(g.encoded(), to: 0, tag: tag) }
+        return CrossProducts(decoding: communicator.broadcast([], root: 0))
+    }
+}
+
 /// Block numbering of [Z X y]: block b < `zBlocks` is level b of the terms in order (its columns
 /// `start[b] ..< start[b] + dimension[b]` of Z), block `zBlocks` is [X y].
 struct BlockLayout {

@@ -107,6 +107,9 @@ struct ModelChunk {
     var terms: [TermRows]
     /// Σ log w_i over the chunk's rows, with precision weights (which scale the rows above by √w_i).
     var logWeights = 0.0
+    /// A GLMM's binomial failures (`cbind(y, failures)`) and offset per row; empty when absent.
+    var failures: [Double] = []
+    var offset: [Double] = []
 
     /// Scales each row of X, y and every term's Z by √w_i (precision weights w, one per row).
     mutating func weigh(_ w: [Double]) {

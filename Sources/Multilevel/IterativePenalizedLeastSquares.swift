@@ -128,7 +128,7 @@ final class IterativePenalizedLeastSquares {
 
     /// Takes another response of the same rows (a bootstrap replicate): Z'Z, and so the operator
     /// and the preconditioner's blocks, are unchanged.
-    func replaceResponse(with cp: CrossProducts) {
+    func replaceCrossProducts(with cp: CrossProducts) {
         crossProducts = cp
         last = nil
     }

@@ -68,6 +68,7 @@ public enum LinearMixedModel {
         let clock = ContinuousClock()
         let t0 = clock.now
         var parsed = try Formula.parse(formula)
+        try parsed.requireGaussian()
         if let w = options.weights { parsed = parsed.weighted(by: w) }
         let frame = try ModelFrame.scan(parsed, source: data, chunkRows: options.chunkRows, threads: options.threads,
                                         communicator: options.communicator, segmentRows: options.segmentRows)

@@ -62,6 +62,7 @@ public struct ModelFrame {
     static func scan(_ formula: Formula, source: TableSource, chunkRows: Int, threads: Int,
                      communicator: Communicator, segmentRows: Int) throws -> ModelFrame {
         precondition(chunkRows > 0)
+        let formula = formula.usesScale ? try formula.resolvingScale(in: source, chunkRows: chunkRows) : formula
         if formula.random.isEmpty {
             throw InputError("no random-effects terms specified in the formula (a term such as (1 | g)): mlm fits mixed models")
         }
@@ -69,13 +70,18 @@ public struct ModelFrame {
         var types: [String: ColumnType] = [:]
         for c in columns { types[c] = try source.columnType(c) }
         let reader = ChunkReader(source: source, types: types, formula: formula)
-        try reader.checkNumeric(formula.response, role: "the response")
+        // A two-level response (a binomial GLMM's factor or logical column) is categorical.
+        let categoricalResponse = formula.twoLevelResponse && formula.response.columns.count == 1
+            && { if case .column(let c) = formula.response { return types[c] == .string } else { return false } }()
+        if !categoricalResponse { try reader.checkNumeric(formula.response, role: "the response") }
+        if let f = formula.failures { try reader.checkNumeric(f, role: "the failures of cbind()") }
+        for o in formula.offsets { try reader.checkNumeric(o, role: "offset") }
         if let w = formula.weights { try reader.checkNumeric(.column(w), role: "the weights column") }
 
         // Variables coded as factors, and the groupings, collect levels from complete rows.
         let allVariables = formula.fixed.terms.flatMap(\.variables)
             + formula.random.flatMap { $0.effects.terms.flatMap(\.variables) }
-        var categorical: [Variable] = []
+        var categorical: [Variable] = categoricalResponse ? [formula.response] : []
         for v in allVariables where !categorical.contains(v) {
             switch v {
             case .column(let c) where types[c] == .string: categorical.append(v)
@@ -94,7 +100,8 @@ public struct ModelFrame {
         }
         // The numeric variables, whose ranges are checked.
         var numericVariables: [Variable] = []
-        for v in [formula.response] + allVariables where !categorical.contains(v) && !numericVariables.contains(v) {
+        for v in [formula.response] + (formula.failures.map { [$0] } ?? []) + formula.offsets + allVariables
+            where !categorical.contains(v) && !numericVariables.contains(v) {
             numericVariables.append(v)
         }
         // Segments of rows on every core; each thread collects into its own sets, then the union.
@@ -132,12 +139,16 @@ public struct ModelFrame {
                 : "no complete rows: all \(total) rows of \(source.name) have a missing value in the columns used (\(columns.joined(separator: ", ")))")
         }
 
-        for (k, v) in numericVariables.enumerated() {
-            try checkRange(v, isResponse: k == 0, minimum: all.minimum[k], maximum: all.maximum[k])
+        for (k, v) in numericVariables.enumerated() where !formula.offsets.contains(v) && v != formula.failures {
+            try checkRange(v, isResponse: v == formula.response, minimum: all.minimum[k], maximum: all.maximum[k])
         }
 
         var factorLevels: [Variable: LevelIndex] = [:]
         for (vi, v) in categorical.enumerated() { factorLevels[v] = LevelIndex(variableLevels[vi]) }
+        if categoricalResponse, let levels = factorLevels[formula.response]?.names, levels.count != 2 {
+            let shown = levels.prefix(5).map { "'\($0)'" }.joined(separator: ", ") + (levels.count > 5 ? ", …" : "")
+            throw InputError("the response '\(formula.response.name)' has \(levels.count) value\(levels.count == 1 ? "" : "s") (\(shown)) in the complete rows; a binomial response needs two (the first, in byte order, is failure)")
+        }
         let coding: (Variable) -> VariableCoding = { factorLevels[$0].map { .categorical(levels: $0.names) } ?? .numeric }
         let fixedDesign = Design(formula.fixed, coding: coding)
 
@@ -231,6 +242,9 @@ public struct ModelFrame {
     /// gets code −1 (no random effect). When the data lack the response, it is read as 0.
     static func binding(_ formula: Formula, source: TableSource, chunkRows: Int, factorLevels saved: [String: [String]],
                         groupingLevels: [[String]]) throws -> ModelFrame {
+        if formula.usesScale {
+            throw InputError("scale() in the model's formula is not supported for new data (its mean and SD are the fit's data's): scale the column in the file instead")
+        }
         let responseColumns = Set(formula.response.columns)
         let hasResponse = responseColumns.allSatisfy { source.columnNames.contains($0) }
         var formula = formula
@@ -334,23 +348,7 @@ public struct ModelFrame {
     /// the same for any number of threads, any chunk size and any number of ranks (see
     /// `CrossProductAccumulator`), and every rank returns it.
     public func crossProducts(threads: Int = ProcessInfo.processInfo.activeProcessorCount) throws -> CrossProducts {
-        let accumulator = try accumulate(slab, threads: threads, keepsGroups: !communicator.isRoot)
-        guard communicator.size > 1 else { return accumulator.finish() }
-        let tag = 11
-        if communicator.isRoot {
-            for r in 1..<communicator.size {
-                var header = ByteReader(communicator.receive(from: r, tag: tag).bytes)
-                for _ in 0..<header.int() {
-                    accumulator.addReceivedGroup(PartialSums(decoding: communicator.receive(from: r, tag: tag).bytes))
-                }
-            }
-            return CrossProducts(decoding: communicator.broadcast(accumulator.finish().encoded(), root: 0))
-        }
-        var header = ByteWriter()
-        header.int(accumulator.groups.count)
-        communicator.send(header.bytes, to: 0, tag: tag)
-        for g in accumulator.groups { communicator.send(g.encoded(), to: 0, tag: tag) }
-        return CrossProducts(decoding: communicator.broadcast([], root: 0))
+        try accumulate(slab, threads: threads, keepsGroups: !communicator.isRoot).reduced(over: communicator)
     }
 
     /// The cross-products with segments of `segmentRows` rows (tests exercise merging with small ones).
@@ -382,7 +380,12 @@ public struct ModelFrame {
     func modelChunk(_ chunk: RawChunk) throws -> ModelChunk {
         let keep = chunk.complete.indices.filter { chunk.complete[$0] }
         let n = keep.count
-        let y = chunk.numeric(formula.response, rows: keep)
+        let y: [Double]
+        if let index = factorLevels[formula.response] {
+            y = index.codes(chunk.categorical(formula.response.factorColumn), rows: keep).map(Double.init)
+        } else {
+            y = chunk.numeric(formula.response, rows: keep)
+        }
         var x = [Double](repeating: 0, count: n * fixedDesign.columns.count)
         try evaluate(fixedDesign, chunk, keep, into: &x)
         var terms: [ModelChunk.TermRows] = []
@@ -422,6 +425,11 @@ public struct ModelFrame {
             }
         }
         var result = ModelChunk(count: n, x: x, y: y, terms: terms)
+        if let f = formula.failures { result.failures = chunk.numeric(f, rows: keep) }
+        for o in formula.offsets {
+            let values = chunk.numeric(o, rows: keep)
+            result.offset = result.offset.isEmpty ? values : zip(result.offset, values).map { $0 + $1 }
+        }
         if let w = formula.weights { result.weigh(chunk.numeric(.column(w), rows: keep)) }
         return result
     }
@@ -559,8 +567,8 @@ struct ChunkReader {
         // Plain columns: missing drops the row.
         var required: [String] = []
         var transforms: [Variable] = []
-        for v in [formula.response] + formula.fixed.terms.flatMap(\.variables)
-            + formula.random.flatMap({ $0.effects.terms.flatMap(\.variables) }) {
+        for v in [formula.response] + (formula.failures.map { [$0] } ?? []) + formula.offsets
+            + formula.fixed.terms.flatMap(\.variables) + formula.random.flatMap({ $0.effects.terms.flatMap(\.variables) }) {
             if case .transform = v {
                 if !transforms.contains(v) { transforms.append(v) }
                 required += v.columns

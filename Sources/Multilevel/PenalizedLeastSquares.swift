@@ -52,9 +52,9 @@ final class PenalizedLeastSquares {
         }
     }
 
-    /// Refits to another response on the same rows (a bootstrap replicate; β fixed in a profile):
-    /// only [Z'y; X'y; y'y] may differ, so the factorisation's analysis still holds.
-    func replaceResponse(with cp: CrossProducts) {
+    /// Refits to other cross-products on the same pattern of Z'Z (a bootstrap replicate's
+    /// response, β fixed in a profile, a GLMM's reweighted rows), so the analysis still holds.
+    func replaceCrossProducts(with cp: CrossProducts) {
         precondition(cp.zzColumnStarts == crossProducts.zzColumnStarts && cp.fixedCount == crossProducts.fixedCount)
         crossProducts = cp
         last = nil

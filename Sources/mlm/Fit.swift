@@ -80,6 +80,10 @@ struct Fit: ParsableCommand {
                 try fitSurvey(design)
                 return
             }
+            if let (data, options) = try Job.stage({ try model.generalizedOptions(trace: verbose && Job.isRoot ? traceLine(since: ContinuousClock.now) : nil) }) {
+                try fitGeneralized(data, options)
+                return
+            }
             let (result, data) = try model.fitWithData(trace: verbose && Job.isRoot ? traceLine(since: ContinuousClock.now) : nil)
             if verbose && Job.isRoot {
                 for (stage, d) in result.timings { FileHandle.standardError.write(Data("\(stage): \(d)\n".utf8)) }
@@ -125,6 +129,26 @@ struct Fit: ParsableCommand {
         }
         var result = try model.fitSurvey(design, trace: verbose && Job.isRoot ? traceLine(since: ContinuousClock.now) : nil)
         result.level = level
+        try Job.stage {
+            guard Job.isRoot else { return }
+            printSummary(result.summary(), outputs: [json])
+            if let json { try write(result.json().serialized() + "\n", to: json) }
+        }
+    }
+
+    /// A GLMM: the summary and the JSON.
+    private func fitGeneralized(_ data: TableSource, _ options: GeneralizedFitOptions) throws {
+        let refused = [(ranef != nil, "--ranef"), (bootstrap != nil, "--bootstrap"), (profile, "--profile"), (report != nil, "--report"),
+                       (checkpoint != nil, "--checkpoint")].filter(\.0).map(\.1)
+        if let option = refused.first {
+            throw InputError("\(option) is not available with --family yet: the GLMM's conditional modes and SDs are in --json")
+        }
+        let result = try Job.stage { try GeneralizedLinearMixedModel.fit(model.formula, data: data, options: options) }
+        if verbose && Job.isRoot {
+            for (stage, d) in result.timings { FileHandle.standardError.write(Data("\(stage): \(d)\n".utf8)) }
+            FileHandle.standardError.write(Data(("optimizer: BOBYQA, \(result.stages.first.evaluations) evaluations over θ, then "
+                + "\(result.stages.second.evaluations) over (θ, β); \(result.pirlsIterations) PIRLS iterations\n").utf8))
+        }
         try Job.stage {
             guard Job.isRoot else { return }
             printSummary(result.summary(), outputs: [json])

@@ -111,6 +111,15 @@ struct ModelOptions: ParsableArguments {
     @Flag(help: "Fit by maximum likelihood instead of REML.")
     var ml = false
 
+    @Option(help: "A generalized linear mixed model (lme4's glmer) for a binary, proportion or count response: binomial (0/1, two values of a factor, or cbind(successes, failures)) or poisson (counts; offset(log(t)) for exposure), fit by maximum likelihood (Laplace approximation, or --nagq).")
+    var family: String?
+
+    @Option(help: "The link of --family: logit (the default), probit or cloglog for the binomial; log for the Poisson.")
+    var link: String?
+
+    @Option(name: .customLong("nagq"), help: "Adaptive Gauss-Hermite quadrature nodes per level of a single scalar random-effects term (lme4's nAGQ); 1 is the Laplace approximation.")
+    var nagq = 1
+
     @Option(help: "A column of precision weights w (lme4's weights =): row i's residual variance is σ²/w_i. Rows with a missing weight are dropped; a weight must be positive.")
     var weights: String?
 
@@ -188,6 +197,34 @@ struct ModelOptions: ParsableArguments {
     }
 
     var threads: Int { reading.threads }
+
+    /// The GLMM's options, nil for a Gaussian model (no --family).
+    func generalizedOptions(trace: (@Sendable (Int, [Double], Double) -> Void)?) throws -> (TableSource, GeneralizedFitOptions)? {
+        guard let name = family else {
+            if link != nil || nagq != 1 { throw InputError("--link and --nagq need --family binomial or poisson") }
+            return nil
+        }
+        guard let family = ResponseFamily(rawValue: name) else {
+            throw InputError("--family must be binomial or poisson (a Gaussian model needs no --family)")
+        }
+        var chosenLink: LinkFunction?
+        if let link {
+            guard let l = LinkFunction(rawValue: link) else {
+                throw InputError("--link must be one of \(LinkFunction.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            chosenLink = l
+        }
+        if weights != nil {
+            throw InputError("--weights is not available with --family: give a binomial's trials as cbind(successes, failures)")
+        }
+        if surveyWeights != nil { throw InputError("--survey-weights is not available with --family (pseudo-likelihood GLMMs are not implemented)") }
+        let (data, fit) = try reading.resolve(reml: false, trace: trace)
+        var options = GeneralizedFitOptions(family: family, link: chosenLink, nodes: nagq, threads: fit.threads, chunkRows: fit.chunkRows,
+                                            communicator: fit.communicator, maxMemory: fit.maxMemory, log: fit.log)
+        options.segmentRows = fit.segmentRows
+        options.trace = trace
+        return (data, options)
+    }
 
     func fit(trace: (@Sendable (Int, [Double], Double) -> Void)? = nil) throws -> FitResult {
         try fitWithData(trace: trace).fit

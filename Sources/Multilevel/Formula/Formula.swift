@@ -21,8 +21,9 @@ public indirect enum Expression: Hashable, Sendable {
     /// A function of one argument: one of `Expression.functions`.
     case call(String, [Expression])
 
-    /// The functions `call` may name, each taking one argument.
-    public static let functions: Set<String> = ["log", "exp", "sqrt", "abs"]
+    /// The functions `call` may name, each taking one argument. `scale` (R's centring and scaling
+    /// by the mean and SD) is resolved against the data before any evaluation (`ScaleResolution`).
+    public static let functions: Set<String> = ["log", "exp", "sqrt", "abs", "scale"]
 
     /// Column names referenced, in order of first appearance.
     public var columns: [String] {
@@ -79,6 +80,7 @@ public indirect enum Expression: Hashable, Sendable {
             case "exp": return x.map { Foundation.exp($0) }
             case "sqrt": return x.map { $0.squareRoot() }
             case "abs": return x.map { Swift.abs($0) }
+            case "scale": preconditionFailure("Expression.evaluate: scale() is resolved against the data before evaluation")
             default: preconditionFailure("Expression.evaluate: unknown function '\(function)'")
             }
         }
@@ -208,6 +210,30 @@ public struct Formula: Sendable {
     /// The column of precision weights (lme4's `weights =`), nil for none: rows are scaled by
     /// √w, and a row whose weight is missing is dropped like one with a missing variable.
     public private(set) var weights: String?
+    /// `cbind(successes, failures)`: the failures (the response is the successes); nil otherwise.
+    public internal(set) var failures: Variable?
+    /// `offset(…)` terms of the fixed part, added to the linear predictor with coefficient 1.
+    public internal(set) var offsets: [Variable] = []
+    /// Whether a string response of two values is read as 0 (the first in byte order) and 1: a
+    /// binomial GLMM's factor or logical response (`allowingTwoLevelResponse()`).
+    public internal(set) var twoLevelResponse = false
+
+    /// The same model with a two-level string response read as 0/1.
+    public func allowingTwoLevelResponse() -> Formula {
+        var f = self
+        f.twoLevelResponse = true
+        return f
+    }
+
+    /// Throws for what only a GLMM (`--family`) fits: a `cbind()` response or an offset.
+    public func requireGaussian() throws {
+        if failures != nil {
+            throw InputError("the response cbind(\(response.name), \(failures!.name)) is binomial: give --family binomial")
+        }
+        if let o = offsets.first {
+            throw InputError("offset(\(o.name)) is supported for --family binomial or poisson; for a Gaussian model subtract it from the response")
+        }
+    }
 
     /// The same model with precision weights from `column`.
     public func weighted(by column: String) -> Formula {
@@ -239,9 +265,12 @@ public struct Formula: Sendable {
         return try parser.parseFormula()
     }
 
-    init(text: String, response: Variable, fixed: TermList, random: [RandomTerm], columns: [String]) {
+    init(text: String, response: Variable, fixed: TermList, random: [RandomTerm], columns: [String],
+         failures: Variable? = nil, offsets: [Variable] = []) {
         self.text = text
         self.response = response
+        self.failures = failures
+        self.offsets = offsets
         self.fixed = fixed
         self.random = random
         self.columns = columns
@@ -261,6 +290,8 @@ indirect enum ModelNode {
     case sum(ModelNode, [SumOperand])
     case power(ModelNode, Int)
     case bar(BarNode)
+    /// `offset(expr)`: no term; added to the linear predictor.
+    case offset(Variable, at: Int)
 }
 
 /// One operand after the first of a sum: `+ node` or `- node`, the operator at `at`.
@@ -345,7 +376,7 @@ struct FormulaParser {
         guard tokens.contains(where: { $0.kind == .symbol("~") }) else {
             throw InputError("formula: missing '~' between response and terms in \"\(source.oneLine)\"")
         }
-        let response = try parseResponse()
+        let (response, failures) = try parseResponse()
         guard current.kind == .symbol("~") else { throw source.error("expected '~'", at: current.position) }
         advance()
         guard current.kind != .end else { throw source.error("missing terms after '~'", at: current.position) }
@@ -360,9 +391,10 @@ struct FormulaParser {
             throw source.error("unexpected '\(current.text)'", at: current.position)
         }
         let expander = TermExpander(source: source)
-        let (fixed, bars) = try expander.fixedPart(rhs, response: response)
+        let (fixed, bars, offsets) = try expander.fixedPart(rhs, response: response)
         let random = try bars.flatMap { try expander.randomTerms($0) }
-        return Formula(text: source.text, response: response, fixed: fixed, random: random, columns: columns)
+        return Formula(text: source.text, response: response, fixed: fixed, random: random, columns: columns,
+                       failures: failures, offsets: offsets)
     }
 
     // MARK: Tokens
@@ -455,12 +487,29 @@ struct FormulaParser {
 
     // MARK: Model expressions
 
-    private mutating func parseResponse() throws -> Variable {
-        guard case .name = current.kind else { throw source.error("expected a response column", at: current.position) }
+    /// response := variable | 'cbind' '(' expr ',' expr ')' (successes and failures of a binomial response)
+    private mutating func parseResponse() throws -> (Variable, failures: Variable?) {
+        guard case .name(let name) = current.kind else { throw source.error("expected a response column", at: current.position) }
         let at = current.position
+        if name == "cbind", peek(1).kind == .symbol("(") {
+            advance()
+            advance()
+            let successes = try parseExpressionVariable()
+            guard accept(",") else { throw source.error("cbind() takes two arguments: successes, failures", at: current.position) }
+            let failures = try parseExpressionVariable()
+            guard accept(")") else { throw source.error("cbind() takes two arguments: successes, failures", at: current.position) }
+            return (successes, failures)
+        }
         let response = try parseVariable()
         if case .factor = response { throw source.error("the response must be numeric, not factor()", at: at) }
-        return response
+        return (response, nil)
+    }
+
+    /// An expression as a variable: a bare column, or a transform named by R's deparse of it.
+    private mutating func parseExpressionVariable() throws -> Variable {
+        let (expression, text) = try parseExpression()
+        if case .column(let c) = expression { return .column(c) }
+        return .transform(text, expression)
     }
 
     /// sum := product (('+' | '-') product)*
@@ -543,6 +592,14 @@ struct FormulaParser {
         case .number(let value):
             advance()
             return .number(value, at: at)
+        case .name("offset") where peek(1).kind == .symbol("("):
+            advance()
+            advance()
+            try descend(at: at)
+            defer { depth -= 1 }
+            let variable = try parseExpressionVariable()
+            try expect(")")
+            return .offset(variable, at: at)
         case .name:
             return .variable(try parseVariable(), at: at)
         case .symbol("|"), .symbol("||"):
@@ -585,7 +642,7 @@ struct FormulaParser {
         case "mm":
             throw source.error("mm() is only allowed as a grouping factor, after '|'", at: at)
         default:
-            throw source.error("unknown function '\(name)' (known: I, factor, log, exp, sqrt, abs)", at: at)
+            throw source.error("unknown function '\(name)' (known: I, factor, log, exp, sqrt, abs, scale, offset)", at: at)
         }
     }
 
@@ -747,7 +804,7 @@ struct FormulaParser {
                 return (.column(name), rName(name))
             }
             guard name == "I" || Expression.functions.contains(name) else {
-                throw source.error("unknown function '\(name)' (known: I, log, exp, sqrt, abs)", at: at)
+                throw source.error("unknown function '\(name)' (known: I, log, exp, sqrt, abs, scale)", at: at)
             }
             let (argument, text) = try parseExpression()
             try expect(")")

@@ -50,14 +50,17 @@ struct TermExpander {
         var interceptAt = 0
         /// Random-effects terms found among the summands.
         var bars: [BarNode] = []
+        /// `offset(…)` summands.
+        var offsets: [(Variable, at: Int)] = []
     }
 
-    /// The fixed part: the right side without its bar terms, and those bar terms in order.
-    func fixedPart(_ rhs: ModelNode, response: Variable) throws -> (TermList, [BarNode]) {
+    /// The fixed part: the right side without its bar terms and offsets, those bar terms in
+    /// order, and the offsets.
+    func fixedPart(_ rhs: ModelNode, response: Variable) throws -> (TermList, [BarNode], [Variable]) {
         var variables = [response]
         collect(rhs, into: &variables)
         let part = try encode(rhs, variables)
-        return (termList(part, variables), part.bars)
+        return (termList(part, variables), part.bars, part.offsets.map(\.0))
     }
 
     /// The random terms of `(lhs | g)` or `(lhs || g)`, in lme4's expansion order:
@@ -68,6 +71,9 @@ struct TermExpander {
         let part = try encode(bar.lhs, variables)
         if let nested = part.bars.first {
             throw source.error("a (… | …) term cannot be inside another", at: nested.at)
+        }
+        if let offset = part.offsets.first {
+            throw source.error("offset() belongs to the fixed part, not inside a (… | …) term", at: offset.at)
         }
         let effects = termList(part, variables)
         guard effects.intercept || !effects.terms.isEmpty else {
@@ -87,7 +93,7 @@ struct TermExpander {
         switch node {
         case .variable(let variable, _):
             if !variables.contains(variable) { variables.append(variable) }
-        case .number, .bar:
+        case .number, .bar, .offset:
             break
         case .negate(let operand, _), .power(let operand, _):
             collect(operand, into: &variables)
@@ -120,6 +126,8 @@ struct TermExpander {
             return try removal(operand, at: at)
         case .bar(let bar):
             return Part(bars: [bar])
+        case .offset(let variable, let at):
+            return Part(offsets: [(variable, at)])
         case .power(let base, let exponent):
             let terms = try operand(base, of: "^", variables)
             var result = terms
@@ -144,6 +152,7 @@ struct TermExpander {
                     part.interceptAt = b.interceptAt
                 }
                 part.bars += b.bars
+                part.offsets += b.offsets
             }
             return part
         case .binary(let op, let left, let right, _):
@@ -169,6 +178,9 @@ struct TermExpander {
         let part = try encode(node, variables)
         if let bar = part.bars.first {
             throw source.error("a (… | …) term can only be added with '+', not used with '\(op)'", at: bar.at)
+        }
+        if let offset = part.offsets.first {
+            throw source.error("offset() can only be added with '+', not used with '\(op)'", at: offset.at)
         }
         if part.intercept != nil {
             throw source.error("'0' or '1' cannot be used with '\(op)'", at: part.interceptAt)

@@ -236,7 +236,7 @@ final class BootstrapSimulator: ReplicateSimulator, @unchecked Sendable {
     /// Refits to `cp` from θ̂ on `thread`'s workspace.
     func refit(_ cp: CrossProducts, index: Int, thread: Int) -> BootstrapReplicate {
         let pls = workers[thread]
-        pls.replaceResponse(with: cp)
+        pls.replaceCrossProducts(with: cp)
         var summary = OptimizerSummary()
         guard let (theta, _) = try? fit.optimizerChoice.refit(pls, from: fit.theta, summary: &summary),
               let e = pls.evaluate(theta) else { return .failed(index, fit) }

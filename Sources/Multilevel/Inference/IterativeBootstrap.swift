@@ -72,7 +72,7 @@ final class IterativeBootstrapSimulator: ReplicateSimulator, @unchecked Sendable
             failure.keep(error)
             return .failed(index, fit)
         }
-        pls.replaceResponse(with: cp)
+        pls.replaceCrossProducts(with: cp)
         var summary = OptimizerSummary()
         var derivatives: NewtonOptimizer.Derivatives?
         guard let theta = try? NewtonOptimizer.minimize(pls, start: fit.theta, trace: nil, summary: &summary,

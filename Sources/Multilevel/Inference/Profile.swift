@@ -236,7 +236,7 @@ final class ProfileEngine<Solver: ProfileSolver>: @unchecked Sendable {
     /// gets the optimiser's counts.
     func profileFixed(_ j: Int, value: Double, start: [Double], pls: Solver,
                       summary: inout OptimizerSummary) -> (Double, [Double]) {
-        pls.replaceResponse(with: cp.fixingCoefficient(j, at: value))
+        pls.replaceCrossProducts(with: cp.fixingCoefficient(j, at: value))
         guard let (theta, d) = try? optimizer.refit(pls, from: start, mode: .profilePoint, summary: &summary) else {
             return (.infinity, start)
         }

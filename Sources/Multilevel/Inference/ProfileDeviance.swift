@@ -16,7 +16,7 @@ protocol ProfileSolver: AnyObject, NewtonObjective {
     /// The AI matrix in (θ, σ²) at a given σ², σ² last ((m + 1) × (m + 1), column-major).
     func averageInformation(_ e: Evaluation, _ modes: Modes, sigma2: Double) -> [Double]
     /// Takes other cross-products with the same Z'Z and fixed effects (a β profile's moved response).
-    func replaceResponse(with cp: CrossProducts)
+    func replaceCrossProducts(with cp: CrossProducts)
 }
 
 extension PenalizedLeastSquares: ProfileSolver {

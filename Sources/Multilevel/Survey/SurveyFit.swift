@@ -192,6 +192,7 @@ extension LinearMixedModel {
     private static func surveyModel(_ formula: String, design: SurveyDesign, data: TableSource) throws
         -> (parsed: Formula, groupings: [String], model: Formula) {
         let parsed = try Formula.parse(formula)
+        try parsed.requireGaussian()
         let groupings = parsed.random.map(\.grouping)
         for g in groupings {
             if case .multipleMembership = g {

@@ -1,0 +1,248 @@
+import Foundation
+
+/// How a GLMM is fitted.
+public struct GeneralizedFitOptions: Sendable {
+    public var family: ResponseFamily
+    public var link: LinkFunction?
+    /// Quadrature nodes per level: 1 is the Laplace approximation; more is adaptive
+    /// Gauss–Hermite quadrature (one scalar random-effects term only), at most 25 as lme4.
+    public var nodes: Int
+    public var threads: Int
+    public var chunkRows: Int
+    public var communicator: Communicator
+    public var maxMemory: Double?
+    /// The row count under which the standard errors come from the finite-difference Hessian of
+    /// the deviance in (θ, β), as lme4's `glmer` (`check.conv.nobsmax`), with fewer than
+    /// `hessianParameters` parameters (its `check.conv.nparmax`); above, from R_X.
+    public var hessianRows = 10_000
+    public var hessianParameters = 20
+    public var log: ((String) -> Void)?
+    /// Called after each deviance evaluation: its number, the parameters (θ, then β in stage 2), the deviance.
+    public var trace: ((Int, [Double], Double) -> Void)?
+    /// Rows per segment of the fixed summation order (tests make it small).
+    public var segmentRows = CrossProductAccumulator.segmentRows
+
+    public init(family: ResponseFamily, link: LinkFunction? = nil, nodes: Int = 1,
+                threads: Int = ProcessInfo.processInfo.activeProcessorCount, chunkRows: Int = 65_536,
+                communicator: Communicator = SingleProcess(), maxMemory: Double? = nil, log: ((String) -> Void)? = nil) {
+        self.family = family
+        self.link = link
+        self.nodes = nodes
+        self.threads = threads
+        self.chunkRows = chunkRows
+        self.communicator = communicator
+        self.maxMemory = maxMemory
+        self.log = log
+    }
+}
+
+/// Generalized linear mixed models (binomial, Poisson) by the Laplace approximation or adaptive
+/// Gauss–Hermite quadrature, as lme4's `glmer`: the rows are held in memory (`GeneralizedRows`),
+/// PIRLS finds the conditional modes at each θ (`PenalizedIRLS`), and BOBYQA minimises the
+/// deviance in two stages, as `glmer` does:
+///
+/// 1. over θ, with β found jointly with u by PIRLS (lme4's nAGQ = 0);
+/// 2. over (θ, β), PIRLS finding u alone, from stage 1's optimum; β is searched in units of
+///    its stage-1 standard error.
+///
+/// Standard errors: β's covariance is 2 H⁻¹ restricted to β, H the central-difference Hessian
+/// of the stage-2 deviance (step 10⁻⁴, lme4's `deriv12`) for fewer than `hessianRows` rows and
+/// `hessianParameters` parameters away from a boundary; otherwise (R_X'R_X)⁻¹ from the
+/// penalised weighted least squares at the mode.
+public enum GeneralizedLinearMixedModel {
+    /// A model read into memory, ready for its deviance to be evaluated.
+    struct Prepared {
+        let frame: ModelFrame
+        let rows: GeneralizedRows
+        let irls: PenalizedIRLS
+        let nodes: Int
+        var notes: [String] = []
+
+        /// lme4's nAGQ = 0 deviance at θ: the Laplace deviance with (u, β) at their joint mode.
+        func jointDeviance(_ theta: [Double]) throws -> PenalizedIRLS.Mode { try irls.mode(theta, fixedBeta: nil) }
+
+        /// The deviance at (θ, β) (Laplace, or quadrature with `nodes` > 1), and the mode of u there.
+        func deviance(_ parameters: [Double]) throws -> (value: Double, mode: PenalizedIRLS.Mode) {
+            let nTheta = irls.factor.initialTheta.count
+            let m = try irls.mode(Array(parameters[..<nTheta]), fixedBeta: Array(parameters[nTheta...]))
+            return (nodes > 1 ? AdaptiveGaussHermite.deviance(m, irls: irls, nodes: nodes) : m.deviance, m)
+        }
+    }
+
+    /// Reads the model's rows into memory (checking the formula, the family and the data).
+    static func prepare(_ formulaText: String, data: TableSource, options: GeneralizedFitOptions) throws -> Prepared {
+        let distribution = try ResponseDistribution(family: options.family, link: options.link)
+        var formula = try Formula.parse(formulaText)
+        if formula.failures != nil && options.family != .binomial {
+            throw InputError("a cbind(successes, failures) response is binomial; --family \(options.family.rawValue) needs a count")
+        }
+        if options.family == .binomial { formula = formula.allowingTwoLevelResponse() }
+        guard (1...25).contains(options.nodes) else {
+            throw InputError("--nagq \(options.nodes): the number of quadrature nodes is from 1 (Laplace) to 25")
+        }
+        let frame = try ModelFrame.scan(formula, source: data, chunkRows: options.chunkRows, threads: options.threads,
+                                        communicator: options.communicator, segmentRows: options.segmentRows)
+        if options.nodes > 1 {
+            let terms = frame.randomEffectsTerms
+            guard terms.count == 1, terms[0].dimension == 1, !isMembership(frame.formula) else {
+                throw InputError("--nagq \(options.nodes): adaptive Gauss–Hermite quadrature needs a single scalar random-effects term, such as (1 | g); use --nagq 1 (Laplace)")
+            }
+        }
+        let limit = MemoryLimit.forFit(maxMemory: options.maxMemory, communicator: options.communicator)
+        let rows = try GeneralizedRows(frame: frame, distribution: distribution, threads: options.threads, limit: limit)
+        let irls = try PenalizedIRLS(rows: rows, memoryLimit: limit, log: options.log)
+        var prepared = Prepared(frame: frame, rows: rows, irls: irls, nodes: options.nodes)
+        if let dropped = irls.droppedColumns, !dropped.isEmpty {
+            prepared.notes.append("fixed-effect model matrix is rank deficient so dropping \(dropped.count) column\(dropped.count == 1 ? "" : "s") / coefficient\(dropped.count == 1 ? "" : "s"): \(dropped.joined(separator: ", "))")
+        }
+        options.log?(String(format: "model rows in memory: %.1f MB on this rank", rows.bytes / 1e6))
+        return prepared
+    }
+
+    public static func fit(_ formulaText: String, data: TableSource, options: GeneralizedFitOptions) throws -> GeneralizedFitResult {
+        let clock = ContinuousClock(), t0 = clock.now
+        let prepared = try prepare(formulaText, data: data, options: options)
+        let (frame, rows, irls) = (prepared.frame, prepared.rows, prepared.irls)
+        var notes = prepared.notes
+        let t1 = clock.now
+        let factor = irls.factor
+        let nTheta = factor.initialTheta.count
+
+        // Stage 1: θ, with (u, β) by PIRLS.
+        var failure: Error?
+        var evaluations = 0
+        func traced(_ parameters: [Double], _ value: Double) -> Double {
+            evaluations += 1
+            options.trace?(evaluations, parameters, value)
+            return value
+        }
+        var stage1 = OptimizerSummary()
+        let first = try Optimizer.minimize({ theta in
+            do { return traced(theta, try prepared.jointDeviance(theta).deviance) } catch { failure = failure ?? error; return .infinity }
+        }, start: factor.initialTheta, lower: factor.lowerBounds, summary: &stage1)
+        if !first.value.isFinite, let failure { throw failure }
+        let mode1 = try prepared.jointDeviance(first.theta)
+        let p = mode1.beta.count
+        let scale = rxStandardErrors(irls, mode1).map { $0.isFinite && $0 > 0 ? $0 : 1 }
+
+        // Stage 2: (θ, β) with u by PIRLS; β in units of its stage-1 SE.
+        let deviance = prepared.deviance
+        func native(_ x: [Double]) -> [Double] {
+            Array(x[..<nTheta]) + (0..<p).map { mode1.beta[$0] + scale[$0] * x[nTheta + $0] }
+        }
+        var stage2 = OptimizerSummary()
+        stage2.xtolRel = 1e-6
+        failure = nil
+        let x0 = first.theta + [Double](repeating: 0, count: p)
+        let steps = first.theta.map { 0.1 * max(abs($0), 0.1) } + [Double](repeating: 0.5, count: p)
+        let second = try Optimizer.minimize({ x in
+            do { let y = native(x); return traced(y, try deviance(y).0) } catch { failure = failure ?? error; return .infinity }
+        }, start: x0, lower: factor.lowerBounds + [Double](repeating: -.infinity, count: p), initialStep: steps, summary: &stage2)
+        if !second.value.isFinite, let failure { throw failure }
+        let optimum = native(second.theta)
+        let (value, mode) = try deviance(optimum)
+        let rxCovariance = rxCovariance(irls, mode)
+
+        // The Hessian in (θ, β), as lme4's deriv12, for small models away from a boundary.
+        let nPar = nTheta + p
+        let singular = (0..<nTheta).contains { factor.isDiagonal($0) && optimum[$0] < 1e-4 }
+        var covariance = rxCovariance
+        var covarianceSource = "R_X"
+        var hessian: [Double]?
+        if rows.count < options.hessianRows && nPar < options.hessianParameters && !singular {
+            // Each point's PIRLS starts from the optimum's mode, so that the deviance is one
+            // smooth function of (θ, β) here, whatever the order of the points.
+            let h = try centralHessian({ irls.restore(mode); return try deviance($0).0 }, at: optimum, value: value, step: 1e-4)
+            hessian = h
+            irls.restore(mode)
+            if let inverse = inverse(h, order: nPar) {
+                var v = [Double](repeating: 0, count: p * p)
+                for i in 0..<p { for j in 0..<p { v[i + j * p] = inverse[(nTheta + i) + (nTheta + j) * nPar] + inverse[(nTheta + j) + (nTheta + i) * nPar] } }
+                if DenseCholesky.upper(v, order: p) != nil {
+                    covariance = v
+                    covarianceSource = "Hessian"
+                } else {
+                    notes.append("the covariance of the fixed effects from the finite-difference Hessian is not positive definite: falling back to the one from R_X")
+                }
+            } else {
+                notes.append("the finite-difference Hessian is singular: the covariance of the fixed effects is the one from R_X")
+            }
+        }
+        if singular { notes.append("boundary (singular) fit: a variance component is estimated at or near zero") }
+        let t2 = clock.now
+
+        let b = irls.randomEffects(mode.theta, mode.u)
+        let inverseBlocks = irls.pls.inverseDiagonalBlocks()
+        return GeneralizedFitResult(
+            formula: formulaText, dataName: data.name, distribution: rows.distribution, nodes: options.nodes,
+            nobs: rows.count, droppedRows: frame.droppedRows, terms: irls.crossProductsTerms, factor: factor,
+            theta: Array(optimum[..<nTheta]), fixedNames: irls.fixedNames, beta: mode.beta,
+            covariance: covariance, covarianceSource: covarianceSource, rxCovariance: rxCovariance, hessian: hessian,
+            deviance: value, laplaceParts: (mode.logDensity, mode.squaredLength, mode.logDetL2),
+            devianceResiduals: mode.devianceResiduals, conditionalModes: b, inverseBlocks: inverseBlocks,
+            stages: (stage1, stage2), pirlsIterations: irls.iterations, notes: notes,
+            timings: [("levels and rows", t1 - t0), ("optimisation", t2 - t1)])
+    }
+
+    private static func isMembership(_ formula: Formula) -> Bool {
+        formula.random.contains { if case .multipleMembership = $0.grouping { return true } else { return false } }
+    }
+
+    /// (R_X'R_X)⁻¹ from the penalised weighted least squares at the mode (lme4's `vcov` without the Hessian).
+    static func rxCovariance(_ irls: PenalizedIRLS, _ mode: PenalizedIRLS.Mode) -> [Double] {
+        let p = mode.beta.count
+        return DenseCholesky.inverseOfCrossProduct(mode.evaluation.r, leading: p + 1, order: p)
+    }
+
+    static func rxStandardErrors(_ irls: PenalizedIRLS, _ mode: PenalizedIRLS.Mode) -> [Double] {
+        let v = rxCovariance(irls, mode), p = mode.beta.count
+        return (0..<p).map { v[$0 + $0 * p].squareRoot() }
+    }
+
+    /// A⁻¹ by Gauss–Jordan elimination with partial pivoting (R's `solve`), nil if A is singular.
+    static func inverse(_ a: [Double], order n: Int) -> [Double]? {
+        var m = a, inv = [Double](repeating: 0, count: n * n)
+        for i in 0..<n { inv[i + i * n] = 1 }
+        let scale = a.map(abs).max() ?? 0
+        for c in 0..<n {
+            guard let pivot = (c..<n).max(by: { abs(m[$0 + c * n]) < abs(m[$1 + c * n]) }),
+                  abs(m[pivot + c * n]) > 1e-14 * scale else { return nil }
+            if pivot != c {
+                for k in 0..<n {
+                    m.swapAt(c + k * n, pivot + k * n)
+                    inv.swapAt(c + k * n, pivot + k * n)
+                }
+            }
+            let d = m[c + c * n]
+            for k in 0..<n { m[c + k * n] /= d; inv[c + k * n] /= d }
+            for r in 0..<n where r != c {
+                let f = m[r + c * n]
+                if f == 0 { continue }
+                for k in 0..<n { m[r + k * n] -= f * m[c + k * n]; inv[r + k * n] -= f * inv[c + k * n] }
+            }
+        }
+        return inv
+    }
+
+    /// lme4's `deriv12` Hessian: central differences with step h, the diagonal from f(x ± h e_j)
+    /// and f(x), each off-diagonal pair from the four points x ± h e_i ± h e_j. Column-major.
+    static func centralHessian(_ f: ([Double]) throws -> Double, at x: [Double], value fx: Double, step h: Double) throws -> [Double] {
+        let n = x.count
+        var hessian = [Double](repeating: 0, count: n * n)
+        func at(_ changes: [(Int, Double)]) throws -> Double {
+            var y = x
+            for (i, d) in changes { y[i] += d }
+            return try f(y)
+        }
+        for j in 0..<n {
+            let plus = try at([(j, h)]), minus = try at([(j, -h)])
+            hessian[j + j * n] = (plus - 2 * fx + minus) / (h * h)
+            for i in 0..<j {
+                let value = (try at([(i, h), (j, h)]) - at([(i, h), (j, -h)]) - at([(i, -h), (j, h)]) + at([(i, -h), (j, -h)])) / (4 * h * h)
+                hessian[i + j * n] = value
+                hessian[j + i * n] = value
+            }
+        }
+        return hessian
+    }
+}

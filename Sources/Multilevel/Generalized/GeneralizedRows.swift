@@ -1,0 +1,324 @@
+import Foundation
+
+/// A GLMM's model rows, held in memory: PIRLS revisits them at every iteration.
+///
+/// Each rank holds the rows of its slab (`ModelFrame.slab`), segment by segment as the frame
+/// cuts them (`CrossProductAccumulator.segmentRows` rows of the file), in compact form: X and
+/// the terms' covariates as doubles, level indices as 32-bit integers, and per row the
+/// response (a proportion for the binomial), its prior weight (the binomial's trials) and its
+/// offset.
+///
+/// A pass (`evaluate`) takes β and b = Λu (the same on every rank) and computes on every row
+/// η = offset + Xβ + Zb, μ, the deviance residual, the log-density, and the working weight
+/// W = wt (dμ/dη)²/V(μ) and response ỹ = η − offset + (y − μ)/(dμ/dη); it returns the sums and
+/// the cross-products of √W [Z X ỹ]. Sums are made per segment in row order and the segments'
+/// sums added in file order over all ranks, and the cross-products use the accumulator's fixed
+/// tree, so a pass gives the same bits for any number of threads and ranks.
+final class GeneralizedRows: @unchecked Sendable {
+    struct Segment {
+        var rows: ModelChunk
+        /// Prior weights: the binomial's trials (1 for a 0/1 response), else 1.
+        var priorWeights: [Double]
+    }
+
+    let frame: ModelFrame
+    let distribution: ResponseDistribution
+    let threads: Int
+    private(set) var segments: [Segment] = []
+    /// Rows over all ranks.
+    let count: Int
+    /// Whether some row has an offset.
+    let hasOffset: Bool
+
+    var communicator: Communicator { frame.communicator }
+    let terms: [RandomEffectsTerm]
+    private(set) var fixedNames: [String]
+
+    /// Reads this rank's slab into memory, checking each response against the family's support.
+    /// Throws, before reading, when the rows are predicted not to fit in `limit`.
+    init(frame: ModelFrame, distribution: ResponseDistribution, threads: Int, limit: MemoryLimit) throws {
+        self.frame = frame
+        self.distribution = distribution
+        self.threads = threads
+        terms = frame.randomEffectsTerms
+        fixedNames = frame.fixedDesign.columns.map(\.name)
+        let slab = frame.slab
+        // Per row: X, y, prior weight, offset; per term and membership a level, a weight and
+        // the covariates; twice over for the working copies of the segments in flight.
+        let memberships = frame.randomTerms.map { bt -> Double in
+            if case .multipleMembership(let groups, _) = bt.term.grouping { return Double(groups.count) }
+            return 1
+        }
+        let perRow = 8 * Double(fixedNames.count + 3)
+            + zip(terms, memberships).reduce(0.0) { $0 + $1.1 * 12 + 8 * Double($1.0.dimension) }
+        let predicted = perRow * Double(slab.count) + 2 * perRow * Double(threads * frame.segmentRows)
+        if predicted > limit.bytes {
+            throw InputError("the model rows need about \(FactorizationChoice.formatBytes(predicted)) in memory on this rank "
+                + "(\(Int(perRow)) bytes a row) and \(FactorizationChoice.formatBytes(limit.bytes)) is available (\(limit.source)): "
+                + "run on more MPI ranks, or on a machine with more memory")
+        }
+        let segmentCount = (slab.count + frame.segmentRows - 1) / frame.segmentRows
+        var stored = [Segment?](repeating: nil, count: segmentCount)
+        let lock = NSLock()
+        let reader = ChunkReader(source: frame.source, types: frame.types, formula: frame.formula)
+        let formula = frame.formula
+        try frame.communicator.agree {
+            try forEachSegment(rows: slab, segmentRows: frame.segmentRows, chunkRows: frame.chunkRows, threads: threads, state: (),
+                               body: { _, segment, chunks in
+                                   var rows: ModelChunk?
+                                   var weights: [Double] = []
+                                   for range in chunks {
+                                       let raw = try reader.read(range)
+                                       var chunk = try frame.modelChunk(raw)
+                                       let lines = raw.complete.indices.filter { raw.complete[$0] }.map { raw.start + $0 }
+                                       weights += try Self.prepareResponse(&chunk, distribution: distribution, formula: formula,
+                                                                           source: frame.source, lines: lines)
+                                       if rows == nil { rows = chunk } else { rows!.append(chunk) }
+                                   }
+                                   lock.lock()
+                                   stored[segment] = Segment(rows: rows!, priorWeights: weights)
+                                   lock.unlock()
+                               })
+        }
+        segments = stored.map { $0! }
+        count = frame.completeRows
+        let offsets = segments.contains { !$0.rows.offset.isEmpty }
+        hasOffset = frame.communicator.allGather([offsets ? 1 : 0]).contains { $0 == [1] }
+    }
+
+    /// Makes a chunk's response the family's: a binomial's proportion and trials (from
+    /// `cbind(successes, failures)`, else a 0/1 value and weight 1), a Poisson's count. Throws
+    /// naming the line of the first value outside the family's support.
+    private static func prepareResponse(_ chunk: inout ModelChunk, distribution: ResponseDistribution, formula: Formula,
+                                        source: TableSource, lines: [Int]) throws -> [Double] {
+        let n = chunk.count
+        var weights = [Double](repeating: 1, count: n)
+        func fail(_ i: Int, _ what: String) -> InputError {
+            InputError("\(source.name) \(source.rowDescription(lines[i])): \(what)")
+        }
+        switch distribution.family {
+        case .binomial:
+            if chunk.failures.isEmpty {
+                for i in 0..<n where chunk.y[i] != 0 && chunk.y[i] != 1 {
+                    throw fail(i, "the response '\(formula.response.name)' is \(rNumber(chunk.y[i])); a binomial response is 0 or 1 (or two values of a factor, or cbind(successes, failures))")
+                }
+            } else {
+                for i in 0..<n {
+                    let s = chunk.y[i], f = chunk.failures[i]
+                    guard s >= 0, f >= 0, s == s.rounded(), f == f.rounded() else {
+                        throw fail(i, "cbind(\(formula.response.name), \(formula.failures!.name)) is (\(rNumber(s)), \(rNumber(f))); successes and failures are whole numbers ≥ 0")
+                    }
+                    weights[i] = s + f
+                    chunk.y[i] = s + f > 0 ? s / (s + f) : 0
+                }
+            }
+        case .poisson:
+            for i in 0..<n where !(chunk.y[i] >= 0) || chunk.y[i] != chunk.y[i].rounded() {
+                throw fail(i, "the response '\(formula.response.name)' is \(rNumber(chunk.y[i])); a Poisson response is a count (a whole number ≥ 0)")
+            }
+        }
+        return weights
+    }
+
+    /// Keeps only the fixed-effect columns `keep` (aliased ones dropped).
+    func keepFixedColumns(_ keep: [Int]) {
+        let p = fixedNames.count
+        fixedNames = keep.map { fixedNames[$0] }
+        for s in segments.indices {
+            let n = segments[s].rows.count
+            var x = [Double](repeating: 0, count: n * keep.count)
+            for i in 0..<n { for (jNew, j) in keep.enumerated() { x[i * keep.count + jNew] = segments[s].rows.x[i * p + j] } }
+            segments[s].rows.x = x
+        }
+    }
+
+    /// What one pass found.
+    struct Pass {
+        /// Σ squared deviance residuals.
+        var devianceResiduals: Double
+        /// Σ log p(y | μ): the conditional log-likelihood.
+        var logDensity: Double
+        /// The cross-products of √W [Z X ỹ] at this point.
+        var crossProducts: CrossProducts
+    }
+
+    /// Where a pass evaluates η: at β and b, or (the first pass of a fit) at glm's starting means.
+    enum Point {
+        case effects(beta: [Double], b: [Double])
+        case start
+    }
+
+    /// One pass over every rank's rows at `point` (see the type's discussion).
+    func evaluate(_ point: Point) -> Pass {
+        let accumulator = CrossProductAccumulator(terms: terms, fixedNames: fixedNames, keepsGroups: !communicator.isRoot)
+        var partials = [Double](repeating: 0, count: 2 * segments.count)
+        let lock = NSLock()
+        forEachStoredSegment(count: segments.count, threads: threads) { s in
+            let (working, sums) = workingRows(segments[s], point)
+            var builder = SegmentBuilder(layout: accumulator.layout)
+            builder.add(working)
+            accumulator.add(builder.finish(), index: s)
+            lock.lock()
+            partials[2 * s] = sums.deviance
+            partials[2 * s + 1] = sums.logDensity
+            lock.unlock()
+        }
+        accumulator.finishGroups()
+        let crossProducts = accumulator.reduced(over: communicator)
+        let all = orderedSums(partials, width: 2)
+        return Pass(devianceResiduals: all[0], logDensity: all[1], crossProducts: crossProducts)
+    }
+
+    /// Sums of per-segment values (`width` per segment), over every rank's segments in file order.
+    private func orderedSums(_ partials: [Double], width: Int) -> [Double] {
+        var everything: [Double]
+        if communicator.size > 1 {
+            everything = []
+            var writer = ByteWriter()
+            writer.doubles(partials)
+            for bytes in communicator.allGather(writer.bytes) {
+                var reader = ByteReader(bytes)
+                everything += reader.doubles()
+            }
+        } else {
+            everything = partials
+        }
+        var total = [Double](repeating: 0, count: width)
+        for s in 0..<(everything.count / width) {
+            for k in 0..<width { total[k] += everything[s * width + k] }
+        }
+        return total
+    }
+
+    /// Σ of the squared deviance residuals per level of the model's one term (a scalar term of
+    /// a grouping factor: adaptive Gauss–Hermite quadrature), at β and b. Per segment in row
+    /// order, then the segments in file order over every rank.
+    func levelDevianceResiduals(beta: [Double], b: [Double]) -> [Double] {
+        let q = b.count, d = distribution
+        var partials = [(levels: [Int32], sums: [Double])](repeating: ([], []), count: segments.count)
+        let lock = NSLock()
+        forEachStoredSegment(count: segments.count, threads: threads) { s in
+            let segment = segments[s]
+            let eta = linearPredictor(segment, beta: beta, b: b)
+            let levels = segment.rows.terms[0].levels, y = segment.rows.y, wt = segment.priorWeights
+            var sums: [Int32: Double] = [:]
+            for i in eta.indices { sums[levels[i], default: 0] += d.devianceResidual(y[i], d.mean(eta[i]), weight: wt[i]) }
+            let keys = sums.keys.sorted()
+            lock.lock()
+            partials[s] = (keys, keys.map { sums[$0]! })
+            lock.unlock()
+        }
+        var all = partials
+        if communicator.size > 1 {
+            var writer = ByteWriter()
+            writer.int(partials.count)
+            for part in partials { writer.int32s(part.levels); writer.doubles(part.sums) }
+            all = []
+            for bytes in communicator.allGather(writer.bytes) {
+                var reader = ByteReader(bytes)
+                for _ in 0..<reader.int() { all.append((reader.int32s(), reader.doubles())) }
+            }
+        }
+        var total = [Double](repeating: 0, count: q)
+        for part in all { for (level, value) in zip(part.levels, part.sums) { total[Int(level)] += value } }
+        return total
+    }
+
+    /// η of every row of a segment at β and b.
+    func linearPredictor(_ segment: Segment, beta: [Double], b: [Double]) -> [Double] {
+        let rows = segment.rows, n = rows.count, p = beta.count
+        var eta = rows.offset.isEmpty ? [Double](repeating: 0, count: n) : rows.offset
+        let termList = terms
+        for i in 0..<n {
+            var value = 0.0
+            for j in 0..<p { value += rows.x[i * p + j] * beta[j] }
+            for (k, tr) in rows.terms.enumerated() {
+                let pk = termList[k].dimension, offset = termList[k].offset, m = tr.memberships
+                for mi in 0..<m {
+                    let level = tr.levels[i * m + mi], w = tr.weights[i * m + mi]
+                    if level < 0 || w == 0 { continue }
+                    let base = offset + Int(level) * pk
+                    var dot = 0.0
+                    for t in 0..<pk { dot += tr.z[i * pk + t] * b[base + t] }
+                    value += w * dot
+                }
+            }
+            eta[i] += value
+        }
+        return eta
+    }
+
+    /// A segment's rows scaled by √W with ỹ as the response, and its sums, at `point`.
+    private func workingRows(_ segment: Segment, _ point: Point) -> (ModelChunk, (deviance: Double, logDensity: Double)) {
+        let d = distribution
+        var rows = segment.rows
+        let n = rows.count, y = segment.rows.y, wt = segment.priorWeights
+        let eta: [Double]
+        switch point {
+        case .effects(let beta, let b): eta = linearPredictor(segment, beta: beta, b: b)
+        case .start:
+            let offset = segment.rows.offset
+            eta = (0..<n).map { i in d.linkValue(d.initialMean(y[i], weight: wt[i])) + (offset.isEmpty ? 0 : offset[i]) }
+        }
+        var deviance = 0.0, logDensity = 0.0
+        let p = n > 0 ? rows.x.count / n : 0
+        for i in 0..<n {
+            let mu = d.mean(eta[i]), dmu = d.meanDerivative(eta[i])
+            deviance += d.devianceResidual(y[i], mu, weight: wt[i])
+            logDensity += d.logDensity(y[i], mu, weight: wt[i])
+            let w = wt[i] * dmu * dmu / d.variance(mu)
+            let s = w.squareRoot()
+            let working = eta[i] - (rows.offset.isEmpty ? 0 : rows.offset[i]) + (y[i] - mu) / dmu
+            rows.y[i] = s * working
+            for j in 0..<p { rows.x[i * p + j] *= s }
+            for k in rows.terms.indices {
+                let pk = rows.terms[k].z.count / n
+                for t in 0..<pk { rows.terms[k].z[i * pk + t] *= s }
+            }
+        }
+        return (rows, (deviance, logDensity))
+    }
+
+    /// Runs `body` for segments 0 ..< `count` on up to `threads` threads, handing them out in
+    /// order (so a body waiting on its predecessors' turn never waits on one not yet started).
+    private func forEachStoredSegment(count: Int, threads: Int, _ body: (Int) -> Void) {
+        let lock = NSLock()
+        var next = 0
+        DispatchQueue.concurrentPerform(iterations: max(1, min(threads, count))) { _ in
+            while true {
+                lock.lock()
+                let s = next
+                next += 1
+                lock.unlock()
+                if s >= count { return }
+                body(s)
+            }
+        }
+    }
+
+    /// The bytes the rows take in memory on this rank (for `--verbose`).
+    var bytes: Double {
+        segments.reduce(0.0) { total, s in
+            let r = s.rows
+            return total + 8 * Double(r.x.count + r.y.count + r.offset.count + s.priorWeights.count)
+                + r.terms.reduce(0.0) { $0 + 4 * Double($1.levels.count) + 8 * Double($1.weights.count + $1.z.count) }
+        }
+    }
+}
+
+extension ModelChunk {
+    /// Appends another chunk's rows (the next rows of the same segment).
+    mutating func append(_ other: ModelChunk) {
+        count += other.count
+        x += other.x
+        y += other.y
+        failures += other.failures
+        offset += other.offset
+        logWeights += other.logWeights
+        for k in terms.indices {
+            terms[k].levels += other.terms[k].levels
+            terms[k].weights += other.terms[k].weights
+            terms[k].z += other.terms[k].z
+        }
+    }
+}

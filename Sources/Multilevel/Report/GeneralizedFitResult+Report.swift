@@ -1,0 +1,121 @@
+import Foundation
+
+/// The printed summary of a GLMM, laid out like lme4's `summary(glmer(...))`, and its JSON.
+///
+/// As for the Gaussian fits, lme4's "Scaled residuals" are not shown.
+extension GeneralizedFitResult {
+    public func summary() -> String {
+        var out = "Generalized linear mixed model fit by maximum likelihood ("
+            + (nodes == 1 ? "Laplace Approximation" : "Adaptive Gauss-Hermite Quadrature, nAGQ = \(nodes)") + ") ['glmerMod']\n"
+        out += " Family: \(distribution.family.rawValue)  ( \(distribution.link.rawValue) )\n"
+        out += "Formula: \(formula)\n"
+        if !dataName.isEmpty { out += "   Data: \(dataName)\n" }
+        out += "\n"
+        out += table(header: ["AIC", "BIC", "logLik", "deviance", "df.resid"],
+                     rows: [[String(format: "%.1f", aic), String(format: "%.1f", bic), String(format: "%.1f", logLik),
+                             String(format: "%.1f", deviance), String(residualDF)]],
+                     leftColumns: 0, indent: " ") + "\n"
+
+        out += "Random effects:\n"
+        let maxDim = terms.map(\.dimension).max() ?? 1
+        let diagonal = varcorr.filter { $0.var2 == nil }
+        let variances = columnFormat(diagonal.map(\.vcov), digits: 4), sds = columnFormat(diagonal.map(\.sdcor), digits: 4)
+        var rows: [[String]] = []
+        var vi = 0
+        for (k, t) in terms.enumerated() {
+            let group = FitResult.uniqueGroupNames(terms)[k]
+            for i in 0..<t.dimension {
+                var row = [i == 0 ? group : "", t.effects[i], variances[vi], sds[vi]]
+                for j in 0..<i {
+                    let c = varcorr.first { $0.group == group && $0.var1 == t.effects[j] && $0.var2 == t.effects[i] }!
+                    row.append(String(format: "%.2f", c.sdcor))
+                }
+                rows.append(row)
+                vi += 1
+            }
+        }
+        let corrHeader = maxDim > 1 ? ["Corr"] + Array(repeating: "", count: maxDim - 2) : []
+        out += table(header: ["Groups", "Name", "Variance", "Std.Dev."] + corrHeader, rows: rows, leftColumns: 2, indent: " ")
+        out += "Number of obs: \(nobs), groups:  " + groupCounts.map { "\($0.group), \($0.count)" }.joined(separator: "; ") + "\n"
+        if droppedRows > 0 { out += "Rows dropped for missing values: \(droppedRows)\n" }
+
+        out += "\nFixed effects:\n"
+        let est = columnFormat(beta, digits: 4), se = columnFormat(standardErrors, digits: 4)
+        let z = zValues.map { String(format: "%.3f", $0) }
+        let pv = pValues.map { $0 < 2e-16 ? "< 2e-16" : String(format: "%.3g", $0) }
+        let stars = pValues.map { $0 < 0.001 ? "***" : $0 < 0.01 ? "**" : $0 < 0.05 ? "*" : $0 < 0.1 ? "." : "" }
+        out += table(header: ["", "Estimate", "Std. Error", "z value", "Pr(>|z|)", ""],
+                     rows: fixedNames.indices.map { [fixedNames[$0], est[$0], se[$0], z[$0], pv[$0], stars[$0]] },
+                     leftColumns: 1, indent: "")
+        out += "---\nSignif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1\n"
+        out += "Standard errors: " + (covarianceSource == "Hessian"
+            ? "from the finite-difference Hessian of the deviance in (θ, β), as glmer for fewer than 10^4 rows"
+            : "from R_X, the weighted least squares at the mode, as glmer for 10^4 rows or more") + "\n"
+        let p = fixedNames.count
+        if p > 1 && p <= 12 {
+            out += "\nCorrelation of Fixed Effects:\n"
+            var corr: [[String]] = []
+            let s = standardErrors
+            for i in 1..<p {
+                corr.append([fixedNames[i]] + (0..<i).map { String(format: "%.3f", covariance[i + $0 * p] / (s[i] * s[$0])) })
+            }
+            out += table(header: [""] + fixedNames.dropLast().map { $0 == "(Intercept)" ? "(Intr)" : String($0.prefix(6)) },
+                         rows: corr, leftColumns: 1, indent: "")
+        } else if p > 12 {
+            out += "\nCorrelation matrix not shown by default, as p = \(p) > 12.\n"
+        }
+        if !notes.isEmpty { out += "\n" + notes.map { "Note: \($0)\n" }.joined() }
+        return out
+    }
+
+    public func json() -> JSONValue {
+        let numbers: ([Double]) -> JSONValue = { .array($0.map(JSONValue.finite)) }
+        let named: ([Double]) -> JSONValue = { values in .object(zip(self.fixedNames, values).map { ($0, JSONValue.finite($1)) }) }
+        let p = fixedNames.count
+        let optimizer: (OptimizerSummary) -> JSONValue = { s in
+            .object([("algorithm", .string(s.algorithm)), ("evaluations", .number(Double(s.evaluations))),
+                     ("return_code", .number(Double(s.returnCode)))])
+        }
+        return .object([
+            ("formula", .string(formula)),
+            ("data", .string(dataName)),
+            ("family", .string(distribution.family.rawValue)),
+            ("link", .string(distribution.link.rawValue)),
+            ("nAGQ", .number(Double(nodes))),
+            ("nobs", .number(Double(nobs))),
+            ("rows_dropped", .number(Double(droppedRows))),
+            ("ngroups", .object(groupCounts.map { ($0.group, .number(Double($0.count))) })),
+            ("theta", numbers(theta)),
+            ("theta_names", .array(thetaNames.map(JSONValue.string))),
+            ("beta", named(beta)),
+            ("se", named(standardErrors)),
+            ("se_source", .string(covarianceSource)),
+            ("se_rx", named((0..<p).map { rxCovariance[$0 + $0 * p].squareRoot() })),
+            ("z", named(zValues)),
+            ("p", named(pValues)),
+            ("vcov", .array((0..<p).map { i in .array((0..<p).map { j in .finite(covariance[i + j * p]) }) })),
+            ("logLik", .finite(logLik)),
+            ("deviance", .finite(deviance)),
+            ("deviance_residuals", .finite(devianceResiduals)),
+            ("AIC", .finite(aic)),
+            ("BIC", .finite(bic)),
+            ("df", .number(Double(df))),
+            ("df_resid", .number(Double(residualDF))),
+            ("varcorr", .array(varcorr.map { e in
+                .object([("grp", .string(e.group)), ("var1", e.var1.map(JSONValue.string) ?? .null),
+                         ("var2", e.var2.map(JSONValue.string) ?? .null), ("vcov", .finite(e.vcov)), ("sdcor", .finite(e.sdcor))])
+            })),
+            ("optimizer", .object([("stage1", optimizer(stages.first)), ("stage2", optimizer(stages.second)),
+                                   ("pirls_iterations", .number(Double(pirlsIterations)))])),
+            ("messages", .array(notes.map(JSONValue.string))),
+            ("ranef", .array(terms.enumerated().map { k, t in
+                .object([("group", .string(t.group)), ("effects", .array(t.effects.map(JSONValue.string))),
+                         ("levels", .array(t.levels.map(JSONValue.string))),
+                         ("modes", .array(t.levels.indices.map { l in
+                             numbers(Array(conditionalModes[k][(l * t.dimension)..<((l + 1) * t.dimension)])) })),
+                         ("condsd", .array(t.levels.indices.map { l in
+                             numbers(Array(conditionalSDs[k][(l * t.dimension)..<((l + 1) * t.dimension)])) }))])
+            })),
+        ])
+    }
+}
