@@ -16,15 +16,15 @@ public struct GeneralizedFitOptions: Sendable {
     /// `hessianParameters` parameters (its `check.conv.nparmax`); above, from R_X.
     public var hessianRows = 10_000
     public var hessianParameters = 20
-    public var log: ((String) -> Void)?
+    public var log: (@Sendable (String) -> Void)?
     /// Called after each deviance evaluation: its number, the parameters (θ, then β in stage 2), the deviance.
-    public var trace: ((Int, [Double], Double) -> Void)?
+    public var trace: (@Sendable (Int, [Double], Double) -> Void)?
     /// Rows per segment of the fixed summation order (tests make it small).
     public var segmentRows = CrossProductAccumulator.segmentRows
 
     public init(family: ResponseFamily, link: LinkFunction? = nil, nodes: Int = 1,
                 threads: Int = ProcessInfo.processInfo.activeProcessorCount, chunkRows: Int = 65_536,
-                communicator: Communicator = SingleProcess(), maxMemory: Double? = nil, log: ((String) -> Void)? = nil) {
+                communicator: Communicator = SingleProcess(), maxMemory: Double? = nil, log: (@Sendable (String) -> Void)? = nil) {
         self.family = family
         self.link = link
         self.nodes = nodes

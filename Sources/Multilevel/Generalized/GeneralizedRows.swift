@@ -122,6 +122,7 @@ final class GeneralizedRows: @unchecked Sendable {
 
     /// Keeps only the fixed-effect columns `keep` (aliased ones dropped).
     func keepFixedColumns(_ keep: [Int]) {
+        working = nil
         let p = fixedNames.count
         fixedNames = keep.map { fixedNames[$0] }
         for s in segments.indices {
@@ -136,7 +137,7 @@ final class GeneralizedRows: @unchecked Sendable {
     struct Pass {
         /// Σ squared deviance residuals.
         var devianceResiduals: Double
-        /// Σ log p(y | μ): the conditional log-likelihood.
+        /// Σ log p(y | μ): the conditional log-likelihood, Σ log p(y | μ = y) − ½ Σ devres.
         var logDensity: Double
         /// The cross-products of √W [Z X ỹ] at this point.
         var crossProducts: CrossProducts
@@ -148,25 +149,54 @@ final class GeneralizedRows: @unchecked Sendable {
         case start
     }
 
-    /// One pass over every rank's rows at `point` (see the type's discussion).
+    /// The plan of the passes after the first (nil until the first pass has found Z'Z's pattern).
+    private var working: WorkingCrossProducts?
+    /// Σ log p(y | μ = y) over every row (the saturated model): log p(y | μ) is this minus ½ devres.
+    private lazy var saturatedLogDensity: Double = {
+        let d = distribution
+        let partials = segments.map { s in zip(s.rows.y, s.priorWeights).reduce(0.0) { $0 + d.logDensity($1.0, $1.0, weight: $1.1) } }
+        return orderedSums(partials, width: 1)[0]
+    }()
+
+    /// One pass over every rank's rows at `point` (see the type's discussion). The first finds
+    /// the pattern of Z'Z with the general accumulator and makes the plan of the others.
     func evaluate(_ point: Point) -> Pass {
+        if let working {
+            let (crossProducts, deviance) = working.reduce(threads: threads, communicator: communicator) { s in
+                let v = self.workingValues(self.segments[s], point)
+                return working.segmentSums(s, rows: self.segments[s].rows, sqrtWeights: v.sqrtWeights, response: v.response,
+                                           deviance: v.deviance)
+            }
+            return Pass(devianceResiduals: deviance, logDensity: saturatedLogDensity - deviance / 2, crossProducts: crossProducts)
+        }
         let accumulator = CrossProductAccumulator(terms: terms, fixedNames: fixedNames, keepsGroups: !communicator.isRoot)
-        var partials = [Double](repeating: 0, count: 2 * segments.count)
+        var partials = [Double](repeating: 0, count: segments.count)
         let lock = NSLock()
         forEachStoredSegment(count: segments.count, threads: threads) { s in
-            let (working, sums) = workingRows(segments[s], point)
+            let v = workingValues(segments[s], point)
+            var rows = segments[s].rows
+            let n = rows.count, p = fixedNames.count
+            for i in 0..<n {
+                let w = v.sqrtWeights[i]
+                rows.y[i] = v.response[i]
+                for j in 0..<p { rows.x[i * p + j] *= w }
+                for k in rows.terms.indices {
+                    let pk = rows.terms[k].z.count / n
+                    for t in 0..<pk { rows.terms[k].z[i * pk + t] *= w }
+                }
+            }
             var builder = SegmentBuilder(layout: accumulator.layout)
-            builder.add(working)
+            builder.add(rows)
             accumulator.add(builder.finish(), index: s)
             lock.lock()
-            partials[2 * s] = sums.deviance
-            partials[2 * s + 1] = sums.logDensity
+            partials[s] = v.deviance
             lock.unlock()
         }
         accumulator.finishGroups()
         let crossProducts = accumulator.reduced(over: communicator)
-        let all = orderedSums(partials, width: 2)
-        return Pass(devianceResiduals: all[0], logDensity: all[1], crossProducts: crossProducts)
+        working = WorkingCrossProducts(pattern: crossProducts, segments: segments.map(\.rows), communicator: communicator)
+        let deviance = orderedSums(partials, width: 1)[0]
+        return Pass(devianceResiduals: deviance, logDensity: saturatedLogDensity - deviance / 2, crossProducts: crossProducts)
     }
 
     /// Sums of per-segment values (`width` per segment), over every rank's segments in file order.
@@ -248,35 +278,27 @@ final class GeneralizedRows: @unchecked Sendable {
         return eta
     }
 
-    /// A segment's rows scaled by √W with ỹ as the response, and its sums, at `point`.
-    private func workingRows(_ segment: Segment, _ point: Point) -> (ModelChunk, (deviance: Double, logDensity: Double)) {
+    /// A segment's √W, √W ỹ and Σ devres at `point`: W = wt (dμ/dη)²/V(μ), ỹ = η − offset + (y − μ)/(dμ/dη).
+    private func workingValues(_ segment: Segment, _ point: Point) -> (sqrtWeights: [Double], response: [Double], deviance: Double) {
         let d = distribution
-        var rows = segment.rows
-        let n = rows.count, y = segment.rows.y, wt = segment.priorWeights
+        let rows = segment.rows
+        let n = rows.count, y = rows.y, wt = segment.priorWeights, offset = rows.offset
         let eta: [Double]
         switch point {
         case .effects(let beta, let b): eta = linearPredictor(segment, beta: beta, b: b)
         case .start:
-            let offset = segment.rows.offset
             eta = (0..<n).map { i in d.linkValue(d.initialMean(y[i], weight: wt[i])) + (offset.isEmpty ? 0 : offset[i]) }
         }
-        var deviance = 0.0, logDensity = 0.0
-        let p = n > 0 ? rows.x.count / n : 0
+        var deviance = 0.0
+        var sqrtWeights = [Double](repeating: 0, count: n), response = [Double](repeating: 0, count: n)
         for i in 0..<n {
             let mu = d.mean(eta[i]), dmu = d.meanDerivative(eta[i])
             deviance += d.devianceResidual(y[i], mu, weight: wt[i])
-            logDensity += d.logDensity(y[i], mu, weight: wt[i])
-            let w = wt[i] * dmu * dmu / d.variance(mu)
-            let s = w.squareRoot()
-            let working = eta[i] - (rows.offset.isEmpty ? 0 : rows.offset[i]) + (y[i] - mu) / dmu
-            rows.y[i] = s * working
-            for j in 0..<p { rows.x[i * p + j] *= s }
-            for k in rows.terms.indices {
-                let pk = rows.terms[k].z.count / n
-                for t in 0..<pk { rows.terms[k].z[i * pk + t] *= s }
-            }
+            let s = (wt[i] * dmu * dmu / d.variance(mu)).squareRoot()
+            sqrtWeights[i] = s
+            response[i] = s * (eta[i] - (offset.isEmpty ? 0 : offset[i]) + (y[i] - mu) / dmu)
         }
-        return (rows, (deviance, logDensity))
+        return (sqrtWeights, response, deviance)
     }
 
     /// Runs `body` for segments 0 ..< `count` on up to `threads` threads, handing them out in

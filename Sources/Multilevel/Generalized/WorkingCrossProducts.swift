@@ -1,0 +1,295 @@
+import Foundation
+
+/// The cross-products of a GLMM's working rows √W [Z X ỹ], accumulated straight into the fixed
+/// pattern of Z'Z that the first pass found: no sorting, no keys, per pass.
+///
+/// A *plan*, made once per segment of rows, lists the segment's distinct block pairs of Z'Z
+/// (level a with level b of the same row, a ≤ b), its distinct blocks of Z'[X y], and for
+/// every row which of them it adds to. A pass sums each segment's products into its own short
+/// array in row order (threads take whole segments) and adds the segments' arrays to the
+/// total in file order, over every rank (rank 0 adds the others' after its own), with the sum
+/// of the deviance residuals as one more entry: the same bits for any number of threads and
+/// ranks.
+final class WorkingCrossProducts: @unchecked Sendable {
+    /// The first pass's cross-products, whose layout every pass fills.
+    let pattern: CrossProducts
+    private let p1: Int
+    /// Per block (one level of one term), its dimension and first column of Z.
+    private let dims: [Int]
+    private let starts: [Int]
+    private let termBase: [Int]
+    /// The total's layout: Z'Z's values, then [Z'X Z'y] (q × (p + 1)), then [X y]'[X y], then Σ devres.
+    private let zxyBase: Int, xyxyBase: Int, devianceIndex: Int, totalCount: Int
+
+    struct Plan {
+        /// Row i's distinct blocks are `rowBlocks[rowBlockStart[i] ..< rowBlockStart[i + 1]]`
+        /// (local block numbers, in increasing block order); its memberships, term by term, name
+        /// one of them each (`membershipBlock`, −1 for an absent one); its pairs (i ≤ j over its
+        /// distinct blocks, row-major) are `rowPairs[rowPairStart[i] ..< rowPairStart[i + 1]]`.
+        var rowBlockStart: [Int32] = [0]
+        var rowBlocks: [Int32] = []
+        var membershipBlock: [Int32] = []
+        var rowPairStart: [Int32] = [0]
+        var rowPairs: [Int32] = []
+        /// Where each local pair's and block's values start in the segment's array, and the index
+        /// of every entry of that array in the total (−1: a lower-triangle entry, not stored).
+        var pairStart: [Int] = []
+        var blockStart: [Int] = []
+        /// Each local block's dimension.
+        var blockDims: [Int] = []
+        var xyxyStart = 0
+        var target: [Int] = []
+        var count: Int { target.count }
+    }
+    private(set) var plans: [Plan] = []
+    /// Rank 0: every rank's plans' targets, in file order (the other ranks: empty).
+    private var allTargets: [[Int]] = []
+
+    init(pattern: CrossProducts, segments: [ModelChunk], communicator: Communicator) {
+        self.pattern = pattern
+        p1 = pattern.fixedCount + 1
+        var dims: [Int] = [], starts: [Int] = [], termBase: [Int] = []
+        for t in pattern.terms {
+            termBase.append(dims.count)
+            for level in 0..<t.levels.count { dims.append(t.dimension); starts.append(t.offset + level * t.dimension) }
+        }
+        self.dims = dims
+        self.starts = starts
+        self.termBase = termBase
+        let q = pattern.randomEffectsCount
+        zxyBase = pattern.zzValues.count
+        xyxyBase = zxyBase + q * p1
+        devianceIndex = xyxyBase + p1 * p1
+        totalCount = devianceIndex + 1
+        plans = segments.map(makePlan)
+        if communicator.size > 1 {
+            var writer = ByteWriter()
+            writer.int(plans.count)
+            for plan in plans { writer.ints(plan.target) }
+            if communicator.isRoot {
+                for bytes in communicator.allGather(writer.bytes) {
+                    var reader = ByteReader(bytes)
+                    for _ in 0..<reader.int() { allTargets.append(reader.ints()) }
+                }
+            } else {
+                _ = communicator.allGather(writer.bytes)
+            }
+        } else {
+            allTargets = plans.map(\.target)
+        }
+    }
+
+    /// The position in Z'Z's values of row r of block a in column c of block b (a ≤ b).
+    private func zzPosition(_ a: Int, _ b: Int, row r: Int, column c: Int) -> Int {
+        let lo = pattern.blockRowStarts[b], hi = pattern.blockRowStarts[b + 1]
+        var offset = 0
+        for idx in lo..<hi {
+            let partner = Int(pattern.blockRows[idx])
+            if partner == a { break }
+            offset += dims[partner]
+        }
+        return pattern.zzColumnStarts[starts[b] + c] + offset + r
+    }
+
+    private func makePlan(_ chunk: ModelChunk) -> Plan {
+        var plan = Plan()
+        var localBlock: [Int: Int32] = [:], blocks: [Int] = []
+        var localPair: [Int: Int32] = [:], pairs: [(Int, Int)] = []
+        let nb = dims.count
+        var rowList: [Int] = []
+        for i in 0..<chunk.count {
+            rowList.removeAll(keepingCapacity: true)
+            var memberships: [Int] = []
+            for (k, tr) in chunk.terms.enumerated() {
+                let m = tr.memberships
+                for mi in 0..<m {
+                    let level = tr.levels[i * m + mi], w = tr.weights[i * m + mi]
+                    if level < 0 || w == 0 { memberships.append(-1); continue }
+                    let block = termBase[k] + Int(level)
+                    memberships.append(block)
+                    if !rowList.contains(block) { rowList.append(block) }
+                }
+            }
+            rowList.sort()
+            for block in rowList where localBlock[block] == nil {
+                localBlock[block] = Int32(blocks.count)
+                blocks.append(block)
+            }
+            for block in memberships {
+                plan.membershipBlock.append(block < 0 ? -1 : Int32(rowList.firstIndex(of: block)!))
+            }
+            plan.rowBlocks += rowList.map { localBlock[$0]! }
+            plan.rowBlockStart.append(Int32(plan.rowBlocks.count))
+            for x in rowList.indices {
+                for y in x..<rowList.count {
+                    let key = rowList[x] * nb + rowList[y]
+                    if localPair[key] == nil {
+                        localPair[key] = Int32(pairs.count)
+                        pairs.append((rowList[x], rowList[y]))
+                    }
+                    plan.rowPairs.append(localPair[key]!)
+                }
+            }
+            plan.rowPairStart.append(Int32(plan.rowPairs.count))
+        }
+        // The segment's array: pairs, blocks × [X y], [X y]'[X y], Σ devres.
+        for (a, b) in pairs {
+            plan.pairStart.append(plan.target.count)
+            let pa = dims[a], pb = dims[b]
+            for c in 0..<pb {
+                for r in 0..<pa { plan.target.append(a == b && r > c ? -1 : zzPosition(a, b, row: r, column: c)) }
+            }
+        }
+        let q = pattern.randomEffectsCount
+        for a in blocks {
+            plan.blockStart.append(plan.target.count)
+            plan.blockDims.append(dims[a])
+            for j in 0..<p1 { for r in 0..<dims[a] { plan.target.append(zxyBase + starts[a] + r + j * q) } }
+        }
+        plan.xyxyStart = plan.target.count
+        for j in 0..<p1 { for r in 0..<p1 { plan.target.append(r <= j ? xyxyBase + r + j * p1 : -1) } }
+        plan.target.append(devianceIndex)
+        return plan
+    }
+
+    /// One segment's sums: its rows (unweighted), √W and the scaled working response √W ỹ per
+    /// row, and its Σ devres. The array is laid out as its plan's `target`.
+    func segmentSums(_ s: Int, rows chunk: ModelChunk, sqrtWeights: [Double], response: [Double], deviance: Double) -> [Double] {
+        let plan = plans[s]
+        var sums = [Double](repeating: 0, count: plan.count)
+        let p = p1 - 1
+        let maxRowValues = chunk.terms.reduce(0) { $0 + $1.memberships * (($1.z.count / max(chunk.count, 1))) }
+        var scratch = [Double](repeating: 0, count: max(maxRowValues, 1))
+        var offsets = [Int](repeating: 0, count: max(maxRowValues, 1) + 1)
+        var xy = [Double](repeating: 0, count: p1)
+        sums.withUnsafeMutableBufferPointer { out in
+        scratch.withUnsafeMutableBufferPointer { v in
+        offsets.withUnsafeMutableBufferPointer { off in
+        xy.withUnsafeMutableBufferPointer { xy in
+            var membership = 0
+            for i in 0..<chunk.count {
+                let si = sqrtWeights[i]
+                for j in 0..<p { xy[j] = chunk.x[i * p + j] * si }
+                xy[p] = response[i]
+                let u0 = Int(plan.rowBlockStart[i]), u1 = Int(plan.rowBlockStart[i + 1]), u = u1 - u0
+                // Each distinct block's values: Σ over its memberships of w z √W.
+                var total = 0
+                for x in 0..<u {
+                    off[x] = total
+                    total += plan.blockDims[Int(plan.rowBlocks[u0 + x])]
+                }
+                off[u] = total
+                for t in 0..<total { v[t] = 0 }
+                for (k, tr) in chunk.terms.enumerated() {
+                    let m = tr.memberships, pk = pattern.terms[k].dimension
+                    for mi in 0..<m {
+                        let slot = plan.membershipBlock[membership]
+                        membership += 1
+                        if slot < 0 { continue }
+                        let w = tr.weights[i * m + mi] * si, o = off[Int(slot)]
+                        for t in 0..<pk { v[o + t] += w * tr.z[i * pk + t] }
+                    }
+                }
+                // Pairs (x ≤ y), then each block with [X y], then [X y]'[X y].
+                var pp = Int(plan.rowPairStart[i])
+                for x in 0..<u {
+                    let ox = off[x], px = off[x + 1] - ox
+                    for y in x..<u {
+                        let base = plan.pairStart[Int(plan.rowPairs[pp])]
+                        pp += 1
+                        let oy = off[y], py = off[y + 1] - oy
+                        for c in 0..<py {
+                            let vc = v[oy + c]
+                            for r in 0..<px { out[base + r + c * px] += v[ox + r] * vc }
+                        }
+                    }
+                    let base = plan.blockStart[Int(plan.rowBlocks[u0 + x])]
+                    for j in 0..<p1 {
+                        let xj = xy[j]
+                        for r in 0..<px { out[base + r + j * px] += v[ox + r] * xj }
+                    }
+                }
+                let xb = plan.xyxyStart
+                for j in 0..<p1 {
+                    let xj = xy[j]
+                    if xj == 0 { continue }
+                    for r in 0...j { out[xb + r + j * p1] += xy[r] * xj }
+                }
+            }
+        }
+        }
+        }
+        }
+        sums[plan.count - 1] = deviance
+        return sums
+    }
+
+    /// The total of the segments' sums (`segmentSums`), this rank's as `sums(s)` for its segment s
+    /// in file order, folded in file order over every rank; every rank returns the
+    /// cross-products and Σ devres. `sums` is called on several threads, segments handed out in
+    /// order; rank 0 adds each segment as soon as its predecessors are in.
+    func reduce(threads: Int, communicator: Communicator, sums: @escaping (Int) -> [Double]) -> (CrossProducts, Double) {
+        var total = [Double](repeating: 0, count: totalCount)
+        let keep = !communicator.isRoot
+        var kept = [[Double]](repeating: [], count: plans.count)
+        let turnstile = SegmentTurnstile()
+        let lock = NSLock()
+        var next = 0
+        DispatchQueue.concurrentPerform(iterations: max(1, min(threads, plans.count))) { _ in
+            while true {
+                lock.lock()
+                let s = next
+                next += 1
+                lock.unlock()
+                if s >= plans.count { return }
+                let part = sums(s)
+                if keep {
+                    lock.lock()
+                    kept[s] = part
+                    lock.unlock()
+                } else {
+                    turnstile.pass(s) { Self.add(part, targets: plans[s].target, to: &total) }
+                }
+            }
+        }
+        if communicator.size > 1 {
+            let tag = 12
+            if communicator.isRoot {
+                var index = plans.count
+                for r in 1..<communicator.size {
+                    var reader = ByteReader(communicator.receive(from: r, tag: tag).bytes)
+                    for _ in 0..<reader.int() {
+                        Self.add(reader.doubles(), targets: allTargets[index], to: &total)
+                        index += 1
+                    }
+                }
+                var writer = ByteWriter()
+                writer.doubles(total)
+                _ = communicator.broadcast(writer.bytes, root: 0)
+            } else {
+                var writer = ByteWriter()
+                writer.int(kept.count)
+                for part in kept { writer.doubles(part) }
+                communicator.send(writer.bytes, to: 0, tag: tag)
+                var reader = ByteReader(communicator.broadcast([], root: 0))
+                total = reader.doubles()
+            }
+        }
+        return (crossProducts(total), total[devianceIndex])
+    }
+
+    private static func add(_ part: [Double], targets: [Int], to total: inout [Double]) {
+        for k in part.indices where targets[k] >= 0 { total[targets[k]] += part[k] }
+    }
+
+    /// The total laid out as `CrossProducts` on the pattern ([X y]'[X y] mirrored).
+    private func crossProducts(_ total: [Double]) -> CrossProducts {
+        let cp = pattern, q = cp.randomEffectsCount
+        var xyxy = Array(total[xyxyBase..<(xyxyBase + p1 * p1)])
+        for j in 0..<p1 { for r in 0..<j { xyxy[j + r * p1] = xyxy[r + j * p1] } }
+        return CrossProducts(rows: cp.rows, terms: cp.terms, fixedNames: cp.fixedNames, blockStart: cp.blockStart, blockTerm: cp.blockTerm,
+                             blockRowStarts: cp.blockRowStarts, blockRows: cp.blockRows, zzColumnStarts: cp.zzColumnStarts,
+                             zzRowIndices: cp.zzRowIndices, zzValues: Array(total[0..<zxyBase]),
+                             zxy: Array(total[zxyBase..<(zxyBase + q * p1)]), xyxy: xyxy, logWeights: 0)
+    }
+}
