@@ -106,4 +106,89 @@ final class GeneralizedLinearMixedModelTests: ScratchDirectoryTestCase {
             }
         }
     }
+
+    /// The response's forms give one fit: cbind(successes, failures) on cbpp, one 0/1 row per
+    /// animal, and the same as a logical column (FALSE < TRUE: first is failure), up to the
+    /// binomial coefficients' constant in the log-likelihood.
+    func testResponseFormsGiveOneFit() throws {
+        let grouped = try GeneralizedLinearMixedModel.fit("cbind(incidence, size - incidence) ~ period + (1 | herd)",
+                                                          data: try openTable(path: Fixtures.path("cbpp.csv"), table: nil),
+                                                          options: GeneralizedFitOptions(family: .binomial))
+        let binary = try openTable(path: Fixtures.path("cbpp_binary.csv"), table: nil)
+        for formula in ["y ~ period + (1 | herd)", "sick ~ period + (1 | herd)"] {
+            let fit = try GeneralizedLinearMixedModel.fit(formula, data: binary, options: GeneralizedFitOptions(family: .binomial))
+            XCTAssertEqual(fit.theta[0], grouped.theta[0], accuracy: 1e-4, formula)
+            for j in fit.beta.indices { XCTAssertEqual(fit.beta[j], grouped.beta[j], accuracy: 1e-3 * grouped.standardErrors[j], formula) }
+        }
+    }
+
+    /// Bad input: one line naming the cause.
+    func testBadInputIsRefusedInOneLine() throws {
+        let cbpp = try openTable(path: Fixtures.path("cbpp.csv"), table: nil)
+        func fit(_ formula: String, _ data: TableSource, _ options: GeneralizedFitOptions) -> String {
+            message { try GeneralizedLinearMixedModel.fit(formula, data: data, options: options) }
+        }
+        let binomial = GeneralizedFitOptions(family: .binomial), poisson = GeneralizedFitOptions(family: .poisson)
+        XCTAssertTrue(fit("incidence ~ period + (1 | herd)", cbpp, binomial).contains("a binomial response is 0 or 1"))
+        XCTAssertTrue(fit("incidence ~ period + (1 | herd)", cbpp, binomial).contains("line "))
+        XCTAssertTrue(fit("cbind(incidence, size) ~ period + (1 | herd)", cbpp, poisson).contains("--family poisson needs a count"))
+        XCTAssertTrue(fit("cbind(incidence, incidence - size) ~ period + (1 | herd)", cbpp, binomial).contains("successes and failures are whole numbers ≥ 0"))
+        XCTAssertTrue(fit("period ~ 1 + (1 | herd)", cbpp, binomial).contains("has 4 values ('1', '2', '3', '4')"))
+        XCTAssertTrue(fit("I(incidence / size) ~ period + (1 | herd)", cbpp, poisson).contains("a Poisson response is a count"))
+        XCTAssertTrue(fit("I(-incidence) ~ period + (1 | herd)", cbpp, poisson).contains("a Poisson response is a count"))
+        var agq = binomial
+        agq.nodes = 5
+        XCTAssertTrue(fit("cbind(incidence, size - incidence) ~ period + (1 | herd) + (1 | period)", cbpp, agq).contains("single scalar random-effects term"))
+        agq.nodes = 30
+        XCTAssertTrue(fit("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp, agq).contains("from 1 (Laplace) to 25"))
+        XCTAssertTrue(message { try ResponseDistribution(family: .poisson, link: .logit) }.contains("does not suit --family poisson"))
+        // A Gaussian fit refuses what only a GLMM takes.
+        XCTAssertTrue(message { try LinearMixedModel.fit("cbind(incidence, size - incidence) ~ period + (1 | herd)", data: cbpp) }
+            .contains("give --family binomial"))
+        XCTAssertTrue(message { try LinearMixedModel.fit("incidence ~ period + offset(log(size)) + (1 | herd)", data: cbpp) }
+            .contains("offset(log(size)) is supported for --family"))
+        // Complete separation: x alone decides y.
+        var lines = ["y,x,g"]
+        for i in 0..<200 {
+            let x = sin(Double(i) * 1.3)
+            lines.append("\(x > 0 ? 1 : 0),\(x),g\(i % 10)")
+        }
+        let separated = try openTable(path: try write(lines.joined(separator: "\n") + "\n", to: "separated.csv"), table: nil)
+        let m = fit("y ~ x + (1 | g)", separated, binomial)
+        XCTAssertTrue(m.hasPrefix("complete separation:") && m.contains("'x' diverges"), m)
+    }
+
+    /// scale() is R's: centred at the mean and divided by the SD of the column over the rows
+    /// where it is present (grouseticks' HEIGHT: lme4's mean and SD).
+    func testScaleIsRs() throws {
+        let c = Self.cases["grouseticks"]!
+        let formula = try Formula.parse(c.formula).resolvingScale(in: try data(c), chunkRows: 100)
+        guard case .transform(let name, .binary("/", .binary("-", .column("HEIGHT"), .number(let mean)), .number(let sd))) =
+                formula.fixed.terms[1].variables[0] else { return XCTFail("scale(HEIGHT) not resolved: \(formula.fixed.terms)") }
+        XCTAssertEqual(name, "scale(HEIGHT)")
+        XCTAssertEqual(mean, c.number("height_mean"), accuracy: 1e-12 * mean)
+        XCTAssertEqual(sd, c.number("height_sd"), accuracy: 1e-12 * sd)
+    }
+
+    /// The command line prints glmer's summary and writes the JSON.
+    func testCommandLine() throws {
+        let json = temporary("cbpp.json")
+        let run = try mlm(["fit", Fixtures.path("cbpp.csv"), "--formula", "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+                           "--family", "binomial", "--json", json])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertTrue(run.stdout.hasPrefix("Generalized linear mixed model fit by maximum likelihood (Laplace Approximation) ['glmerMod']\n Family: binomial  ( logit )\n"), run.stdout)
+        XCTAssertTrue(run.stdout.contains(" herd   (Intercept)"), run.stdout)
+        XCTAssertTrue(run.stdout.contains("Pr(>|z|)"), run.stdout)
+        let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as! [String: Any]
+        XCTAssertEqual(object["family"] as? String, "binomial")
+        XCTAssertEqual((object["deviance"] as! NSNumber).doubleValue, 184.0525637, accuracy: 1e-6)
+        for (arguments, expected) in [(["--family", "gamma"], "--family must be binomial or poisson"),
+                                      (["--link", "probit"], "--link and --nagq need --family"),
+                                      (["--family", "binomial", "--bootstrap", "10"], "--bootstrap is not available with --family"),
+                                      (["--family", "binomial", "--weights", "size"], "--weights is not available with --family")] {
+            let bad = try mlm(["fit", Fixtures.path("cbpp.csv"), "--formula", "cbind(incidence, size - incidence) ~ period + (1 | herd)"] + arguments)
+            XCTAssertNotEqual(bad.status, 0)
+            XCTAssertTrue(bad.stderr.contains(expected), bad.stderr)
+        }
+    }
 }

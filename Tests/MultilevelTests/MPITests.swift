@@ -181,6 +181,35 @@ final class MPITests: ScratchDirectoryTestCase {
         XCTAssertTrue(errors.first?.contains("the level-2 weight in column 'w_school' varies within school 's149'") ?? false, run.stderr)
     }
 
+    /// A GLMM's rows are split over the ranks; the fit is bit for bit the one process's (one
+    /// 0/1 row per animal of cbpp, in segments of 20 rows: groups of 320 on each rank), and a response of 2 in the last
+    /// rank's slab stops every rank with one line naming its line.
+    func testGeneralizedFitIsTheSameOnAnyNumberOfRanks() throws {
+        func arguments(_ tag: String, file: String = Fixtures.path("cbpp_binary.csv")) -> [String] {
+            ["fit", file, "--formula", "y ~ period + (1 | herd)", "--family", "binomial",
+             "--segment-rows", "20", "--json", temporary("glmm-\(tag).json")]
+        }
+        let single = try mlm(arguments("single"))
+        XCTAssertEqual(single.status, 0, single.stderr)
+        let expected = try Data(contentsOf: URL(fileURLWithPath: temporary("glmm-single.json")))
+        for ranks in [1, 2, 3] {
+            let run = try mpirun(ranks, arguments("\(ranks)"))
+            XCTAssertEqual(run.status, 0, run.stderr)
+            XCTAssertEqual(run.stdout, single.stdout, "\(ranks) ranks")
+            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: temporary("glmm-\(ranks).json"))), expected, "\(ranks) ranks")
+        }
+        var lines = try String(contentsOfFile: Fixtures.path("cbpp_binary.csv"), encoding: .utf8).split(separator: "\n").map(String.init)
+        var fields = lines[lines.count - 1].split(separator: ",").map(String.init)
+        fields[2] = "2"
+        lines[lines.count - 1] = fields.joined(separator: ",")
+        let bad = try write(lines.joined(separator: "\n") + "\n", to: "binary-bad.csv")
+        let run = try mpirun(3, arguments("bad", file: bad))
+        XCTAssertNotEqual(run.status, 0)
+        let errors = run.stderr.split(separator: "\n").filter { $0.hasPrefix("mlm: error:") }
+        XCTAssertEqual(errors.count, 1, run.stderr)
+        XCTAssertTrue(errors.first?.contains("line \(lines.count): the response 'y' is 2") ?? false, run.stderr)
+    }
+
     func testErrorsUnderMPIStopEveryRankWithOneLine() throws {
         let run = try mpirun(2, ["fit", Fixtures.path("sleepstudy.h5"), "--formula", "Reaction ~ Nights + (1 | Subject)",
                                  "--bootstrap", "10"])

@@ -122,6 +122,7 @@ public enum GeneralizedLinearMixedModel {
         }, start: factor.initialTheta, lower: factor.lowerBounds, summary: &stage1)
         if !first.value.isFinite, let failure { throw failure }
         let mode1 = try prepared.jointDeviance(first.theta)
+        try checkSeparation(prepared, mode1)
         let p = mode1.beta.count
         let scale = rxStandardErrors(irls, mode1).map { $0.isFinite && $0 > 0 ? $0 : 1 }
 
@@ -141,6 +142,7 @@ public enum GeneralizedLinearMixedModel {
         if !second.value.isFinite, let failure { throw failure }
         let optimum = native(second.theta)
         let (value, mode) = try deviance(optimum)
+        try checkSeparation(prepared, mode)
         let rxCovariance = rxCovariance(irls, mode)
 
         // The Hessian in (θ, β), as lme4's deriv12, for small models away from a boundary.
@@ -182,6 +184,21 @@ public enum GeneralizedLinearMixedModel {
             devianceResiduals: mode.devianceResiduals, conditionalModes: b, inverseBlocks: inverseBlocks,
             stages: (stage1, stage2), pirlsIterations: irls.iterations, notes: notes,
             timings: [("levels and rows", t1 - t0), ("optimisation", t2 - t1)])
+    }
+
+    /// Throws when fitted means sit numerically at the end of their range at a mode: complete
+    /// separation (or, for counts, a level of all zeros), where a fixed effect diverges and the
+    /// estimates and their SEs would be meaningless. Names the largest coefficient.
+    static func checkSeparation(_ prepared: Prepared, _ mode: PenalizedIRLS.Mode) throws {
+        let irls = prepared.irls
+        let count = prepared.rows.boundaryRows(beta: mode.beta, b: irls.randomEffects(mode.theta, mode.u))
+        guard count > 0 else { return }
+        let what = prepared.rows.distribution.family == .binomial ? "probabilities numerically 0 or 1" : "means numerically 0"
+        var message = "complete separation: \(count) row\(count == 1 ? " has" : "s have") fitted \(what)"
+        if let j = mode.beta.indices.max(by: { abs(mode.beta[$0]) < abs(mode.beta[$1]) }) {
+            message += String(format: "; the fixed effect '%@' diverges (%.3g)", irls.fixedNames[j], mode.beta[j])
+        }
+        throw InputError(message + ": drop or merge the predictor (or the level) that separates the outcome")
     }
 
     private static func isMembership(_ formula: Formula) -> Bool {

@@ -220,6 +220,26 @@ final class GeneralizedRows: @unchecked Sendable {
         return total
     }
 
+    /// The rows whose fitted mean is numerically at the end of its range (within 10 ε of 0 or,
+    /// for the binomial, of 1: |η| beyond about 36 on the logit scale), at β and b, over every rank.
+    func boundaryRows(beta: [Double], b: [Double]) -> Int {
+        let d = distribution, limit = 10 * Double.ulpOfOne
+        var partials = [Double](repeating: 0, count: segments.count)
+        let lock = NSLock()
+        forEachStoredSegment(count: segments.count, threads: threads) { s in
+            let eta = linearPredictor(segments[s], beta: beta, b: b)
+            var count = 0.0
+            for e in eta {
+                let mu = d.mean(e)
+                if mu <= limit || (d.family == .binomial && mu >= 1 - limit) { count += 1 }
+            }
+            lock.lock()
+            partials[s] = count
+            lock.unlock()
+        }
+        return Int(orderedSums(partials, width: 1)[0])
+    }
+
     /// Σ of the squared deviance residuals per level of the model's one term (a scalar term of
     /// a grouping factor: adaptive Gauss–Hermite quadrature), at β and b. Per segment in row
     /// order, then the segments in file order over every rank.
