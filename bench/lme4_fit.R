@@ -1,5 +1,6 @@
 # Fits a model with lme4 on the file mlm reads, times lmer, and writes the result as JSON.
-# Usage: Rscript bench/lme4_fit.R FILE.(csv|h5) "FORMULA" REML|ML [REPEATS] [OUT.json]
+# Usage: Rscript bench/lme4_fit.R FILE.(csv|h5) "FORMULA" REML|ML [REPEATS] [OUT.json] [FAMILY]
+# FAMILY (binomial or poisson) fits with glmer (Laplace, its default settings) instead of lmer.
 #
 # CSV: a column quoted in the first data row is a string column, made a factor with levels in
 # C-locale order (as mlm reads R's write.csv files). HDF5: the 1-D datasets of the group "data"
@@ -12,6 +13,7 @@ args <- commandArgs(TRUE)
 file <- args[1]; text <- args[2]; reml <- args[3] != "ML"
 repeats <- if (length(args) >= 4) as.integer(args[4]) else 1
 out <- if (length(args) >= 5) args[5] else NA
+family <- if (length(args) >= 6) get(args[6]) else NULL
 
 # The folder of this script, to source its neighbours whatever the working directory.
 here <- dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), value = TRUE)))
@@ -31,6 +33,7 @@ groups <- unique(unlist(lapply(findbars(form), function(b) all.vars(b[[3]]))))
 for (v in setdiff(groups, "mm")) if (!is.factor(d[[v]])) d[[v]] <- factor(d[[v]], levels = sort(unique(d[[v]])))
 
 fit <- function() {
+  if (!is.null(family)) { stopifnot(!length(mm)); return(glmer(form, d, family = family)) }
   if (!length(mm)) return(lmer(form, d, REML = reml))
   levs <- sort(unique(na.omit(unlist(d[mmcols]))))
   d$mm <- factor(d[[mmcols[1]]], levels = levs)
@@ -50,7 +53,7 @@ fit <- function() {
 
 times <- numeric(repeats)
 for (r in seq_len(repeats)) times[r] <- system.time(m <- fit())[["elapsed"]]
-criterion <- if (reml) REMLcrit(m) else deviance(m)
+criterion <- if (!is.null(family)) -2 * as.numeric(logLik(m)) else if (reml) REMLcrit(m) else deviance(m)
 res <- list(criterion = criterion, theta = unname(getME(m, "theta")), seconds = times,
             median = median(times), evaluations = m@optinfo$feval, BLAS = sessionInfo()$BLAS)
 if (!is.na(out)) write_json(res, out, auto_unbox = TRUE, digits = NA)

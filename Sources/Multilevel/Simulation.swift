@@ -104,6 +104,10 @@ public struct Simulation: Sendable {
 ///   draws both uniformly; x, w ~ N(0, 1); y = 1 + 0.5x − 0.3w + a0[A] + a1[A]·x + b[B] + ε,
 ///   (a0, a1) bivariate normal with SDs 0.8 and 0.3 and correlation 0.3, b ~ N(0, 0.5²),
 ///   ε ~ N(0, 1). Columns y, x, w (float64), A, B (int64 codes 1…levels).
+/// - `crossed-binary`: `y ~ x + w + (1 | A) + (1 | B)` for `--family binomial`: A has 10,000
+///   levels, B 2,000, each row draws both uniformly; x, w ~ N(0, 1); y is 1 with probability
+///   logit⁻¹(−0.5 + 0.5x − 0.3w + a[A] + b[B]), a ~ N(0, 0.8²), b ~ N(0, 0.5²), else 0.
+///   Columns y, x, w (float64), A, B (int64 codes). Its parameters have no sigma.
 /// - `multimember`: `y ~ x + (1 | mm(school1, school2, school3, weights = cbind(w1, w2, w3))) + (1 | area)`.
 ///   20,000 schools and 5,000 areas in 500 regions (40 schools and 10 areas each, consecutive
 ///   codes); a pupil lives in an area of a region drawn uniformly and attended 1 (60%), 2 (30%)
@@ -154,6 +158,7 @@ public struct Simulation: Sendable {
 ///   the intercept: a cluster's weighted mean is a ratio estimator; Pfeffermann et al. 1998).
 public enum SimulationDesign: String, CaseIterable, Sendable {
     case crossed
+    case crossedBinary = "crossed-binary"
     case multimember
     case nested3
     case crossedMultimember = "crossed-mm"
@@ -189,6 +194,7 @@ public enum SimulationDesign: String, CaseIterable, Sendable {
     var process: any SimulatedProcess.Type {
         switch self {
         case .crossed: return CrossedProcess.self
+        case .crossedBinary: return CrossedBinaryProcess.self
         case .multimember: return MultipleMembershipProcess.self
         case .nested3: return NestedProcess.self
         case .crossedMultimember: return CrossedMultipleMembershipProcess.self
@@ -271,6 +277,45 @@ struct CrossedProcess: SimulatedProcess {
             let xi = random.nextNormal(), wi = random.nextNormal()
             y[i] = c.intercept + c.slopeX * xi + c.slopeW * wi + interceptA[a] + slopeA[a] * xi + effectB[b]
                 + c.sigma * random.nextNormal()
+            x[i] = xi
+            w[i] = wi
+            codeA[i] = Int64(a + 1)
+            codeB[i] = Int64(b + 1)
+        }
+        try writer.append(numeric: ["y": y, "x": x, "w": w], integer: ["A": codeA, "B": codeB])
+    }
+}
+
+/// `crossed-binary`: crossed random intercepts for A and B, a binary response by the logit link.
+///
+/// Effects are drawn A's then B's; each row draws A, B, x, w and a uniform, in that order.
+struct CrossedBinaryProcess: SimulatedProcess {
+    static let formula = "y ~ x + w + (1 | A) + (1 | B)"
+    static let columns: [HDF5TableWriter.Column] = [.numeric("y"), .numeric("x"), .numeric("w"),
+                                                    .integer("A"), .integer("B")]
+    static let factors = [SimulatedFactor(name: "A", full: 10_000, minimum: 2),
+                          SimulatedFactor(name: "B", full: 2_000, minimum: 2)]
+    private static let intercept = -0.5, slopeX = 0.5, slopeW = -0.3, sdA = 0.8, sdB = 0.5
+    static let parameters: [(name: String, value: Double)] = [
+        ("beta_(Intercept)", intercept), ("beta_x", slopeX), ("beta_w", slopeW),
+        ("sd_A_(Intercept)", sdA), ("sd_B_(Intercept)", sdB),
+    ]
+    private let effectA: [Double], effectB: [Double]
+
+    init(levels: [Int], random: inout Xoshiro256) {
+        effectA = (0..<levels[0]).map { _ in Self.sdA * random.nextNormal() }
+        effectB = (0..<levels[1]).map { _ in Self.sdB * random.nextNormal() }
+    }
+
+    func appendRows(_ count: Int, random: inout Xoshiro256, to writer: HDF5TableWriter) throws {
+        let c = Self.self
+        var y = [Double](repeating: 0, count: count), x = y, w = y
+        var codeA = [Int64](repeating: 0, count: count), codeB = codeA
+        for i in 0..<count {
+            let a = random.nextInt(below: effectA.count), b = random.nextInt(below: effectB.count)
+            let xi = random.nextNormal(), wi = random.nextNormal()
+            let eta = c.intercept + c.slopeX * xi + c.slopeW * wi + effectA[a] + effectB[b]
+            y[i] = random.nextDouble() < 1 / (1 + exp(-eta)) ? 1 : 0
             x[i] = xi
             w[i] = wi
             codeA[i] = Int64(a + 1)

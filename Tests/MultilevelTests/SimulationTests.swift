@@ -144,7 +144,7 @@ final class SimulationTests: ScratchDirectoryTestCase {
         XCTAssertTrue(message { try Simulation(design: .crossed, rows: -5) }.contains("--rows"))
         XCTAssertTrue(message { try Simulation(design: .crossed, rows: 10, seed: 1 << 60) }.contains("--seed"))
         XCTAssertEqual(message { try SimulationDesign(named: "latin") },
-                       "unknown design 'latin': use one of crossed, multimember, nested3, crossed-mm, ratings, survey, survey-informative")
+                       "unknown design 'latin': use one of crossed, crossed-binary, multimember, nested3, crossed-mm, ratings, survey, survey-informative")
         let simulation = try Simulation(design: .nested3, rows: 100)
         XCTAssertTrue(message { try simulation.write(to: self.temporary("x.h5"), chunkRows: 0) }.contains("--chunk-rows"))
         let missing = temporary("no/such/dir/x.h5")
@@ -162,7 +162,7 @@ final class SimulationTests: ScratchDirectoryTestCase {
                        try openTable(path: path, table: nil).readNumeric("y", rows: 0..<500))
         let bad = try mlm(["simulate", "--rows", "500", "--design", "latin", "--out", path])
         XCTAssertEqual(bad.status, 1)
-        XCTAssertEqual(bad.stderr, "mlm: error: unknown design 'latin': use one of crossed, multimember, nested3, crossed-mm, ratings, survey, survey-informative\n")
+        XCTAssertEqual(bad.stderr, "mlm: error: unknown design 'latin': use one of crossed, crossed-binary, multimember, nested3, crossed-mm, ratings, survey, survey-informative\n")
     }
 
     // MARK: Generator
