@@ -277,23 +277,37 @@ final class GeneralizedRows: @unchecked Sendable {
     /// η of every row of a segment at β and b.
     func linearPredictor(_ segment: Segment, beta: [Double], b: [Double]) -> [Double] {
         let rows = segment.rows, n = rows.count, p = beta.count
-        var eta = rows.offset.isEmpty ? [Double](repeating: 0, count: n) : rows.offset
-        let termList = terms
-        for i in 0..<n {
-            var value = 0.0
-            for j in 0..<p { value += rows.x[i * p + j] * beta[j] }
-            for (k, tr) in rows.terms.enumerated() {
-                let pk = termList[k].dimension, offset = termList[k].offset, m = tr.memberships
-                for mi in 0..<m {
-                    let level = tr.levels[i * m + mi], w = tr.weights[i * m + mi]
-                    if level < 0 || w == 0 { continue }
-                    let base = offset + Int(level) * pk
-                    var dot = 0.0
-                    for t in 0..<pk { dot += tr.z[i * pk + t] * b[base + t] }
-                    value += w * dot
+        var eta = [Double](repeating: 0, count: n)
+        eta.withUnsafeMutableBufferPointer { eta in
+            rows.x.withUnsafeBufferPointer { x in
+                for i in 0..<n {
+                    var value = rows.offset.isEmpty ? 0 : rows.offset[i]
+                    for j in 0..<p { value += x[i * p + j] * beta[j] }
+                    eta[i] = value
                 }
             }
-            eta[i] += value
+            // Term by term, each term's arrays looked up once.
+            b.withUnsafeBufferPointer { b in
+                for (k, tr) in rows.terms.enumerated() {
+                    let pk = terms[k].dimension, offset = terms[k].offset, m = tr.memberships
+                    tr.levels.withUnsafeBufferPointer { levels in
+                    tr.weights.withUnsafeBufferPointer { weights in
+                    tr.z.withUnsafeBufferPointer { z in
+                        for i in 0..<n {
+                            for mi in 0..<m {
+                                let level = levels[i * m + mi], w = weights[i * m + mi]
+                                if level < 0 || w == 0 { continue }
+                                let base = offset + Int(level) * pk
+                                var dot = 0.0
+                                for t in 0..<pk { dot += z[i * pk + t] * b[base + t] }
+                                eta[i] += w * dot
+                            }
+                        }
+                    }
+                    }
+                    }
+                }
+            }
         }
         return eta
     }

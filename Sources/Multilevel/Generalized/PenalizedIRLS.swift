@@ -26,11 +26,14 @@ final class PenalizedIRLS {
     /// True until the first PIRLS: `current` is then at glm's starting means, not at (u, β).
     private var atStart = true
     /// PIRLS stops after a full step that moves no entry of u or β by more than this (relative
-    /// to its size, when above 1): the Laplace deviance is then exact to about the square of it
-    /// (Newton's quadratic convergence; canonical links), smooth enough in (θ, β) for the
-    /// finite-difference Hessian. lme4 stops when the penalised deviance changes by less than
-    /// 1e-7 relative, and its deviance is about 1e-5 relative above the converged value.
-    static let stepTolerance = 1e-9
+    /// to its size, when above 1): u is then off the mode by about the next step, which is
+    /// the square of this one with a canonical link (logit, log: PIRLS is Newton's method) and
+    /// a fraction of it with another (Fisher scoring converges linearly), so the Laplace
+    /// deviance, which moves with u at first order through log|L|², is exact to about 1e-12 and
+    /// smooth enough in (θ, β) for the finite-difference Hessian. lme4 stops when the penalised
+    /// deviance changes by less than 1e-7 relative, and its deviance is about 1e-5 relative
+    /// above the converged value.
+    let stepTolerance: Double
     /// After `maxIterations`, PIRLS is accepted if the penalised deviance changed by less than
     /// this (lme4's tolerance), else it failed.
     static let acceptedChange = 1e-7
@@ -63,6 +66,8 @@ final class PenalizedIRLS {
 
     init(rows: GeneralizedRows, memoryLimit: MemoryLimit?, log: ((String) -> Void)?) throws {
         self.rows = rows
+        let d = rows.distribution
+        stepTolerance = d.link == d.family.canonicalLink ? 1e-6 : 1e-10
         current = rows.evaluate(.start)
         let keep = LinearMixedModel.independentColumns(current.crossProducts)
         if keep.count < current.crossProducts.fixedCount {
@@ -136,7 +141,7 @@ final class PenalizedIRLS {
             for k in 0..<q { step = max(step, abs(stepU[k] - u[k]) / max(1, abs(u[k]))) }
             for j in stepBeta.indices { step = max(step, abs(stepBeta[j] - beta[j]) / max(1, abs(beta[j]))) }
             lastChange = abs(pdevOld - pdev) / max(abs(pdev), 1)
-            converged = halvings == 0 && step < Self.stepTolerance
+            converged = halvings == 0 && step < stepTolerance
             u = stepU
             beta = stepBeta
             current = trial

@@ -157,45 +157,62 @@ final class WorkingCrossProducts: @unchecked Sendable {
     func segmentSums(_ s: Int, rows chunk: ModelChunk, sqrtWeights: [Double], response: [Double], deviance: Double) -> [Double] {
         let plan = plans[s]
         var sums = [Double](repeating: 0, count: plan.count)
-        let p = p1 - 1
-        let maxRowValues = chunk.terms.reduce(0) { $0 + $1.memberships * (($1.z.count / max(chunk.count, 1))) }
+        let p = p1 - 1, n = chunk.count
+        // Each membership's term, dimension and values (w z), looked up once: row i's membership
+        // c of term k has weight weights[k][i M_k + c] and covariates z[k][(i M_k + c)…].
+        let termCount = chunk.terms.count
+        let memberships = chunk.terms.map(\.memberships), termDims = pattern.terms.map(\.dimension)
+        let maxRowValues = zip(memberships, termDims).reduce(0) { $0 + $1.0 * $1.1 }
         var scratch = [Double](repeating: 0, count: max(maxRowValues, 1))
-        var offsets = [Int](repeating: 0, count: max(maxRowValues, 1) + 1)
+        var offsets = [Int](repeating: 0, count: memberships.reduce(0, +) + 1)
         var xy = [Double](repeating: 0, count: p1)
+        let weightPointers = chunk.terms.map { t in t.weights.withUnsafeBufferPointer { $0.baseAddress! } }
+        let zPointers = chunk.terms.map { t in t.z.withUnsafeBufferPointer { $0.baseAddress! } }
+        withExtendedLifetime(chunk) {
         sums.withUnsafeMutableBufferPointer { out in
         scratch.withUnsafeMutableBufferPointer { v in
         offsets.withUnsafeMutableBufferPointer { off in
         xy.withUnsafeMutableBufferPointer { xy in
+        chunk.x.withUnsafeBufferPointer { x in
+        plan.rowBlockStart.withUnsafeBufferPointer { rowBlockStart in
+        plan.rowBlocks.withUnsafeBufferPointer { rowBlocks in
+        plan.membershipBlock.withUnsafeBufferPointer { membershipBlock in
+        plan.rowPairStart.withUnsafeBufferPointer { rowPairStart in
+        plan.rowPairs.withUnsafeBufferPointer { rowPairs in
+        plan.pairStart.withUnsafeBufferPointer { pairStart in
+        plan.blockStart.withUnsafeBufferPointer { blockStart in
+        plan.blockDims.withUnsafeBufferPointer { blockDims in
             var membership = 0
-            for i in 0..<chunk.count {
+            let xb = plan.xyxyStart
+            for i in 0..<n {
                 let si = sqrtWeights[i]
-                for j in 0..<p { xy[j] = chunk.x[i * p + j] * si }
+                for j in 0..<p { xy[j] = x[i * p + j] * si }
                 xy[p] = response[i]
-                let u0 = Int(plan.rowBlockStart[i]), u1 = Int(plan.rowBlockStart[i + 1]), u = u1 - u0
+                let u0 = Int(rowBlockStart[i]), u = Int(rowBlockStart[i + 1]) - u0
                 // Each distinct block's values: Σ over its memberships of w z √W.
                 var total = 0
                 for x in 0..<u {
                     off[x] = total
-                    total += plan.blockDims[Int(plan.rowBlocks[u0 + x])]
+                    total += blockDims[Int(rowBlocks[u0 + x])]
                 }
                 off[u] = total
                 for t in 0..<total { v[t] = 0 }
-                for (k, tr) in chunk.terms.enumerated() {
-                    let m = tr.memberships, pk = pattern.terms[k].dimension
+                for k in 0..<termCount {
+                    let m = memberships[k], pk = termDims[k], w = weightPointers[k], z = zPointers[k]
                     for mi in 0..<m {
-                        let slot = plan.membershipBlock[membership]
+                        let slot = membershipBlock[membership]
                         membership += 1
                         if slot < 0 { continue }
-                        let w = tr.weights[i * m + mi] * si, o = off[Int(slot)]
-                        for t in 0..<pk { v[o + t] += w * tr.z[i * pk + t] }
+                        let wi = w[i * m + mi] * si, o = off[Int(slot)]
+                        for t in 0..<pk { v[o + t] += wi * z[i * pk + t] }
                     }
                 }
                 // Pairs (x ≤ y), then each block with [X y], then [X y]'[X y].
-                var pp = Int(plan.rowPairStart[i])
+                var pp = Int(rowPairStart[i])
                 for x in 0..<u {
                     let ox = off[x], px = off[x + 1] - ox
                     for y in x..<u {
-                        let base = plan.pairStart[Int(plan.rowPairs[pp])]
+                        let base = pairStart[Int(rowPairs[pp])]
                         pp += 1
                         let oy = off[y], py = off[y + 1] - oy
                         for c in 0..<py {
@@ -203,23 +220,19 @@ final class WorkingCrossProducts: @unchecked Sendable {
                             for r in 0..<px { out[base + r + c * px] += v[ox + r] * vc }
                         }
                     }
-                    let base = plan.blockStart[Int(plan.rowBlocks[u0 + x])]
+                    let base = blockStart[Int(rowBlocks[u0 + x])]
                     for j in 0..<p1 {
                         let xj = xy[j]
                         for r in 0..<px { out[base + r + j * px] += v[ox + r] * xj }
                     }
                 }
-                let xb = plan.xyxyStart
                 for j in 0..<p1 {
                     let xj = xy[j]
                     if xj == 0 { continue }
                     for r in 0...j { out[xb + r + j * p1] += xy[r] * xj }
                 }
             }
-        }
-        }
-        }
-        }
+        }}}}}}}}}}}}}}
         sums[plan.count - 1] = deviance
         return sums
     }
