@@ -19,6 +19,15 @@ struct Compare: ParsableCommand {
     @Option(help: "A column of precision weights for every model (lme4's weights =), as mlm fit's --weights.")
     var weights: String?
 
+    @Option(help: "Compare GLMMs (lme4's anova of glmer fits): binomial or poisson, as mlm fit's --family.")
+    var family: String?
+
+    @Option(help: "The link of --family, as mlm fit's --link.")
+    var link: String?
+
+    @Option(name: .customLong("nagq"), help: "Quadrature nodes of --family fits, as mlm fit's --nagq.")
+    var nagq = 1
+
     @Option(help: ArgumentHelp("Refused: likelihood-ratio tests are not valid under sampling weights.", visibility: .hidden))
     var surveyWeights: String?
 
@@ -48,7 +57,22 @@ struct Compare: ParsableCommand {
                 options.weights = weights
                 return (data, options)
             }
-            let comparison = try Job.stage { try ModelComparison.compare(formula, data: data, options: options) }
+            let comparison: ModelComparison
+            if let family {
+                guard let f = ResponseFamily(rawValue: family) else { throw InputError("--family must be binomial or poisson") }
+                let l = link.flatMap(LinkFunction.init(rawValue:))
+                if link != nil && l == nil {
+                    throw InputError("--link must be one of \(LinkFunction.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                if weights != nil { throw InputError("--weights is not available with --family: give a binomial's trials as cbind(successes, failures)") }
+                if report != nil { throw InputError("--report is not available with --family yet: the table and --json are") }
+                var generalized = GeneralizedFitOptions(family: f, link: l, nodes: nagq, threads: options.threads, chunkRows: options.chunkRows,
+                                                        communicator: options.communicator, maxMemory: options.maxMemory)
+                generalized.segmentRows = options.segmentRows
+                comparison = try Job.stage { try ModelComparison.compare(formula, data: data, options: generalized) }
+            } else {
+                comparison = try Job.stage { try ModelComparison.compare(formula, data: data, options: options) }
+            }
             try Job.stage {
                 guard Job.isRoot else { return }
                 printSummary(comparison.summary(), outputs: [json])

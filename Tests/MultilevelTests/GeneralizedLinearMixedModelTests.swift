@@ -191,4 +191,23 @@ final class GeneralizedLinearMixedModelTests: ScratchDirectoryTestCase {
             XCTAssertTrue(bad.stderr.contains(expected), bad.stderr)
         }
     }
+
+    /// `compare --family` is lme4's anova() of glmer fits: on cbpp, period against none
+    /// (anova(m0, m1) with converged PIRLS: logLik −104.8313135939 and −92.0262818715, χ² 25.6101 on 3 df).
+    func testComparisonIsLme4sAnova() throws {
+        let comparison = try ModelComparison.compare(["cbind(incidence, size - incidence) ~ 1 + (1 | herd)",
+                                                      "cbind(incidence, size - incidence) ~ period + (1 | herd)"],
+                                                     data: try openTable(path: Fixtures.path("cbpp.csv"), table: nil),
+                                                     options: GeneralizedFitOptions(family: .binomial))
+        XCTAssertEqual(comparison.rows.map(\.npar), [2, 5])
+        XCTAssertEqual(comparison.rows[0].logLik, -104.8313135939, accuracy: 1e-5)
+        XCTAssertEqual(comparison.rows[1].logLik, -92.0262818715, accuracy: 1e-5)
+        XCTAssertEqual(comparison.rows[1].chisq!, 25.61006, accuracy: 1e-4)
+        XCTAssertEqual(comparison.rows[1].df, 3)
+        XCTAssertEqual(comparison.rows[1].p!, 1.1509e-05, accuracy: 1e-8)
+        let run = try mlm(["compare", Fixtures.path("cbpp.csv"), "--formula", "cbind(incidence, size - incidence) ~ 1 + (1 | herd)",
+                           "--formula", "cbind(incidence, size - incidence) ~ period + (1 | herd)", "--family", "binomial"])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertTrue(run.stdout.contains("m2    5 194.1 204.2  -92.0    184.1 25.61  3  1.151e-05 ***"), run.stdout)
+    }
 }

@@ -28,10 +28,22 @@ public struct ModelComparison: Sendable {
 
     public let dataName: String
     public let nobs: Int
+    /// The formulas, in the order given (`m1`, `m2`, …).
+    public let formulas: [String]
     /// In lme4's printed order (increasing npar).
     public let rows: [Row]
-    /// The ML fits, in the order the formulas were given.
+    /// The ML fits of Gaussian models, in the order the formulas were given (empty for GLMMs).
     public let fits: [FitResult]
+
+    /// What the table needs of one fitted model.
+    struct Fitted {
+        let formula: String
+        let nobs: Int
+        let npar: Int
+        let aic, bic, logLik, deviance: Double
+        let fixedNames: [String]
+        let thetaCount: Int
+    }
 
     /// Fits each formula to `data` by ML (whatever `options.reml` says) and compares them.
     public static func compare(_ formulas: [String], data: TableSource, options: FitOptions = FitOptions()) throws -> ModelComparison {
@@ -39,39 +51,61 @@ public struct ModelComparison: Sendable {
         var ml = options
         ml.reml = false
         let fits = try formulas.map { try LinearMixedModel.fit($0, data: data, options: ml) }
-        for (k, f) in fits.enumerated().dropFirst() where f.nobs != fits[0].nobs {
-            throw InputError("the models were not all fitted to the same rows: \(formulas[0]) uses \(fits[0].nobs), \(formulas[k]) uses \(f.nobs) (missing values in different columns)")
+        let fitted = fits.map { f in
+            Fitted(formula: f.formula, nobs: f.nobs, npar: f.df, aic: f.aic, bic: f.bic, logLik: f.logLik, deviance: f.objective,
+                   fixedNames: f.fixedNames, thetaCount: f.theta.count)
         }
-        let order = fits.indices.sorted { fits[$0].df != fits[$1].df ? fits[$0].df < fits[$1].df : $0 < $1 }
+        return try ModelComparison(fitted, dataName: data.name, fits: fits)
+    }
+
+    /// Fits each formula as a GLMM (`options`' family, link and quadrature) and compares them,
+    /// as lme4's `anova()` of glmer fits.
+    public static func compare(_ formulas: [String], data: TableSource, options: GeneralizedFitOptions) throws -> ModelComparison {
+        guard formulas.count >= 2 else { throw InputError("compare needs at least two --formula options") }
+        let fitted = try formulas.map { formula -> Fitted in
+            let f = try GeneralizedLinearMixedModel.fit(formula, data: data, options: options)
+            return Fitted(formula: f.formula, nobs: f.nobs, npar: f.df, aic: f.aic, bic: f.bic, logLik: f.logLik,
+                          deviance: f.deviance, fixedNames: f.fixedNames, thetaCount: f.theta.count)
+        }
+        return try ModelComparison(fitted, dataName: data.name, fits: [])
+    }
+
+}
+
+extension ModelComparison {
+    /// The table of `fitted` models (see the type's discussion).
+    init(_ fitted: [Fitted], dataName: String, fits: [FitResult]) throws {
+        for f in fitted.dropFirst() where f.nobs != fitted[0].nobs {
+            throw InputError("the models were not all fitted to the same rows: \(fitted[0].formula) uses \(fitted[0].nobs), \(f.formula) uses \(f.nobs) (missing values in different columns)")
+        }
+        let order = fitted.indices.sorted { fitted[$0].npar != fitted[$1].npar ? fitted[$0].npar < fitted[$1].npar : $0 < $1 }
         var rows: [Row] = []
         for (position, k) in order.enumerated() {
-            let f = fits[k]
+            let f = fitted[k]
             var chisq: Double?, df: Int?, p: Double?, boundary: Double?
             if position > 0 {
-                let previous = fits[order[position - 1]]
+                let previous = fitted[order[position - 1]]
                 let x = 2 * max(0, f.logLik - previous.logLik)
-                let d = f.df - previous.df
+                let d = f.npar - previous.npar
                 chisq = x
                 df = d
                 p = d == 0 ? nil : ChiSquareDistribution.upperTail(x, df: Double(d))
-                if d > 0, Set(f.fixedNames) == Set(previous.fixedNames), f.theta.count > previous.theta.count {
+                if d > 0, Set(f.fixedNames) == Set(previous.fixedNames), f.thetaCount > previous.thetaCount {
                     boundary = 0.5 * ChiSquareDistribution.upperTail(x, df: Double(d - 1))
                         + 0.5 * ChiSquareDistribution.upperTail(x, df: Double(d))
                 }
             }
-            rows.append(Row(name: "m\(k + 1)", formula: f.formula, npar: f.df, aic: f.aic, bic: f.bic, logLik: f.logLik,
-                            deviance: f.objective, chisq: chisq, df: df, p: p, boundaryP: boundary))
+            rows.append(Row(name: "m\(k + 1)", formula: f.formula, npar: f.npar, aic: f.aic, bic: f.bic, logLik: f.logLik,
+                            deviance: f.deviance, chisq: chisq, df: df, p: p, boundaryP: boundary))
         }
-        return ModelComparison(dataName: data.name, nobs: fits[0].nobs, rows: rows, fits: fits)
+        self.init(dataName: dataName, nobs: fitted[0].nobs, formulas: fitted.map(\.formula), rows: rows, fits: fits)
     }
-}
 
-extension ModelComparison {
     /// lme4's printed anova table.
     public func summary() -> String {
         var out = "Data: \(dataName)\n"
         out += "Models (fitted by maximum likelihood, as lme4's anova() refits them):\n"
-        for (k, f) in fits.enumerated() { out += "m\(k + 1): \(f.formula)\n" }
+        for (k, f) in formulas.enumerated() { out += "m\(k + 1): \(f)\n" }
         let cells = rows.map { r -> [String] in
             [r.name, String(r.npar), String(format: "%.1f", r.aic), String(format: "%.1f", r.bic),
              String(format: "%.1f", r.logLik), String(format: "%.1f", r.deviance),
