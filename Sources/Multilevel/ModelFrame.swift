@@ -245,14 +245,17 @@ public struct ModelFrame {
         if formula.usesScale {
             throw InputError("scale() in the model's formula is not supported for new data (its mean and SD are the fit's data's): scale the column in the file instead")
         }
-        let responseColumns = Set(formula.response.columns)
-        let hasResponse = responseColumns.allSatisfy { source.columnNames.contains($0) }
+        // A GLMM's response (cbind, a factor) is not read: predictions do not need it.
+        let responseColumns = Set(formula.response.columns + (formula.failures?.columns ?? []))
+        let hasResponse = !formula.twoLevelResponse && formula.failures == nil
+            && responseColumns.allSatisfy { source.columnNames.contains($0) }
         var formula = formula
         if !hasResponse {
-            let used = Set(formula.fixed.terms.flatMap(\.variables).flatMap(\.columns)
+            let used = Set(formula.fixed.terms.flatMap(\.variables).flatMap(\.columns) + formula.offsets.flatMap(\.columns)
                            + formula.random.flatMap { $0.effects.terms.flatMap(\.variables).flatMap(\.columns) + $0.grouping.columns })
             formula = Formula(text: formula.text, response: .transform("0", .number(0)), fixed: formula.fixed,
-                              random: formula.random, columns: formula.columns.filter { !responseColumns.contains($0) || used.contains($0) })
+                              random: formula.random, columns: formula.columns.filter { !responseColumns.contains($0) || used.contains($0) },
+                              offsets: formula.offsets)
         }
         var types: [String: ColumnType] = [:]
         for c in formula.columns { types[c] = try source.columnType(c) }

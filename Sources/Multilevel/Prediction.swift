@@ -4,6 +4,8 @@ import Foundation
 /// factor, and the conditional modes of each random term by level — what prediction needs.
 public struct SavedModel {
     public let formula: Formula
+    /// A GLMM's family and link (nil: a Gaussian model).
+    public let distribution: ResponseDistribution?
     let beta: [ExactString: Double]
     let factorLevels: [String: [String]]
     let terms: [SavedTerm]
@@ -19,6 +21,7 @@ public struct SavedModel {
     /// The model of a fit in memory.
     init(fit: FitResult) throws {
         formula = try Formula.parse(fit.formula)
+        distribution = nil
         beta = Dictionary(uniqueKeysWithValues: zip(fit.fixedNames.map(ExactString.init), fit.beta))
         factorLevels = Dictionary(uniqueKeysWithValues: fit.factorLevels.map { ($0.variable, $0.levels) })
         terms = fit.terms.enumerated().map { k, t in
@@ -39,7 +42,16 @@ public struct SavedModel {
               let levels = json["factor_levels"] as? [String: [String]], let ranef = json["ranef"] as? [[String: Any]] else {
             throw InputError("the model file '\(path)' lacks formula, beta, factor_levels or ranef: write it with `mlm fit --json`")
         }
-        formula = try Formula.parse(text)
+        if let family = json["family"] as? String {
+            guard let f = ResponseFamily(rawValue: family), let l = (json["link"] as? String).flatMap(LinkFunction.init(rawValue:)) else {
+                throw InputError("the model file '\(path)' has an unknown family or link")
+            }
+            distribution = try ResponseDistribution(family: f, link: l)
+            formula = f == .binomial ? try Formula.parse(text).allowingTwoLevelResponse() : try Formula.parse(text)
+        } else {
+            distribution = nil
+            formula = try Formula.parse(text)
+        }
         self.beta = Dictionary(beta.compactMap { name, value in (value as? Double).map { (ExactString(name), $0) } }) { a, _ in a }
         factorLevels = levels
         terms = try ranef.map { t in
@@ -55,18 +67,22 @@ public struct SavedModel {
 
 /// Predictions for new data, as lme4's `predict(m, newdata)`: Xβ̂ + Zb̂ with the fitted
 /// conditional modes of the levels the fit saw (a new level contributes 0, lme4's
-/// `allow.new.levels = TRUE`), or Xβ̂ alone (`re.form = NA`). Factors are coded with the fit's
+/// `allow.new.levels = TRUE`), or Xβ̂ alone (`re.form = NA`); a GLMM's offset is added, and
+/// its predictions are on the link scale (lme4's `type = "link"`) or the response scale, μ =
+/// g⁻¹(η) (`type = "response"`: `response`). Factors are coded with the fit's
 /// levels. The rows are read in chunks, so memory does not grow with their number.
 public enum Prediction {
     /// Calls `emit` with each chunk's predictions, in row order, and the responses of those
     /// rows (0 when the data have no response column); nil where a predictor is missing.
-    public static func predict(_ model: SavedModel, data: TableSource, population: Bool, chunkRows: Int = 65_536,
+    public static func predict(_ model: SavedModel, data: TableSource, population: Bool, response scale: Bool = false,
+                               chunkRows: Int = 65_536,
                                emit: (_ predictions: [Double?], _ responses: [Double?]) throws -> Void) throws {
         try forEachChunk(model, data: data, chunkRows: chunkRows) { chunk in
             var out = [Double?](repeating: nil, count: chunk.complete.count), responses = out
             var r = 0
             for i in chunk.complete.indices where chunk.complete[i] {
-                out[i] = population ? chunk.population[r] : chunk.conditional[r]
+                let eta = population ? chunk.population[r] : chunk.conditional[r]
+                out[i] = scale ? model.distribution.map { $0.mean(eta) } ?? eta : eta
                 responses[i] = chunk.response[r]
                 r += 1
             }
@@ -113,7 +129,7 @@ public enum Prediction {
             var out = PredictedChunk(complete: raw.complete, population: [], conditional: [], response: chunk.y,
                                      terms: chunk.terms.indices.map { (saved[$0], chunk.terms[$0].memberships, [], []) })
             for r in 0..<chunk.count {
-                var eta = 0.0
+                var eta = chunk.offset.isEmpty ? 0 : chunk.offset[r]
                 for j in 0..<p { eta += chunk.x[r * p + j] * beta[j] }
                 out.population.append(eta)
                 for (k, t) in chunk.terms.enumerated() {

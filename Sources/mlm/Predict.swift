@@ -24,6 +24,9 @@ struct Predict: ParsableCommand {
     @Flag(help: "Population-level predictions: fixed effects only.")
     var population = false
 
+    @Option(help: "For a GLMM (fit with --family): link (the linear predictor, lme4's default) or response (the mean: a probability or a rate).")
+    var type = "link"
+
     @Option(help: "Write the predictions as CSV to this file (default, or '-': standard output).")
     var out: String?
 
@@ -55,7 +58,8 @@ struct Predict: ParsableCommand {
             started = true
             if let file { try file.write(bytes) } else { FileHandle.standardOutput.write(bytes) }
         }
-        try Prediction.predict(saved, data: data, population: population, chunkRows: chunkRows) { values, _ in
+        guard type == "link" || type == "response" else { throw InputError("--type must be link or response") }
+        try Prediction.predict(saved, data: data, population: population, response: type == "response", chunkRows: chunkRows) { values, _ in
             try emit(values.map { $0.map { String(format: "%.17g", $0) } ?? "NA" }.joined(separator: "\n") + "\n")
         }
         if !started { try emit("") }   // no rows: the header alone

@@ -210,4 +210,22 @@ final class GeneralizedLinearMixedModelTests: ScratchDirectoryTestCase {
         XCTAssertEqual(run.status, 0, run.stderr)
         XCTAssertTrue(run.stdout.contains("m2    5 194.1 204.2  -92.0    184.1 25.61  3  1.151e-05 ***"), run.stdout)
     }
+
+    /// `mlm predict` of a saved GLMM is lme4's `predict(m)` (link) and `fitted(m)` (response),
+    /// offset included, on the fitted rows (glmer's default fit: within 2e-3).
+    func testPredictionsAreLme4s() throws {
+        for name in ["cbpp", "cbpp_poisson_offset", "verbagg"] {
+            let c = Self.cases[name]!
+            let json = temporary("\(name).json")
+            let fit = try mlm(["fit", Fixtures.path(c.file), "--formula", c.formula, "--family", c.family.rawValue, "--json", json])
+            XCTAssertEqual(fit.status, 0, fit.stderr)
+            for (type, key) in [("link", "eta_first10"), ("response", "fitted_first10")] {
+                let run = try mlm(["predict", Fixtures.path(c.file), "--model", json, "--type", type])
+                XCTAssertEqual(run.status, 0, run.stderr)
+                let values = run.stdout.split(separator: "\n").dropFirst().prefix(10).map { Double($0)! }
+                for (a, b) in zip(values, c.numbers(key)) { XCTAssertEqual(a, b, accuracy: 2e-3 * max(1, abs(b)), "\(name) \(type)") }
+                XCTAssertEqual(values.count, 10, name)
+            }
+        }
+    }
 }

@@ -37,6 +37,8 @@ public struct GeneralizedFitResult: Sendable {
     public let pirlsIterations: Int
     public let notes: [String]
     public let timings: [(stage: String, duration: Duration)]
+    /// The levels of each categorical variable, by variable name (the coding `predict` reuses).
+    public internal(set) var factorLevels: [(variable: String, levels: [String])] = []
 
     public var standardErrors: [Double] { (0..<beta.count).map { covariance[$0 + $0 * beta.count].squareRoot() } }
     public var zValues: [Double] { zip(beta, standardErrors).map { $0 / $1 } }

@@ -175,7 +175,7 @@ public enum GeneralizedLinearMixedModel {
 
         let b = irls.randomEffects(mode.theta, mode.u)
         let inverseBlocks = irls.pls.inverseDiagonalBlocks()
-        return GeneralizedFitResult(
+        var result = GeneralizedFitResult(
             formula: formulaText, dataName: data.name, distribution: rows.distribution, nodes: options.nodes,
             nobs: rows.count, droppedRows: frame.droppedRows, terms: irls.crossProductsTerms, factor: factor,
             theta: Array(optimum[..<nTheta]), fixedNames: irls.fixedNames, beta: mode.beta,
@@ -184,6 +184,8 @@ public enum GeneralizedLinearMixedModel {
             devianceResiduals: mode.devianceResiduals, conditionalModes: b, inverseBlocks: inverseBlocks,
             stages: (stage1, stage2), pirlsIterations: irls.iterations, notes: notes,
             timings: [("levels and rows", t1 - t0), ("optimisation", t2 - t1)])
+        result.factorLevels = frame.factorLevelNames
+        return result
     }
 
     /// Throws when fitted means sit numerically at the end of their range at a mode: complete

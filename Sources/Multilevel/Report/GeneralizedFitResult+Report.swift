@@ -108,6 +108,7 @@ extension GeneralizedFitResult {
             ("optimizer", .object([("stage1", optimizer(stages.first)), ("stage2", optimizer(stages.second)),
                                    ("pirls_iterations", .number(Double(pirlsIterations)))])),
             ("messages", .array(notes.map(JSONValue.string))),
+            ("factor_levels", .object(factorLevels.map { ($0.variable, .array($0.levels.map(JSONValue.string))) })),
             ("ranef", .array(terms.enumerated().map { k, t in
                 .object([("group", .string(t.group)), ("effects", .array(t.effects.map(JSONValue.string))),
                          ("levels", .array(t.levels.map(JSONValue.string))),
