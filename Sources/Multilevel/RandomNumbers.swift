@@ -105,6 +105,39 @@ extension Xoshiro256 {
         }
     }
 
+    /// A binomial deviate: successes in `trials` trials of probability p, exactly (Knuth,
+    /// TAOCP 3.4.1: Bernoulli trials below 40, else a beta split of the order statistics).
+    mutating func nextBinomial(trials n: Int, probability p: Double) -> Int {
+        if n <= 0 || p <= 0 { return 0 }
+        if p >= 1 { return n }
+        if n < 40 {
+            var k = 0
+            for _ in 0..<n where nextDouble() < p { k += 1 }
+            return k
+        }
+        let a = 1 + n / 2, b = n + 1 - a
+        let ga = nextGamma(shape: Double(a)), x = ga / (ga + nextGamma(shape: Double(b)))
+        return x >= p ? nextBinomial(trials: a - 1, probability: p / x)
+                      : a + nextBinomial(trials: b - 1, probability: (p - x) / (1 - x))
+    }
+
+    /// A Poisson deviate of mean λ, exactly (inversion below 10, else Knuth's gamma split).
+    mutating func nextPoisson(mean lambda: Double) -> Int {
+        if lambda <= 0 { return 0 }
+        if lambda < 10 {
+            var k = 0, term = exp(-lambda), cumulative = term
+            let u = nextDouble()
+            while u > cumulative && term > 0 {
+                k += 1
+                term *= lambda / Double(k)
+                cumulative += term
+            }
+            return k
+        }
+        let m = Int(0.875 * lambda), x = nextGamma(shape: Double(m))
+        return x < lambda ? m + nextPoisson(mean: lambda - x) : nextBinomial(trials: m - 1, probability: lambda / x)
+    }
+
     /// A χ² deviate with `df` degrees of freedom (0 for df = 0).
     mutating func nextChiSquare(df: Int) -> Double {
         df > 0 ? 2 * nextGamma(shape: Double(df) / 2) : 0

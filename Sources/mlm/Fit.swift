@@ -138,12 +138,19 @@ struct Fit: ParsableCommand {
 
     /// A GLMM: the summary and the JSON.
     private func fitGeneralized(_ data: TableSource, _ options: GeneralizedFitOptions) throws {
-        let refused = [(ranef != nil, "--ranef"), (bootstrap != nil, "--bootstrap"), (profile, "--profile"), (report != nil, "--report"),
+        let refused = [(ranef != nil, "--ranef"), (profile, "--profile"), (report != nil, "--report"),
                        (checkpoint != nil, "--checkpoint")].filter(\.0).map(\.1)
         if let option = refused.first {
             throw InputError("\(option) is not available with --family yet: the GLMM's conditional modes and SDs are in --json")
         }
-        let result = try Job.stage { try GeneralizedLinearMixedModel.fit(model.formula, data: data, options: options) }
+        let (result, boot): (GeneralizedFitResult, BootstrapResult?) = try Job.stage {
+            guard let replicates = bootstrap else { return (try GeneralizedLinearMixedModel.fit(model.formula, data: data, options: options), nil) }
+            let line = ProgressLine("bootstrap")
+            let both = try GeneralizedLinearMixedModel.fitWithBootstrap(model.formula, data: data, options: options, bootstrap: BootstrapOptions(
+                replicates: replicates, seed: seed, level: level, type: BootstrapOptions.IntervalType(rawValue: bootCI)!,
+                threads: model.threads, communicator: Job.communicator, progress: { line.update(done: $0, total: $1) }))
+            return (both.fit, both.bootstrap)
+        }
         if verbose && Job.isRoot {
             for (stage, d) in result.timings { FileHandle.standardError.write(Data("\(stage): \(d)\n".utf8)) }
             FileHandle.standardError.write(Data(("optimizer: BOBYQA, \(result.stages.first.evaluations) evaluations over θ, then "
@@ -151,8 +158,16 @@ struct Fit: ParsableCommand {
         }
         try Job.stage {
             guard Job.isRoot else { return }
-            printSummary(result.summary(), outputs: [json])
-            if let json { try write(result.json().serialized() + "\n", to: json) }
+            printSummary(result.summary() + (boot.map { "\n" + $0.summary() } ?? ""), outputs: [json])
+            if let json {
+                var document = result.json()
+                if case .object(var fields) = document, let boot {
+                    fields.append(("bootstrap", boot.json()))
+                    document = .object(fields)
+                }
+                try write(document.serialized() + "\n", to: json)
+            }
+            if let path = bootstrapTable, let boot { try boot.writeTable(to: path) }
         }
     }
 

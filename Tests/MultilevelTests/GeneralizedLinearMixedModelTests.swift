@@ -184,7 +184,7 @@ final class GeneralizedLinearMixedModelTests: ScratchDirectoryTestCase {
         XCTAssertEqual((object["deviance"] as! NSNumber).doubleValue, 184.0525637, accuracy: 1e-6)
         for (arguments, expected) in [(["--family", "gamma"], "--family must be binomial or poisson"),
                                       (["--link", "probit"], "--link and --nagq need --family"),
-                                      (["--family", "binomial", "--bootstrap", "10"], "--bootstrap is not available with --family"),
+                                      (["--family", "binomial", "--profile"], "--profile is not available with --family"),
                                       (["--family", "binomial", "--weights", "size"], "--weights is not available with --family")] {
             let bad = try mlm(["fit", Fixtures.path("cbpp.csv"), "--formula", "cbind(incidence, size - incidence) ~ period + (1 | herd)"] + arguments)
             XCTAssertNotEqual(bad.status, 0)
@@ -227,5 +227,52 @@ final class GeneralizedLinearMixedModelTests: ScratchDirectoryTestCase {
                 XCTAssertEqual(values.count, 10, name)
             }
         }
+    }
+
+    /// The binomial and Poisson samplers: mean and variance over 200,000 draws within 5 of their
+    /// Monte-Carlo SEs, on both sides of each method's switch (40 trials, mean 10).
+    func testBinomialAndPoissonDraws() {
+        var random = Xoshiro256(seed: 17)
+        let draws = 200_000
+        func check(_ name: String, mean: Double, variance: Double, _ draw: () -> Int) {
+            var sum = 0.0, squares = 0.0
+            for _ in 0..<draws { let x = Double(draw()); sum += x; squares += x * x }
+            let m = sum / Double(draws), v = squares / Double(draws) - m * m
+            XCTAssertEqual(m, mean, accuracy: 5 * (variance / Double(draws)).squareRoot(), "\(name) mean")
+            XCTAssertEqual(v, variance, accuracy: 5 * variance * (2 / Double(draws)).squareRoot() * 1.5, "\(name) variance")
+        }
+        for (n, p) in [(1, 0.3), (12, 0.07), (39, 0.5), (40, 0.2), (500, 0.9), (10_000, 0.001)] {
+            check("binomial(\(n), \(p))", mean: Double(n) * p, variance: Double(n) * p * (1 - p)) { random.nextBinomial(trials: n, probability: p) }
+        }
+        for lambda in [0.05, 3.0, 9.9, 10.0, 57.5, 2_000.0] {
+            check("Poisson(\(lambda))", mean: lambda, variance: lambda) { random.nextPoisson(mean: lambda) }
+        }
+    }
+
+    /// `--bootstrap` of a GLMM: the replicates' β spread as the fit's SEs say (cbpp, 200
+    /// replicates: their SD within 20% of the SE, their mean within 0.3 SE of β̂), and the same
+    /// replicates, bit for bit, on 1 and 2 threads.
+    func testBootstrapReplicatesSpreadAsTheStandardErrors() throws {
+        let data = try openTable(path: Fixtures.path("cbpp.csv"), table: nil)
+        let formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+        var results: [[BootstrapReplicate]] = []
+        for threads in [1, 2] {
+            var options = GeneralizedFitOptions(family: .binomial)
+            options.threads = threads
+            let (fit, boot) = try GeneralizedLinearMixedModel.fitWithBootstrap(formula, data: data, options: options,
+                bootstrap: BootstrapOptions(replicates: threads == 1 ? 200 : 20, seed: 5, threads: threads))
+            results.append(boot.replicates)
+            guard threads == 1 else { continue }
+            XCTAssertEqual(boot.failed, 0)
+            for j in fit.beta.indices {
+                let values = boot.replicates.map { $0.beta[j] }
+                let mean = values.reduce(0, +) / Double(values.count)
+                let sd = (values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(values.count - 1)).squareRoot()
+                XCTAssertEqual(sd, fit.standardErrors[j], accuracy: 0.2 * fit.standardErrors[j], fit.fixedNames[j])
+                XCTAssertEqual(mean, fit.beta[j], accuracy: 0.3 * fit.standardErrors[j], fit.fixedNames[j])
+            }
+            XCTAssertEqual(boot.intervals.map(\.parameter.label), ["sd((Intercept)|herd)"] + fit.fixedNames)
+        }
+        XCTAssertEqual(Array(results[0].prefix(20)), results[1])
     }
 }

@@ -181,12 +181,12 @@ final class MPITests: ScratchDirectoryTestCase {
         XCTAssertTrue(errors.first?.contains("the level-2 weight in column 'w_school' varies within school 's149'") ?? false, run.stderr)
     }
 
-    /// A GLMM's rows are split over the ranks; the fit is bit for bit the one process's (one
+    /// A GLMM's rows are split over the ranks; the fit and its bootstrap replicates are bit for bit the one process's (one
     /// 0/1 row per animal of cbpp, in segments of 20 rows: groups of 320 on each rank), and a response of 2 in the last
     /// rank's slab stops every rank with one line naming its line.
     func testGeneralizedFitIsTheSameOnAnyNumberOfRanks() throws {
         func arguments(_ tag: String, file: String = Fixtures.path("cbpp_binary.csv")) -> [String] {
-            ["fit", file, "--formula", "y ~ period + (1 | herd)", "--family", "binomial",
+            ["fit", file, "--formula", "y ~ period + (1 | herd)", "--family", "binomial", "--bootstrap", "3", "--seed", "2",
              "--segment-rows", "20", "--json", temporary("glmm-\(tag).json")]
         }
         let single = try mlm(arguments("single"))

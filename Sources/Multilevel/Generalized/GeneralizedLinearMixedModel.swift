@@ -100,6 +100,12 @@ public enum GeneralizedLinearMixedModel {
     }
 
     public static func fit(_ formulaText: String, data: TableSource, options: GeneralizedFitOptions) throws -> GeneralizedFitResult {
+        try fitPrepared(formulaText, data: data, options: options).fit
+    }
+
+    /// The fit, and the model in memory it was fitted to (for a bootstrap).
+    static func fitPrepared(_ formulaText: String, data: TableSource,
+                            options: GeneralizedFitOptions) throws -> (fit: GeneralizedFitResult, prepared: Prepared, mode: PenalizedIRLS.Mode) {
         let clock = ContinuousClock(), t0 = clock.now
         let prepared = try prepare(formulaText, data: data, options: options)
         let (frame, rows, irls) = (prepared.frame, prepared.rows, prepared.irls)
@@ -107,54 +113,21 @@ public enum GeneralizedLinearMixedModel {
         let t1 = clock.now
         let factor = irls.factor
         let nTheta = factor.initialTheta.count
-
-        // Stage 1: θ, with (u, β) by PIRLS.
-        var failure: Error?
-        var evaluations = 0
-        func traced(_ parameters: [Double], _ value: Double) -> Double {
-            evaluations += 1
-            options.trace?(evaluations, parameters, value)
-            return value
-        }
-        var stage1 = OptimizerSummary()
-        let first = try Optimizer.minimize({ theta in
-            do { return traced(theta, try prepared.jointDeviance(theta).deviance) } catch { failure = failure ?? error; return .infinity }
-        }, start: factor.initialTheta, lower: factor.lowerBounds, summary: &stage1)
-        if !first.value.isFinite, let failure { throw failure }
-        let mode1 = try prepared.jointDeviance(first.theta)
-        try checkSeparation(prepared, mode1)
-        let p = mode1.beta.count
-        let scale = rxStandardErrors(irls, mode1).map { $0.isFinite && $0 > 0 ? $0 : 1 }
-
-        // Stage 2: (θ, β) with u by PIRLS; β in units of its stage-1 SE.
-        let deviance = prepared.deviance
-        func native(_ x: [Double]) -> [Double] {
-            Array(x[..<nTheta]) + (0..<p).map { mode1.beta[$0] + scale[$0] * x[nTheta + $0] }
-        }
-        var stage2 = OptimizerSummary()
-        stage2.xtolRel = 1e-6
-        failure = nil
-        let x0 = first.theta + [Double](repeating: 0, count: p)
-        let steps = first.theta.map { 0.1 * max(abs($0), 0.1) } + [Double](repeating: 0.5, count: p)
-        let second = try Optimizer.minimize({ x in
-            do { let y = native(x); return traced(y, try deviance(y).0) } catch { failure = failure ?? error; return .infinity }
-        }, start: x0, lower: factor.lowerBounds + [Double](repeating: -.infinity, count: p), initialStep: steps, summary: &stage2)
-        if !second.value.isFinite, let failure { throw failure }
-        let optimum = native(second.theta)
-        let (value, mode) = try deviance(optimum)
-        try checkSeparation(prepared, mode)
+        let optimum = try optimize(prepared, from: factor.initialTheta, trace: options.trace)
+        let (value, mode) = (optimum.value, optimum.mode)
         let rxCovariance = rxCovariance(irls, mode)
 
         // The Hessian in (θ, β), as lme4's deriv12, for small models away from a boundary.
-        let nPar = nTheta + p
-        let singular = (0..<nTheta).contains { factor.isDiagonal($0) && optimum[$0] < 1e-4 }
+        let p = mode.beta.count, nPar = nTheta + p
+        let deviance = prepared.deviance
+        let singular = (0..<nTheta).contains { factor.isDiagonal($0) && mode.theta[$0] < 1e-4 }
         var covariance = rxCovariance
         var covarianceSource = "R_X"
         var hessian: [Double]?
         if rows.count < options.hessianRows && nPar < options.hessianParameters && !singular {
             // Each point's PIRLS starts from the optimum's mode, so that the deviance is one
             // smooth function of (θ, β) here, whatever the order of the points.
-            let h = try centralHessian({ irls.restore(mode); return try deviance($0).0 }, at: optimum, value: value, step: 1e-4)
+            let h = try centralHessian({ irls.restore(mode); return try deviance($0).0 }, at: optimum.parameters, value: value, step: 1e-4)
             hessian = h
             irls.restore(mode)
             if let inverse = inverse(h, order: nPar) {
@@ -178,14 +151,91 @@ public enum GeneralizedLinearMixedModel {
         var result = GeneralizedFitResult(
             formula: formulaText, dataName: data.name, distribution: rows.distribution, nodes: options.nodes,
             nobs: rows.count, droppedRows: frame.droppedRows, terms: irls.crossProductsTerms, factor: factor,
-            theta: Array(optimum[..<nTheta]), fixedNames: irls.fixedNames, beta: mode.beta,
+            theta: mode.theta, fixedNames: irls.fixedNames, beta: mode.beta,
             covariance: covariance, covarianceSource: covarianceSource, rxCovariance: rxCovariance, hessian: hessian,
             deviance: value, laplaceParts: (mode.logDensity, mode.squaredLength, mode.logDetL2),
             devianceResiduals: mode.devianceResiduals, conditionalModes: b, inverseBlocks: inverseBlocks,
-            stages: (stage1, stage2), pirlsIterations: irls.iterations, notes: notes,
+            stages: optimum.stages, pirlsIterations: irls.iterations, notes: notes,
             timings: [("levels and rows", t1 - t0), ("optimisation", t2 - t1)])
         result.factorLevels = frame.factorLevelNames
-        return result
+        return (result, prepared, mode)
+    }
+
+    /// The fit, then a parametric bootstrap of it, as lme4's `bootMer` of a glmer fit: each
+    /// replicate draws u* ~ N(0, I) (b* = Λ(θ̂)u*) and a response for every row from the fitted
+    /// family at η = Xβ̂ + Zb* (+ offset), then is refitted by both stages from θ̂, the rows
+    /// staying in memory. Replicates run one after another, each on every thread and rank, so
+    /// a replicate's estimates do not depend on either. A refit that fails (separation in a
+    /// replicate) is left out of the intervals, as boot does with NA.
+    public static func fitWithBootstrap(_ formulaText: String, data: TableSource, options: GeneralizedFitOptions,
+                                        bootstrap: BootstrapOptions) throws -> (fit: GeneralizedFitResult, bootstrap: BootstrapResult) {
+        let (fit, prepared, mode) = try fitPrepared(formulaText, data: data, options: options)
+        let irls = prepared.irls, q = mode.u.count
+        var replicates: [BootstrapReplicate] = []
+        for r in 0..<bootstrap.replicates {
+            var random = Xoshiro256(seed: bootstrap.seed, stream: r)
+            let u = (0..<q).map { _ in random.nextNormal() }
+            prepared.rows.simulateResponses(beta: mode.beta, b: irls.randomEffects(mode.theta, u), seed: bootstrap.seed, replicate: r)
+            irls.restore(mode)
+            do {
+                let refit = try optimize(prepared, from: fit.theta, trace: nil)
+                replicates.append(BootstrapReplicate(index: r, theta: refit.mode.theta, beta: refit.mode.beta, sigma: 1, deviance: refit.value))
+            } catch is InputError {
+                replicates.append(BootstrapReplicate(index: r, theta: fit.theta.map { _ in .nan }, beta: fit.beta.map { _ in .nan },
+                                                     sigma: .nan, deviance: .nan))
+            }
+            if bootstrap.communicator.isRoot { bootstrap.progress?(r + 1, bootstrap.replicates) }
+        }
+        return (fit, BootstrapResult(generalized: fit, replicates: replicates, options: bootstrap))
+    }
+
+    /// The minimum of the deviance over (θ, β), found as glmer does.
+    struct Optimum {
+        /// (θ, β) at the minimum, the deviance there, and the mode of u.
+        let parameters: [Double]
+        let value: Double
+        let mode: PenalizedIRLS.Mode
+        let stages: (OptimizerSummary, OptimizerSummary)
+    }
+
+    /// glmer's two stages from `theta0`: BOBYQA over θ with (u, β) by PIRLS (nAGQ = 0), then over
+    /// (θ, β) with u by PIRLS, β in units of its stage-1 standard error (from R_X). Throws when a
+    /// mode separates the outcome (`checkSeparation`) or no deviance could be evaluated.
+    static func optimize(_ prepared: Prepared, from theta0: [Double],
+                         trace: (@Sendable (Int, [Double], Double) -> Void)?) throws -> Optimum {
+        let factor = prepared.irls.factor, nTheta = theta0.count
+        var failure: Error?
+        var evaluations = 0
+        func traced(_ parameters: [Double], _ value: Double) -> Double {
+            evaluations += 1
+            trace?(evaluations, parameters, value)
+            return value
+        }
+        var stage1 = OptimizerSummary()
+        let first = try Optimizer.minimize({ theta in
+            do { return traced(theta, try prepared.jointDeviance(theta).deviance) } catch { failure = failure ?? error; return .infinity }
+        }, start: theta0, lower: factor.lowerBounds, summary: &stage1)
+        if !first.value.isFinite, let failure { throw failure }
+        let mode1 = try prepared.jointDeviance(first.theta)
+        try checkSeparation(prepared, mode1)
+        let p = mode1.beta.count
+        let scale = rxStandardErrors(prepared.irls, mode1).map { $0.isFinite && $0 > 0 ? $0 : 1 }
+        func native(_ x: [Double]) -> [Double] {
+            Array(x[..<nTheta]) + (0..<p).map { mode1.beta[$0] + scale[$0] * x[nTheta + $0] }
+        }
+        var stage2 = OptimizerSummary()
+        stage2.xtolRel = 1e-6
+        failure = nil
+        let x0 = first.theta + [Double](repeating: 0, count: p)
+        let steps = first.theta.map { 0.1 * max(abs($0), 0.1) } + [Double](repeating: 0.5, count: p)
+        let second = try Optimizer.minimize({ x in
+            do { let y = native(x); return traced(y, try prepared.deviance(y).value) } catch { failure = failure ?? error; return .infinity }
+        }, start: x0, lower: factor.lowerBounds + [Double](repeating: -.infinity, count: p), initialStep: steps, summary: &stage2)
+        if !second.value.isFinite, let failure { throw failure }
+        let parameters = native(second.theta)
+        let (value, mode) = try prepared.deviance(parameters)
+        try checkSeparation(prepared, mode)
+        return Optimum(parameters: parameters, value: value, mode: mode, stages: (stage1, stage2))
     }
 
     /// Throws when fitted means sit numerically at the end of their range at a mode: complete

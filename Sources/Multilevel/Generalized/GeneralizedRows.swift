@@ -152,11 +152,15 @@ final class GeneralizedRows: @unchecked Sendable {
     /// The plan of the passes after the first (nil until the first pass has found Z'Z's pattern).
     private var working: WorkingCrossProducts?
     /// Σ log p(y | μ = y) over every row (the saturated model): log p(y | μ) is this minus ½ devres.
-    private lazy var saturatedLogDensity: Double = {
+    private var saturatedLogDensity: Double {
+        if let saturated { return saturated }
         let d = distribution
         let partials = segments.map { s in zip(s.rows.y, s.priorWeights).reduce(0.0) { $0 + d.logDensity($1.0, $1.0, weight: $1.1) } }
-        return orderedSums(partials, width: 1)[0]
-    }()
+        let value = orderedSums(partials, width: 1)[0]
+        saturated = value
+        return value
+    }
+    private var saturated: Double?
 
     /// One pass over every rank's rows at `point` (see the type's discussion). The first finds
     /// the pattern of Z'Z with the general accumulator and makes the plan of the others.
@@ -239,6 +243,41 @@ final class GeneralizedRows: @unchecked Sendable {
         }
         return Int(orderedSums(partials, width: 1)[0])
     }
+
+    /// Replaces every row's response by a draw from the model at β and b (a parametric bootstrap
+    /// replicate): a binomial count of the row's trials with probability μ (as a proportion), or
+    /// a Poisson count of mean μ. Each row's draw comes from its own stream, named by the seed,
+    /// the replicate, the row's segment of the file and its place there, so it is the same on
+    /// any number of threads and ranks.
+    func simulateResponses(beta: [Double], b: [Double], seed: UInt64, replicate: Int) {
+        let d = distribution
+        var replicateStream = Xoshiro256(seed: seed ^ 0x2545_F491_4F6C_DD1D, stream: replicate)
+        let replicateSeed = replicateStream.next()
+        let firstSegment = frame.slab.lowerBound / frame.segmentRows
+        forEachStoredSegment(count: segments.count, threads: threads) { s in
+            let eta = linearPredictor(segments[s], beta: beta, b: b)
+            let wt = segments[s].priorWeights
+            var y = [Double](repeating: 0, count: eta.count)
+            var segmentStream = Xoshiro256(seed: replicateSeed, stream: firstSegment + s)
+            let segmentSeed = segmentStream.next()
+            for i in eta.indices {
+                var random = Xoshiro256(seed: segmentSeed, stream: i)
+                let mu = d.mean(eta[i])
+                switch d.family {
+                case .binomial:
+                    let trials = Int(wt[i].rounded())
+                    y[i] = trials > 0 ? Double(random.nextBinomial(trials: trials, probability: mu)) / Double(trials) : 0
+                case .poisson:
+                    y[i] = Double(random.nextPoisson(mean: mu))
+                }
+            }
+            segmentLock.lock()
+            segments[s].rows.y = y
+            segmentLock.unlock()
+        }
+        saturated = nil
+    }
+    private let segmentLock = NSLock()
 
     /// Σ of the squared deviance residuals per level of the model's one term (a scalar term of
     /// a grouping factor: adaptive Gauss–Hermite quadrature), at β and b. Per segment in row

@@ -136,6 +136,30 @@ public struct BootstrapResult: Sendable {
     }
 }
 
+extension BootstrapResult {
+    /// A GLMM's bootstrap: the intervals of its SDs, correlations and β (no σ); σ is 1 in the replicates.
+    init(generalized fit: GeneralizedFitResult, replicates: [BootstrapReplicate], options: BootstrapOptions) {
+        seed = options.seed
+        level = options.level
+        type = options.type
+        thetaNames = fit.thetaNames
+        fixedNames = fit.fixedNames
+        self.replicates = replicates
+        let factor = RelativeCovarianceFactor(terms: fit.terms)
+        let parameters = ModelParameter.parameters(terms: fit.terms, fixedNames: fit.fixedNames,
+                                                   values: ModelParameter.values(fit.varcorr, nil, fit.beta), sigma: false)
+        let values = replicates.filter { !$0.failed }.map { r in
+            ModelParameter.values(FitResult.varCorr(terms: fit.terms, factor: factor, theta: r.theta, sigma: 1), nil, r.beta)
+        }
+        parameterValues = values
+        intervals = parameters.enumerated().map { j, parameter in
+            let t = values.map { $0[j] }.filter(\.isFinite)
+            let (lower, upper) = BootstrapInterval.limits(t, estimate: parameter.estimate, level: options.level, type: options.type)
+            return ParameterInterval(parameter: parameter, lower: lower, upper: upper)
+        }
+    }
+}
+
 /// boot.ci's intervals from replicates t of a statistic with estimate t₀.
 enum BootstrapInterval {
     static func limits(_ t: [Double], estimate t0: Double, level: Double,

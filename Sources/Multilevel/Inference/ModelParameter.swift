@@ -30,7 +30,8 @@ public struct ModelParameter: Sendable, Equatable {
     }
 
     /// The names in `all(of:)` order with the values given.
-    static func parameters(terms: [RandomEffectsTerm], fixedNames: [String], values v: [Double]) -> [ModelParameter] {
+    /// Without `sigma` (a GLMM's), the list has no σ and `v` holds none.
+    static func parameters(terms: [RandomEffectsTerm], fixedNames: [String], values v: [Double], sigma: Bool = true) -> [ModelParameter] {
         var out: [ModelParameter] = []
         for (t, group) in zip(terms, FitResult.uniqueGroupNames(terms)) {
             for col in 0..<t.dimension { for row in col..<t.dimension {
@@ -39,13 +40,13 @@ public struct ModelParameter: Sendable, Equatable {
                                           var2: row == col ? nil : t.effects[row], name: nil, estimate: v[out.count]))
             } }
         }
-        out.append(ModelParameter(kind: .sigma, group: nil, var1: nil, var2: nil, name: nil, estimate: v[out.count]))
+        if sigma { out.append(ModelParameter(kind: .sigma, group: nil, var1: nil, var2: nil, name: nil, estimate: v[out.count])) }
         for name in fixedNames { out.append(ModelParameter(kind: .beta, group: nil, var1: nil, var2: nil, name: name, estimate: v[out.count])) }
         return out
     }
 
     /// The parameter values, in `all(of:)` order, from lme4's VarCorr table, σ and β.
-    static func values(_ varcorr: [VarCorrEntry], _ sigma: Double, _ beta: [Double]) -> [Double] {
+    static func values(_ varcorr: [VarCorrEntry], _ sigma: Double?, _ beta: [Double]) -> [Double] {
         // VarCorr lists a term's variances, then its covariances (row-major upper); θ's order
         // is the lower triangle by columns: sd_1, cor_21, cor_31, …, sd_2, cor_32, …
         var out: [Double] = []
@@ -63,7 +64,7 @@ public struct ModelParameter: Sendable, Equatable {
             }
             i += entries.count
         }
-        return out + [sigma] + beta
+        return out + (sigma.map { [$0] } ?? []) + beta
     }
 }
 
