@@ -176,7 +176,7 @@ public enum GeneralizedLinearMixedModel {
             var random = Xoshiro256(seed: bootstrap.seed, stream: r)
             let u = (0..<q).map { _ in random.nextNormal() }
             prepared.rows.simulateResponses(beta: mode.beta, b: irls.randomEffects(mode.theta, u), seed: bootstrap.seed, replicate: r)
-            irls.restore(mode)
+            irls.restore(mode, responsesChanged: true)
             do {
                 let refit = try optimize(prepared, from: fit.theta, trace: nil)
                 replicates.append(BootstrapReplicate(index: r, theta: refit.mode.theta, beta: refit.mode.beta, sigma: 1, deviance: refit.value))

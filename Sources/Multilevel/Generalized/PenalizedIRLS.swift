@@ -57,6 +57,8 @@ final class PenalizedIRLS {
         var logDensity: Double
         /// The penalised least-squares solution with the weights at the mode (R_X for vcov).
         var evaluation: PenalizedLeastSquares.Evaluation
+        /// The pass at the mode: the working rows the next PIRLS starts from.
+        var pass: GeneralizedRows.Pass
     }
 
     /// The fixed-effect columns dropped as aliased (lme4's rule, `LinearMixedModel.independentColumns`).
@@ -97,15 +99,19 @@ final class PenalizedIRLS {
     func mode(_ theta: [Double], fixedBeta: [Double]?) throws -> Mode {
         let q = u.count
         func squared(_ v: [Double]) -> Double { v.reduce(0) { $0 + $1 * $1 } }
+        // The first step solves with the working rows of the last pass (the last mode, as
+        // lme4 keeps its state; glm's starting means at first), without the penalised deviance
+        // to compare with: a step that is not finite is retried from the state at this θ.
         var pdevOld = Double.infinity
-        if !atStart || fixedBeta != nil {
-            // The working point of the current state at this θ (and β).
-            if let fixedBeta { beta = fixedBeta }
+        if (atStart && fixedBeta != nil) || stale {
             if atStart { u = [Double](repeating: 0, count: q) }
+            if let fixedBeta { beta = fixedBeta }
             current = rows.evaluate(.effects(beta: beta, b: randomEffects(theta, u)))
             pdevOld = current.devianceResiduals + squared(u)
-            atStart = false
         }
+        if let fixedBeta { beta = fixedBeta }
+        atStart = false
+        stale = false
         func describe() -> String { "θ = (" + theta.map { String(format: "%.4g", $0) }.joined(separator: ", ") + ")" }
         var converged = false, lastChange = Double.infinity
         for _ in 0..<Self.maxIterations {
@@ -128,6 +134,11 @@ final class PenalizedIRLS {
                 for j in stepBeta.indices { stepBeta[j] = (beta[j] + stepBeta[j]) / 2 }
                 trial = rows.evaluate(.effects(beta: stepBeta, b: randomEffects(theta, stepU)))
                 pdev = trial.devianceResiduals + squared(stepU)
+            }
+            if !pdev.isFinite && !pdevOld.isFinite {
+                current = rows.evaluate(.effects(beta: beta, b: randomEffects(theta, u)))
+                pdevOld = current.devianceResiduals + squared(u)
+                if pdevOld.isFinite { continue }
             }
             guard pdev.isFinite else {
                 throw InputError("PIRLS: the penalised deviance is not finite at \(describe()): a fixed effect may be diverging (complete separation?)")
@@ -160,12 +171,20 @@ final class PenalizedIRLS {
         let sq = squared(u)
         let deviance = -2 * current.logDensity + sq + e.logDetL2
         return Mode(theta: theta, u: u, beta: beta, deviance: deviance, logDetL2: e.logDetL2, squaredLength: sq,
-                    devianceResiduals: current.devianceResiduals, logDensity: current.logDensity, evaluation: e)
+                    devianceResiduals: current.devianceResiduals, logDensity: current.logDensity, evaluation: e, pass: current)
     }
 
-    /// Starts the next PIRLS from `mode` (after evaluations elsewhere, e.g. a finite-difference Hessian).
-    func restore(_ mode: Mode) {
+    /// Starts the next PIRLS from `mode`: its state and working rows (a finite-difference
+    /// Hessian's points), or its state alone when the responses changed since (a bootstrap
+    /// replicate: the mode's working rows hold the old ones, so the first step is taken from a
+    /// new pass at the mode).
+    func restore(_ mode: Mode, responsesChanged: Bool = false) {
         u = mode.u
         beta = mode.beta
+        current = mode.pass
+        atStart = false
+        stale = responsesChanged
     }
+    /// Whether `current` no longer holds the working rows of the state (new responses).
+    private var stale = false
 }
