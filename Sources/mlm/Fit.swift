@@ -138,10 +138,9 @@ struct Fit: ParsableCommand {
 
     /// A GLMM: the summary and the JSON.
     private func fitGeneralized(_ data: TableSource, _ options: GeneralizedFitOptions) throws {
-        let refused = [(ranef != nil, "--ranef"), (profile, "--profile"), (report != nil, "--report"),
-                       (checkpoint != nil, "--checkpoint")].filter(\.0).map(\.1)
+        let refused = [(profile, "--profile"), (report != nil, "--report"), (checkpoint != nil, "--checkpoint")].filter(\.0).map(\.1)
         if let option = refused.first {
-            throw InputError("\(option) is not available with --family yet: the GLMM's conditional modes and SDs are in --json")
+            throw InputError("\(option) is not available with --family yet (the fit, --bootstrap, --ranef and --json are)")
         }
         let (result, boot): (GeneralizedFitResult, BootstrapResult?) = try Job.stage {
             guard let replicates = bootstrap else { return (try GeneralizedLinearMixedModel.fit(model.formula, data: data, options: options), nil) }
@@ -158,7 +157,7 @@ struct Fit: ParsableCommand {
         }
         try Job.stage {
             guard Job.isRoot else { return }
-            printSummary(result.summary() + (boot.map { "\n" + $0.summary() } ?? ""), outputs: [json])
+            printSummary(result.summary() + (boot.map { "\n" + $0.summary() } ?? ""), outputs: [json, ranef])
             if let json {
                 var document = result.json()
                 if case .object(var fields) = document, let boot {
@@ -168,6 +167,7 @@ struct Fit: ParsableCommand {
                 try write(document.serialized() + "\n", to: json)
             }
             if let path = bootstrapTable, let boot { try boot.writeTable(to: path) }
+            if let ranef { try write(result.conditionalModesCSV(), to: ranef) }
         }
     }
 

@@ -182,6 +182,18 @@ final class GeneralizedLinearMixedModelTests: ScratchDirectoryTestCase {
         let object = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as! [String: Any]
         XCTAssertEqual(object["family"] as? String, "binomial")
         XCTAssertEqual((object["deviance"] as! NSNumber).doubleValue, 184.0525637, accuracy: 1e-6)
+        // --ranef: lme4's as.data.frame(ranef(m, condVar = TRUE)).
+        let ranef = try mlm(["fit", Fixtures.path("cbpp.csv"), "--formula", "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+                             "--family", "binomial", "--ranef", "-"])
+        XCTAssertEqual(ranef.status, 0, ranef.stderr)
+        let lines = ranef.stdout.split(separator: "\n")
+        XCTAssertEqual(lines.count, 16)
+        XCTAssertEqual(lines.first, "grpvar,term,grp,condval,condsd")
+        let first = lines[1].split(separator: ",")
+        let t = tight(Self.cases["cbpp"]!)
+        XCTAssertEqual(first[2], "\"1\"")
+        XCTAssertEqual(Double(first[3])!, ((t["ranef"] as! [String: [NSNumber]])["herd"]![0]).doubleValue, accuracy: 1e-4)
+        XCTAssertEqual(Double(first[4])!, ((t["condsd"] as! [String: [NSNumber]])["herd"]![0]).doubleValue, accuracy: 1e-4)
         for (arguments, expected) in [(["--family", "gamma"], "--family must be binomial or poisson"),
                                       (["--link", "probit"], "--link and --nagq need --family"),
                                       (["--family", "binomial", "--profile"], "--profile is not available with --family"),

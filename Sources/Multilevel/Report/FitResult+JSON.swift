@@ -82,14 +82,15 @@ extension FitResult {
             for (l, level) in t.levels.enumerated() {
                 for (j, effect) in t.effects.enumerated() {
                     let sd = variances[k][l][j + j * p].squareRoot()
-                    out += "\(csvField(t.group)),\(csvField(effect)),\(csvField(level)),\(conditionalModes[k][l * p + j]),\(sd)\n"
+                    out += "\(csvQuoted(t.group)),\(csvQuoted(effect)),\(csvQuoted(level)),\(conditionalModes[k][l * p + j]),\(sd)\n"
                 }
             }
         }
         return out
     }
+}
 
-    private func csvField(_ s: String) -> String {
-        "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\""
-    }
+/// A CSV field, quoted, with `""` for a quote inside.
+func csvQuoted(_ s: String) -> String {
+    "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\""
 }

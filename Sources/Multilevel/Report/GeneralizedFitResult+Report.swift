@@ -119,4 +119,19 @@ extension GeneralizedFitResult {
             })),
         ])
     }
+
+    /// The conditional modes and conditional SDs as CSV, as `FitResult.conditionalModesCSV`
+    /// (lme4's `as.data.frame(ranef(m, condVar = TRUE))`: grpvar, term, grp, condval, condsd).
+    public func conditionalModesCSV() -> String {
+        var out = "grpvar,term,grp,condval,condsd\n"
+        for (k, t) in terms.enumerated() {
+            let p = t.dimension
+            for (l, level) in t.levels.enumerated() {
+                for (j, effect) in t.effects.enumerated() {
+                    out += "\(csvQuoted(t.group)),\(csvQuoted(effect)),\(csvQuoted(level)),\(conditionalModes[k][l * p + j]),\(conditionalSDs[k][l * p + j])\n"
+                }
+            }
+        }
+        return out
+    }
 }
