@@ -204,6 +204,9 @@ public enum GeneralizedLinearMixedModel {
     static func optimize(_ prepared: Prepared, from theta0: [Double],
                          trace: (@Sendable (Int, [Double], Double) -> Void)?) throws -> Optimum {
         let factor = prepared.irls.factor, nTheta = theta0.count
+        // The search at the looser PIRLS precision, the optimum at the exact one.
+        prepared.irls.precision = .search
+        defer { prepared.irls.precision = .exact }
         var failure: Error?
         var evaluations = 0
         func traced(_ parameters: [Double], _ value: Double) -> Double {
@@ -233,6 +236,7 @@ public enum GeneralizedLinearMixedModel {
         }, start: x0, lower: factor.lowerBounds + [Double](repeating: -.infinity, count: p), initialStep: steps, summary: &stage2)
         if !second.value.isFinite, let failure { throw failure }
         let parameters = native(second.theta)
+        prepared.irls.precision = .exact
         let (value, mode) = try prepared.deviance(parameters)
         try checkSeparation(prepared, mode)
         return Optimum(parameters: parameters, value: value, mode: mode, stages: (stage1, stage2))

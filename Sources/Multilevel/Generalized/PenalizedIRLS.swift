@@ -25,15 +25,30 @@ final class PenalizedIRLS {
     private var current: GeneralizedRows.Pass
     /// True until the first PIRLS: `current` is then at glm's starting means, not at (u, β).
     private var atStart = true
-    /// PIRLS stops after a full step that moves no entry of u or β by more than this (relative
-    /// to its size, when above 1): u is then off the mode by about the next step, which is
-    /// the square of this one with a canonical link (logit, log: PIRLS is Newton's method) and
-    /// a fraction of it with another (Fisher scoring converges linearly), so the Laplace
-    /// deviance, which moves with u at first order through log|L|², is exact to about 1e-12 and
-    /// smooth enough in (θ, β) for the finite-difference Hessian. lme4 stops when the penalised
-    /// deviance changes by less than 1e-7 relative, and its deviance is about 1e-5 relative
-    /// above the converged value.
-    let stepTolerance: Double
+    /// PIRLS stops after a full step that moves no entry of u or β by more than `stepTolerance`
+    /// (relative to its size, when above 1): u is then off the mode by about the next step,
+    /// which is of the order of the square of this one with a canonical link (logit, log: PIRLS
+    /// is Newton's method) and a fraction of it with another (Fisher scoring converges
+    /// linearly). The Laplace deviance moves with u at first order (through log|L|²), so its
+    /// error is of the order of that next step.
+    ///
+    /// `exact` (1e-6 canonical, 1e-10 otherwise): the deviance exact to about 1e-12, smooth
+    /// enough in (θ, β) for the finite-difference Hessian; used for the reported optimum and
+    /// the Hessian. `search` (1e-4 canonical, 1e-8 otherwise): about 1e-8, what BOBYQA needs
+    /// to find the optimum (it moves θ̂ and β̂ by far less than 1e-3 SE), one PIRLS iteration
+    /// fewer per evaluation. lme4 stops when the penalised deviance changes by less than 1e-7
+    /// relative, and its deviance is about 1e-5 relative above the converged value.
+    enum Precision { case exact, search }
+    var precision = Precision.exact
+    private let canonical: Bool
+    var stepTolerance: Double {
+        switch (precision, canonical) {
+        case (.exact, true): return 1e-6
+        case (.exact, false): return 1e-10
+        case (.search, true): return 1e-4
+        case (.search, false): return 1e-8
+        }
+    }
     /// After `maxIterations`, PIRLS is accepted if the penalised deviance changed by less than
     /// this (lme4's tolerance), else it failed.
     static let acceptedChange = 1e-7
@@ -69,7 +84,7 @@ final class PenalizedIRLS {
     init(rows: GeneralizedRows, memoryLimit: MemoryLimit?, log: ((String) -> Void)?) throws {
         self.rows = rows
         let d = rows.distribution
-        stepTolerance = d.link == d.family.canonicalLink ? 1e-6 : 1e-10
+        canonical = d.link == d.family.canonicalLink
         current = rows.evaluate(.start)
         let keep = LinearMixedModel.independentColumns(current.crossProducts)
         if keep.count < current.crossProducts.fixedCount {
