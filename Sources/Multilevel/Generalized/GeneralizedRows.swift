@@ -27,8 +27,6 @@ final class GeneralizedRows: @unchecked Sendable {
     private(set) var segments: [Segment] = []
     /// Rows over all ranks.
     let count: Int
-    /// Whether some row has an offset.
-    let hasOffset: Bool
 
     var communicator: Communicator { frame.communicator }
     let terms: [RandomEffectsTerm]
@@ -82,8 +80,6 @@ final class GeneralizedRows: @unchecked Sendable {
         }
         segments = stored.map { $0! }
         count = frame.completeRows
-        let offsets = segments.contains { !$0.rows.offset.isEmpty }
-        hasOffset = frame.communicator.allGather([offsets ? 1 : 0]).contains { $0 == [1] }
     }
 
     /// Makes a chunk's response the family's: a binomial's proportion and trials (from

@@ -189,6 +189,14 @@ final class PenalizedIRLS {
                     devianceResiduals: current.devianceResiduals, logDensity: current.logDensity, evaluation: e, pass: current)
     }
 
+    /// The diagonal blocks of (Λ'Z'WZΛ + I)⁻¹ at `mode` (u's conditional covariance per level),
+    /// the factor made again from the mode's working rows (later evaluations replaced it).
+    func inverseDiagonalBlocks(at mode: Mode) -> [[Double]] {
+        pls.replaceCrossProducts(with: mode.pass.crossProducts)
+        _ = pls.evaluate(mode.theta)
+        return pls.inverseDiagonalBlocks()
+    }
+
     /// Starts the next PIRLS from `mode`: its state and working rows (a finite-difference
     /// Hessian's points), or its state alone when the responses changed since (a bootstrap
     /// replicate: the mode's working rows hold the old ones, so the first step is taken from a

@@ -97,6 +97,9 @@ extension GeneralizedFitResult {
             ("logLik", .finite(logLik)),
             ("deviance", .finite(deviance)),
             ("deviance_residuals", .finite(devianceResiduals)),
+            // The Laplace deviance's parts at the mode: −2 × the first, plus the other two (lme4's aic, sqrL, ldL2).
+            ("laplace", .object([("conditional_logLik", .finite(conditionalLogLikelihood)), ("u_squared", .finite(squaredModeLength)),
+                                 ("logdet_L2", .finite(logDetL2))])),
             ("AIC", .finite(aic)),
             ("BIC", .finite(bic)),
             ("df", .number(Double(df))),
