@@ -171,7 +171,6 @@ final class PenalizedIRLS {
             u = stepU
             beta = stepBeta
             current = trial
-            atStart = false
             pdevOld = pdev
             if converged { break }
         }
