@@ -287,4 +287,26 @@ final class GeneralizedLinearMixedModelTests: ScratchDirectoryTestCase {
         }
         XCTAssertEqual(Array(results[0].prefix(20)), results[1])
     }
+
+    /// A segment whose rows are all incomplete (a block of missing responses) is no trouble: the
+    /// fit equals the one of the file without those rows.
+    func testSegmentOfMissingRows() throws {
+        let lines = try String(contentsOfFile: Fixtures.path("cbpp_binary.csv"), encoding: .utf8).split(separator: "\n").map(String.init)
+        var missing = lines
+        for i in 1...25 {
+            var fields = missing[i].split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+            fields[2] = "NA"
+            missing[i] = fields.joined(separator: ",")
+        }
+        var options = GeneralizedFitOptions(family: .binomial)
+        options.segmentRows = 20
+        let withMissing = try GeneralizedLinearMixedModel.fit("y ~ period + (1 | herd)", data: try openTable(
+            path: try write(missing.joined(separator: "\n") + "\n", to: "missing.csv"), table: nil), options: options)
+        let without = try GeneralizedLinearMixedModel.fit("y ~ period + (1 | herd)", data: try openTable(
+            path: try write(([lines[0]] + lines[26...]).joined(separator: "\n") + "\n", to: "without.csv"), table: nil), options: options)
+        XCTAssertEqual(withMissing.nobs, without.nobs)
+        XCTAssertEqual(withMissing.droppedRows, 25)
+        XCTAssertEqual(withMissing.deviance, without.deviance, accuracy: 1e-8 * without.deviance)
+        for j in without.beta.indices { XCTAssertEqual(withMissing.beta[j], without.beta[j], accuracy: 1e-6) }
+    }
 }

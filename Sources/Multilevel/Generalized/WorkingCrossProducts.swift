@@ -162,6 +162,7 @@ final class WorkingCrossProducts: @unchecked Sendable {
         let plan = plans[s]
         var sums = [Double](repeating: 0, count: plan.count)
         let p = p1 - 1, n = chunk.count
+        guard n > 0 else { return sums }   // a segment of incomplete rows (its arrays may have no storage)
         let termOffsets = pattern.terms.map(\.offset)
         var deviance = 0.0
         // Each membership's term, dimension and values (w z), looked up once: row i's membership
