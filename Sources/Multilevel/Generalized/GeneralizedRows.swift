@@ -161,10 +161,11 @@ final class GeneralizedRows: @unchecked Sendable {
     /// One pass over every rank's rows at `point` (see the type's discussion). The first finds
     /// the pattern of Z'Z with the general accumulator and makes the plan of the others.
     func evaluate(_ point: Point) -> Pass {
-        if let working, case .effects(let beta, let b) = point {
+        if let working {
             let (crossProducts, deviance) = working.reduce(threads: threads, communicator: communicator) { s in
-                working.segmentSums(s, rows: self.segments[s].rows, priorWeights: self.segments[s].priorWeights, beta: beta, b: b,
-                                    distribution: self.distribution)
+                let v = self.workingValues(self.segments[s], point)
+                return working.segmentSums(s, rows: self.segments[s].rows, sqrtWeights: v.sqrtWeights, response: v.response,
+                                           deviance: v.deviance)
             }
             return Pass(devianceResiduals: deviance, logDensity: saturatedLogDensity - deviance / 2, crossProducts: crossProducts)
         }
@@ -193,9 +194,7 @@ final class GeneralizedRows: @unchecked Sendable {
         }
         accumulator.finishGroups()
         let crossProducts = accumulator.reduced(over: communicator)
-        if working == nil {
-            working = WorkingCrossProducts(pattern: crossProducts, segments: segments.map(\.rows), communicator: communicator)
-        }
+        working = WorkingCrossProducts(pattern: crossProducts, segments: segments.map(\.rows), communicator: communicator)
         let deviance = orderedSums(partials, width: 1)[0]
         return Pass(devianceResiduals: deviance, logDensity: saturatedLogDensity - deviance / 2, crossProducts: crossProducts)
     }

@@ -154,17 +154,11 @@ final class WorkingCrossProducts: @unchecked Sendable {
 
     /// One segment's sums: its rows (unweighted), √W and the scaled working response √W ỹ per
     /// row, and its Σ devres. The array is laid out as its plan's `target`.
-    ///
-    /// Each row's η = offset + Xβ + Zb, μ, its deviance residual, √W and √W ỹ are made in the
-    /// same loop (`GeneralizedRows.workingValues` gives the same, in arrays).
-    func segmentSums(_ s: Int, rows chunk: ModelChunk, priorWeights wt: [Double], beta: [Double], b: [Double],
-                     distribution d: ResponseDistribution) -> [Double] {
+    func segmentSums(_ s: Int, rows chunk: ModelChunk, sqrtWeights: [Double], response: [Double], deviance: Double) -> [Double] {
         let plan = plans[s]
         var sums = [Double](repeating: 0, count: plan.count)
         let p = p1 - 1, n = chunk.count
         guard n > 0 else { return sums }   // a segment of incomplete rows (its arrays may have no storage)
-        let termOffsets = pattern.terms.map(\.offset)
-        var deviance = 0.0
         // Each membership's term, dimension and values (w z), looked up once: row i's membership
         // c of term k has weight weights[k][i M_k + c] and covariates z[k][(i M_k + c)…].
         let termCount = chunk.terms.count
@@ -175,7 +169,6 @@ final class WorkingCrossProducts: @unchecked Sendable {
         var xy = [Double](repeating: 0, count: p1)
         let weightPointers = chunk.terms.map { t in t.weights.withUnsafeBufferPointer { $0.baseAddress! } }
         let zPointers = chunk.terms.map { t in t.z.withUnsafeBufferPointer { $0.baseAddress! } }
-        let levelPointers = chunk.terms.map { t in t.levels.withUnsafeBufferPointer { $0.baseAddress! } }
         withExtendedLifetime(chunk) {
         sums.withUnsafeMutableBufferPointer { out in
         scratch.withUnsafeMutableBufferPointer { v in
@@ -193,26 +186,9 @@ final class WorkingCrossProducts: @unchecked Sendable {
             var membership = 0
             let xb = plan.xyxyStart
             for i in 0..<n {
-                // η, μ and the working weight and response of row i.
-                let offset = chunk.offset.isEmpty ? 0 : chunk.offset[i]
-                var eta = offset
-                for j in 0..<p { eta += x[i * p + j] * beta[j] }
-                for k in 0..<termCount {
-                    let m = memberships[k], pk = termDims[k], w = weightPointers[k], z = zPointers[k], levels = levelPointers[k]
-                    for mi in 0..<m {
-                        let level = levels[i * m + mi], weight = w[i * m + mi]
-                        if level < 0 || weight == 0 { continue }
-                        let base = termOffsets[k] + Int(level) * pk
-                        var dot = 0.0
-                        for t in 0..<pk { dot += z[i * pk + t] * b[base + t] }
-                        eta += weight * dot
-                    }
-                }
-                let y = chunk.y[i], mu = d.mean(eta), dmu = d.meanDerivative(eta)
-                deviance += d.devianceResidual(y, mu, weight: wt[i])
-                let si = (wt[i] * dmu * dmu / d.variance(mu)).squareRoot()
+                let si = sqrtWeights[i]
                 for j in 0..<p { xy[j] = x[i * p + j] * si }
-                xy[p] = si * (eta - offset + (y - mu) / dmu)
+                xy[p] = response[i]
                 let u0 = Int(rowBlockStart[i]), u = Int(rowBlockStart[i + 1]) - u0
                 // Each distinct block's values: Σ over its memberships of w z √W.
                 var total = 0
