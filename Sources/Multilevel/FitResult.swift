@@ -73,7 +73,9 @@ public struct FitResult: Sendable {
     public var residualDF: Int { nobs - df }
 
     /// The number of levels of each grouping factor, by lme4's group name (each factor once).
-    public var groupCounts: [(group: String, count: Int)] {
+    public var groupCounts: [(group: String, count: Int)] { Self.groupCounts(terms) }
+
+    static func groupCounts(_ terms: [RandomEffectsTerm]) -> [(group: String, count: Int)] {
         var seen: Set<String> = []
         return terms.compactMap { seen.insert($0.group).inserted ? ($0.group, $0.levels.count) : nil }
     }

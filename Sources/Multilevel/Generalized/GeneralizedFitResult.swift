@@ -102,8 +102,5 @@ public struct GeneralizedFitResult: Sendable {
     }
 
     /// The number of levels of each grouping factor (each factor once).
-    public var groupCounts: [(group: String, count: Int)] {
-        var seen: Set<String> = []
-        return terms.compactMap { seen.insert($0.group).inserted ? ($0.group, $0.levels.count) : nil }
-    }
+    public var groupCounts: [(group: String, count: Int)] { FitResult.groupCounts(terms) }
 }

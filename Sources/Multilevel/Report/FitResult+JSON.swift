@@ -23,11 +23,7 @@ extension FitResult {
             ("AIC", .finite(aic)),
             ("BIC", .finite(bic)),
             ("df", .number(Double(df))),
-            ("varcorr", .array(varcorr.map { e in
-                .object([("grp", .string(e.group)), ("var1", e.var1.map(JSONValue.string) ?? .null),
-                         ("var2", e.var2.map(JSONValue.string) ?? .null), ("vcov", .finite(e.vcov)),
-                         ("sdcor", .finite(e.sdcor))])
-            })),
+            ("varcorr", varcorrJSON(varcorr)),
         ]
         if let icc = intraclassCorrelations {
             fields.append(("icc", .object(icc.map { ($0.group, .finite($0.icc)) })))
@@ -76,21 +72,35 @@ extension FitResult {
     /// `variances`: the fit's `conditionalVariances()`, if already computed.
     public func conditionalModesCSV(variances given: [[[Double]]]? = nil) throws -> String {
         let variances = try given ?? conditionalVariances()
-        var out = "grpvar,term,grp,condval,condsd\n"
-        for (k, t) in terms.enumerated() {
-            let p = t.dimension
-            for (l, level) in t.levels.enumerated() {
-                for (j, effect) in t.effects.enumerated() {
-                    let sd = variances[k][l][j + j * p].squareRoot()
-                    out += "\(csvQuoted(t.group)),\(csvQuoted(effect)),\(csvQuoted(level)),\(conditionalModes[k][l * p + j]),\(sd)\n"
-                }
-            }
+        return Multilevel.conditionalModesCSV(terms: terms, modes: conditionalModes) { k, l, j in
+            variances[k][l][j + j * terms[k].dimension].squareRoot()
         }
-        return out
     }
 }
 
 /// A CSV field, quoted, with `""` for a quote inside.
 func csvQuoted(_ s: String) -> String {
     "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+}
+
+/// lme4's `as.data.frame(VarCorr(m))` as JSON: {grp, var1, var2, vcov, sdcor} per row.
+func varcorrJSON(_ entries: [VarCorrEntry]) -> JSONValue {
+    .array(entries.map { e in
+        .object([("grp", .string(e.group)), ("var1", e.var1.map(JSONValue.string) ?? .null),
+                 ("var2", e.var2.map(JSONValue.string) ?? .null), ("vcov", .finite(e.vcov)), ("sdcor", .finite(e.sdcor))])
+    })
+}
+
+/// Conditional modes and SDs as CSV, lme4's `as.data.frame(ranef(m, condVar = TRUE))`: one line
+/// per (group, level, effect); `sd(k, l, j)` is the SD of term k's level l's effect j.
+func conditionalModesCSV(terms: [RandomEffectsTerm], modes: [[Double]], sd: (Int, Int, Int) -> Double) -> String {
+    var out = "grpvar,term,grp,condval,condsd\n"
+    for (k, t) in terms.enumerated() {
+        for (l, level) in t.levels.enumerated() {
+            for (j, effect) in t.effects.enumerated() {
+                out += "\(csvQuoted(t.group)),\(csvQuoted(effect)),\(csvQuoted(level)),\(modes[k][l * t.dimension + j]),\(sd(k, l, j))\n"
+            }
+        }
+    }
+    return out
 }

@@ -22,27 +22,7 @@ extension FitResult {
                          leftColumns: 0, indent: " ") + "\n"
         }
 
-        out += "Random effects:\n"
-        var rows: [[String]] = []
-        let maxDim = terms.map(\.dimension).max() ?? 1
-        let variances = columnFormat(varcorr.filter { $0.var2 == nil }.map(\.vcov), digits: 4)
-        let sds = columnFormat(varcorr.filter { $0.var2 == nil }.map(\.sdcor), digits: 4)
-        var vi = 0
-        for (k, t) in terms.enumerated() {
-            let group = uniqueGroupNames[k]
-            for i in 0..<t.dimension {
-                var row = [i == 0 ? group : "", t.effects[i], variances[vi], sds[vi]]
-                for j in 0..<i {
-                    let c = varcorr.first { $0.group == group && $0.var1 == t.effects[j] && $0.var2 == t.effects[i] }!
-                    row.append(String(format: "%.2f", c.sdcor))
-                }
-                rows.append(row)
-                vi += 1
-            }
-        }
-        rows.append(["Residual", "", variances[vi], sds[vi]])
-        let corrHeader = maxDim > 1 ? ["Corr"] + Array(repeating: "", count: maxDim - 2) : []
-        out += table(header: ["Groups", "Name", "Variance", "Std.Dev."] + corrHeader, rows: rows, leftColumns: 2, indent: " ")
+        out += "Random effects:\n" + randomEffectsTable(terms: terms, varcorr: varcorr)
         out += "Number of obs: \(nobs), groups:  " + groupCounts.map { "\($0.group), \($0.count)" }.joined(separator: "; ") + "\n"
         if droppedRows > 0 { out += "Rows dropped for missing values: \(droppedRows)\n" }
         if let icc = intraclassCorrelations {
@@ -56,23 +36,7 @@ extension FitResult {
         out += table(header: ["", "Estimate", "Std. Error", "t value"],
                      rows: fixedNames.indices.map { [fixedNames[$0], est[$0], se[$0], tv[$0]] }, leftColumns: 1, indent: "")
 
-        let p = fixedNames.count
-        if p > 1 && p <= 12 {
-            out += "\nCorrelation of Fixed Effects:\n"
-            let short = fixedNames.map { abbreviate($0) }
-            var corr: [[String]] = []
-            for i in 1..<p {
-                var row = [fixedNames[i]]
-                for j in 0..<i {
-                    let c = fixedCovariance[i + j * p] / (standardErrors[i] * standardErrors[j])
-                    row.append(String(format: "%.3f", c))
-                }
-                corr.append(row)
-            }
-            out += table(header: [""] + short.dropLast(), rows: corr, leftColumns: 1, indent: "")
-        } else if p > 12 {
-            out += "\nCorrelation matrix not shown by default, as p = \(p) > 12.\n"
-        }
+        out += fixedEffectCorrelations(names: fixedNames, covariance: fixedCovariance, standardErrors: standardErrors)
         if let mc = monteCarlo {
             out += "\n" + monteCarloSummary(mc)
         }
@@ -93,11 +57,6 @@ extension FitResult {
                           last.solve, last.probeMean, last.probeMax)
         }
         return out
-    }
-
-    /// R's `abbreviate(…, 6)` in its simplest form: parentheses dropped, then the first 6 characters.
-    private func abbreviate(_ name: String) -> String {
-        name == "(Intercept)" ? "(Intr)" : String(name.prefix(6))
     }
 }
 
@@ -127,4 +86,43 @@ func table(header: [String], rows: [[String]], leftColumns: Int, indent: String)
         return indent + parts.joined(separator: " ").replacingOccurrences(of: #"\s+$"#, with: "", options: .regularExpression) + "\n"
     }
     return line(header) + rows.map(line).joined()
+}
+
+/// lme4's "Random effects:" table: each term's variances, SDs and correlations (groups named as
+/// lme4 names them), then the residual's when `varcorr` ends with it (a Gaussian fit).
+func randomEffectsTable(terms: [RandomEffectsTerm], varcorr: [VarCorrEntry]) -> String {
+    var rows: [[String]] = []
+    let maxDim = terms.map(\.dimension).max() ?? 1
+    let diagonal = varcorr.filter { $0.var2 == nil }
+    let variances = columnFormat(diagonal.map(\.vcov), digits: 4), sds = columnFormat(diagonal.map(\.sdcor), digits: 4)
+    var vi = 0
+    for (t, group) in zip(terms, FitResult.uniqueGroupNames(terms)) {
+        for i in 0..<t.dimension {
+            var row = [i == 0 ? group : "", t.effects[i], variances[vi], sds[vi]]
+            for j in 0..<i {
+                let c = varcorr.first { $0.group == group && $0.var1 == t.effects[j] && $0.var2 == t.effects[i] }!
+                row.append(String(format: "%.2f", c.sdcor))
+            }
+            rows.append(row)
+            vi += 1
+        }
+    }
+    if varcorr.last?.group == "Residual" { rows.append(["Residual", "", variances[vi], sds[vi]]) }
+    let corrHeader = maxDim > 1 ? ["Corr"] + Array(repeating: "", count: maxDim - 2) : []
+    return table(header: ["Groups", "Name", "Variance", "Std.Dev."] + corrHeader, rows: rows, leftColumns: 2, indent: " ")
+}
+
+/// lme4's "Correlation of Fixed Effects" (names abbreviated as R's `abbreviate(…, 6)` in its
+/// simplest form: the first 6 characters, "(Intr)"), after a blank line; for more than 12
+/// coefficients the note that it is not shown; nothing for one.
+func fixedEffectCorrelations(names: [String], covariance: [Double], standardErrors se: [Double]) -> String {
+    let p = names.count
+    if p > 12 { return "\nCorrelation matrix not shown by default, as p = \(p) > 12.\n" }
+    guard p > 1 else { return "" }
+    let short = names.dropLast().map { $0 == "(Intercept)" ? "(Intr)" : String($0.prefix(6)) }
+    let rows = (1..<p).map { i -> [String] in
+        let correlations = (0..<i).map { j -> String in String(format: "%.3f", covariance[i + j * p] / (se[i] * se[j])) }
+        return [names[i]] + correlations
+    }
+    return "\nCorrelation of Fixed Effects:\n" + table(header: [""] + short, rows: rows, leftColumns: 1, indent: "")
 }

@@ -16,26 +16,7 @@ extension GeneralizedFitResult {
                              String(format: "%.1f", deviance), String(residualDF)]],
                      leftColumns: 0, indent: " ") + "\n"
 
-        out += "Random effects:\n"
-        let maxDim = terms.map(\.dimension).max() ?? 1
-        let diagonal = varcorr.filter { $0.var2 == nil }
-        let variances = columnFormat(diagonal.map(\.vcov), digits: 4), sds = columnFormat(diagonal.map(\.sdcor), digits: 4)
-        var rows: [[String]] = []
-        var vi = 0
-        for (k, t) in terms.enumerated() {
-            let group = FitResult.uniqueGroupNames(terms)[k]
-            for i in 0..<t.dimension {
-                var row = [i == 0 ? group : "", t.effects[i], variances[vi], sds[vi]]
-                for j in 0..<i {
-                    let c = varcorr.first { $0.group == group && $0.var1 == t.effects[j] && $0.var2 == t.effects[i] }!
-                    row.append(String(format: "%.2f", c.sdcor))
-                }
-                rows.append(row)
-                vi += 1
-            }
-        }
-        let corrHeader = maxDim > 1 ? ["Corr"] + Array(repeating: "", count: maxDim - 2) : []
-        out += table(header: ["Groups", "Name", "Variance", "Std.Dev."] + corrHeader, rows: rows, leftColumns: 2, indent: " ")
+        out += "Random effects:\n" + randomEffectsTable(terms: terms, varcorr: varcorr)
         out += "Number of obs: \(nobs), groups:  " + groupCounts.map { "\($0.group), \($0.count)" }.joined(separator: "; ") + "\n"
         if droppedRows > 0 { out += "Rows dropped for missing values: \(droppedRows)\n" }
 
@@ -51,19 +32,7 @@ extension GeneralizedFitResult {
         out += "Standard errors: " + (covarianceSource == "Hessian"
             ? "from the finite-difference Hessian of the deviance in (θ, β), as glmer for fewer than 10^4 rows"
             : "from R_X, the weighted least squares at the mode, as glmer for 10^4 rows or more") + "\n"
-        let p = fixedNames.count
-        if p > 1 && p <= 12 {
-            out += "\nCorrelation of Fixed Effects:\n"
-            var corr: [[String]] = []
-            let s = standardErrors
-            for i in 1..<p {
-                corr.append([fixedNames[i]] + (0..<i).map { String(format: "%.3f", covariance[i + $0 * p] / (s[i] * s[$0])) })
-            }
-            out += table(header: [""] + fixedNames.dropLast().map { $0 == "(Intercept)" ? "(Intr)" : String($0.prefix(6)) },
-                         rows: corr, leftColumns: 1, indent: "")
-        } else if p > 12 {
-            out += "\nCorrelation matrix not shown by default, as p = \(p) > 12.\n"
-        }
+        out += fixedEffectCorrelations(names: fixedNames, covariance: covariance, standardErrors: standardErrors)
         if !notes.isEmpty { out += "\n" + notes.map { "Note: \($0)\n" }.joined() }
         return out
     }
@@ -104,10 +73,7 @@ extension GeneralizedFitResult {
             ("BIC", .finite(bic)),
             ("df", .number(Double(df))),
             ("df_resid", .number(Double(residualDF))),
-            ("varcorr", .array(varcorr.map { e in
-                .object([("grp", .string(e.group)), ("var1", e.var1.map(JSONValue.string) ?? .null),
-                         ("var2", e.var2.map(JSONValue.string) ?? .null), ("vcov", .finite(e.vcov)), ("sdcor", .finite(e.sdcor))])
-            })),
+            ("varcorr", varcorrJSON(varcorr)),
             ("optimizer", .object([("stage1", optimizer(stages.first)), ("stage2", optimizer(stages.second)),
                                    ("pirls_iterations", .number(Double(pirlsIterations)))])),
             ("messages", .array(notes.map(JSONValue.string))),
@@ -126,15 +92,8 @@ extension GeneralizedFitResult {
     /// The conditional modes and conditional SDs as CSV, as `FitResult.conditionalModesCSV`
     /// (lme4's `as.data.frame(ranef(m, condVar = TRUE))`: grpvar, term, grp, condval, condsd).
     public func conditionalModesCSV() -> String {
-        var out = "grpvar,term,grp,condval,condsd\n"
-        for (k, t) in terms.enumerated() {
-            let p = t.dimension
-            for (l, level) in t.levels.enumerated() {
-                for (j, effect) in t.effects.enumerated() {
-                    out += "\(csvQuoted(t.group)),\(csvQuoted(effect)),\(csvQuoted(level)),\(conditionalModes[k][l * p + j]),\(conditionalSDs[k][l * p + j])\n"
-                }
-            }
+        Multilevel.conditionalModesCSV(terms: terms, modes: conditionalModes) { k, l, j in
+            conditionalSDs[k][l * terms[k].dimension + j]
         }
-        return out
     }
 }
