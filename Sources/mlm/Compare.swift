@@ -58,17 +58,14 @@ struct Compare: ParsableCommand {
                 return (data, options)
             }
             let comparison: ModelComparison
-            if let family {
-                guard let f = ResponseFamily(rawValue: family) else { throw InputError("--family must be binomial or poisson") }
-                let l = link.flatMap(LinkFunction.init(rawValue:))
-                if link != nil && l == nil {
-                    throw InputError("--link must be one of \(LinkFunction.allCases.map(\.rawValue).joined(separator: ", "))")
+            let generalized = try Job.stage { () throws -> GeneralizedFitOptions? in
+                let generalized = try glmmOptions(family: family, link: link, nagq: nagq, weights: weights, fit: options)
+                if generalized != nil && report != nil {
+                    throw InputError("--report is not available with --family yet: the table and --json are")
                 }
-                if weights != nil { throw InputError("--weights is not available with --family: give a binomial's trials as cbind(successes, failures)") }
-                if report != nil { throw InputError("--report is not available with --family yet: the table and --json are") }
-                var generalized = GeneralizedFitOptions(family: f, link: l, nodes: nagq, threads: options.threads, chunkRows: options.chunkRows,
-                                                        communicator: options.communicator, maxMemory: options.maxMemory)
-                generalized.segmentRows = options.segmentRows
+                return generalized
+            }
+            if let generalized {
                 comparison = try Job.stage { try ModelComparison.compare(formula, data: data, options: generalized) }
             } else {
                 comparison = try Job.stage { try ModelComparison.compare(formula, data: data, options: options) }

@@ -200,28 +200,13 @@ struct ModelOptions: ParsableArguments {
 
     /// The GLMM's options, nil for a Gaussian model (no --family).
     func generalizedOptions(trace: (@Sendable (Int, [Double], Double) -> Void)?) throws -> (TableSource, GeneralizedFitOptions)? {
-        guard let name = family else {
-            if link != nil || nagq != 1 { throw InputError("--link and --nagq need --family binomial or poisson") }
+        guard family != nil else {
+            _ = try glmmOptions(family: nil, link: link, nagq: nagq, weights: weights, fit: FitOptions())
             return nil
-        }
-        guard let family = ResponseFamily(rawValue: name) else {
-            throw InputError("--family must be binomial or poisson (a Gaussian model needs no --family)")
-        }
-        var chosenLink: LinkFunction?
-        if let link {
-            guard let l = LinkFunction(rawValue: link) else {
-                throw InputError("--link must be one of \(LinkFunction.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            chosenLink = l
-        }
-        if weights != nil {
-            throw InputError("--weights is not available with --family: give a binomial's trials as cbind(successes, failures)")
         }
         if surveyWeights != nil { throw InputError("--survey-weights is not available with --family (pseudo-likelihood GLMMs are not implemented)") }
         let (data, fit) = try reading.resolve(reml: false, trace: trace)
-        var options = GeneralizedFitOptions(family: family, link: chosenLink, nodes: nagq, threads: fit.threads, chunkRows: fit.chunkRows,
-                                            communicator: fit.communicator, maxMemory: fit.maxMemory, log: fit.log)
-        options.segmentRows = fit.segmentRows
+        var options = try glmmOptions(family: family, link: link, nagq: nagq, weights: weights, fit: fit)!
         options.trace = trace
         return (data, options)
     }
@@ -317,4 +302,31 @@ func printSummary(_ text: String, outputs: [String?]) {
 func requireWritableFolder(_ path: String?, option: String) throws {
     guard let path else { return }
     try OutputFile.checkFolder(path, option: option)
+}
+
+/// The GLMM options of `--family`, `--link` and `--nagq` (`mlm fit`, `mlm compare`) on top of the
+/// reading options' `fit`; nil without `--family`. Throws one line for a bad family or link,
+/// for `--link` or `--nagq` without `--family`, and for `--weights` with it.
+func glmmOptions(family name: String?, link: String?, nagq: Int, weights: String?, fit: FitOptions) throws -> GeneralizedFitOptions? {
+    guard let name else {
+        if link != nil || nagq != 1 { throw InputError("--link and --nagq need --family binomial or poisson") }
+        return nil
+    }
+    guard let family = ResponseFamily(rawValue: name) else {
+        throw InputError("--family must be binomial or poisson (a Gaussian model needs no --family)")
+    }
+    var chosenLink: LinkFunction?
+    if let link {
+        guard let l = LinkFunction(rawValue: link) else {
+            throw InputError("--link must be one of \(LinkFunction.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        chosenLink = l
+    }
+    if weights != nil {
+        throw InputError("--weights is not available with --family: give a binomial's trials as cbind(successes, failures)")
+    }
+    var options = GeneralizedFitOptions(family: family, link: chosenLink, nodes: nagq, threads: fit.threads, chunkRows: fit.chunkRows,
+                                        communicator: fit.communicator, maxMemory: fit.maxMemory, log: fit.log)
+    options.segmentRows = fit.segmentRows
+    return options
 }

@@ -221,6 +221,15 @@ final class GeneralizedLinearMixedModelTests: ScratchDirectoryTestCase {
                            "--formula", "cbind(incidence, size - incidence) ~ period + (1 | herd)", "--family", "binomial"])
         XCTAssertEqual(run.status, 0, run.stderr)
         XCTAssertTrue(run.stdout.contains("m2    5 194.1 204.2  -92.0    184.1 25.61  3  1.151e-05 ***"), run.stdout)
+        for (arguments, expected) in [(["--link", "probit"], "--link and --nagq need --family"),
+                                      (["--family", "binomial", "--report", temporary("report")], "--report is not available with --family"),
+                                      (["--family", "binomial", "--weights", "size"], "--weights is not available with --family")] {
+            let bad = try mlm(["compare", Fixtures.path("cbpp.csv"), "--formula", "cbind(incidence, size - incidence) ~ 1 + (1 | herd)",
+                               "--formula", "cbind(incidence, size - incidence) ~ period + (1 | herd)"] + arguments)
+            XCTAssertNotEqual(bad.status, 0)
+            XCTAssertEqual(bad.stderr.split(separator: "\n").count, 1, bad.stderr)
+            XCTAssertTrue(bad.stderr.contains(expected), bad.stderr)
+        }
     }
 
     /// `mlm predict` of a saved GLMM is lme4's `predict(m)` (link) and `fitted(m)` (response),
