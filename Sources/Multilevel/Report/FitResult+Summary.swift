@@ -16,15 +16,11 @@ extension FitResult {
         if reml {
             out += "REML criterion at convergence: \(String(format: "%.1f", objective))\n\n"
         } else {
-            out += table(header: ["AIC", "BIC", "logLik", "deviance", "df.resid"],
-                         rows: [[String(format: "%.1f", aic), String(format: "%.1f", bic), String(format: "%.1f", logLik),
-                                 String(format: "%.1f", objective), String(residualDF)]],
-                         leftColumns: 0, indent: " ") + "\n"
+            out += fitStatistics(aic: aic, bic: bic, logLik: logLik, deviance: objective, residualDF: residualDF)
         }
 
         out += "Random effects:\n" + randomEffectsTable(terms: terms, varcorr: varcorr)
-        out += "Number of obs: \(nobs), groups:  " + groupCounts.map { "\($0.group), \($0.count)" }.joined(separator: "; ") + "\n"
-        if droppedRows > 0 { out += "Rows dropped for missing values: \(droppedRows)\n" }
+        out += observations(nobs, groups: groupCounts, droppedRows: droppedRows)
         if let icc = intraclassCorrelations {
             out += "Intra-class correlation (VPC): " + icc.map { "\($0.group) \(String(format: "%.4f", $0.icc))" }.joined(separator: ", ") + "\n"
         }
@@ -125,4 +121,18 @@ func fixedEffectCorrelations(names: [String], covariance: [Double], standardErro
         return [names[i]] + correlations
     }
     return "\nCorrelation of Fixed Effects:\n" + table(header: [""] + short, rows: rows, leftColumns: 1, indent: "")
+}
+
+/// lme4's line of fit statistics of an ML fit (AIC, BIC, logLik, deviance, df.resid), then a blank line.
+func fitStatistics(aic: Double, bic: Double, logLik: Double, deviance: Double, residualDF: Int) -> String {
+    table(header: ["AIC", "BIC", "logLik", "deviance", "df.resid"],
+          rows: [[String(format: "%.1f", aic), String(format: "%.1f", bic), String(format: "%.1f", logLik),
+                  String(format: "%.1f", deviance), String(residualDF)]],
+          leftColumns: 0, indent: " ") + "\n"
+}
+
+/// lme4's "Number of obs: n, groups:  g, k; …" line, and the rows dropped for missing values, if any.
+func observations(_ nobs: Int, groups: [(group: String, count: Int)], droppedRows: Int) -> String {
+    "Number of obs: \(nobs), groups:  " + groups.map { "\($0.group), \($0.count)" }.joined(separator: "; ") + "\n"
+        + (droppedRows > 0 ? "Rows dropped for missing values: \(droppedRows)\n" : "")
 }

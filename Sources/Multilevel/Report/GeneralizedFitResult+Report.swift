@@ -11,14 +11,10 @@ extension GeneralizedFitResult {
         out += "Formula: \(formula)\n"
         if !dataName.isEmpty { out += "   Data: \(dataName)\n" }
         out += "\n"
-        out += table(header: ["AIC", "BIC", "logLik", "deviance", "df.resid"],
-                     rows: [[String(format: "%.1f", aic), String(format: "%.1f", bic), String(format: "%.1f", logLik),
-                             String(format: "%.1f", deviance), String(residualDF)]],
-                     leftColumns: 0, indent: " ") + "\n"
+        out += fitStatistics(aic: aic, bic: bic, logLik: logLik, deviance: deviance, residualDF: residualDF)
 
         out += "Random effects:\n" + randomEffectsTable(terms: terms, varcorr: varcorr)
-        out += "Number of obs: \(nobs), groups:  " + groupCounts.map { "\($0.group), \($0.count)" }.joined(separator: "; ") + "\n"
-        if droppedRows > 0 { out += "Rows dropped for missing values: \(droppedRows)\n" }
+        out += observations(nobs, groups: groupCounts, droppedRows: droppedRows)
 
         out += "\nFixed effects:\n"
         let est = columnFormat(beta, digits: 4), se = columnFormat(standardErrors, digits: 4)
