@@ -171,4 +171,15 @@ enum TiledCholesky {
 /// core binding changes that count from rank to rank. With one BLAS thread a fit, a bootstrap
 /// replicate and a profile point are bit for bit the same on any rank; the cores are used by
 /// this package's own threads instead (`TiledCholesky`, reading, replicates).
-public func useOneThreadInBLAS() { openblas_set_num_threads(1) }
+///
+/// OpenBLAS's pthread build starts its worker threads when it is loaded, and an idle worker
+/// spins on `sched_yield` for about 0.1 s before it sleeps: on two cores that took a core from
+/// the reading threads of a short fit (InstEval, 0.26 s → 0.23 s without it). The workers are
+/// stopped here through `blas_thread_shutdown_`, OpenBLAS's own fork handler, looked up at run
+/// time because OpenBLAS's serial and OpenMP builds do not have it.
+public func useOneThreadInBLAS() {
+    openblas_set_num_threads(1)
+    if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "blas_thread_shutdown_") {
+        unsafeBitCast(symbol, to: (@convention(c) () -> Int32).self)()
+    }
+}
