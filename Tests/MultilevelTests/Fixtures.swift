@@ -89,3 +89,11 @@ class ScratchDirectoryTestCase: XCTestCase {
         return path
     }
 }
+
+/// Lines of a fit's `--verbose` log, from any thread.
+final class LogLines: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: [String] = []
+    func append(_ line: String) { lock.lock(); stored.append(line); lock.unlock() }
+    var lines: [String] { lock.lock(); defer { lock.unlock() }; return stored }
+}

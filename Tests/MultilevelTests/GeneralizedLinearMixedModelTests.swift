@@ -318,4 +318,105 @@ final class GeneralizedLinearMixedModelTests: ScratchDirectoryTestCase {
         XCTAssertEqual(withMissing.deviance, without.deviance, accuracy: 1e-8 * without.deviance)
         for j in without.beta.indices { XCTAssertEqual(withMissing.beta[j], without.beta[j], accuracy: 1e-6) }
     }
+
+    /// Rows that would take more than half of --max-memory are read again from the file at every
+    /// pass, and give the fit of the rows in memory bit for bit: quadrature, a Poisson offset, a
+    /// scaled covariate with nested terms, multiple membership, an aliased column dropped, and a
+    /// bootstrap's replicates; several segments of 50 rows each.
+    func testStreamedRowsGiveTheSameFit() throws {
+        for name in ["cbpp_agq9", "cbpp_poisson_offset", "grouseticks", "mm_binary"] {
+            let c = Self.cases[name]!
+            var options = c.options
+            options.segmentRows = 50
+            let inMemory = try GeneralizedLinearMixedModel.fitPrepared(c.formula, data: try data(c), options: options)
+            options.maxMemory = 2 * inMemory.prepared.rows.predictedBytes.inMemory - 1
+            let streamed = try GeneralizedLinearMixedModel.fitPrepared(c.formula, data: try data(c), options: options)
+            XCTAssertFalse(inMemory.prepared.rows.streamed, name)
+            XCTAssertTrue(streamed.prepared.rows.streamed, name)
+            XCTAssertEqual(streamed.prepared.rows.bytes, 0, name)
+            for (a, b) in [(inMemory.fit, streamed.fit)] {
+                XCTAssertEqual(a.deviance.bitPattern, b.deviance.bitPattern, name)
+                XCTAssertEqual(a.theta, b.theta, name)
+                XCTAssertEqual(a.beta, b.beta, name)
+                XCTAssertEqual(a.covariance, b.covariance, name)
+                XCTAssertEqual(a.conditionalModes, b.conditionalModes, name)
+                XCTAssertEqual(a.conditionalSDs, b.conditionalSDs, name)
+            }
+        }
+        // An aliased column (x2 = 2 x1) and a bootstrap.
+        let lines = try String(contentsOfFile: Fixtures.path("cbpp_binary.csv"), encoding: .utf8).split(separator: "\n").map(String.init)
+        let header = lines[0] + ",x1,x2"
+        let rows = lines.dropFirst().enumerated().map { i, line in line + ",\(i % 7),\(2 * (i % 7))" }
+        let data = try openTable(path: try write(([header] + rows).joined(separator: "\n") + "\n", to: "aliased.csv"), table: nil)
+        var options = GeneralizedFitOptions(family: .binomial)
+        options.segmentRows = 50
+        let formula = "y ~ period + x1 + x2 + (1 | herd)"
+        let bootstrap = BootstrapOptions(replicates: 3, seed: 4, threads: 2)
+        let inMemory = try GeneralizedLinearMixedModel.fitWithBootstrap(formula, data: data, options: options, bootstrap: bootstrap)
+        options.maxMemory = 100_000
+        let log = LogLines()
+        options.log = { log.append($0) }
+        let streamed = try GeneralizedLinearMixedModel.fitWithBootstrap(formula, data: data, options: options, bootstrap: bootstrap)
+        XCTAssertTrue(log.lines.contains { $0.hasPrefix("model rows: read again from the file at every pass") }, "\(log.lines)")
+        XCTAssertEqual(inMemory.fit.fixedNames, ["(Intercept)", "period2", "period3", "period4", "x1"])
+        XCTAssertEqual(streamed.fit.fixedNames, inMemory.fit.fixedNames)
+        XCTAssertEqual(streamed.fit.beta, inMemory.fit.beta)
+        XCTAssertEqual(streamed.bootstrap.replicates, inMemory.bootstrap.replicates)
+        XCTAssertEqual(streamed.bootstrap.failed, 0)
+    }
+
+    /// The streamed path refuses at once, in one line, when even its segments in flight do not fit.
+    func testStreamedRowsThatDoNotFitAreRefused() throws {
+        var options = GeneralizedFitOptions(family: .binomial, maxMemory: 1000)
+        options.segmentRows = 50
+        let data = try openTable(path: Fixtures.path("cbpp_binary.csv"), table: nil)
+        XCTAssertThrowsError(try GeneralizedLinearMixedModel.fit("y ~ period + (1 | herd)", data: data, options: options)) { error in
+            let message = (error as? InputError)?.message ?? "\(error)"
+            XCTAssertTrue(message.hasPrefix("reading the model rows again at every pass needs about"), message)
+            XCTAssertTrue(message.contains("--max-memory"), message)
+            XCTAssertFalse(message.contains("\n"), message)
+        }
+    }
+
+    /// A failure to read the streamed rows again ends the fit with its line, even inside a
+    /// bootstrap (it is not a replicate's failure to converge).
+    func testStreamedReadFailureEndsTheFit() throws {
+        /// The file, until its `failAt`-th read of a column.
+        final class Vanishing: TableSource {
+            let inner: TableSource
+            var reads = 0, failAt = Int.max
+            init(_ inner: TableSource) { self.inner = inner }
+            var name: String { inner.name }
+            var columnNames: [String] { inner.columnNames }
+            var rowCount: Int { inner.rowCount }
+            func columnType(_ column: String) throws -> ColumnType { try inner.columnType(column) }
+            func readNumeric(_ column: String, rows: Range<Int>) throws -> [Double] {
+                try count()
+                return try inner.readNumeric(column, rows: rows)
+            }
+            func readStrings(_ column: String, rows: Range<Int>) throws -> [String?] {
+                try count()
+                return try inner.readStrings(column, rows: rows)
+            }
+            private let lock = NSLock()
+            private func count() throws {
+                lock.lock()
+                defer { lock.unlock() }
+                reads += 1
+                if reads >= failAt { throw InputError("\(name): the file is gone") }
+            }
+        }
+        var options = GeneralizedFitOptions(family: .binomial, maxMemory: 100_000)
+        options.segmentRows = 50
+        let formula = "y ~ period + (1 | herd)", bootstrap = BootstrapOptions(replicates: 2, seed: 4, threads: 2)
+        let counting = Vanishing(try openTable(path: Fixtures.path("cbpp_binary.csv"), table: nil))
+        let fitOnly = try GeneralizedLinearMixedModel.fit(formula, data: counting, options: options)
+        XCTAssertEqual(fitOnly.nobs, 842)
+        let vanishing = Vanishing(try openTable(path: Fixtures.path("cbpp_binary.csv"), table: nil))
+        vanishing.failAt = counting.reads + 10
+        XCTAssertThrowsError(try GeneralizedLinearMixedModel.fitWithBootstrap(formula, data: vanishing, options: options, bootstrap: bootstrap)) {
+            XCTAssertTrue($0 is RowsUnreadable, "\($0)")
+            XCTAssertTrue("\($0)".hasSuffix("the file is gone"), "\($0)")
+        }
+    }
 }

@@ -182,8 +182,8 @@ final class MPITests: ScratchDirectoryTestCase {
     }
 
     /// A GLMM's rows are split over the ranks; the fit and its bootstrap replicates are bit for bit the one process's (one
-    /// 0/1 row per animal of cbpp, in segments of 20 rows: groups of 320 on each rank), and a response of 2 in the last
-    /// rank's slab stops every rank with one line naming its line.
+    /// 0/1 row per animal of cbpp, in segments of 20 rows: groups of 320 on each rank), in memory or read again from the
+    /// file at every pass, and a response of 2 in the last rank's slab stops every rank with one line naming its line.
     func testGeneralizedFitIsTheSameOnAnyNumberOfRanks() throws {
         func arguments(_ tag: String, file: String = Fixtures.path("cbpp_binary.csv")) -> [String] {
             ["fit", file, "--formula", "y ~ period + (1 | herd)", "--family", "binomial", "--bootstrap", "3", "--seed", "2",
@@ -197,6 +197,12 @@ final class MPITests: ScratchDirectoryTestCase {
             XCTAssertEqual(run.status, 0, run.stderr)
             XCTAssertEqual(run.stdout, single.stdout, "\(ranks) ranks")
             XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: temporary("glmm-\(ranks).json"))), expected, "\(ranks) ranks")
+            // The rows read again from the file at every pass (--max-memory 40k: more than half of it).
+            let streamed = try mpirun(ranks, arguments("streamed-\(ranks)") + ["--max-memory", "40k", "--verbose"])
+            XCTAssertEqual(streamed.status, 0, streamed.stderr)
+            XCTAssertTrue(streamed.stderr.contains("model rows: read again from the file at every pass"), streamed.stderr)
+            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: temporary("glmm-streamed-\(ranks).json"))), expected,
+                           "\(ranks) ranks, streamed")
         }
         var lines = try String(contentsOfFile: Fixtures.path("cbpp_binary.csv"), encoding: .utf8).split(separator: "\n").map(String.init)
         var fields = lines[lines.count - 1].split(separator: ",").map(String.init)

@@ -91,22 +91,17 @@ final class OrderingTests: ScratchDirectoryTestCase {
         for a in 0..<200 { for b in 0..<100 { csv += "\(uniform() + Double(a % 7) + Double(b % 5)),\(uniform()),a\(a),b\(b)\n" } }
         let path = temporary("crossed-full.csv")
         try csv.write(toFile: path, atomically: true, encoding: .utf8)
-        final class Lines: @unchecked Sendable {
-            let lock = NSLock()
-            var all: [String] = []
-            func append(_ line: String) { lock.lock(); all.append(line); lock.unlock() }
-        }
-        let crossedLog = Lines(), instevalLog = Lines()
+        let crossedLog = LogLines(), instevalLog = LogLines()
         let crossed = try crossProducts(path, "y ~ x + (1 | A) + (1 | B)")
         let pls = try PenalizedLeastSquares(crossed, reml: true, ordering: .auto, needsInverse: true, log: { crossedLog.append($0) })
         XCTAssertEqual(pls.factorization, .blocked)
-        let lines = crossedLog.all
+        let lines = crossedLog.lines
         XCTAssertTrue(lines.contains { $0.hasPrefix("factorisation candidates cholmod-*: not analysed") }, "\(lines)")
         XCTAssertFalse(lines.contains { $0.hasPrefix("factorisation candidate cholmod-metis") }, "\(lines)")
         let insteval = try crossProducts(Fixtures.path("insteval.h5"), "y ~ 1 + service*dept + (1|s) + (1|d)")
         let chosen = try PenalizedLeastSquares(insteval, reml: false, ordering: .auto, needsInverse: true, log: { instevalLog.append($0) })
         XCTAssertEqual(chosen.factorization, .blocked)
-        XCTAssertTrue(instevalLog.all.contains { $0.hasPrefix("factorisation candidate cholmod-metis") }, "\(instevalLog.all)")
+        XCTAssertTrue(instevalLog.lines.contains { $0.hasPrefix("factorisation candidate cholmod-metis") }, "\(instevalLog.lines)")
     }
 
     /// `--max-memory 1M` on a small crossed fit: one line naming the terms and the predicted size,

@@ -51,9 +51,9 @@ enum AdaptiveGaussHermite {
     }
 
     /// The deviance above at the mode `mode` (PIRLS with β given) of `irls`.
-    static func deviance(_ mode: PenalizedIRLS.Mode, irls: PenalizedIRLS, nodes k: Int) -> Double {
+    static func deviance(_ mode: PenalizedIRLS.Mode, irls: PenalizedIRLS, nodes k: Int) throws -> Double {
         let rows = irls.rows, u = mode.u, q = u.count, beta = mode.beta
-        let base = rows.levelDevianceResiduals(beta: beta, b: irls.randomEffects(mode.theta, u))
+        let base = try rows.levelDevianceResiduals(beta: beta, b: irls.randomEffects(mode.theta, u))
         let d0 = (0..<q).map { u[$0] * u[$0] + base[$0] }
         // The factor is still the mode's: A is diagonal, (A⁻¹)_jj = 1/L_jj².
         let sd = irls.pls.inverseDiagonalBlocks().flatMap { $0 }.map { $0.squareRoot() }
@@ -65,7 +65,7 @@ enum AdaptiveGaussHermite {
                 continue
             }
             let shifted = (0..<q).map { u[$0] + node * sd[$0] }
-            let sums = rows.levelDevianceResiduals(beta: beta, b: irls.randomEffects(mode.theta, shifted))
+            let sums = try rows.levelDevianceResiduals(beta: beta, b: irls.randomEffects(mode.theta, shifted))
             for j in 0..<q {
                 let dj = shifted[j] * shifted[j] + sums[j]
                 mult[j] += weight * exp(-0.5 * (dj - d0[j]) + 0.5 * node * node)

@@ -37,7 +37,7 @@ public struct GeneralizedFitOptions: Sendable {
 }
 
 /// Generalized linear mixed models (binomial, Poisson) by the Laplace approximation or adaptive
-/// Gauss–Hermite quadrature, as lme4's `glmer`: the rows are held in memory (`GeneralizedRows`),
+/// Gauss–Hermite quadrature, as lme4's `glmer`: the rows are held in memory, or read again at every pass (`GeneralizedRows`),
 /// PIRLS finds the conditional modes at each θ (`PenalizedIRLS`), and BOBYQA minimises the
 /// deviance in two stages, as `glmer` does:
 ///
@@ -65,11 +65,12 @@ public enum GeneralizedLinearMixedModel {
         func deviance(_ parameters: [Double]) throws -> (value: Double, mode: PenalizedIRLS.Mode) {
             let nTheta = irls.factor.initialTheta.count
             let m = try irls.mode(Array(parameters[..<nTheta]), fixedBeta: Array(parameters[nTheta...]))
-            return (nodes > 1 ? AdaptiveGaussHermite.deviance(m, irls: irls, nodes: nodes) : m.deviance, m)
+            return (nodes > 1 ? try AdaptiveGaussHermite.deviance(m, irls: irls, nodes: nodes) : m.deviance, m)
         }
     }
 
-    /// Reads the model's rows into memory (checking the formula, the family and the data).
+    /// Reads the model's rows into memory, or through once when they are to be streamed (checking
+    /// the formula, the family and the data).
     static func prepare(_ formulaText: String, data: TableSource, options: GeneralizedFitOptions) throws -> Prepared {
         let distribution = try ResponseDistribution(family: options.family, link: options.link)
         var formula = try Formula.parse(formulaText)
@@ -90,12 +91,16 @@ public enum GeneralizedLinearMixedModel {
         }
         let limit = MemoryLimit.forFit(maxMemory: options.maxMemory, communicator: options.communicator)
         let rows = try GeneralizedRows(frame: frame, distribution: distribution, threads: options.threads, limit: limit)
-        let irls = try PenalizedIRLS(rows: rows, memoryLimit: limit, log: options.log)
+        // The factor gets what the rows leave.
+        let factorLimit = MemoryLimit(bytes: limit.bytes - rows.bytes, source: rows.streamed ? limit.source : "\(limit.source) less the model rows")
+        let irls = try PenalizedIRLS(rows: rows, memoryLimit: factorLimit, log: options.log)
         var prepared = Prepared(frame: frame, rows: rows, irls: irls, nodes: options.nodes)
         if let dropped = irls.droppedColumns, !dropped.isEmpty {
             prepared.notes.append("fixed-effect model matrix is rank deficient so dropping \(dropped.count) column\(dropped.count == 1 ? "" : "s") / coefficient\(dropped.count == 1 ? "" : "s"): \(dropped.joined(separator: ", "))")
         }
-        options.log?(String(format: "model rows in memory: %.1f MB on this rank", rows.bytes / 1e6))
+        options.log?(rows.streamed ? "model rows: read again from the file at every pass (they would take more than half of "
+                        + "\(FactorizationChoice.formatBytes(limit.bytes)), \(limit.source))"
+                     : String(format: "model rows in memory: %.1f MB on this rank", rows.bytes / 1e6))
         return prepared
     }
 
@@ -103,7 +108,7 @@ public enum GeneralizedLinearMixedModel {
         try fitPrepared(formulaText, data: data, options: options).fit
     }
 
-    /// The fit, and the model in memory it was fitted to (for a bootstrap).
+    /// The fit, and the model it was fitted to (for a bootstrap).
     static func fitPrepared(_ formulaText: String, data: TableSource,
                             options: GeneralizedFitOptions) throws -> (fit: GeneralizedFitResult, prepared: Prepared, mode: PenalizedIRLS.Mode) {
         let clock = ContinuousClock(), t0 = clock.now
@@ -163,8 +168,8 @@ public enum GeneralizedLinearMixedModel {
 
     /// The fit, then a parametric bootstrap of it, as lme4's `bootMer` of a glmer fit: each
     /// replicate draws u* ~ N(0, I) (b* = Λ(θ̂)u*) and a response for every row from the fitted
-    /// family at η = Xβ̂ + Zb* (+ offset), then is refitted by both stages from θ̂, the rows
-    /// staying in memory. Replicates run one after another, each on every thread and rank, so
+    /// family at η = Xβ̂ + Zb* (+ offset), then is refitted by both stages from θ̂ (streamed rows
+    /// draw their responses again as they are read). Replicates run one after another, each on every thread and rank, so
     /// a replicate's estimates do not depend on either. A refit that fails (separation in a
     /// replicate) is left out of the intervals, as boot does with NA.
     public static func fitWithBootstrap(_ formulaText: String, data: TableSource, options: GeneralizedFitOptions,
@@ -250,7 +255,7 @@ public enum GeneralizedLinearMixedModel {
     /// estimates and their SEs would be meaningless. Names the largest coefficient.
     static func checkSeparation(_ prepared: Prepared, _ mode: PenalizedIRLS.Mode) throws {
         let irls = prepared.irls
-        let count = prepared.rows.boundaryRows(beta: mode.beta, b: irls.randomEffects(mode.theta, mode.u))
+        let count = try prepared.rows.boundaryRows(beta: mode.beta, b: irls.randomEffects(mode.theta, mode.u))
         guard count > 0 else { return }
         let what = prepared.rows.distribution.family == .binomial ? "probabilities numerically 0 or 1" : "means numerically 0"
         var message = "complete separation: \(count) row\(count == 1 ? " has" : "s have") fitted \(what)"

@@ -1,12 +1,15 @@
 import Foundation
 
-/// A GLMM's model rows, held in memory: PIRLS revisits them at every iteration.
+/// A GLMM's model rows, which PIRLS revisits at every iteration: held in memory, or read
+/// again from the file at every pass when they do not fit.
 ///
 /// Each rank holds the rows of its slab (`ModelFrame.slab`), segment by segment as the frame
 /// cuts them (`CrossProductAccumulator.segmentRows` rows of the file), in compact form: X and
 /// the terms' covariates as doubles, level indices as 32-bit integers, and per row the
 /// response (a proportion for the binomial), its prior weight (the binomial's trials) and its
-/// offset.
+/// offset. When they would take more than half the memory a fit may use (the rest is the
+/// factor's), every pass reads its segments from the file again instead (*streamed*), each
+/// made exactly as it was the first time, so the two give the same bits.
 ///
 /// A pass (`evaluate`) takes β and b = Λu (the same on every rank) and computes on every row
 /// η = offset + Xβ + Zb, μ, the deviance residual, the log-density, and the working weight
@@ -24,62 +27,115 @@ final class GeneralizedRows: @unchecked Sendable {
     let frame: ModelFrame
     let distribution: ResponseDistribution
     let threads: Int
-    private(set) var segments: [Segment] = []
+    /// This rank's segments in file order, when the rows are in memory; empty when streamed.
+    private var stored: [Segment] = []
+    /// Whether every pass reads the rows from the file again.
+    let streamed: Bool
+    /// This rank's segments.
+    let segmentCount: Int
     /// Rows over all ranks.
     let count: Int
+    /// The memory predicted on this rank for the rows in memory, and for the segments in flight
+    /// of a pass (all that streamed rows need).
+    let predictedBytes: (inMemory: Double, inFlight: Double)
+    private let reader: ChunkReader
+    /// Streamed: the fixed-effect columns kept (`keepFixedColumns`; nil: all), and the
+    /// replicate whose responses replace the file's (`simulateResponses`), applied as each
+    /// segment is read.
+    private var keptColumns: [Int]?
+    private var simulation: (beta: [Double], b: [Double], seed: UInt64, replicate: Int)?
 
     var communicator: Communicator { frame.communicator }
     let terms: [RandomEffectsTerm]
     private(set) var fixedNames: [String]
 
-    /// Reads this rank's slab into memory, checking each response against the family's support.
-    /// Throws, before reading, when the rows are predicted not to fit in `limit`.
+    /// Reads this rank's slab into memory, or (streamed) through once to check it, checking
+    /// each response against the family's support. Throws, before reading, when even the
+    /// segments in flight of the streamed path are predicted not to fit in `limit`.
     init(frame: ModelFrame, distribution: ResponseDistribution, threads: Int, limit: MemoryLimit) throws {
         self.frame = frame
         self.distribution = distribution
         self.threads = threads
         terms = frame.randomEffectsTerms
         fixedNames = frame.fixedDesign.columns.map(\.name)
+        reader = ChunkReader(source: frame.source, types: frame.types, formula: frame.formula)
         let slab = frame.slab
         // Per row: X, y, prior weight, offset; per term and membership a level, a weight and
-        // the covariates; twice over for the working copies of the segments in flight.
+        // the covariates; twice over for the working copies of the segments in flight, with
+        // (streamed) their plans, about as large again.
         let memberships = frame.randomTerms.map { bt -> Double in
             if case .multipleMembership(let groups, _) = bt.term.grouping { return Double(groups.count) }
             return 1
         }
         let perRow = 8 * Double(fixedNames.count + 3)
             + zip(terms, memberships).reduce(0.0) { $0 + $1.1 * 12 + 8 * Double($1.0.dimension) }
-        let predicted = perRow * Double(slab.count) + 2 * perRow * Double(threads * frame.segmentRows)
-        if predicted > limit.bytes {
-            throw InputError("the model rows need about \(FactorizationChoice.formatBytes(predicted)) in memory on this rank "
-                + "(\(Int(perRow)) bytes a row) and \(FactorizationChoice.formatBytes(limit.bytes)) is available (\(limit.source)): "
-                + "run on more MPI ranks, or on a machine with more memory")
+        let inFlight = 3 * perRow * Double(min(threads * frame.segmentRows, slab.count))
+        let inMemory = perRow * Double(slab.count) + inFlight
+        predictedBytes = (inMemory, inFlight)
+        streamed = inMemory > limit.bytes / 2
+        if streamed && inFlight > limit.bytes / 2 {
+            throw InputError("reading the model rows again at every pass needs about \(FactorizationChoice.formatBytes(inFlight)) "
+                + "on this rank for the segments in flight (\(Int(perRow)) bytes a row, \(frame.segmentRows) rows a segment, "
+                + "\(threads) threads) and \(FactorizationChoice.formatBytes(limit.bytes)) is available (\(limit.source)): "
+                + "fewer --threads or a larger --max-memory")
         }
-        let segmentCount = (slab.count + frame.segmentRows - 1) / frame.segmentRows
-        var stored = [Segment?](repeating: nil, count: segmentCount)
-        let lock = NSLock()
-        let reader = ChunkReader(source: frame.source, types: frame.types, formula: frame.formula)
-        let formula = frame.formula
-        try frame.communicator.agree {
-            try forEachSegment(rows: slab, segmentRows: frame.segmentRows, chunkRows: frame.chunkRows, threads: threads, state: (),
-                               body: { _, segment, chunks in
-                                   var rows: ModelChunk?
-                                   var weights: [Double] = []
-                                   for range in chunks {
-                                       let raw = try reader.read(range)
-                                       var chunk = try frame.modelChunk(raw)
-                                       let lines = raw.complete.indices.filter { raw.complete[$0] }.map { raw.start + $0 }
-                                       weights += try Self.prepareResponse(&chunk, distribution: distribution, formula: formula,
-                                                                           source: frame.source, lines: lines)
-                                       if rows == nil { rows = chunk } else { rows!.append(chunk) }
-                                   }
-                                   lock.lock()
-                                   stored[segment] = Segment(rows: rows!, priorWeights: weights)
-                                   lock.unlock()
-                               })
-        }
-        segments = stored.map { $0! }
+        segmentCount = (slab.count + frame.segmentRows - 1) / frame.segmentRows
         count = frame.completeRows
+        if streamed {
+            // One pass through the rows, for the errors in their responses.
+            try frame.communicator.agree { try forEachSegmentOfRows { _, _ in } }
+        } else {
+            var stored = [Segment?](repeating: nil, count: segmentCount)
+            let lock = NSLock()
+            try frame.communicator.agree {
+                try forEachSegmentOfRows { s, segment in
+                    lock.lock()
+                    stored[s] = segment
+                    lock.unlock()
+                }
+            }
+            self.stored = stored.map { $0! }
+        }
+    }
+
+    /// Segment s of this rank's slab, read from the file (`chunks`: its rows), as the rows in
+    /// memory hold it: the family's response, the fixed columns kept and the replicate's responses.
+    private func readSegment(_ s: Int, chunks: [Range<Int>]) throws -> Segment {
+        var rows: ModelChunk?
+        var weights: [Double] = []
+        for range in chunks {
+            let raw = try reader.read(range)
+            var chunk = try frame.modelChunk(raw)
+            let lines = raw.complete.indices.filter { raw.complete[$0] }.map { raw.start + $0 }
+            weights += try Self.prepareResponse(&chunk, distribution: distribution, formula: frame.formula,
+                                                source: frame.source, lines: lines)
+            if rows == nil { rows = chunk } else { rows!.append(chunk) }
+        }
+        var segment = Segment(rows: rows!, priorWeights: weights)
+        if let keptColumns { Self.keep(keptColumns, of: frame.fixedDesign.columns.count, in: &segment) }
+        if let simulation {
+            segment.rows.y = simulatedResponses(segment, s, beta: simulation.beta, b: simulation.b,
+                                                seed: simulation.seed, replicate: simulation.replicate)
+        }
+        return segment
+    }
+
+    /// Runs `body` on each of this rank's segments (read again, when streamed), on up to
+    /// `threads` threads, handed out in order (so a body waiting on its predecessors' turn never
+    /// waits on one not yet started). After a failure to read, `failed` is called for each
+    /// segment that failed, no new segment starts, and the first failure is thrown.
+    private func forEachSegmentOfRows(_ body: (Int, Segment) -> Void, failed: (Int) -> Void = { _ in }) throws {
+        if stored.count == segmentCount {
+            forEachStoredSegment(count: stored.count, threads: threads) { body($0, stored[$0]) }
+            return
+        }
+        try forEachSegment(rows: frame.slab, segmentRows: frame.segmentRows, chunkRows: frame.chunkRows, threads: threads,
+                           state: (), body: { _, s, chunks in body(s, try readSegment(s, chunks: chunks)) }, failed: failed)
+    }
+
+    /// The same on every rank: a failure to read on any rank ends the pass on all of them.
+    private func everyRank<T>(_ body: () throws -> T) throws -> T {
+        do { return try communicator.agree(body) } catch let e as InputError { throw RowsUnreadable(message: e.message) }
     }
 
     /// Makes a chunk's response the family's: a binomial's proportion and trials (from
@@ -121,12 +177,18 @@ final class GeneralizedRows: @unchecked Sendable {
         working = nil
         let p = fixedNames.count
         fixedNames = keep.map { fixedNames[$0] }
-        for s in segments.indices {
-            let n = segments[s].rows.count
-            var x = [Double](repeating: 0, count: n * keep.count)
-            for i in 0..<n { for (jNew, j) in keep.enumerated() { x[i * keep.count + jNew] = segments[s].rows.x[i * p + j] } }
-            segments[s].rows.x = x
+        if streamed {
+            keptColumns = keep.map { keptColumns?[$0] ?? $0 }
+        } else {
+            for s in stored.indices { Self.keep(keep, of: p, in: &stored[s]) }
         }
+    }
+
+    private static func keep(_ keep: [Int], of p: Int, in segment: inout Segment) {
+        let n = segment.rows.count
+        var x = [Double](repeating: 0, count: n * keep.count)
+        for i in 0..<n { for (jNew, j) in keep.enumerated() { x[i * keep.count + jNew] = segment.rows.x[i * p + j] } }
+        segment.rows.x = x
     }
 
     /// What one pass found.
@@ -148,10 +210,19 @@ final class GeneralizedRows: @unchecked Sendable {
     /// The plan of the passes after the first (nil until the first pass has found Z'Z's pattern).
     private var working: WorkingCrossProducts?
     /// Σ log p(y | μ = y) over every row (the saturated model): log p(y | μ) is this minus ½ devres.
-    private var saturatedLogDensity: Double {
+    private func saturatedLogDensity() throws -> Double {
         if let saturated { return saturated }
         let d = distribution
-        let partials = segments.map { s in zip(s.rows.y, s.priorWeights).reduce(0.0) { $0 + d.logDensity($1.0, $1.0, weight: $1.1) } }
+        var partials = [Double](repeating: 0, count: segmentCount)
+        let lock = NSLock()
+        try everyRank {
+            try forEachSegmentOfRows { s, segment in
+                let value = zip(segment.rows.y, segment.priorWeights).reduce(0.0) { $0 + d.logDensity($1.0, $1.0, weight: $1.1) }
+                lock.lock()
+                partials[s] = value
+                lock.unlock()
+            }
+        }
         let value = orderedSums(partials, width: 1)[0]
         saturated = value
         return value
@@ -160,43 +231,50 @@ final class GeneralizedRows: @unchecked Sendable {
 
     /// One pass over every rank's rows at `point` (see the type's discussion). The first finds
     /// the pattern of Z'Z with the general accumulator and makes the plan of the others.
-    func evaluate(_ point: Point) -> Pass {
+    func evaluate(_ point: Point) throws -> Pass {
         if let working {
-            let (crossProducts, deviance) = working.reduce(threads: threads, communicator: communicator) { s in
-                let v = self.workingValues(self.segments[s], point)
-                return working.segmentSums(s, rows: self.segments[s].rows, sqrtWeights: v.sqrtWeights, response: v.response,
-                                           deviance: v.deviance)
+            let fold = WorkingCrossProducts.Fold(working, segments: segmentCount, communicator: communicator)
+            try everyRank {
+                try forEachSegmentOfRows({ s, segment in
+                    let plan = working.plans.isEmpty ? working.makePlan(segment.rows) : working.plans[s]
+                    let v = self.workingValues(segment, point)
+                    fold.add(s, working.segmentSums(plan, rows: segment.rows, sqrtWeights: v.sqrtWeights, response: v.response,
+                                                    deviance: v.deviance), plan: plan)
+                }, failed: fold.skip)
             }
-            return Pass(devianceResiduals: deviance, logDensity: saturatedLogDensity - deviance / 2, crossProducts: crossProducts)
+            let (crossProducts, deviance) = fold.finish()
+            return Pass(devianceResiduals: deviance, logDensity: try saturatedLogDensity() - deviance / 2, crossProducts: crossProducts)
         }
         let accumulator = CrossProductAccumulator(terms: terms, fixedNames: fixedNames, keepsGroups: !communicator.isRoot)
-        var partials = [Double](repeating: 0, count: segments.count)
+        var partials = [Double](repeating: 0, count: segmentCount)
         let lock = NSLock()
-        forEachStoredSegment(count: segments.count, threads: threads) { s in
-            let v = workingValues(segments[s], point)
-            var rows = segments[s].rows
-            let n = rows.count, p = fixedNames.count
-            for i in 0..<n {
-                let w = v.sqrtWeights[i]
-                rows.y[i] = v.response[i]
-                for j in 0..<p { rows.x[i * p + j] *= w }
-                for k in rows.terms.indices {
-                    let pk = rows.terms[k].z.count / n
-                    for t in 0..<pk { rows.terms[k].z[i * pk + t] *= w }
+        try everyRank {
+            try forEachSegmentOfRows({ s, segment in
+                let v = workingValues(segment, point)
+                var rows = segment.rows
+                let n = rows.count, p = fixedNames.count
+                for i in 0..<n {
+                    let w = v.sqrtWeights[i]
+                    rows.y[i] = v.response[i]
+                    for j in 0..<p { rows.x[i * p + j] *= w }
+                    for k in rows.terms.indices {
+                        let pk = rows.terms[k].z.count / n
+                        for t in 0..<pk { rows.terms[k].z[i * pk + t] *= w }
+                    }
                 }
-            }
-            var builder = SegmentBuilder(layout: accumulator.layout)
-            builder.add(rows)
-            accumulator.add(builder.finish(), index: s)
-            lock.lock()
-            partials[s] = v.deviance
-            lock.unlock()
+                var builder = SegmentBuilder(layout: accumulator.layout)
+                builder.add(rows)
+                accumulator.add(builder.finish(), index: s)
+                lock.lock()
+                partials[s] = v.deviance
+                lock.unlock()
+            }, failed: { accumulator.skip(index: $0) })
         }
         accumulator.finishGroups()
         let crossProducts = accumulator.reduced(over: communicator)
-        working = WorkingCrossProducts(pattern: crossProducts, segments: segments.map(\.rows), communicator: communicator)
+        working = WorkingCrossProducts(pattern: crossProducts, segments: streamed ? nil : stored.map(\.rows))
         let deviance = orderedSums(partials, width: 1)[0]
-        return Pass(devianceResiduals: deviance, logDensity: saturatedLogDensity - deviance / 2, crossProducts: crossProducts)
+        return Pass(devianceResiduals: deviance, logDensity: try saturatedLogDensity() - deviance / 2, crossProducts: crossProducts)
     }
 
     /// Sums of per-segment values (`width` per segment), over every rank's segments in file order.
@@ -222,20 +300,22 @@ final class GeneralizedRows: @unchecked Sendable {
 
     /// The rows whose fitted mean is numerically at the end of its range (within 10 ε of 0 or,
     /// for the binomial, of 1: |η| beyond about 36 on the logit scale), at β and b, over every rank.
-    func boundaryRows(beta: [Double], b: [Double]) -> Int {
+    func boundaryRows(beta: [Double], b: [Double]) throws -> Int {
         let d = distribution, limit = 10 * Double.ulpOfOne
-        var partials = [Double](repeating: 0, count: segments.count)
+        var partials = [Double](repeating: 0, count: segmentCount)
         let lock = NSLock()
-        forEachStoredSegment(count: segments.count, threads: threads) { s in
-            let eta = linearPredictor(segments[s], beta: beta, b: b)
-            var count = 0.0
-            for e in eta {
-                let mu = d.mean(e)
-                if mu <= limit || (d.family == .binomial && mu >= 1 - limit) { count += 1 }
+        try everyRank {
+            try forEachSegmentOfRows { s, segment in
+                let eta = linearPredictor(segment, beta: beta, b: b)
+                var count = 0.0
+                for e in eta {
+                    let mu = d.mean(e)
+                    if mu <= limit || (d.family == .binomial && mu >= 1 - limit) { count += 1 }
+                }
+                lock.lock()
+                partials[s] = count
+                lock.unlock()
             }
-            lock.lock()
-            partials[s] = count
-            lock.unlock()
         }
         return Int(orderedSums(partials, width: 1)[0])
     }
@@ -244,54 +324,65 @@ final class GeneralizedRows: @unchecked Sendable {
     /// replicate): a binomial count of the row's trials with probability μ (as a proportion), or
     /// a Poisson count of mean μ. Each row's draw comes from its own stream, named by the seed,
     /// the replicate, the row's segment of the file and its place there, so it is the same on
-    /// any number of threads and ranks.
+    /// any number of threads and ranks, and streamed rows draw it again as each segment is read.
     func simulateResponses(beta: [Double], b: [Double], seed: UInt64, replicate: Int) {
+        saturated = nil
+        if streamed {
+            simulation = (beta, b, seed, replicate)
+            return
+        }
+        forEachStoredSegment(count: stored.count, threads: threads) { s in
+            let y = simulatedResponses(stored[s], s, beta: beta, b: b, seed: seed, replicate: replicate)
+            segmentLock.lock()
+            stored[s].rows.y = y
+            segmentLock.unlock()
+        }
+    }
+    private let segmentLock = NSLock()
+
+    /// Segment s's responses drawn for `replicate` (see `simulateResponses`).
+    private func simulatedResponses(_ segment: Segment, _ s: Int, beta: [Double], b: [Double], seed: UInt64, replicate: Int) -> [Double] {
         let d = distribution
         var replicateStream = Xoshiro256(seed: seed ^ 0x2545_F491_4F6C_DD1D, stream: replicate)
         let replicateSeed = replicateStream.next()
         let firstSegment = frame.slab.lowerBound / frame.segmentRows
-        forEachStoredSegment(count: segments.count, threads: threads) { s in
-            let eta = linearPredictor(segments[s], beta: beta, b: b)
-            let wt = segments[s].priorWeights
-            var y = [Double](repeating: 0, count: eta.count)
-            var segmentStream = Xoshiro256(seed: replicateSeed, stream: firstSegment + s)
-            let segmentSeed = segmentStream.next()
-            for i in eta.indices {
-                var random = Xoshiro256(seed: segmentSeed, stream: i)
-                let mu = d.mean(eta[i])
-                switch d.family {
-                case .binomial:
-                    let trials = Int(wt[i].rounded())
-                    y[i] = trials > 0 ? Double(random.nextBinomial(trials: trials, probability: mu)) / Double(trials) : 0
-                case .poisson:
-                    y[i] = Double(random.nextPoisson(mean: mu))
-                }
+        let eta = linearPredictor(segment, beta: beta, b: b)
+        let wt = segment.priorWeights
+        var y = [Double](repeating: 0, count: eta.count)
+        var segmentStream = Xoshiro256(seed: replicateSeed, stream: firstSegment + s)
+        let segmentSeed = segmentStream.next()
+        for i in eta.indices {
+            var random = Xoshiro256(seed: segmentSeed, stream: i)
+            let mu = d.mean(eta[i])
+            switch d.family {
+            case .binomial:
+                let trials = Int(wt[i].rounded())
+                y[i] = trials > 0 ? Double(random.nextBinomial(trials: trials, probability: mu)) / Double(trials) : 0
+            case .poisson:
+                y[i] = Double(random.nextPoisson(mean: mu))
             }
-            segmentLock.lock()
-            segments[s].rows.y = y
-            segmentLock.unlock()
         }
-        saturated = nil
+        return y
     }
-    private let segmentLock = NSLock()
 
     /// Σ of the squared deviance residuals per level of the model's one term (a scalar term of
     /// a grouping factor: adaptive Gauss–Hermite quadrature), at β and b. Per segment in row
     /// order, then the segments in file order over every rank.
-    func levelDevianceResiduals(beta: [Double], b: [Double]) -> [Double] {
+    func levelDevianceResiduals(beta: [Double], b: [Double]) throws -> [Double] {
         let q = b.count, d = distribution
-        var partials = [(levels: [Int32], sums: [Double])](repeating: ([], []), count: segments.count)
+        var partials = [(levels: [Int32], sums: [Double])](repeating: ([], []), count: segmentCount)
         let lock = NSLock()
-        forEachStoredSegment(count: segments.count, threads: threads) { s in
-            let segment = segments[s]
-            let eta = linearPredictor(segment, beta: beta, b: b)
-            let levels = segment.rows.terms[0].levels, y = segment.rows.y, wt = segment.priorWeights
-            var sums: [Int32: Double] = [:]
-            for i in eta.indices { sums[levels[i], default: 0] += d.devianceResidual(y[i], d.mean(eta[i]), weight: wt[i]) }
-            let keys = sums.keys.sorted()
-            lock.lock()
-            partials[s] = (keys, keys.map { sums[$0]! })
-            lock.unlock()
+        try everyRank {
+            try forEachSegmentOfRows { s, segment in
+                let eta = linearPredictor(segment, beta: beta, b: b)
+                let levels = segment.rows.terms[0].levels, y = segment.rows.y, wt = segment.priorWeights
+                var sums: [Int32: Double] = [:]
+                for i in eta.indices { sums[levels[i], default: 0] += d.devianceResidual(y[i], d.mean(eta[i]), weight: wt[i]) }
+                let keys = sums.keys.sorted()
+                lock.lock()
+                partials[s] = (keys, keys.map { sums[$0]! })
+                lock.unlock()
+            }
         }
         var all = partials
         if communicator.size > 1 {
@@ -387,9 +478,9 @@ final class GeneralizedRows: @unchecked Sendable {
         }
     }
 
-    /// The bytes the rows take in memory on this rank (for `--verbose`).
+    /// The bytes the rows take in memory on this rank (for `--verbose`; 0 when streamed).
     var bytes: Double {
-        segments.reduce(0.0) { total, s in
+        stored.reduce(0.0) { total, s in
             let r = s.rows
             return total + 8 * Double(r.x.count + r.y.count + r.offset.count + s.priorWeights.count)
                 + r.terms.reduce(0.0) { $0 + 4 * Double($1.levels.count) + 8 * Double($1.weights.count + $1.z.count) }
@@ -412,4 +503,11 @@ extension ModelChunk {
             terms[k].z += other.terms[k].z
         }
     }
+}
+
+/// The model rows could not be read again from the file on some rank (the streamed path): it
+/// ends the fit, never only a bootstrap replicate.
+public struct RowsUnreadable: Error, CustomStringConvertible {
+    public let message: String
+    public var description: String { message }
 }

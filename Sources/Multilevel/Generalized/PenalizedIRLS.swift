@@ -85,13 +85,13 @@ final class PenalizedIRLS {
         self.rows = rows
         let d = rows.distribution
         canonical = d.link == d.family.canonicalLink
-        current = rows.evaluate(.start)
+        current = try rows.evaluate(.start)
         let keep = LinearMixedModel.independentColumns(current.crossProducts)
         if keep.count < current.crossProducts.fixedCount {
             let names = current.crossProducts.fixedNames
             droppedColumns = names.indices.filter { !keep.contains($0) }.map { names[$0] }
             rows.keepFixedColumns(keep)
-            current = rows.evaluate(.start)
+            current = try rows.evaluate(.start)
         } else {
             droppedColumns = nil
         }
@@ -121,7 +121,7 @@ final class PenalizedIRLS {
         if (atStart && fixedBeta != nil) || stale {
             if atStart { u = [Double](repeating: 0, count: q) }
             if let fixedBeta { beta = fixedBeta }
-            current = rows.evaluate(.effects(beta: beta, b: randomEffects(theta, u)))
+            current = try rows.evaluate(.effects(beta: beta, b: randomEffects(theta, u)))
             pdevOld = current.devianceResiduals + squared(u)
         }
         if let fixedBeta { beta = fixedBeta }
@@ -137,7 +137,7 @@ final class PenalizedIRLS {
             }
             var stepBeta = fixedBeta ?? pls.fixedEffects(e)
             var stepU = pls.sphericalModes(e, beta: stepBeta)
-            var trial = rows.evaluate(.effects(beta: stepBeta, b: randomEffects(theta, stepU)))
+            var trial = try rows.evaluate(.effects(beta: stepBeta, b: randomEffects(theta, stepU)))
             var pdev = trial.devianceResiduals + squared(stepU)
             var halvings = 0
             // A rise within rounding of the penalised deviance is no rise (near the mode the
@@ -147,11 +147,11 @@ final class PenalizedIRLS {
                 halvings += 1
                 for k in 0..<q { stepU[k] = (u[k] + stepU[k]) / 2 }
                 for j in stepBeta.indices { stepBeta[j] = (beta[j] + stepBeta[j]) / 2 }
-                trial = rows.evaluate(.effects(beta: stepBeta, b: randomEffects(theta, stepU)))
+                trial = try rows.evaluate(.effects(beta: stepBeta, b: randomEffects(theta, stepU)))
                 pdev = trial.devianceResiduals + squared(stepU)
             }
             if !pdev.isFinite && !pdevOld.isFinite {
-                current = rows.evaluate(.effects(beta: beta, b: randomEffects(theta, u)))
+                current = try rows.evaluate(.effects(beta: beta, b: randomEffects(theta, u)))
                 pdevOld = current.devianceResiduals + squared(u)
                 if pdevOld.isFinite { continue }
             }

@@ -41,11 +41,11 @@ final class WorkingCrossProducts: @unchecked Sendable {
         var target: [Int] = []
         var count: Int { target.count }
     }
+    /// Each of this rank's segments' plan, made once (rows in memory); empty when the rows are
+    /// read again at every pass (`makePlan` then makes each segment's plan as it is read).
     private(set) var plans: [Plan] = []
-    /// Rank 0: every rank's plans' targets, in file order (the other ranks: empty).
-    private var allTargets: [[Int]] = []
 
-    init(pattern: CrossProducts, segments: [ModelChunk], communicator: Communicator) {
+    init(pattern: CrossProducts, segments: [ModelChunk]?) {
         self.pattern = pattern
         p1 = pattern.fixedCount + 1
         var dims: [Int] = [], starts: [Int] = [], termBase: [Int] = []
@@ -61,22 +61,7 @@ final class WorkingCrossProducts: @unchecked Sendable {
         xyxyBase = zxyBase + q * p1
         devianceIndex = xyxyBase + p1 * p1
         totalCount = devianceIndex + 1
-        plans = segments.map(makePlan)
-        if communicator.size > 1 {
-            var writer = ByteWriter()
-            writer.int(plans.count)
-            for plan in plans { writer.ints(plan.target) }
-            if communicator.isRoot {
-                for bytes in communicator.allGather(writer.bytes) {
-                    var reader = ByteReader(bytes)
-                    for _ in 0..<reader.int() { allTargets.append(reader.ints()) }
-                }
-            } else {
-                _ = communicator.allGather(writer.bytes)
-            }
-        } else {
-            allTargets = plans.map(\.target)
-        }
+        plans = segments?.map(makePlan) ?? []
     }
 
     /// The position in Z'Z's values of row r of block a in column c of block b (a ≤ b).
@@ -91,7 +76,7 @@ final class WorkingCrossProducts: @unchecked Sendable {
         return pattern.zzColumnStarts[starts[b] + c] + offset + r
     }
 
-    private func makePlan(_ chunk: ModelChunk) -> Plan {
+    func makePlan(_ chunk: ModelChunk) -> Plan {
         var plan = Plan()
         var localBlock: [Int: Int32] = [:], blocks: [Int] = []
         var localPair: [Int: Int32] = [:], pairs: [(Int, Int)] = []
@@ -154,8 +139,7 @@ final class WorkingCrossProducts: @unchecked Sendable {
 
     /// One segment's sums: its rows (unweighted), √W and the scaled working response √W ỹ per
     /// row, and its Σ devres. The array is laid out as its plan's `target`.
-    func segmentSums(_ s: Int, rows chunk: ModelChunk, sqrtWeights: [Double], response: [Double], deviance: Double) -> [Double] {
-        let plan = plans[s]
+    func segmentSums(_ plan: Plan, rows chunk: ModelChunk, sqrtWeights: [Double], response: [Double], deviance: Double) -> [Double] {
         var sums = [Double](repeating: 0, count: plan.count)
         let p = p1 - 1, n = chunk.count
         guard n > 0 else { return sums }   // a segment of incomplete rows (its arrays may have no storage)
@@ -238,58 +222,64 @@ final class WorkingCrossProducts: @unchecked Sendable {
         return sums
     }
 
-    /// The total of the segments' sums (`segmentSums`), this rank's as `sums(s)` for its segment s
-    /// in file order, folded in file order over every rank; every rank returns the
-    /// cross-products and Σ devres. `sums` is called on several threads, segments handed out in
-    /// order; rank 0 adds each segment as soon as its predecessors are in.
-    func reduce(threads: Int, communicator: Communicator, sums: @escaping (Int) -> [Double]) -> (CrossProducts, Double) {
-        var total = [Double](repeating: 0, count: totalCount)
-        let keep = !communicator.isRoot
-        var kept = [[Double]](repeating: [], count: plans.count)
-        let turnstile = SegmentTurnstile()
-        let lock = NSLock()
-        var next = 0
-        DispatchQueue.concurrentPerform(iterations: max(1, min(threads, plans.count))) { _ in
-            while true {
-                lock.lock()
-                let s = next
-                next += 1
-                lock.unlock()
-                if s >= plans.count { return }
-                let part = sums(s)
-                if keep {
-                    lock.lock()
-                    kept[s] = part
-                    lock.unlock()
-                } else {
-                    turnstile.pass(s) { Self.add(part, targets: plans[s].target, to: &total) }
-                }
-            }
+    /// The total of the segments' sums (`segmentSums`), folded in file order over every rank:
+    /// rank 0 adds each of its segments as soon as its predecessors are in, then the other
+    /// ranks' in rank order; the others keep theirs and send them with their plans' targets.
+    final class Fold: @unchecked Sendable {
+        private let owner: WorkingCrossProducts
+        private let communicator: Communicator
+        private var total: [Double]
+        private var kept: [(sums: [Double], target: [Int])]
+        private let turnstile = SegmentTurnstile()
+        private let lock = NSLock()
+
+        init(_ owner: WorkingCrossProducts, segments: Int, communicator: Communicator) {
+            self.owner = owner
+            self.communicator = communicator
+            total = [Double](repeating: 0, count: owner.totalCount)
+            kept = [([Double], [Int])](repeating: ([], []), count: communicator.isRoot ? 0 : segments)
         }
-        if communicator.size > 1 {
-            let tag = 12
+
+        /// Segment s's sums, laid out by `plan` (from any thread, in any order).
+        func add(_ s: Int, _ sums: [Double], plan: Plan) {
             if communicator.isRoot {
-                var index = plans.count
-                for r in 1..<communicator.size {
-                    var reader = ByteReader(communicator.receive(from: r, tag: tag).bytes)
-                    for _ in 0..<reader.int() {
-                        Self.add(reader.doubles(), targets: allTargets[index], to: &total)
-                        index += 1
-                    }
-                }
-                var writer = ByteWriter()
-                writer.doubles(total)
-                _ = communicator.broadcast(writer.bytes, root: 0)
+                turnstile.pass(s) { WorkingCrossProducts.add(sums, targets: plan.target, to: &total) }
             } else {
-                var writer = ByteWriter()
-                writer.int(kept.count)
-                for part in kept { writer.doubles(part) }
-                communicator.send(writer.bytes, to: 0, tag: tag)
-                var reader = ByteReader(communicator.broadcast([], root: 0))
-                total = reader.doubles()
+                lock.lock()
+                kept[s] = (sums, plan.target)
+                lock.unlock()
             }
         }
-        return (crossProducts(total), total[devianceIndex])
+
+        /// Segment s added nothing (it failed: the pass is abandoned on every rank).
+        func skip(_ s: Int) { if communicator.isRoot { turnstile.skip(s) } }
+
+        /// Every rank's total: the cross-products and Σ devres.
+        func finish() -> (CrossProducts, Double) {
+            if communicator.size > 1 {
+                let tag = 12
+                if communicator.isRoot {
+                    for r in 1..<communicator.size {
+                        var reader = ByteReader(communicator.receive(from: r, tag: tag).bytes)
+                        for _ in 0..<reader.int() {
+                            let sums = reader.doubles()
+                            WorkingCrossProducts.add(sums, targets: reader.ints(), to: &total)
+                        }
+                    }
+                    var writer = ByteWriter()
+                    writer.doubles(total)
+                    _ = communicator.broadcast(writer.bytes, root: 0)
+                } else {
+                    var writer = ByteWriter()
+                    writer.int(kept.count)
+                    for part in kept { writer.doubles(part.sums); writer.ints(part.target) }
+                    communicator.send(writer.bytes, to: 0, tag: tag)
+                    var reader = ByteReader(communicator.broadcast([], root: 0))
+                    total = reader.doubles()
+                }
+            }
+            return (owner.crossProducts(total), total[owner.devianceIndex])
+        }
     }
 
     private static func add(_ part: [Double], targets: [Int], to total: inout [Double]) {

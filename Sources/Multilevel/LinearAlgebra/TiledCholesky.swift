@@ -180,6 +180,6 @@ enum TiledCholesky {
 public func useOneThreadInBLAS() {
     openblas_set_num_threads(1)
     if let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "blas_thread_shutdown_") {
-        unsafeBitCast(symbol, to: (@convention(c) () -> Int32).self)()
+        _ = unsafeBitCast(symbol, to: (@convention(c) () -> Int32).self)()
     }
 }
