@@ -148,6 +148,7 @@ final class WorkingCrossProducts: @unchecked Sendable {
         let termCount = chunk.terms.count
         let memberships = chunk.terms.map(\.memberships), termDims = pattern.terms.map(\.dimension)
         let maxRowValues = zip(memberships, termDims).reduce(0) { $0 + $1.0 * $1.1 }
+        let scalar = termDims.allSatisfy { $0 == 1 }
         var scratch = [Double](repeating: 0, count: max(maxRowValues, 1))
         var offsets = [Int](repeating: 0, count: memberships.reduce(0, +) + 1)
         var xy = [Double](repeating: 0, count: p1)
@@ -174,6 +175,35 @@ final class WorkingCrossProducts: @unchecked Sendable {
                 for j in 0..<p { xy[j] = x[i * p + j] * si }
                 xy[p] = response[i]
                 let u0 = Int(rowBlockStart[i]), u = Int(rowBlockStart[i + 1]) - u0
+                if scalar {
+                    // Every block 1 × 1 (the same products, in the same order, as below).
+                    for x in 0..<u { v[x] = 0 }
+                    for k in 0..<termCount {
+                        let m = memberships[k], w = weightPointers[k], z = zPointers[k]
+                        for mi in 0..<m {
+                            let slot = membershipBlock[membership]
+                            membership += 1
+                            if slot < 0 { continue }
+                            v[Int(slot)] += w[i * m + mi] * si * z[i]
+                        }
+                    }
+                    var pp = Int(rowPairStart[i])
+                    for x in 0..<u {
+                        let vx = v[x]
+                        for y in x..<u {
+                            out[pairStart[Int(rowPairs[pp])]] += vx * v[y]
+                            pp += 1
+                        }
+                        let base = blockStart[Int(rowBlocks[u0 + x])]
+                        for j in 0..<p1 { out[base + j] += vx * xy[j] }
+                    }
+                    for j in 0..<p1 {
+                        let xj = xy[j]
+                        if xj == 0 { continue }
+                        for r in 0...j { out[xb + r + j * p1] += xy[r] * xj }
+                    }
+                    continue
+                }
                 // Each distinct block's values: Σ over its memberships of w z √W.
                 var total = 0
                 for x in 0..<u {
