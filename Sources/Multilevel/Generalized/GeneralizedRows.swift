@@ -272,7 +272,7 @@ final class GeneralizedRows: @unchecked Sendable {
         }
         accumulator.finishGroups()
         let crossProducts = accumulator.reduced(over: communicator)
-        working = WorkingCrossProducts(pattern: crossProducts, segments: streamed ? nil : stored.map(\.rows))
+        working = WorkingCrossProducts(pattern: crossProducts, segments: streamed ? nil : stored.map(\.rows), threads: threads)
         let deviance = orderedSums(partials, width: 1)[0]
         return Pass(devianceResiduals: deviance, logDensity: try saturatedLogDensity() - deviance / 2, crossProducts: crossProducts)
     }
