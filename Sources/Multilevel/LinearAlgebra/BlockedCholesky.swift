@@ -228,29 +228,40 @@ final class BlockedCholesky: SymmetricFactorization {
 
     func factorize() -> Bool {
         let p = p1
-        var logDet = 0.0
         // L_j: the first term's diagonal blocks (column c of the block: its rows 0...c, no partners),
-        // then W: each entry's row of A₂₁ times L_j⁻ᵀ, i.e. L_j w = a.
-        let ok = blocks.withUnsafeMutableBufferPointer { blocks in
+        // then W: each entry's row of A₂₁ times L_j⁻ᵀ, i.e. L_j w = a. Levels in ranges on the
+        // threads; log|L_j|² term by term into `diagonalLogs`, added in level order below.
+        let levels = levels1
+        var diagonalLogs = [Double](repeating: 0, count: levels * p)
+        let failed = FailureFlag()
+        let ranges = Self.levelRanges(levels, threads: threads)
+        blocks.withUnsafeMutableBufferPointer { blocks in
             w.withUnsafeMutableBufferPointer { w in
-                for j in 0..<levels1 {
-                    let base = j * p * p
-                    for c in 0..<p {
-                        let k = columnStarts[j * p + c]
-                        for r in 0...c { blocks[base + c + r * p] = values[k + r] }   // lower: (c, r)
-                    }
-                    guard DenseCholesky.lowerInPlace(blocks, offset: base, order: p) else { return false }
-                    for t in 0..<p { logDet += 2 * log(blocks[base + t + t * p]) }
-                    let l = UnsafePointer(blocks.baseAddress! + base)
-                    for e in entryStart[j]..<entryStart[j + 1] {
-                        let row = w.baseAddress! + e * p
-                        for t in 0..<p { row[t] = values[entryPosition[e] + t] }
-                        Self.solveLower(l, row, order: p)
+                diagonalLogs.withUnsafeMutableBufferPointer { logs in
+                    let blocks = blocks, w = w, logs = logs
+                    TiledCholesky.parallel(0..<ranges.count, threads: threads) { r in
+                        for j in ranges[r] {
+                            let base = j * p * p
+                            for c in 0..<p {
+                                let k = columnStarts[j * p + c]
+                                for r in 0...c { blocks[base + c + r * p] = values[k + r] }   // lower: (c, r)
+                            }
+                            guard DenseCholesky.lowerInPlace(blocks, offset: base, order: p) else { failed.set(); return }
+                            for t in 0..<p { logs[j * p + t] = 2 * log(blocks[base + t + t * p]) }
+                            let l = UnsafePointer(blocks.baseAddress! + base)
+                            for e in entryStart[j]..<entryStart[j + 1] {
+                                let row = w.baseAddress! + e * p
+                                for t in 0..<p { row[t] = values[entryPosition[e] + t] }
+                                Self.solveLower(l, row, order: p)
+                            }
+                        }
                     }
                 }
-                return true
             }
         }
+        let ok = !failed.isSet
+        var logDet = 0.0
+        if ok { for value in diagonalLogs { logDet += value } }
         guard ok else { return false }
         formSchurComplement()
         guard TiledCholesky.factor(s.baseAddress!, order: n2, threads: threads) else { return false }
@@ -369,27 +380,54 @@ final class BlockedCholesky: SymmetricFactorization {
         let p = p1, n2 = self.n2
         let levelsPerPanel = max(1, Self.denseBatch / p)
         var panel = [Double](repeating: 0, count: n2 * levelsPerPanel * p)
-        var values = [Double](repeating: 0, count: p)
         var first = 0
-        while first < levels1 {
-            let last = min(first + levelsPerPanel, levels1)
-            let k = (last - first) * p
-            for i in 0..<(n2 * k) { panel[i] = 0 }
-            for j in first..<last {
-                for e in entryStart[j]..<entryStart[j + 1] {
-                    for t in 0..<p { values[t] = w[e * p + t] }
-                    if solved {
-                        blocks.withUnsafeBufferPointer { blocks in
-                            values.withUnsafeMutableBufferPointer { Self.solveLowerTransposed(blocks.baseAddress! + j * p * p, $0.baseAddress!, order: p) }
+        panel.withUnsafeMutableBufferPointer { panel in
+            let panel = panel
+            while first < levels1 {
+                let last = min(first + levelsPerPanel, levels1)
+                let k = (last - first) * p
+                // Each thread zeroes and fills the columns of its range of the panel's levels
+                // (at 10^7 rows the panel is 16 MB, 39% of it filled: built on one thread, it
+                // left the other core idle for a tenth of the fit).
+                let ranges = Self.levelRanges(last - first, threads: threads)
+                TiledCholesky.parallel(0..<ranges.count, threads: threads) { r in
+                    let range = ranges[r]
+                    (panel.baseAddress! + range.lowerBound * p * n2).update(repeating: 0, count: range.count * p * n2)
+                    var values = [Double](repeating: 0, count: p)
+                    for local in range {
+                        let j = first + local
+                        for e in entryStart[j]..<entryStart[j + 1] {
+                            for t in 0..<p { values[t] = w[e * p + t] }
+                            if solved {
+                                blocks.withUnsafeBufferPointer { blocks in
+                                    values.withUnsafeMutableBufferPointer {
+                                        Self.solveLowerTransposed(blocks.baseAddress! + j * p * p, $0.baseAddress!, order: p)
+                                    }
+                                }
+                            }
+                            let row = Int(entryColumn[e])
+                            for t in 0..<p { panel[row + (local * p + t) * n2] = values[t] }
                         }
                     }
-                    let row = Int(entryColumn[e])
-                    for t in 0..<p { panel[row + ((j - first) * p + t) * n2] = values[t] }
                 }
+                body(first..<last, UnsafePointer(panel.baseAddress!), k)
+                first = last
             }
-            panel.withUnsafeBufferPointer { body(first..<last, $0.baseAddress!, k) }
-            first = last
         }
+    }
+
+    /// Set by any thread whose block is not positive definite.
+    private final class FailureFlag: @unchecked Sendable {
+        private let lock = NSLock()
+        private var value = false
+        func set() { lock.lock(); value = true; lock.unlock() }
+        var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
+    }
+
+    /// `count` levels cut into ranges for `threads` threads (a few per thread, for balance).
+    private static func levelRanges(_ count: Int, threads: Int) -> [Range<Int>] {
+        let pieces = max(1, min(count, 4 * threads))
+        return (0..<pieces).map { (count * $0 / pieces)..<(count * ($0 + 1) / pieces) }
     }
 
     func logDeterminant() -> Double { logDet }
