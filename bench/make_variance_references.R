@@ -16,7 +16,7 @@
 # the first's 1; varPower/varExp: the power / rate), beta and its SEs, the random effects' SDs,
 # the number of observations and nlme's AIC/BIC.
 #
-# satterthwaite: lmer() fits (REML) as the fixtures' reference fits, with lmerTest's summary()
+# satterthwaite: lmer() fits (REML; sleepstudy also ML) as the fixtures' reference fits, with lmerTest's summary()
 # (estimate, SE, df, t, p for every beta) and anova(type = 3) (each fixed-effect term: NumDF,
 # DenDF, F, p), ddf = "Satterthwaite". kenward_roger: the same, ddf = "Kenward-Roger" (pbkrtest),
 # on sleepstudy and Exam.
@@ -65,14 +65,14 @@ nlme_cases <- list(
   nlme_case("exam_varpower_reml", exam, "exam.csv", normexam ~ standLRT, ~ 1 | school,
             varPower(form = ~ standLRT), "varPower(~ standLRT)", NULL, "REML"))
 
-ddf_case <- function(name, file, formula, ddf) {
+ddf_case <- function(name, file, formula, ddf, reml = TRUE) {
   data <- fixture(file)
-  fit <- lmerTest::lmer(as.formula(formula), data = data, REML = TRUE,
+  fit <- lmerTest::lmer(as.formula(formula), data = data, REML = reml,
                         control = lmerControl(optimizer = "bobyqa", optCtrl = list(rhoend = 1e-10, maxfun = 1e5)))
   co <- summary(fit, ddf = ddf)$coefficients
   an <- anova(fit, type = 3, ddf = ddf)
-  list(name = name, file = file, formula = formula, ddf = ddf, REML = TRUE,
-       deviance = as.numeric(REMLcrit(fit)), theta = arr(getME(fit, "theta")),
+  list(name = name, file = file, formula = formula, ddf = ddf, REML = reml,
+       deviance = if (reml) as.numeric(REMLcrit(fit)) else deviance(fit), theta = arr(getME(fit, "theta")),
        beta_names = names_of(rownames(co)), estimate = arr(co[, "Estimate"]), se = arr(co[, "Std. Error"]),
        df = arr(co[, "df"]), t = arr(co[, "t value"]), p = arr(co[, "Pr(>|t|)"]),
        anova_terms = names_of(rownames(an)), anova_numdf = arr(an[, "NumDF"]), anova_dendf = arr(an[, "DenDF"]),
@@ -81,6 +81,7 @@ ddf_case <- function(name, file, formula, ddf) {
 
 satt <- list(
   ddf_case("sleepstudy", "sleepstudy.csv", "Reaction ~ Days + (Days | Subject)", "Satterthwaite"),
+  ddf_case("sleepstudy_ml", "sleepstudy.csv", "Reaction ~ Days + (Days | Subject)", "Satterthwaite", reml = FALSE),
   ddf_case("penicillin", "penicillin.csv", "diameter ~ 1 + (1 | plate) + (1 | sample)", "Satterthwaite"),
   ddf_case("exam", "exam.csv", "normexam ~ standLRT * schavg + sex + schgend + (standLRT | school)", "Satterthwaite"),
   ddf_case("insteval", "insteval.csv", "y ~ 1 + service * dept + (1 | s) + (1 | d)", "Satterthwaite"))

@@ -93,3 +93,48 @@ enum RegularizedGamma {
         return h * front(a, x)
     }
 }
+
+/// Student's t distribution's two-sided tail, as R's `2 * pt(-abs(t), df)`: the regularised
+/// incomplete beta I_x(df/2, 1/2) at x = df/(df + t²), by its continued fraction (modified
+/// Lentz), with the symmetry I_x(a, b) = 1 − I_{1−x}(b, a) where that converges faster.
+enum StudentTDistribution {
+    static func twoSidedTail(_ t: Double, df: Double) -> Double {
+        guard t.isFinite else { return 0 }
+        return RegularizedBeta.i(df / (df + t * t), df / 2, 0.5)
+    }
+}
+
+enum RegularizedBeta {
+    static func i(_ x: Double, _ a: Double, _ b: Double) -> Double {
+        if x <= 0 { return 0 }
+        if x >= 1 { return 1 }
+        let front = exp(lgamma(a + b) - lgamma(a) - lgamma(b) + a * log(x) + b * log1p(-x))
+        if x < (a + 1) / (a + b + 2) { return front * continuedFraction(x, a, b) / a }
+        return 1 - front * continuedFraction(1 - x, b, a) / b
+    }
+
+    private static func continuedFraction(_ x: Double, _ a: Double, _ b: Double) -> Double {
+        let tiny = 1e-300
+        var c = 1.0, d = 1 - (a + b) * x / (a + 1)
+        if abs(d) < tiny { d = tiny }
+        d = 1 / d
+        var h = d
+        for m in 1...10_000 {
+            let m = Double(m)
+            // The even step, then the odd one.
+            var aa = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
+            d = 1 + aa * d; if abs(d) < tiny { d = tiny }
+            c = 1 + aa / c; if abs(c) < tiny { c = tiny }
+            d = 1 / d
+            h *= d * c
+            aa = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
+            d = 1 + aa * d; if abs(d) < tiny { d = tiny }
+            c = 1 + aa / c; if abs(c) < tiny { c = tiny }
+            d = 1 / d
+            let delta = d * c
+            h *= delta
+            if abs(delta - 1) < 1e-16 { break }
+        }
+        return h
+    }
+}

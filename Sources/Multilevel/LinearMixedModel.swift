@@ -19,6 +19,8 @@ public struct FitOptions: Sendable {
     public var weights: String?
     /// The optimiser of θ: Newton with the average-information matrix, or BOBYQA.
     public var optimizer: OptimizerChoice = .newton
+    /// Denominator degrees of freedom for the fixed effects' t-tests (none, as lme4).
+    public var ddf: DenominatorDF = .none
     /// Direct (a Cholesky factor), iterative (conjugate gradients and stochastic traces), or auto:
     /// the iterative path when no factor fits in memory or it is predicted faster (`SolverChoice`).
     public var solver: SolverChoice = .auto
@@ -106,10 +108,15 @@ public enum LinearMixedModel {
             let limit = MemoryLimit.forFit(maxMemory: options.maxMemory, communicator: options.communicator)
             switch try SolverChoice.resolve(options.solver, cp, options: options, limit: limit) {
             case .iterative:
+                if options.ddf != .none {
+                    throw InputError("--ddf \(options.ddf.rawValue) needs a Cholesky factor, and this fit takes the iterative solver: "
+                        + "use --solver direct if the factor fits")
+                }
                 return try fitIteratively(cp, options: options, notes: notes)
             case .direct(let ranked):
                 pls = try PenalizedLeastSquares(cp, reml: options.reml, ordering: options.ordering, memoryLimit: limit,
-                                                needsInverse: options.optimizer == .newton, ranked: ranked, log: options.log)
+                                                needsInverse: options.optimizer == .newton || options.ddf == .satterthwaite,
+                                                ranked: ranked, log: options.log)
             }
         }
         let factor = pls.factor
@@ -144,6 +151,9 @@ public enum LinearMixedModel {
         result.ordering = options.ordering
         result.factorization = pls.factorization
         result.optimizerChoice = options.optimizer
+        if options.ddf == .satterthwaite {
+            result.denominatorDF = try Satterthwaite.degreesOfFreedom(pls, theta: theta)
+        }
         return result
     }
 

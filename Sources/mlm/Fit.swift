@@ -51,7 +51,14 @@ struct Fit: ParsableCommand {
     @Option(help: "Write a self-contained HTML report (index.html, with each SVG plot also beside it) into this folder.")
     var report: String?
 
+    @Option(help: "Denominator degrees of freedom for the fixed effects' t-tests: none (lme4's summary) or satterthwaite (lmerTest's df and p-values).")
+    var ddf = "none"
+
     func validate() throws {
+        if DenominatorDF(rawValue: ddf) == nil {
+            throw ValidationError(ddf == "kenward-roger" ? "--ddf kenward-roger is not available yet; use --ddf satterthwaite"
+                                                         : "--ddf must be none or satterthwaite")
+        }
         if bootstrapTable != nil && bootstrap == nil { throw ValidationError("--bootstrap-table needs --bootstrap") }
         if profileTable != nil && !profile { throw ValidationError("--profile-table needs --profile") }
         if checkpoint != nil && bootstrap == nil && !profile { throw ValidationError("--checkpoint needs --bootstrap or --profile") }
@@ -76,15 +83,19 @@ struct Fit: ParsableCommand {
                 }
                 try requireWritableFolder(report, option: "--report")
             }
+            let denominator = DenominatorDF(rawValue: ddf)!
             if let design = try Job.stage({ try model.surveyDesign() }) {
+                if denominator != .none { throw InputError("--ddf is not available with --survey-weights: its tests use the design-based variance") }
                 try fitSurvey(design)
                 return
             }
             if let (data, options) = try Job.stage({ try model.generalizedOptions(trace: verbose && Job.isRoot ? traceLine(since: ContinuousClock.now) : nil) }) {
+                if denominator != .none { throw InputError("--ddf is for linear mixed models: a GLMM's tests are z-tests, as glmer's") }
                 try fitGeneralized(data, options)
                 return
             }
-            let (result, data) = try model.fitWithData(trace: verbose && Job.isRoot ? traceLine(since: ContinuousClock.now) : nil)
+            let (result, data) = try model.fitWithData(trace: verbose && Job.isRoot ? traceLine(since: ContinuousClock.now) : nil,
+                                                       ddf: denominator)
             if verbose && Job.isRoot {
                 for (stage, d) in result.timings { FileHandle.standardError.write(Data("\(stage): \(d)\n".utf8)) }
                 let o = result.optimizer

@@ -218,7 +218,7 @@ struct ModelOptions: ParsableArguments {
     /// The fit and the data source it read (for a second pass, e.g. the report's residuals).
     /// Two stages: opening the data (a rank that cannot must not leave the others reading),
     /// then the fit, whose collectives agree on every failure inside.
-    func fitWithData(trace: (@Sendable (Int, [Double], Double) -> Void)? = nil) throws -> (fit: FitResult, data: TableSource) {
+    func fitWithData(trace: (@Sendable (Int, [Double], Double) -> Void)? = nil, ddf: DenominatorDF = .none) throws -> (fit: FitResult, data: TableSource) {
         let (data, options) = try Job.stage {
             guard weightsKind == "precision" else {
                 throw InputError("--weights-kind must be precision (lme4's prior weights); give sampling weights with --survey-weights")
@@ -228,6 +228,7 @@ struct ModelOptions: ParsableArguments {
             }
             var (data, options) = try reading.resolve(reml: !ml, trace: trace)
             options.weights = weights
+            options.ddf = ddf
             return (data, options)
         }
         return (try Job.stage { try LinearMixedModel.fit(formula, data: data, options: options) }, data)

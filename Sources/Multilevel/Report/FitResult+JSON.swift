@@ -28,6 +28,10 @@ extension FitResult {
         if let icc = intraclassCorrelations {
             fields.append(("icc", .object(icc.map { ($0.group, .finite($0.icc)) })))
         }
+        if let ddf = denominatorDF, let p = tTestPValues {
+            fields.append(("ddf", .object([("method", .string(DenominatorDF.satterthwaite.rawValue)), ("df", named(ddf)),
+                                           ("p", named(p))])))
+        }
         fields.append(("optimizer", .object([
             ("algorithm", .string(optimizer.algorithm)),
             ("iterations", .number(Double(optimizer.iterations))),

@@ -29,8 +29,20 @@ extension FitResult {
         let t = zip(beta, standardErrors).map { $0 / $1 }
         let est = columnFormat(beta, digits: 4), se = columnFormat(standardErrors, digits: 4)
         let tv = t.map { String(format: "%.3f", $0) }
-        out += table(header: ["", "Estimate", "Std. Error", "t value"],
-                     rows: fixedNames.indices.map { [fixedNames[$0], est[$0], se[$0], tv[$0]] }, leftColumns: 1, indent: "")
+        if let df = denominatorDF, let pValues = tTestPValues {
+            // lmerTest's layout: df and Pr(>|t|) with Satterthwaite's degrees of freedom.
+            let dfs = df.map { String(format: "%.3f", $0) }
+            let pv = pValues.map { $0 < 2e-16 ? "< 2e-16" : String(format: "%.3g", $0) }
+            let stars = pValues.map { $0 < 0.001 ? "***" : $0 < 0.01 ? "**" : $0 < 0.05 ? "*" : $0 < 0.1 ? "." : "" }
+            out += table(header: ["", "Estimate", "Std. Error", "df", "t value", "Pr(>|t|)", ""],
+                         rows: fixedNames.indices.map { [fixedNames[$0], est[$0], se[$0], dfs[$0], tv[$0], pv[$0], stars[$0]] },
+                         leftColumns: 1, indent: "")
+            out += "---\nSignif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1\n"
+            out += "Degrees of freedom: Satterthwaite's, as lmerTest\n"
+        } else {
+            out += table(header: ["", "Estimate", "Std. Error", "t value"],
+                         rows: fixedNames.indices.map { [fixedNames[$0], est[$0], se[$0], tv[$0]] }, leftColumns: 1, indent: "")
+        }
 
         out += fixedEffectCorrelations(names: fixedNames, covariance: fixedCovariance, standardErrors: standardErrors)
         if let mc = monteCarlo {
