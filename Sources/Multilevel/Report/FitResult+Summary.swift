@@ -32,12 +32,11 @@ extension FitResult {
         if let df = denominatorDF, let pValues = tTestPValues {
             // lmerTest's layout: df and Pr(>|t|) with Satterthwaite's degrees of freedom.
             let dfs = df.map { String(format: "%.3f", $0) }
-            let pv = pValues.map { $0 < 2e-16 ? "< 2e-16" : String(format: "%.3g", $0) }
-            let stars = pValues.map { $0 < 0.001 ? "***" : $0 < 0.01 ? "**" : $0 < 0.05 ? "*" : $0 < 0.1 ? "." : "" }
+            let (pv, stars) = pValueColumns(pValues)
             out += table(header: ["", "Estimate", "Std. Error", "df", "t value", "Pr(>|t|)", ""],
                          rows: fixedNames.indices.map { [fixedNames[$0], est[$0], se[$0], dfs[$0], tv[$0], pv[$0], stars[$0]] },
                          leftColumns: 1, indent: "")
-            out += "---\nSignif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1\n"
+            out += significanceLegend
             out += "Degrees of freedom: Satterthwaite's, as lmerTest\n"
         } else {
             out += table(header: ["", "Estimate", "Std. Error", "t value"],
@@ -70,6 +69,14 @@ extension FitResult {
 
 /// Formats a column as R's `format(x, digits = d)` does: one number of decimals for the whole
 /// column, enough that every value shows `digits` significant digits (at most 8 decimals).
+/// p-values as R prints them in a coefficient table ("< 2e-16" below it, else 3 significant
+/// digits), with their significance stars, and the legend of the stars.
+func pValueColumns(_ pValues: [Double]) -> (text: [String], stars: [String]) {
+    (pValues.map { $0 < 2e-16 ? "< 2e-16" : String(format: "%.3g", $0) },
+     pValues.map { $0 < 0.001 ? "***" : $0 < 0.01 ? "**" : $0 < 0.05 ? "*" : $0 < 0.1 ? "." : "" })
+}
+let significanceLegend = "---\nSignif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1\n"
+
 func columnFormat(_ values: [Double], digits: Int) -> [String] {
     var decimals = 0
     for v in values where v.isFinite && v != 0 {

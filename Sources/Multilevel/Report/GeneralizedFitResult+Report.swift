@@ -19,12 +19,11 @@ extension GeneralizedFitResult {
         out += "\nFixed effects:\n"
         let est = columnFormat(beta, digits: 4), se = columnFormat(standardErrors, digits: 4)
         let z = zValues.map { String(format: "%.3f", $0) }
-        let pv = pValues.map { $0 < 2e-16 ? "< 2e-16" : String(format: "%.3g", $0) }
-        let stars = pValues.map { $0 < 0.001 ? "***" : $0 < 0.01 ? "**" : $0 < 0.05 ? "*" : $0 < 0.1 ? "." : "" }
+        let (pv, stars) = pValueColumns(pValues)
         out += table(header: ["", "Estimate", "Std. Error", "z value", "Pr(>|z|)", ""],
                      rows: fixedNames.indices.map { [fixedNames[$0], est[$0], se[$0], z[$0], pv[$0], stars[$0]] },
                      leftColumns: 1, indent: "")
-        out += "---\nSignif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1\n"
+        out += significanceLegend
         out += "Standard errors: " + (covarianceSource == "Hessian"
             ? "from the finite-difference Hessian of the deviance in (θ, β), as glmer for fewer than 10^4 rows"
             : "from R_X, the weighted least squares at the mode, as glmer for 10^4 rows or more") + "\n"

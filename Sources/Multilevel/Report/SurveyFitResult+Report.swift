@@ -56,7 +56,7 @@ extension SurveyFitResult {
         out += "\nFixed effects:\n"
         let est = columnFormat(beta, digits: 4), se = columnFormat(standardErrors, digits: 4)
         let z = zValues.map { String(format: "%.3f", $0) }
-        let pv = pValues.map { $0 < 2e-16 ? "< 2e-16" : String(format: "%.3g", $0) }
+        let pv = pValueColumns(pValues).text
         let limits = columnFormat(waldIntervals.map(\.lower) + waldIntervals.map(\.upper), digits: 4)
         let lower = Array(limits[..<beta.count]), upper = Array(limits[beta.count...])
         // R's confint names: "2.5 %" and "97.5 %" at 95%.
