@@ -126,7 +126,7 @@ final class GeneralizedRows: @unchecked Sendable {
     /// segment that failed, no new segment starts, and the first failure is thrown.
     private func forEachSegmentOfRows(_ body: (Int, Segment) -> Void, failed: (Int) -> Void = { _ in }) throws {
         if stored.count == segmentCount {
-            forEachStoredSegment(count: stored.count, threads: threads) { body($0, stored[$0]) }
+            TiledCholesky.parallel(stored.indices, threads: threads) { body($0, stored[$0]) }
             return
         }
         try forEachSegment(rows: frame.slab, segmentRows: frame.segmentRows, chunkRows: frame.chunkRows, threads: threads,
@@ -210,32 +210,44 @@ final class GeneralizedRows: @unchecked Sendable {
     /// The plan of the passes after the first (nil until the first pass has found Z'Z's pattern).
     private var working: WorkingCrossProducts?
     /// Σ log p(y | μ = y) over every row (the saturated model): log p(y | μ) is this minus ½ devres.
-    private func saturatedLogDensity() throws -> Double {
-        if let saturated { return saturated }
-        let d = distribution
-        var partials = [Double](repeating: 0, count: segmentCount)
-        let lock = NSLock()
-        try everyRank {
-            try forEachSegmentOfRows { s, segment in
-                let value = zip(segment.rows.y, segment.priorWeights).reduce(0.0) { $0 + d.logDensity($1.0, $1.0, weight: $1.1) }
-                lock.lock()
-                partials[s] = value
-                lock.unlock()
-            }
-        }
-        let value = orderedSums(partials, width: 1)[0]
-        saturated = value
-        return value
-    }
+    /// Summed in the first pass after the responses are set (`SaturatedSums`), not in a pass of its own.
     private var saturated: Double?
+
+    /// The saturated log-density's per-segment parts, collected during a pass when it is not known.
+    private final class SaturatedSums: @unchecked Sendable {
+        private let lock = NSLock()
+        private var parts: [Double]
+        private let distribution: ResponseDistribution
+        init?(needed: Bool, segments: Int, distribution: ResponseDistribution) {
+            guard needed else { return nil }
+            parts = [Double](repeating: 0, count: segments)
+            self.distribution = distribution
+        }
+        func add(_ s: Int, _ segment: Segment) {
+            let d = distribution
+            let value = zip(segment.rows.y, segment.priorWeights).reduce(0.0) { $0 + d.logDensity($1.0, $1.0, weight: $1.1) }
+            lock.lock()
+            parts[s] = value
+            lock.unlock()
+        }
+        var values: [Double] { parts }
+    }
+
+    /// The saturated log-density after a pass that collected its parts (every rank takes part).
+    private func saturatedLogDensity(_ sums: SaturatedSums?) -> Double {
+        if let sums { saturated = orderedSums(sums.values, width: 1)[0] }
+        return saturated!
+    }
 
     /// One pass over every rank's rows at `point` (see the type's discussion). The first finds
     /// the pattern of Z'Z with the general accumulator and makes the plan of the others.
     func evaluate(_ point: Point) throws -> Pass {
         if let working {
             let fold = WorkingCrossProducts.Fold(working, segments: segmentCount, communicator: communicator)
+            let saturatedSums = SaturatedSums(needed: saturated == nil, segments: segmentCount, distribution: distribution)
             try everyRank {
                 try forEachSegmentOfRows({ s, segment in
+                    saturatedSums?.add(s, segment)
                     let plan = working.plans.isEmpty ? working.makePlan(segment.rows) : working.plans[s]
                     let v = self.workingValues(segment, point)
                     fold.add(s, working.segmentSums(plan, rows: segment.rows, sqrtWeights: v.sqrtWeights, response: v.response,
@@ -243,13 +255,15 @@ final class GeneralizedRows: @unchecked Sendable {
                 }, failed: fold.skip)
             }
             let (crossProducts, deviance) = fold.finish()
-            return Pass(devianceResiduals: deviance, logDensity: try saturatedLogDensity() - deviance / 2, crossProducts: crossProducts)
+            return Pass(devianceResiduals: deviance, logDensity: saturatedLogDensity(saturatedSums) - deviance / 2, crossProducts: crossProducts)
         }
         let accumulator = CrossProductAccumulator(terms: terms, fixedNames: fixedNames, keepsGroups: !communicator.isRoot)
         var partials = [Double](repeating: 0, count: segmentCount)
         let lock = NSLock()
+        let saturatedSums = SaturatedSums(needed: saturated == nil, segments: segmentCount, distribution: distribution)
         try everyRank {
             try forEachSegmentOfRows({ s, segment in
+                saturatedSums?.add(s, segment)
                 let v = workingValues(segment, point)
                 var rows = segment.rows
                 let n = rows.count, p = fixedNames.count
@@ -274,7 +288,7 @@ final class GeneralizedRows: @unchecked Sendable {
         let crossProducts = accumulator.reduced(over: communicator)
         working = WorkingCrossProducts(pattern: crossProducts, segments: streamed ? nil : stored.map(\.rows), threads: threads)
         let deviance = orderedSums(partials, width: 1)[0]
-        return Pass(devianceResiduals: deviance, logDensity: try saturatedLogDensity() - deviance / 2, crossProducts: crossProducts)
+        return Pass(devianceResiduals: deviance, logDensity: saturatedLogDensity(saturatedSums) - deviance / 2, crossProducts: crossProducts)
     }
 
     /// Sums of per-segment values (`width` per segment), over every rank's segments in file order.
@@ -331,7 +345,7 @@ final class GeneralizedRows: @unchecked Sendable {
             simulation = (beta, b, seed, replicate)
             return
         }
-        forEachStoredSegment(count: stored.count, threads: threads) { s in
+        TiledCholesky.parallel(stored.indices, threads: threads) { s in
             let y = simulatedResponses(stored[s], s, beta: beta, b: b, seed: seed, replicate: replicate)
             segmentLock.lock()
             stored[s].rows.y = y
@@ -459,23 +473,6 @@ final class GeneralizedRows: @unchecked Sendable {
             response[i] = s * (eta[i] - (offset.isEmpty ? 0 : offset[i]) + (y[i] - mu) / dmu)
         }
         return (sqrtWeights, response, deviance)
-    }
-
-    /// Runs `body` for segments 0 ..< `count` on up to `threads` threads, handing them out in
-    /// order (so a body waiting on its predecessors' turn never waits on one not yet started).
-    private func forEachStoredSegment(count: Int, threads: Int, _ body: (Int) -> Void) {
-        let lock = NSLock()
-        var next = 0
-        DispatchQueue.concurrentPerform(iterations: max(1, min(threads, count))) { _ in
-            while true {
-                lock.lock()
-                let s = next
-                next += 1
-                lock.unlock()
-                if s >= count { return }
-                body(s)
-            }
-        }
     }
 
     /// The bytes the rows take in memory on this rank (for `--verbose`; 0 when streamed).

@@ -65,19 +65,11 @@ final class WorkingCrossProducts: @unchecked Sendable {
         // Each segment's plan on its own thread (a fixed function of the segment's rows).
         var plans = [Plan](repeating: Plan(), count: segments.count)
         let lock = NSLock()
-        var next = 0
-        DispatchQueue.concurrentPerform(iterations: max(1, min(threads, segments.count))) { _ in
-            while true {
-                lock.lock()
-                let s = next
-                next += 1
-                lock.unlock()
-                if s >= segments.count { return }
-                let plan = makePlan(segments[s])
-                lock.lock()
-                plans[s] = plan
-                lock.unlock()
-            }
+        TiledCholesky.parallel(segments.indices, threads: threads) { s in
+            let plan = makePlan(segments[s])
+            lock.lock()
+            plans[s] = plan
+            lock.unlock()
         }
         self.plans = plans
     }

@@ -233,7 +233,7 @@ final class BlockedCholesky: SymmetricFactorization {
         // threads; log|L_j|² term by term into `diagonalLogs`, added in level order below.
         let levels = levels1
         var diagonalLogs = [Double](repeating: 0, count: levels * p)
-        let failed = FailureFlag()
+        let failed = ManagedFlag()
         let ranges = Self.levelRanges(levels, threads: threads)
         blocks.withUnsafeMutableBufferPointer { blocks in
             w.withUnsafeMutableBufferPointer { w in
@@ -259,10 +259,8 @@ final class BlockedCholesky: SymmetricFactorization {
                 }
             }
         }
-        let ok = !failed.isSet
-        var logDet = 0.0
-        if ok { for value in diagonalLogs { logDet += value } }
-        guard ok else { return false }
+        guard !failed.isSet else { return false }
+        var logDet = diagonalLogs.reduce(0, +)
         formSchurComplement()
         guard TiledCholesky.factor(s.baseAddress!, order: n2, threads: threads) else { return false }
         for i in 0..<n2 { logDet += 2 * log(s[i + i * n2]) }
@@ -414,14 +412,6 @@ final class BlockedCholesky: SymmetricFactorization {
                 first = last
             }
         }
-    }
-
-    /// Set by any thread whose block is not positive definite.
-    private final class FailureFlag: @unchecked Sendable {
-        private let lock = NSLock()
-        private var value = false
-        func set() { lock.lock(); value = true; lock.unlock() }
-        var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
     }
 
     /// `count` levels cut into ranges for `threads` threads (a few per thread, for balance).
