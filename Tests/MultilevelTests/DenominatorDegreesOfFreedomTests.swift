@@ -73,5 +73,12 @@ final class DenominatorDegreesOfFreedomTests: ScratchDirectoryTestCase {
                             "--family", "binomial", "--ddf", "satterthwaite"])
         XCTAssertNotEqual(glmm.status, 0)
         XCTAssertTrue(glmm.stderr.contains("--ddf is for linear mixed models"), glmm.stderr)
+        let survey = try mlm(["fit", Fixtures.path("apiclus2.csv"), "--formula", "api00 ~ ell + meals + (1 | dnum)",
+                              "--survey-weights", "w_school, w_district", "--ddf", "satterthwaite"])
+        XCTAssertNotEqual(survey.status, 0)
+        XCTAssertTrue(survey.stderr.contains("--ddf is not available with --survey-weights"), survey.stderr)
+        for refused in [glmm, survey] {
+            XCTAssertEqual(refused.stderr.split(separator: "\n").filter { $0.contains("error") }.count, 1, refused.stderr)
+        }
     }
 }
