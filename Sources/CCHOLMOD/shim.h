@@ -37,6 +37,9 @@ void dgemm_(const char *transa, const char *transb, const int *m, const int *n, 
             const double *a, const int *lda, const double *b, const int *ldb, const double *beta, double *c, const int *ldc);
 /* Eigenvalues and vectors of a symmetric tridiagonal matrix (Lanczos quadrature of the iterative path). */
 void dstev_(const char *jobz, const int *n, double *d, double *e, double *z, const int *ldz, double *work, int *info);
+/* Eigenvalues and vectors of a small symmetric matrix (the F-tests' Var(Lβ̂)). */
+void dsyev_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda, double *w, double *work,
+            const int *lwork, int *info);
 /* OpenBLAS's thread count (its dpotrf blocks, and so rounds, by the number of threads). */
 void openblas_set_num_threads(int num_threads);
 /* The kernel set OpenBLAS chose when it was loaded (OPENBLAS_CORETYPE or its CPU detection). */

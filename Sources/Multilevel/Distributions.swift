@@ -104,6 +104,15 @@ enum StudentTDistribution {
     }
 }
 
+/// The F distribution's upper tail P(F > f) = I_{d2/(d2 + d1 f)}(d2/2, d1/2) (R's `pf(lower.tail = FALSE)`).
+enum FDistribution {
+    static func upperTail(_ f: Double, numeratorDF d1: Double, denominatorDF d2: Double) -> Double {
+        guard f.isFinite else { return 0 }
+        guard f > 0 else { return 1 }
+        return RegularizedBeta.i(d2 / (d2 + d1 * f), d2 / 2, d1 / 2)
+    }
+}
+
 enum RegularizedBeta {
     static func i(_ x: Double, _ a: Double, _ b: Double) -> Double {
         if x <= 0 { return 0 }

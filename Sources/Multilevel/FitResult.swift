@@ -33,12 +33,10 @@ public struct FitResult: Sendable {
     /// The iterative path's settings and Monte-Carlo errors, when it fitted the model (nil: a factor did).
     var iterative: IterativeSettings?
     public internal(set) var monteCarlo: MonteCarloError?
-    /// Satterthwaite's denominator degrees of freedom of each β̂ (`--ddf satterthwaite`), and
-    /// the two-sided p-values of the t-tests with them.
-    public internal(set) var denominatorDF: [Double]?
-    public var tTestPValues: [Double]? {
-        denominatorDF.map { df in fixedNames.indices.map { StudentTDistribution.twoSidedTail(beta[$0] / standardErrors[$0], df: df[$0]) } }
-    }
+    /// The t-tests of each β̂ and F-tests of each term with denominator degrees of freedom
+    /// (`--ddf`), and the method's tests of any contrast, which made them.
+    public internal(set) var fixedEffectTests: FixedEffectTests?
+    var contrastTests: (any ContrastTests)?
     /// The rows the fit was read from, kept on the iterative path: its bootstrap reads them again.
     var rows: ModelRows?
 

@@ -85,6 +85,17 @@ public enum LinearMixedModel {
         result.dataName = data.name
         result.droppedRows = frame.droppedRows
         result.factorLevels = frame.factorLevelNames
+        if let tests = result.contrastTests {
+            let design = frame.fixedDesign
+            let kept = result.fixedNames.compactMap { name in design.columns.firstIndex { $0.name == name } }
+            for (term, rows) in TypeThreeContrasts.contrasts(design, terms: parsed.fixed, kept: kept) {
+                if let rows, let test = tests.termTest(term, rows: rows, beta: result.beta, sigma: result.sigma) {
+                    result.fixedEffectTests?.terms.append(test)
+                } else {
+                    result.fixedEffectTests?.untestedTerms.append(term)
+                }
+            }
+        }
         if result.monteCarlo != nil { result.rows = ModelRows(frame) }
         return result
     }
@@ -101,6 +112,12 @@ public enum LinearMixedModel {
             cp = crossProducts.selectingFixed(keep)
         }
         try checkResidual(cp)
+        if options.ddf == .kenwardRoger {
+            guard options.reml else {
+                throw InputError("--ddf kenward-roger needs a REML fit (pbkrtest's method is defined for REML): drop --ml, or use --ddf satterthwaite")
+            }
+            try KenwardRoger.requireSize(cp.randomEffectsCount)
+        }
         let pls: PenalizedLeastSquares
         if let chosen = options.factorization {
             pls = try PenalizedLeastSquares(cp, reml: options.reml, factorization: chosen)
@@ -151,8 +168,16 @@ public enum LinearMixedModel {
         result.ordering = options.ordering
         result.factorization = pls.factorization
         result.optimizerChoice = options.optimizer
-        if options.ddf == .satterthwaite {
-            result.denominatorDF = try Satterthwaite.degreesOfFreedom(pls, theta: theta)
+        let tests: (any ContrastTests)?
+        switch options.ddf {
+        case .none: tests = nil
+        case .satterthwaite: tests = try Satterthwaite.tests(pls, theta: theta)
+        case .kenwardRoger:
+            tests = try KenwardRoger.tests(cp, factor: factor, theta: theta, sigma: result.sigma, covariance: result.fixedCovariance)
+        }
+        if let tests {
+            result.contrastTests = tests
+            result.fixedEffectTests = FixedEffectTests(method: options.ddf, beta: result.beta, tests: tests)
         }
         return result
     }

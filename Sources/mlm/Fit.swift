@@ -51,13 +51,12 @@ struct Fit: ParsableCommand {
     @Option(help: "Write a self-contained HTML report (index.html, with each SVG plot also beside it) into this folder.")
     var report: String?
 
-    @Option(help: "Denominator degrees of freedom for the fixed effects' t-tests: none (lme4's summary) or satterthwaite (lmerTest's df and p-values).")
+    @Option(help: "Denominator degrees of freedom for the fixed effects' t- and F-tests: none (lme4's summary), satterthwaite or kenward-roger (lmerTest's df, p-values and type III anova).")
     var ddf = "none"
 
     func validate() throws {
         if DenominatorDF(rawValue: ddf) == nil {
-            throw ValidationError(ddf == "kenward-roger" ? "--ddf kenward-roger is not available yet; use --ddf satterthwaite"
-                                                         : "--ddf must be none or satterthwaite")
+            throw ValidationError("--ddf must be none, satterthwaite or kenward-roger")
         }
         if bootstrapTable != nil && bootstrap == nil { throw ValidationError("--bootstrap-table needs --bootstrap") }
         if profileTable != nil && !profile { throw ValidationError("--profile-table needs --profile") }

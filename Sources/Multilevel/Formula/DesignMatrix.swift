@@ -60,6 +60,8 @@ public struct Design: Sendable {
     public let codings: [VariableCoding]
     /// "(Intercept)" first when present, then each term's columns in term order.
     public let columns: [DesignColumn]
+    /// The columns of each term of the term list (`columns` indices), in term order.
+    public let termColumns: [Range<Int>]
 
     /// Lay out the columns of `terms`; `coding` is asked once about each distinct variable.
     public init(_ terms: TermList, coding: (Variable) throws -> VariableCoding) rethrows {
@@ -93,8 +95,11 @@ public struct Design: Sendable {
         }
 
         var columns: [DesignColumn] = []
+        var termColumns: [Range<Int>] = []
         if terms.intercept { columns.append(DesignColumn(name: "(Intercept)", numeric: [], indicators: [])) }
         for (j, term) in terms.terms.enumerated() {
+            let first = columns.count
+            defer { termColumns.append(first..<columns.count) }
             var pieces: [(names: [String], indicators: [DesignColumn.Indicator])] = [([], [])]
             var numeric: [Int] = []
             for (k, variable) in term.variables.enumerated() {
@@ -119,6 +124,7 @@ public struct Design: Sendable {
         self.variables = variables
         self.codings = codings
         self.columns = columns
+        self.termColumns = termColumns
     }
 
     /// Fill `out` (row-major, count × columns.count) for a chunk of rows.

@@ -1,18 +1,152 @@
 import Foundation
 
-/// Denominator degrees of freedom for the fixed effects' t-tests (`--ddf`).
+/// Denominator degrees of freedom for the fixed effects' tests (`--ddf`).
 public enum DenominatorDF: String, CaseIterable, Sendable {
     /// No degrees of freedom (lme4's summary: t values without p-values).
     case none
     /// Satterthwaite's, as lmerTest computes them.
     case satterthwaite
+    /// Kenward and Roger's, as pbkrtest computes them (REML fits only): an adjusted covariance
+    /// of β̂ and scaled F statistics.
+    case kenwardRoger = "kenward-roger"
+
+    /// The name lmerTest prints.
+    var title: String { self == .kenwardRoger ? "Kenward-Roger" : "Satterthwaite" }
 }
 
-/// Satterthwaite's degrees of freedom for each β̂_j, as lmerTest's `summary()`:
+/// The fixed effects' tests with denominator degrees of freedom: a t-test of each β̂ (lmerTest's
+/// `summary()`) and an F-test of each fixed-effect term (lmerTest's `anova(type = 3)`).
+public struct FixedEffectTests: Sendable {
+    public let method: DenominatorDF
+    /// Per β̂: the standard error of the t-test (Kenward–Roger's adjusted one; otherwise the
+    /// fit's), its degrees of freedom, t and two-sided p.
+    public let standardErrors: [Double]
+    public let df: [Double]
+    public let t: [Double]
+    public let p: [Double]
+    /// Per fixed-effect term, in formula order (the intercept is not tested); the terms without
+    /// a test (`TypeThreeContrasts`) are named in `untestedTerms`.
+    public internal(set) var terms: [TermTest] = []
+    public internal(set) var untestedTerms: [String] = []
+
+    /// The type-3 F-test of one term: H0 Lβ = 0 for its contrast rows L.
+    public struct TermTest: Sendable {
+        public let term: String
+        public let numeratorDF: Int
+        public let denominatorDF: Double
+        public let f: Double
+        public let p: Double
+        /// lmerTest's "Mean Sq": the unscaled F times σ̂² (Sum Sq is numeratorDF times it).
+        public let meanSquare: Double
+    }
+
+    /// t-tests of every β̂ by `method`.
+    init(method: DenominatorDF, beta: [Double], tests: ContrastTests) {
+        self.method = method
+        let p = beta.count
+        var se: [Double] = [], df: [Double] = []
+        for j in 0..<p {
+            var l = [Double](repeating: 0, count: p)
+            l[j] = 1
+            let test = tests.tTest(l)
+            se.append(test.standardError)
+            df.append(test.df)
+        }
+        standardErrors = se
+        self.df = df
+        t = zip(beta, se).map { $0 / $1 }
+        self.p = zip(t, df).map { StudentTDistribution.twoSidedTail($0, df: $1) }
+    }
+}
+
+/// A method's tests of linear contrasts l'β and Lβ of the fixed effects.
+protocol ContrastTests: Sendable {
+    /// The t-test of l'β = 0: its standard error and denominator degrees of freedom.
+    func tTest(_ l: [Double]) -> (standardError: Double, df: Double)
+    /// The F-test of Lβ = 0 (L: rows of length p): numerator and denominator df, F; nil when
+    /// Var(Lβ̂) has rank 0.
+    func fTest(_ rows: [[Double]], beta: [Double]) -> (numeratorDF: Int, denominatorDF: Double, f: Double, unscaledF: Double)?
+}
+
+extension ContrastTests {
+    /// The F-test of a term with contrast rows `rows` (from `TypeThreeContrasts`).
+    func termTest(_ term: String, rows: [[Double]], beta: [Double], sigma: Double) -> FixedEffectTests.TermTest? {
+        fTest(rows, beta: beta).map {
+            FixedEffectTests.TermTest(term: term, numeratorDF: $0.numeratorDF, denominatorDF: $0.denominatorDF, f: $0.f,
+                                      p: FDistribution.upperTail($0.f, numeratorDF: Double($0.numeratorDF), denominatorDF: $0.denominatorDF),
+                                      meanSquare: $0.unscaledF * sigma * sigma)
+        }
+    }
+}
+
+/// How Var(β̂) = V depends on the variance parameters φ = (θ, σ): V, its Jacobian ∂V/∂φ_i and
+/// A = 2H⁻¹, the asymptotic covariance of φ̂ (lmerTest's `vcov_beta`, `Jac_list` and
+/// `vcov_varpar`). Satterthwaite's tests are made of these alone.
+struct SatterthwaiteTests: ContrastTests {
+    let p: Int
+    let covariance: [Double]
+    let jacobian: [[Double]]
+    let parameterCovariance: [Double]
+
+    private func quadratic(_ m: [Double], _ l: [Double]) -> Double {
+        var sum = 0.0
+        for a in 0..<p where l[a] != 0 { for b in 0..<p { sum += l[a] * m[a + b * p] * l[b] } }
+        return sum
+    }
+
+    /// ν = 2 (l'Vl)² / (g'Ag), g_i = l'(∂V/∂φ_i)l.
+    func tTest(_ l: [Double]) -> (standardError: Double, df: Double) {
+        let variance = quadratic(covariance, l)
+        let g = jacobian.map { quadratic($0, l) }
+        let k = g.count
+        var denominator = 0.0
+        for a in 0..<k { for b in 0..<k { denominator += g[a] * parameterCovariance[a + b * k] * g[b] } }
+        return (variance.squareRoot(), 2 * variance * variance / denominator)
+    }
+
+    /// lmerTest's `contestMD`: Var(Lβ̂) = PDP', F the mean of the q independent t² of the rows
+    /// of P'L (q = rank), each with its own ν_m, and the F's ddf 2E/(E − q), E = Σ ν_m/(ν_m − 2)
+    /// (2 if any ν_m ≤ 2; their mean if they agree within 1e-8).
+    func fTest(_ rows: [[Double]], beta: [Double]) -> (numeratorDF: Int, denominatorDF: Double, f: Double, unscaledF: Double)? {
+        let r = rows.count
+        var vl = [Double](repeating: 0, count: r * r)
+        for a in 0..<r { for b in 0..<r {
+            var sum = 0.0
+            for i in 0..<p where rows[a][i] != 0 { for j in 0..<p { sum += rows[a][i] * covariance[i + j * p] * rows[b][j] } }
+            vl[a + b * r] = sum
+        } }
+        guard let (d, vectors) = Dense.symmetricEigen(vl, r), let first = d.first else { return nil }
+        let tolerance = max(Double.ulpOfOne.squareRoot() * first, 0)
+        let q = d.filter { $0 > tolerance }.count
+        guard q > 0 else { return nil }
+        var f = 0.0, nu: [Double] = []
+        for m in 0..<q {
+            let l = (0..<p).map { i in (0..<r).reduce(0.0) { $0 + vectors[$1 + m * r] * rows[$1][i] } }
+            let estimate = zip(l, beta).reduce(0.0) { $0 + $1.0 * $1.1 }
+            f += estimate * estimate / d[m]
+            nu.append(tTest(l).df)
+        }
+        f /= Double(q)
+        let ddf: Double
+        if q == 1 {
+            ddf = nu[0]
+        } else if zip(nu, nu.dropFirst()).allSatisfy({ abs($0 - $1) < 1e-8 }) {
+            ddf = nu.reduce(0, +) / Double(q)
+        } else if nu.contains(where: { $0 <= 2 }) {
+            ddf = 2
+        } else {
+            let e = nu.reduce(0.0) { $0 + $1 / ($1 - 2) }
+            ddf = 2 * e / (e - Double(q))
+        }
+        return (q, ddf, f, f)
+    }
+}
+
+/// Satterthwaite's degrees of freedom for l'β̂, as lmerTest's `summary()` and `anova()`:
 ///
-///     ν_j = 2 V_jj² / (g_j' A g_j),
+///     ν = 2 (l'Vl)² / (g'Ag),
 ///
-/// V = σ² (R_X'R_X)⁻¹ the covariance of β̂, g_j its entry's gradient in the variance parameters
+/// V = σ² (R_X'R_X)⁻¹ the covariance of β̂, g the gradient of l'Vl in the variance parameters
 /// φ = (θ, σ), and A = 2 H⁻¹ their asymptotic covariance, H the Hessian of the deviance with σ
 /// explicit,
 ///
@@ -25,8 +159,8 @@ public enum DenominatorDF: String, CaseIterable, Sendable {
 /// Each difference is one factorisation and one selected inverse; the cross-products are all
 /// it reads.
 enum Satterthwaite {
-    /// ν_j for every β̂_j at θ̂; nil where V or A is not defined (a singular H).
-    static func degreesOfFreedom(_ pls: PenalizedLeastSquares, theta: [Double]) throws -> [Double] {
+    /// V, ∂V/∂φ and A at θ̂.
+    static func tests(_ pls: PenalizedLeastSquares, theta: [Double]) throws -> SatterthwaiteTests {
         let cp = pls.crossProducts, p = cp.fixedCount, m = theta.count
         let nu = cp.residualDegreesOfFreedom(reml: pls.reml)
         func state(_ t: [Double]) throws -> (gradD: [Double], gradR: [Double], unscaled: [Double], rss: Double) {
@@ -42,7 +176,7 @@ enum Satterthwaite {
         let sigma2 = center.rss / nu, sigma = sigma2.squareRoot()
         // H over (θ, σ), (m + 1)², and ∂(R_X'R_X)⁻¹/∂θ_i.
         var h = [Double](repeating: 0, count: (m + 1) * (m + 1))
-        var dUnscaled = [[Double]]()
+        var jacobian = [[Double]]()
         for i in 0..<m {
             let step = 1e-5 * max(1, abs(theta[i]))
             var plus = theta, minus = theta
@@ -52,8 +186,9 @@ enum Satterthwaite {
             for k in 0..<m {
                 h[k + i * (m + 1)] = (a.gradD[k] - b.gradD[k]) / (2 * step) + (a.gradR[k] - b.gradR[k]) / (2 * step) / sigma2
             }
-            dUnscaled.append(zip(a.unscaled, b.unscaled).map { ($0 - $1) / (2 * step) })
+            jacobian.append(zip(a.unscaled, b.unscaled).map { sigma2 * ($0 - $1) / (2 * step) })
         }
+        jacobian.append(center.unscaled.map { 2 * sigma * $0 })
         _ = pls.evaluate(theta)   // the factor back at θ̂ for whatever follows
         for i in 0..<m {
             for k in 0..<i {
@@ -69,13 +204,7 @@ enum Satterthwaite {
         guard let hInverse = GeneralizedLinearMixedModel.inverse(h, order: m + 1) else {
             throw InputError("Satterthwaite's degrees of freedom: the Hessian of the deviance in (θ, σ) is singular at θ̂ (a boundary fit?)")
         }
-        return (0..<p).map { j in
-            let vjj = sigma2 * center.unscaled[j + j * p]
-            var g = (0..<m).map { sigma2 * dUnscaled[$0][j + j * p] }
-            g.append(2 * sigma * center.unscaled[j + j * p])
-            var denominator = 0.0
-            for a in 0...m { for b in 0...m { denominator += g[a] * 2 * hInverse[a + b * (m + 1)] * g[b] } }
-            return 2 * vjj * vjj / denominator
-        }
+        return SatterthwaiteTests(p: p, covariance: center.unscaled.map { sigma2 * $0 }, jacobian: jacobian,
+                                  parameterCovariance: hInverse.map { 2 * $0 })
     }
 }

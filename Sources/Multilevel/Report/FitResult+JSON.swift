@@ -28,9 +28,17 @@ extension FitResult {
         if let icc = intraclassCorrelations {
             fields.append(("icc", .object(icc.map { ($0.group, .finite($0.icc)) })))
         }
-        if let ddf = denominatorDF, let p = tTestPValues {
-            fields.append(("ddf", .object([("method", .string(DenominatorDF.satterthwaite.rawValue)), ("df", named(ddf)),
-                                           ("p", named(p))])))
+        if let tests = fixedEffectTests {
+            fields.append(("ddf", .object([
+                ("method", .string(tests.method.rawValue)), ("se", named(tests.standardErrors)), ("df", named(tests.df)),
+                ("t", named(tests.t)), ("p", named(tests.p)),
+                ("anova", .array(tests.terms.map { test in
+                    .object([("term", .string(test.term)), ("numdf", .number(Double(test.numeratorDF))),
+                             ("dendf", .finite(test.denominatorDF)), ("F", .finite(test.f)), ("p", .finite(test.p)),
+                             ("mean_sq", .finite(test.meanSquare))])
+                })),
+                ("untested_terms", .array(tests.untestedTerms.map(JSONValue.string))),
+            ])))
         }
         fields.append(("optimizer", .object([
             ("algorithm", .string(optimizer.algorithm)),

@@ -29,26 +29,50 @@ extension FitResult {
         let t = zip(beta, standardErrors).map { $0 / $1 }
         let est = columnFormat(beta, digits: 4), se = columnFormat(standardErrors, digits: 4)
         let tv = t.map { String(format: "%.3f", $0) }
-        if let df = denominatorDF, let pValues = tTestPValues {
-            // lmerTest's layout: df and Pr(>|t|) with Satterthwaite's degrees of freedom.
-            let dfs = df.map { String(format: "%.3f", $0) }
-            let (pv, stars) = pValueColumns(pValues)
+        if let tests = fixedEffectTests {
+            // lmerTest's layout: df and Pr(>|t|), and (Kenward–Roger) the adjusted standard errors.
+            let se = columnFormat(tests.standardErrors, digits: 4)
+            let tv = tests.t.map { String(format: "%.3f", $0) }
+            let dfs = tests.df.map { String(format: "%.3f", $0) }
+            let (pv, stars) = pValueColumns(tests.p)
             out += table(header: ["", "Estimate", "Std. Error", "df", "t value", "Pr(>|t|)", ""],
                          rows: fixedNames.indices.map { [fixedNames[$0], est[$0], se[$0], dfs[$0], tv[$0], pv[$0], stars[$0]] },
                          leftColumns: 1, indent: "")
             out += significanceLegend
-            out += "Degrees of freedom: Satterthwaite's, as lmerTest\n"
+            out += "Degrees of freedom: \(tests.method.title)'s, as lmerTest\(tests.method == .kenwardRoger ? " (pbkrtest; standard errors adjusted)" : "")\n"
         } else {
             out += table(header: ["", "Estimate", "Std. Error", "t value"],
                          rows: fixedNames.indices.map { [fixedNames[$0], est[$0], se[$0], tv[$0]] }, leftColumns: 1, indent: "")
         }
 
         out += fixedEffectCorrelations(names: fixedNames, covariance: fixedCovariance, standardErrors: standardErrors)
+        if let tests = fixedEffectTests, !tests.terms.isEmpty || !tests.untestedTerms.isEmpty {
+            out += "\n" + analysisOfVariance(tests)
+        }
         if let mc = monteCarlo {
             out += "\n" + monteCarloSummary(mc)
         }
         if !optimizer.converged || !notes.isEmpty {
             out += "\n" + notes.map { "Note: \($0)\n" }.joined()
+        }
+        return out
+    }
+
+    /// lmerTest's `anova(type = 3)` table: each fixed-effect term's F-test.
+    private func analysisOfVariance(_ tests: FixedEffectTests) -> String {
+        var out = "Type III Analysis of Variance Table with \(tests.method.title)'s method\n"
+        let terms = tests.terms
+        let ms = terms.map(\.meanSquare)
+        let msText = columnFormat(ms, digits: 5), ssText = columnFormat(zip(ms, terms).map { $0 * Double($1.numeratorDF) }, digits: 5)
+        let (pv, stars) = pValueColumns(terms.map(\.p))
+        out += table(header: ["", "Sum Sq", "Mean Sq", "NumDF", "DenDF", "F value", "Pr(>F)", ""],
+                     rows: terms.indices.map { i in
+                         [terms[i].term, ssText[i], msText[i], String(terms[i].numeratorDF),
+                          String(format: "%.2f", terms[i].denominatorDF), String(format: "%.4f", terms[i].f), pv[i], stars[i]]
+                     }, leftColumns: 1, indent: "")
+        if !terms.isEmpty { out += significanceLegend }
+        if !tests.untestedTerms.isEmpty {
+            out += "Not tested (coding is not treatment contrasts, or an aliased column): \(tests.untestedTerms.joined(separator: ", "))\n"
         }
         return out
     }

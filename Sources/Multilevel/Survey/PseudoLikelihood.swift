@@ -296,58 +296,6 @@ struct PseudoLikelihood {
     }
 }
 
-/// Small dense matrices, column-major, for the per-cluster algebra of d × d blocks.
-enum Dense {
-    /// A (m × k) times B (k × n).
-    static func multiply<A: Collection, B: Collection>(_ a: A, _ b: B, _ m: Int, _ k: Int, _ n: Int) -> [Double]
-        where A.Element == Double, A.Index == Int, B.Element == Double, B.Index == Int {
-        var out = [Double](repeating: 0, count: m * n)
-        let a0 = a.startIndex, b0 = b.startIndex
-        for j in 0..<n { for t in 0..<k { let x = b[b0 + t + j * k]; if x == 0 { continue }; for i in 0..<m { out[i + j * m] += a[a0 + i + t * m] * x } } }
-        return out
-    }
-
-    static func transpose(_ a: [Double], _ m: Int, _ n: Int) -> [Double] {
-        var t = [Double](repeating: 0, count: m * n)
-        for j in 0..<n { for i in 0..<m { t[j + i * n] = a[i + j * m] } }
-        return t
-    }
-
-    /// L with LL' = A (lower, column-major, 0 above the diagonal); nil unless A is positive definite.
-    static func lowerCholesky(_ a: [Double], _ n: Int) -> [Double]? {
-        var l = a
-        guard l.withUnsafeMutableBufferPointer({ DenseCholesky.lowerInPlace($0, offset: 0, order: n) }) else { return nil }
-        for j in 0..<n { for i in 0..<j { l[i + j * n] = 0 } }
-        return l
-    }
-
-    /// L⁻¹B for lower-triangular L (n × n) and B (n × columns).
-    static func solveLower(_ l: [Double], _ n: Int, _ b: [Double], _ columns: Int) -> [Double] {
-        var x = b
-        for c in 0..<columns {
-            for i in 0..<n {
-                var v = x[i + c * n]
-                for t in 0..<i { v -= l[i + t * n] * x[t + c * n] }
-                x[i + c * n] = v / l[i + i * n]
-            }
-        }
-        return x
-    }
-
-    /// (LL')⁻¹B.
-    static func solveCholesky(_ l: [Double], _ n: Int, _ b: [Double], columns: Int = 1) -> [Double] {
-        var x = solveLower(l, n, b, columns)
-        for c in 0..<columns {
-            for i in stride(from: n - 1, through: 0, by: -1) {
-                var v = x[i + c * n]
-                for t in (i + 1)..<max(i + 1, n) { v -= l[t + i * n] * x[t + c * n] }
-                x[i + c * n] = v / l[i + i * n]
-            }
-        }
-        return x
-    }
-}
-
 /// A flag any thread may raise.
 final class ManagedFlag: @unchecked Sendable {
     private let lock = NSLock()
