@@ -14,7 +14,8 @@
 # residual SD (sigma, that of the reference group or of the variance function at 1), the variance
 # function's parameters as nlme reports them (varIdent: each group's SD ratio to the first group,
 # the first's 1; varPower/varExp: the power / rate), beta and its SEs, the random effects' SDs,
-# the number of observations and nlme's AIC/BIC.
+# the number of observations, nlme's AIC/BIC, and (data of at most 200 rows) the fitted values of
+# every row (level 1: with the conditional modes; level 0: population).
 #
 # satterthwaite: lmer() fits (REML; sleepstudy also ML) as the fixtures' reference fits, with lmerTest's summary()
 # (estimate, SE, df, t, p for every beta) and anova(type = 3) (each fixed-effect term: NumDF,
@@ -48,7 +49,9 @@ nlme_case <- function(name, data, file, fixed, random, weights, weights_text, gr
        variance_parameters = arr(par), variance_parameter_names = names_of(names(par)),
        beta = arr(fixef(fit)), beta_names = names_of(names(fixef(fit))),
        se = arr(sqrt(diag(vcov(fit)))),
-       random_sd = arr(re[re_names != "Residual"]), random_sd_names = names_of(re_names[re_names != "Residual"]))
+       random_sd = arr(re[re_names != "Residual"]), random_sd_names = names_of(re_names[re_names != "Residual"]),
+       fitted = if (nobs(fit) <= 200) arr(fitted(fit, level = 1)) else NULL,
+       fitted_population = if (nobs(fit) <= 200) arr(fitted(fit, level = 0)) else NULL)
 }
 
 nlme_cases <- list(

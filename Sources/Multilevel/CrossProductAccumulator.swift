@@ -409,7 +409,7 @@ struct SegmentBuilder {
                 }
             }
         }
-        rows += chunk.count
+        rows += chunk.countedRows ?? chunk.count
         logWeights += chunk.logWeights
     }
 

@@ -68,6 +68,27 @@ public struct CrossProducts: Sendable {
                              zxy: zxy2, xyxy: xyxy2, logWeights: logWeights)
     }
 
+    /// Σ_g w_g (group g's cross-products): the rows of group g weighted by w_g, n = Σ n_g and
+    /// Σ log w over the rows = Σ_g n_g log w_g. The parts share one pattern (`groupCrossProducts`).
+    static func combining(_ parts: [CrossProducts], weights: [Double]) -> CrossProducts {
+        let first = parts[0]
+        var zz = [Double](repeating: 0, count: first.zzValues.count)
+        var zxy = [Double](repeating: 0, count: first.zxy.count), xyxy = [Double](repeating: 0, count: first.xyxy.count)
+        var logWeights = 0.0
+        for (part, w) in zip(parts, weights) {
+            precondition(part.zzRowIndices.count == first.zzRowIndices.count, "group cross-products on different patterns")
+            for i in zz.indices { zz[i] += w * part.zzValues[i] }
+            for i in zxy.indices { zxy[i] += w * part.zxy[i] }
+            for i in xyxy.indices { xyxy[i] += w * part.xyxy[i] }
+            logWeights += part.logWeights + Double(part.rows) * log(w)
+        }
+        return CrossProducts(rows: parts.reduce(0) { $0 + $1.rows }, terms: first.terms, fixedNames: first.fixedNames,
+                             blockStart: first.blockStart, blockTerm: first.blockTerm,
+                             blockRowStarts: first.blockRowStarts, blockRows: first.blockRows,
+                             zzColumnStarts: first.zzColumnStarts, zzRowIndices: first.zzRowIndices, zzValues: zz,
+                             zxy: zxy, xyxy: xyxy, logWeights: logWeights)
+    }
+
     /// Z'Z as a dense symmetric q × q matrix, column-major (for tests on small data).
     public func denseZtZ() -> [Double] {
         let q = randomEffectsCount
@@ -110,6 +131,30 @@ struct ModelChunk {
     /// A GLMM's binomial failures (`cbind(y, failures)`) and offset per row; empty when absent.
     var failures: [Double] = []
     var offset: [Double] = []
+    /// The residual variance's group (level code) or covariate of each row (`--residual-variance`).
+    var varianceGroups: [Int32] = []
+    var varianceCovariate: [Double] = []
+    /// The rows counted in n, when not `count` (a group's share of the chunk, the others' rows zero).
+    var countedRows: Int?
+
+    /// The chunk with every row not of residual-variance group `g` scaled by 0, counting only
+    /// group g's rows: its cross-products are group g's, on the pattern of all the rows.
+    func group(_ g: Int32) -> ModelChunk {
+        var out = self
+        let p = count > 0 ? x.count / count : 0
+        var counted = 0
+        for i in 0..<count {
+            if varianceGroups[i] == g { counted += 1; continue }
+            out.y[i] = 0
+            for j in 0..<p { out.x[i * p + j] = 0 }
+            for k in terms.indices {
+                let pk = terms[k].z.count / count
+                for t in 0..<pk { out.terms[k].z[i * pk + t] = 0 }
+            }
+        }
+        out.countedRows = counted
+        return out
+    }
 
     /// Scales each row of X, y and every term's Z by √w_i (precision weights w, one per row).
     mutating func weigh(_ w: [Double]) {

@@ -63,12 +63,15 @@ public struct FitResult: Sendable {
     /// Conditional modes b̂ per term: `levels × p_k` values, row-major (level by level).
     public let conditionalModes: [[Double]]
     /// How the optimiser went.
-    public let optimizer: OptimizerSummary
+    public internal(set) var optimizer: OptimizerSummary
     /// Messages for the reader: dropped columns, convergence, singular fit.
     public let notes: [String]
 
-    /// The number of parameters: p + length(θ) + 1.
-    public var df: Int { fixedNames.count + theta.count + 1 }
+    /// The level-1 variance function (`--residual-variance`), nil for a constant residual variance.
+    public internal(set) var residualVariance: ResidualVarianceFit?
+
+    /// The number of parameters: p + length(θ) + 1, and the residual variance's.
+    public var df: Int { fixedNames.count + theta.count + 1 + (residualVariance?.estimatedCount ?? 0) }
     /// The log-likelihood (REML fits: the restricted log-likelihood, as lme4 reports).
     public var logLik: Double { -objective / 2 }
     public var aic: Double { objective + 2 * Double(df) }
@@ -99,7 +102,7 @@ public struct FitResult: Sendable {
     /// Intra-class correlations (variance partition coefficients) for a model whose random terms
     /// are all random intercepts: each term's variance over the total. Nil otherwise.
     public var intraclassCorrelations: [(group: String, icc: Double)]? {
-        guard terms.allSatisfy({ $0.effects == ["(Intercept)"] }) else { return nil }
+        guard residualVariance == nil, terms.allSatisfy({ $0.effects == ["(Intercept)"] }) else { return nil }
         let variances = varcorr.filter { $0.var2 == nil }.map(\.vcov)   // terms…, residual
         let total = variances.reduce(0, +)
         return zip(uniqueGroupNames, variances).map { ($0, $1 / total) }

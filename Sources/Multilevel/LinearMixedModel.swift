@@ -21,6 +21,8 @@ public struct FitOptions: Sendable {
     public var optimizer: OptimizerChoice = .newton
     /// Denominator degrees of freedom for the fixed effects' t-tests (none, as lme4).
     public var ddf: DenominatorDF = .none
+    /// A level-1 variance that is not constant (nil: constant, as lme4).
+    public var residualVariance: ResidualVarianceModel?
     /// Direct (a Cholesky factor), iterative (conjugate gradients and stochastic traces), or auto:
     /// the iterative path when no factor fits in memory or it is predicted faster (`SolverChoice`).
     public var solver: SolverChoice = .auto
@@ -72,14 +74,26 @@ public enum LinearMixedModel {
         var parsed = try Formula.parse(formula)
         try parsed.requireGaussian()
         if let w = options.weights { parsed = parsed.weighted(by: w) }
+        if let model = options.residualVariance {
+            if options.weights != nil { throw InputError("--residual-variance is not available with --weights") }
+            if options.ddf != .none {
+                throw InputError("--ddf is not available with --residual-variance: its tests would need Var(β̂)'s derivatives in the variance ratios too")
+            }
+            parsed = parsed.withResidualVariance(model)
+        }
         let frame = try ModelFrame.scan(parsed, source: data, chunkRows: options.chunkRows, threads: options.threads,
                                         communicator: options.communicator, segmentRows: options.segmentRows)
         let t1 = clock.now
-        let crossProducts = try frame.crossProducts(threads: options.threads)
-        let t2 = clock.now
-        var result = try fit(crossProducts, options: options)
-        let t3 = clock.now
-        result.timings = [("levels", t1 - t0), ("cross-products", t2 - t1), ("optimisation", t3 - t2)]
+        var result: FitResult
+        if parsed.residualVariance != nil {
+            result = try HeteroscedasticModel.fit(frame, options: options)
+            result.timings = [("levels", t1 - t0), ("cross-products and optimisation", clock.now - t1)]
+        } else {
+            let crossProducts = try frame.crossProducts(threads: options.threads)
+            let t2 = clock.now
+            result = try fit(crossProducts, options: options)
+            result.timings = [("levels", t1 - t0), ("cross-products", t2 - t1), ("optimisation", clock.now - t2)]
+        }
         result.formula = parsed.text
         result.weights = options.weights
         result.dataName = data.name

@@ -82,6 +82,7 @@ public struct ModelFrame {
         let allVariables = formula.fixed.terms.flatMap(\.variables)
             + formula.random.flatMap { $0.effects.terms.flatMap(\.variables) }
         var categorical: [Variable] = categoricalResponse ? [formula.response] : []
+        if case .groups(let g) = formula.residualVariance { categorical.append(.factor(g)) }
         for v in allVariables where !categorical.contains(v) {
             switch v {
             case .column(let c) where types[c] == .string: categorical.append(v)
@@ -100,7 +101,14 @@ public struct ModelFrame {
         }
         // The numeric variables, whose ranges are checked.
         var numericVariables: [Variable] = []
-        for v in [formula.response] + (formula.failures.map { [$0] } ?? []) + formula.offsets + allVariables
+        var varianceCovariate: [Variable] = []
+        switch formula.residualVariance {
+        case .exponential(let x), .power(let x):
+            try reader.checkNumeric(.column(x), role: "the covariate of the residual variance")
+            varianceCovariate = [.column(x)]
+        case .groups, nil: break
+        }
+        for v in [formula.response] + (formula.failures.map { [$0] } ?? []) + formula.offsets + allVariables + varianceCovariate
             where !categorical.contains(v) && !numericVariables.contains(v) {
             numericVariables.append(v)
         }
@@ -361,22 +369,74 @@ public struct ModelFrame {
         return try frame.crossProducts(threads: threads)
     }
 
-    /// The cross-products of `rows` alone (every group closed), agreed on by every rank.
-    func accumulate(_ rows: Range<Int>, threads: Int, keepsGroups: Bool) throws -> CrossProductAccumulator {
-        let accumulator = CrossProductAccumulator(terms: randomEffectsTerms, fixedNames: fixedDesign.columns.map(\.name),
-                                                  keepsGroups: keepsGroups)
+    /// The cross-products of `rows` alone (every group closed), agreed on by every rank; each
+    /// chunk's model rows pass through `transform` first (a residual-variance weighting).
+    func accumulate(_ rows: Range<Int>, threads: Int, keepsGroups: Bool,
+                    transform: ((inout ModelChunk) throws -> Void)? = nil) throws -> CrossProductAccumulator {
+        try accumulate(rows, threads: threads, keepsGroups: keepsGroups, count: 1) { chunk, _ in
+            if let transform { try transform(&chunk) }
+        }[0]
+    }
+
+    /// `count` cross-products of the same rows in one pass: `share(chunk, k)` makes the k-th's
+    /// model rows from each chunk's.
+    private func accumulate(_ rows: Range<Int>, threads: Int, keepsGroups: Bool, count: Int,
+                            share: @escaping (inout ModelChunk, Int) throws -> Void) throws -> [CrossProductAccumulator] {
+        let accumulators = (0..<count).map { _ in
+            CrossProductAccumulator(terms: randomEffectsTerms, fixedNames: fixedDesign.columns.map(\.name), keepsGroups: keepsGroups)
+        }
         let reader = ChunkReader(source: source, types: types, formula: formula)
         try communicator.agree {
             try forEachSegment(rows: rows, segmentRows: segmentRows, chunkRows: chunkRows, threads: threads, state: (),
                                body: { _, segment, chunks in
-                                   var builder = SegmentBuilder(layout: accumulator.layout)
-                                   for rows in chunks { builder.add(try modelChunk(reader.read(rows))) }
-                                   accumulator.add(builder.finish(), index: segment)
+                                   var builders = accumulators.map { SegmentBuilder(layout: $0.layout) }
+                                   for rows in chunks {
+                                       let chunk = try modelChunk(reader.read(rows))
+                                       for k in 0..<count {
+                                           var shared = chunk
+                                           try share(&shared, k)
+                                           builders[k].add(shared)
+                                       }
+                                   }
+                                   for k in 0..<count { accumulators[k].add(builders[k].finish(), index: segment) }
                                },
-                               failed: { accumulator.skip(index: $0) })
+                               failed: { segment in accumulators.forEach { $0.skip(index: segment) } })
         }
-        accumulator.finishGroups()
-        return accumulator
+        accumulators.forEach { $0.finishGroups() }
+        return accumulators
+    }
+
+    /// Each residual-variance group's cross-products (`--residual-variance "~ 1 | g"`), all on
+    /// the pattern of every row's, in one pass over the rows.
+    func groupCrossProducts(threads: Int) throws -> [CrossProducts] {
+        guard case .groups(let g) = formula.residualVariance, let levels = factorLevels[.factor(g)] else {
+            preconditionFailure("groupCrossProducts needs a residual variance by group")
+        }
+        return try accumulate(slab, threads: threads, keepsGroups: !communicator.isRoot, count: levels.names.count) { chunk, k in
+            chunk = chunk.group(Int32(k))
+        }.map { $0.reduced(over: communicator) }
+    }
+
+    /// The cross-products with the rows weighted by the residual-variance function's w = s⁻² at
+    /// parameter t (`--residual-variance "~ x"`): a pass over the rows.
+    func crossProducts(threads: Int, residualVarianceParameter t: Double) throws -> CrossProducts {
+        guard let model = formula.residualVariance else { preconditionFailure("no residual-variance function") }
+        return try accumulate(slab, threads: threads, keepsGroups: !communicator.isRoot) { chunk in
+            let w = try chunk.varianceCovariate.map { x in
+                guard let w = model.weight(x, parameter: t) else {
+                    throw InputError("\(model.nlmeName)(\(model.formulaText)): at t = \(rNumber(t)) a row's weight s⁻² is not finite "
+                        + "(\(model.column) = \(rNumber(x)))" + (x == 0 ? "; varPower needs \(model.column) ≠ 0" : ""))
+                }
+                return w
+            }
+            chunk.weigh(w)
+        }.reduced(over: communicator)
+    }
+
+    /// The levels of the residual variance's groups, in byte order (the first is the reference).
+    var residualVarianceLevels: [String]? {
+        guard case .groups(let g) = formula.residualVariance else { return nil }
+        return factorLevels[.factor(g)]?.names
     }
 
     /// The model quantities of a chunk's complete rows.
@@ -434,6 +494,11 @@ public struct ModelFrame {
             result.offset = result.offset.isEmpty ? values : zip(result.offset, values).map { $0 + $1 }
         }
         if let w = formula.weights { result.weigh(chunk.numeric(.column(w), rows: keep)) }
+        switch formula.residualVariance {
+        case .groups(let g): result.varianceGroups = factorLevels[.factor(g)]!.codes(chunk.categorical(g), rows: keep)
+        case .exponential(let x), .power(let x): result.varianceCovariate = chunk.numeric(.column(x), rows: keep)
+        case nil: break
+        }
         return result
     }
 
@@ -581,6 +646,7 @@ struct ChunkReader {
         }
         for rt in formula.random { if case .factor(let cols) = rt.grouping { required += cols } }
         if let w = formula.weights { required.append(w) }
+        if let v = formula.residualVariance { required.append(v.column) }
         var marked: Set<String> = []
         for c in required where marked.insert(c).inserted { markMissing(c, in: &chunk) }
         // Multiple membership: a present group needs its weight.

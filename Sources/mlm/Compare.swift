@@ -19,6 +19,9 @@ struct Compare: ParsableCommand {
     @Option(help: "A column of precision weights for every model (lme4's weights =), as mlm fit's --weights.")
     var weights: String?
 
+    @Option(help: "Each model's level-1 variance, in --formula order, as mlm fit's --residual-variance; none for a constant one (give one per --formula, or none at all).")
+    var residualVariance: [String] = []
+
     @Option(help: "Compare GLMMs (lme4's anova of glmer fits): binomial or poisson, as mlm fit's --family.")
     var family: String?
 
@@ -60,6 +63,9 @@ struct Compare: ParsableCommand {
             let comparison: ModelComparison
             let generalized = try Job.stage { () throws -> GeneralizedFitOptions? in
                 let generalized = try glmmOptions(family: family, link: link, nagq: nagq, weights: weights, fit: options)
+                if generalized != nil && !residualVariance.isEmpty {
+                    throw InputError("--residual-variance is for linear mixed models (a GLMM's variance is its family's)")
+                }
                 if generalized != nil && report != nil {
                     throw InputError("--report is not available with --family yet: the table and --json are")
                 }
@@ -68,7 +74,11 @@ struct Compare: ParsableCommand {
             if let generalized {
                 comparison = try Job.stage { try ModelComparison.compare(formula, data: data, options: generalized) }
             } else {
-                comparison = try Job.stage { try ModelComparison.compare(formula, data: data, options: options) }
+                comparison = try Job.stage {
+                    let variances = residualVariance.isEmpty ? nil
+                        : try residualVariance.map { $0 == "none" ? nil : try ResidualVarianceModel.parse($0) }
+                    return try ModelComparison.compare(formula, data: data, options: options, residualVariances: variances)
+                }
             }
             try Job.stage {
                 guard Job.isRoot else { return }

@@ -93,6 +93,13 @@ struct Fit: ParsableCommand {
                 try fitGeneralized(data, options)
                 return
             }
+            if model.residualVariance != nil {
+                try Job.stage {
+                    for (given, option) in [(bootstrap != nil, "--bootstrap"), (profile, "--profile"), (report != nil, "--report")] where given {
+                        throw InputError("\(option) is not available with --residual-variance yet (the fit, --json, --ranef and mlm compare are)")
+                    }
+                }
+            }
             let (result, data) = try model.fitWithData(trace: verbose && Job.isRoot ? traceLine(since: ContinuousClock.now) : nil,
                                                        ddf: denominator)
             if verbose && Job.isRoot {

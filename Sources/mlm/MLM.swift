@@ -123,6 +123,9 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "A column of precision weights w (lme4's weights =): row i's residual variance is σ²/w_i. Rows with a missing weight are dropped; a weight must be positive.")
     var weights: String?
 
+    @Option(help: "A level-1 variance that is not constant, as nlme's variance functions: \"~ 1 | g\" (a residual SD per level of g, varIdent), \"~ x\" or \"varExp(~ x)\" (SD σ·exp(t·x)), or \"varPower(~ x)\" (SD σ·|x|^t).")
+    var residualVariance: String?
+
     @Option(help: "What --weights are: precision (lme4's prior weights). Sampling weights are given by --survey-weights.")
     var weightsKind = "precision"
 
@@ -169,6 +172,7 @@ struct ModelOptions: ParsableArguments {
         if weights != nil {
             throw InputError("precision weights (--weights) and sampling weights (--survey-weights) cannot be combined")
         }
+        if residualVariance != nil { throw InputError("--residual-variance is not available with --survey-weights") }
         guard let single = SinglePSU(rawValue: singlePsu) else {
             throw InputError("--single-psu must be one of \(SinglePSU.allCases.map(\.rawValue).joined(separator: ", "))")
         }
@@ -205,6 +209,7 @@ struct ModelOptions: ParsableArguments {
             return nil
         }
         if surveyWeights != nil { throw InputError("--survey-weights is not available with --family (pseudo-likelihood GLMMs are not implemented)") }
+        if residualVariance != nil { throw InputError("--residual-variance is for linear mixed models (a GLMM's variance is its family's)") }
         let (data, fit) = try reading.resolve(reml: false, trace: trace)
         var options = try glmmOptions(family: family, link: link, nagq: nagq, weights: weights, fit: fit)!
         options.trace = trace
@@ -229,6 +234,7 @@ struct ModelOptions: ParsableArguments {
             var (data, options) = try reading.resolve(reml: !ml, trace: trace)
             options.weights = weights
             options.ddf = ddf
+            options.residualVariance = try residualVariance.map(ResidualVarianceModel.parse)
             return (data, options)
         }
         return (try Job.stage { try LinearMixedModel.fit(formula, data: data, options: options) }, data)

@@ -235,6 +235,17 @@ public struct Formula: Sendable {
         }
     }
 
+    /// The level-1 variance model (`--residual-variance`), nil for a constant residual variance.
+    public private(set) var residualVariance: ResidualVarianceModel?
+
+    /// The same model with the residual variance `model`.
+    public func withResidualVariance(_ model: ResidualVarianceModel) -> Formula {
+        var f = self
+        f.residualVariance = model
+        if !f.columns.contains(model.column) { f.columns.append(model.column) }
+        return f
+    }
+
     /// The same model with precision weights from `column`.
     public func weighted(by column: String) -> Formula {
         var f = self

@@ -46,13 +46,25 @@ public struct ModelComparison: Sendable {
     }
 
     /// Fits each formula to `data` by ML (whatever `options.reml` says) and compares them.
-    public static func compare(_ formulas: [String], data: TableSource, options: FitOptions = FitOptions()) throws -> ModelComparison {
+    /// `residualVariances`, when given, holds each model's level-1 variance (nil: constant), so
+    /// that a variance function is tested against the constant one (nlme's `anova`).
+    public static func compare(_ formulas: [String], data: TableSource, options: FitOptions = FitOptions(),
+                               residualVariances: [ResidualVarianceModel?]? = nil) throws -> ModelComparison {
         guard formulas.count >= 2 else { throw InputError("compare needs at least two --formula options") }
+        let variances = residualVariances ?? Array(repeating: nil, count: formulas.count)
+        guard variances.count == formulas.count else {
+            throw InputError("give one --residual-variance per --formula (none for a constant one): \(variances.count) for \(formulas.count) models")
+        }
         var ml = options
         ml.reml = false
-        let fits = try formulas.map { try LinearMixedModel.fit($0, data: data, options: ml) }
+        let fits = try zip(formulas, variances).map { formula, variance in
+            var o = ml
+            o.residualVariance = variance
+            return try LinearMixedModel.fit(formula, data: data, options: o)
+        }
         let fitted = fits.map { f in
-            Fitted(formula: f.formula, nobs: f.nobs, npar: f.df, aic: f.aic, bic: f.bic, logLik: f.logLik, deviance: f.objective,
+            Fitted(formula: f.formula + (f.residualVariance.map { ", \($0.model.nlmeName)(\($0.model.formulaText))" } ?? ""),
+                   nobs: f.nobs, npar: f.df, aic: f.aic, bic: f.bic, logLik: f.logLik, deviance: f.objective,
                    fixedNames: f.fixedNames, thetaCount: f.theta.count)
         }
         return try ModelComparison(fitted, dataName: data.name, fits: fits)

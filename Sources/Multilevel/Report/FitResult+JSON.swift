@@ -28,6 +28,21 @@ extension FitResult {
         if let icc = intraclassCorrelations {
             fields.append(("icc", .object(icc.map { ($0.group, .finite($0.icc)) })))
         }
+        if let v = residualVariance {
+            var entries: [(String, JSONValue)] = [
+                ("function", .string(v.model.nlmeName)), ("formula", .string(v.model.formulaText)),
+                ("parameters", .object(zip(v.names, v.values).map { ($0, .finite($1)) })),
+            ]
+            if case .groups = v.model {
+                entries.append(("sigma", .object(zip(v.names, v.values).map { ($0, .finite(sigma * $1)) })))
+                entries.append(("n", .object(zip(v.names, v.counts).map { ($0, .number(Double($1))) })))
+            }
+            if let test = v.constantTest {
+                entries.append(("constant_test", .object([("Chisq", .finite(test.chiSquare)), ("Df", .number(Double(test.df))),
+                                                          ("p", .finite(test.p))])))
+            }
+            fields.append(("residual_variance", .object(entries)))
+        }
         if let tests = fixedEffectTests {
             fields.append(("ddf", .object([
                 ("method", .string(tests.method.rawValue)), ("se", named(tests.standardErrors)), ("df", named(tests.df)),

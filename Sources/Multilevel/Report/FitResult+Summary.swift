@@ -21,6 +21,7 @@ extension FitResult {
 
         out += "Random effects:\n" + randomEffectsTable(terms: terms, varcorr: varcorr)
         out += observations(nobs, groups: groupCounts, droppedRows: droppedRows)
+        if let variance = residualVariance { out += residualVarianceSummary(variance) }
         if let icc = intraclassCorrelations {
             out += "Intra-class correlation (VPC): " + icc.map { "\($0.group) \(String(format: "%.4f", $0.icc))" }.joined(separator: ", ") + "\n"
         }
@@ -54,6 +55,33 @@ extension FitResult {
         }
         if !optimizer.converged || !notes.isEmpty {
             out += "\n" + notes.map { "Note: \($0)\n" }.joined()
+        }
+        return out
+    }
+
+    /// nlme's "Variance function" block, each group's residual SD, and the likelihood-ratio test
+    /// against a constant residual variance.
+    private func residualVarianceSummary(_ v: ResidualVarianceFit) -> String {
+        let structure: String
+        switch v.model {
+        case .groups: structure = "Different standard deviations per stratum"
+        case .exponential: structure = "Exponential of variance covariate"
+        case .power: structure = "Power of variance covariate"
+        }
+        var out = "\nVariance function (\(v.model.nlmeName)):\n Structure: \(structure)\n Formula: \(v.model.formulaText)\n Parameter estimates:\n"
+        out += table(header: v.names, rows: [v.values.map { String(format: "%.6f", $0) }], leftColumns: 0, indent: "")
+        switch v.model {
+        case .groups(let g):
+            out += " Residual Std.Dev. by \(g): " + zip(v.names, v.values).map { "\($0) \(String(format: "%.4f", sigma * $1))" }
+                .joined(separator: ", ") + " (σ above is \(v.names[0])'s)\n"
+        case .exponential(let x):
+            out += " Residual Std.Dev.: σ·exp(expon·\(x)) (σ above is at \(x) = 0)\n"
+        case .power(let x):
+            out += " Residual Std.Dev.: σ·|\(x)|^power (σ above is at |\(x)| = 1)\n"
+        }
+        if let test = v.constantTest {
+            out += String(format: " Likelihood-ratio test of a constant residual variance: Chisq = %.4f, Df = %d, Pr(>Chisq) = %.4g\n",
+                          test.chiSquare, test.df, test.p)
         }
         return out
     }

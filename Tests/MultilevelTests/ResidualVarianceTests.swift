@@ -1,0 +1,142 @@
+import Foundation
+import XCTest
+@testable import Multilevel
+
+/// `--residual-variance` against nlme's `lme(..., weights = varIdent(~ 1 | g))` (REML and ML, on
+/// Orthodont by Sex and Exam by sex) and `varExp` / `varPower` of standLRT on Exam (REML)
+/// (`bench/make_variance_references.R`, "nlme"): logLik within 1e-6 relative, the variance
+/// parameters within 1e-3, β within 1e-3 SE, the SEs and σ within 1e-4 relative.
+final class ResidualVarianceTests: ScratchDirectoryTestCase {
+    static let cases: [[String: Any]] = {
+        let data = try! Data(contentsOf: URL(fileURLWithPath: Fixtures.path("variance_reference.json")))
+        return (try! JSONSerialization.jsonObject(with: data) as! [String: Any])["nlme"] as! [[String: Any]]
+    }()
+
+    func testFitsAreNlmes() throws {
+        XCTAssertEqual(Self.cases.count, 6)
+        for c in Self.cases {
+            let name = c["name"] as! String
+            func numbers(_ key: String) -> [Double] { (c[key] as! [NSNumber]).map(\.doubleValue) }
+            var options = FitOptions(reml: c["method"] as! String == "REML")
+            options.residualVariance = try ResidualVarianceModel.parse(c["weights"] as! String)
+            let fixed = c["fixed"] as! String, random = (c["random"] as! String).replacingOccurrences(of: "~", with: "")
+            let fit = try LinearMixedModel.fit("\(fixed) + (\(random))", data: try openTable(path: Fixtures.path(c["file"] as! String), table: nil),
+                                               options: options)
+            let expected = c["logLik"] as! Double
+            XCTAssertEqual(fit.logLik, expected, accuracy: 1e-6 * abs(expected), name)
+            let variance = try XCTUnwrap(fit.residualVariance, name)
+            if c["group"] is String {
+                XCTAssertEqual(variance.names, c["variance_parameter_names"] as! [String], name)
+            }
+            for (value, reference) in zip(variance.values, numbers("variance_parameters")) {
+                XCTAssertEqual(value, reference, accuracy: 1e-3, "\(name) variance parameter")
+            }
+            XCTAssertEqual(variance.values.count, numbers("variance_parameters").count, name)
+            for j in fit.beta.indices {
+                XCTAssertEqual(fit.beta[j], numbers("beta")[j], accuracy: 1e-3 * numbers("se")[j], "\(name) β\(j)")
+                XCTAssertEqual(fit.standardErrors[j], numbers("se")[j], accuracy: 1e-4 * numbers("se")[j], "\(name) SE\(j)")
+            }
+            XCTAssertEqual(fit.sigma, c["sigma"] as! Double, accuracy: 1e-4 * (c["sigma"] as! Double), name)
+            let sd = fit.varcorr.filter { $0.group != "Residual" && $0.var2 == nil }.map(\.sdcor)
+            XCTAssertEqual(sd[0], numbers("random_sd")[0], accuracy: 1e-4 * numbers("random_sd")[0], name)
+            // nlme's AIC counts the variance parameters (its BIC uses n − p under REML; lme4's, n).
+            XCTAssertEqual(fit.aic, c["AIC"] as! Double, accuracy: 1e-6 * (c["AIC"] as! Double), name)
+        }
+    }
+
+    /// The groups' cross-products add up to all the rows' (one pattern), and weighting group g by
+    /// w_g is the fit with precision weights w_g on its rows.
+    func testGroupCrossProductsAreTheRowsWeighted() throws {
+        let data = try openTable(path: Fixtures.path("orthodont.csv"), table: nil)
+        var formula = try Formula.parse("distance ~ age + (1 | Subject)")
+        formula = formula.withResidualVariance(.groups("Sex"))
+        let frame = try ModelFrame.scan(formula, source: data, chunkRows: 20, threads: 2, communicator: SingleProcess(), segmentRows: 32)
+        let parts = try frame.groupCrossProducts(threads: 2)
+        XCTAssertEqual(parts.map(\.rows), [44, 64])
+        let all = try frame.crossProducts(threads: 2)
+        let sum = CrossProducts.combining(parts, weights: [1, 1])
+        for (a, b) in zip(sum.denseZtZ(), all.denseZtZ()) { XCTAssertEqual(a, b, accuracy: 1e-12 * max(1, abs(b))) }
+        for (a, b) in zip(sum.denseXyTXy, all.denseXyTXy) { XCTAssertEqual(a, b, accuracy: 1e-12 * max(1, abs(b))) }
+        XCTAssertEqual(sum.logWeights, 0)
+        let weighted = CrossProducts.combining(parts, weights: [1, 0.25])
+        XCTAssertEqual(weighted.logWeights, 64 * log(0.25), accuracy: 1e-12)
+    }
+
+    func testParsing() throws {
+        XCTAssertEqual(try ResidualVarianceModel.parse("~ 1 | Sex"), .groups("Sex"))
+        XCTAssertEqual(try ResidualVarianceModel.parse("varIdent(form = ~1|`school type`)"), .groups("school type"))
+        XCTAssertEqual(try ResidualVarianceModel.parse("~ x"), .exponential("x"))
+        XCTAssertEqual(try ResidualVarianceModel.parse("varExp(~ standLRT)"), .exponential("standLRT"))
+        XCTAssertEqual(try ResidualVarianceModel.parse("varPower(form = ~ age)"), .power("age"))
+        for bad in ["1 | g", "~ 2 | g", "varPower(~ 1 | g)", "~ x + z", "varFixed(~ x)"] {
+            XCTAssertThrowsError(try ResidualVarianceModel.parse(bad), bad) { error in
+                XCTAssertTrue((error as! InputError).message.contains("--residual-variance must be"), bad)
+            }
+        }
+    }
+
+    /// `mlm predict` from a varIdent fit: nlme's `fitted(level = 1)` and `fitted(level = 0)`, and
+    /// `mlm compare` of the constant and varIdent models: nlme's ML log-likelihood, and the test.
+    func testPredictAndCompare() throws {
+        for c in Self.cases where c["fitted"] != nil {
+            let name = c["name"] as! String
+            var arguments = ["fit", Fixtures.path(c["file"] as! String), "--formula", "distance ~ age + (1 | Subject)",
+                             "--residual-variance", c["weights"] as! String, "--json", temporary("\(name).json")]
+            if c["method"] as! String == "ML" { arguments.append("--ml") }
+            XCTAssertEqual(try mlm(arguments).status, 0, name)
+            for (flag, key) in [([String](), "fitted"), (["--population"], "fitted_population")] {
+                let run = try mlm(["predict", Fixtures.path(c["file"] as! String), "--model", temporary("\(name).json")] + flag)
+                XCTAssertEqual(run.status, 0, run.stderr)
+                let predicted = run.stdout.split(separator: "\n").dropFirst().map { Double($0)! }
+                let expected = (c[key] as! [NSNumber]).map(\.doubleValue)
+                XCTAssertEqual(predicted.count, expected.count, name)
+                for (a, b) in zip(predicted, expected) { XCTAssertEqual(a, b, accuracy: 1e-5 * abs(b), "\(name) \(key)") }
+            }
+        }
+        let compare = try mlm(["compare", Fixtures.path("orthodont.csv"), "--formula", "distance ~ age + (1 | Subject)",
+                               "--formula", "distance ~ age + (1 | Subject)", "--residual-variance", "none",
+                               "--residual-variance", "~ 1 | Sex", "--json", temporary("compare.json")])
+        XCTAssertEqual(compare.status, 0, compare.stderr)
+        XCTAssertTrue(compare.stdout.contains("m2: distance ~ age + (1 | Subject), varIdent(~1 | Sex)"), compare.stdout)
+        let table = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: temporary("compare.json")))) as! [String: Any]
+        let models = table["models"] as! [[String: Any]]
+        let ml = Self.cases.first { $0["name"] as! String == "orthodont_varident_ml" }!["logLik"] as! Double
+        let logLiks = models.map { ($0["logLik"] as! NSNumber).doubleValue }
+        XCTAssertEqual(logLiks[1], ml, accuracy: 1e-6 * abs(ml))
+        XCTAssertEqual((models[1]["Chisq"] as! NSNumber).doubleValue, 2 * (logLiks[1] - logLiks[0]), accuracy: 1e-9)
+        XCTAssertEqual((models[1]["Df"] as! NSNumber).intValue, 1)
+        let mismatched = try mlm(["compare", Fixtures.path("orthodont.csv"), "--formula", "distance ~ age + (1 | Subject)",
+                                  "--formula", "distance ~ (1 | Subject)", "--residual-variance", "~ 1 | Sex"])
+        XCTAssertNotEqual(mismatched.status, 0)
+        XCTAssertTrue(mismatched.stderr.contains("give one --residual-variance per --formula"), mismatched.stderr)
+    }
+
+    /// The command line: nlme's block in the summary, the JSON, and one-line refusals.
+    func testCommandLine() throws {
+        let run = try mlm(["fit", Fixtures.path("orthodont.csv"), "--formula", "distance ~ age + (1 | Subject)",
+                           "--residual-variance", "~ 1 | Sex", "--json", temporary("v.json")])
+        XCTAssertEqual(run.status, 0, run.stderr)
+        XCTAssertTrue(run.stdout.contains("Variance function (varIdent):\n Structure: Different standard deviations per stratum\n Formula: ~1 | Sex"),
+                      run.stdout)
+        XCTAssertTrue(run.stdout.contains("1.000000 2.2057"), run.stdout)
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: temporary("v.json")))) as! [String: Any]
+        let v = try XCTUnwrap(json["residual_variance"] as? [String: Any])
+        XCTAssertEqual(v["function"] as? String, "varIdent")
+        XCTAssertEqual((v["parameters"] as! [String: NSNumber])["Male"]!.doubleValue, 2.20571145102431, accuracy: 1e-3)
+        XCTAssertEqual((v["n"] as! [String: NSNumber])["Female"]!.intValue, 44)
+        let test = try XCTUnwrap(v["constant_test"] as? [String: NSNumber])
+        XCTAssertEqual(test["Df"]!.intValue, 1)
+        XCTAssertGreaterThan(test["Chisq"]!.doubleValue, 10)
+        for (arguments, message) in [
+            (["--residual-variance", "~ 1 | Nope"], "Nope"),
+            (["--residual-variance", "~ 1 | Sex", "--ddf", "satterthwaite"], "--ddf is not available with --residual-variance"),
+            (["--residual-variance", "varPower(~ age)", "--weights", "age"], "--residual-variance is not available with --weights"),
+            (["--residual-variance", "1 | Sex"], "--residual-variance must be"),
+        ] {
+            let bad = try mlm(["fit", Fixtures.path("orthodont.csv"), "--formula", "distance ~ age + (1 | Subject)"] + arguments)
+            XCTAssertNotEqual(bad.status, 0, "\(arguments)")
+            XCTAssertTrue(bad.stderr.contains(message), bad.stderr)
+            XCTAssertEqual(bad.stderr.split(separator: "\n").filter { $0.contains("error") }.count, 1, bad.stderr)
+        }
+    }
+}
