@@ -69,6 +69,8 @@ public struct FitResult: Sendable {
 
     /// The level-1 variance function (`--residual-variance`), nil for a constant residual variance.
     public internal(set) var residualVariance: ResidualVarianceFit?
+    /// A varIdent fit's cross-products of each group, which its bootstrap replicates simulate.
+    var residualVarianceParts: [CrossProducts]?
 
     /// The number of parameters: p + length(θ) + 1, and the residual variance's.
     public var df: Int { fixedNames.count + theta.count + 1 + (residualVariance?.estimatedCount ?? 0) }

@@ -27,38 +27,56 @@ public struct ResidualVarianceFit: Sendable {
 enum HeteroscedasticModel {
     static func fit(_ frame: ModelFrame, options: FitOptions) throws -> FitResult {
         guard let model = frame.formula.residualVariance else { preconditionFailure("no residual-variance model") }
-        var inner = options
-        inner.ddf = .none
-        inner.trace = nil
-        inner.solver = .direct
-        let evaluate: ([Double]) throws -> FitResult
-        let names: [String], counts: [Int], dimension: Int
         switch model {
         case .groups(let g):
             let parts = try frame.groupCrossProducts(threads: options.threads)
-            names = frame.residualVarianceLevels!
-            counts = parts.map(\.rows)
-            if let empty = counts.firstIndex(of: 0) {
+            let names = frame.residualVarianceLevels!
+            if let empty = parts.firstIndex(where: { $0.rows == 0 }) {
                 throw InputError("--residual-variance: level '\(names[empty])' of \(g) has no complete rows")
             }
             guard parts.count >= 2 else {
                 throw InputError("--residual-variance \"~ 1 | \(g)\": \(g) has one level in the complete rows; a variance per level needs two")
             }
-            dimension = parts.count - 1
-            evaluate = { rho in
-                let weights = [1] + rho.map { exp(-2 * $0) }
-                return try LinearMixedModel.fit(CrossProducts.combining(parts, weights: weights), options: inner)
-            }
+            return try fitGroups(parts, model: model, names: names, options: options, testConstant: true)
         case .exponential, .power:
+            let names: [String]
             if case .power = model { names = ["power"] } else { names = ["expon"] }
-            counts = []
-            dimension = 1
-            evaluate = { rho in try LinearMixedModel.fit(frame.crossProducts(threads: options.threads, residualVarianceParameter: rho[0]),
-                                                         options: inner) }
+            return try profiled(model, names: names, counts: [], start: [0], options: options, testConstant: true) { rho in
+                try frame.crossProducts(threads: options.threads, residualVarianceParameter: rho[0])
+            }
         }
-        // The first evaluation fixes the factorisation for the rest.
-        let constant = try evaluate([Double](repeating: 0, count: dimension))
-        inner.factorization = constant.factorization
+    }
+
+    /// The varIdent fit from the groups' cross-products `parts` (ρ from `start`, else 0).
+    static func fitGroups(_ parts: [CrossProducts], model: ResidualVarianceModel, names: [String], options: FitOptions,
+                          start: [Double]? = nil, testConstant: Bool) throws -> FitResult {
+        var result = try profiled(model, names: names, counts: parts.map(\.rows), start: start ?? Array(repeating: 0, count: parts.count - 1),
+                                  options: options, testConstant: testConstant) { rho in
+            CrossProducts.combining(parts, weights: [1] + rho.map { exp(-2 * $0) })
+        }
+        let kept = result.fixedNames.compactMap { parts[0].fixedNames.firstIndex(of: $0) }
+        result.residualVarianceParts = kept.count == parts[0].fixedCount ? parts : parts.map { $0.selectingFixed(kept) }
+        return result
+    }
+
+    /// Minimises the criterion of the fit to `crossProducts(ρ)` over ρ (BOBYQA, from `start`),
+    /// each evaluation a whole fit of θ; with `testConstant`, also fits ρ = 0 for the test.
+    private static func profiled(_ model: ResidualVarianceModel, names: [String], counts: [Int], start: [Double],
+                                 options: FitOptions, testConstant: Bool,
+                                 crossProducts: @escaping ([Double]) throws -> CrossProducts) throws -> FitResult {
+        var inner = options
+        inner.ddf = .none
+        inner.trace = nil
+        inner.solver = .direct
+        let dimension = start.count
+        let evaluate = { (rho: [Double]) throws -> FitResult in try LinearMixedModel.fit(crossProducts(rho), options: inner) }
+        // The first fit fixes the factorisation for the rest.
+        var constant: FitResult?
+        if testConstant || inner.factorization == nil {
+            let first = try evaluate(testConstant ? Array(repeating: 0, count: dimension) : start)
+            inner.factorization = first.factorization
+            if testConstant { constant = first }
+        }
         var summary = OptimizerSummary()
         summary.xtolRel = 0
         summary.xtolAbs = 1e-7
@@ -73,22 +91,22 @@ enum HeteroscedasticModel {
                 failure = failure ?? error
                 return .infinity
             }
-        }, start: [Double](repeating: 0, count: dimension), lower: [Double](repeating: -20, count: dimension),
-           upper: [Double](repeating: 20, count: dimension), initialStep: [Double](repeating: 0.1, count: dimension), summary: &summary)
+        }, start: start, lower: Array(repeating: -20, count: dimension), upper: Array(repeating: 20, count: dimension),
+           initialStep: Array(repeating: 0.1, count: dimension), summary: &summary)
         var result: FitResult
         do {
             result = try evaluate(rho)
         } catch {
             throw failure ?? error
         }
-        var optimizer = result.optimizer
-        optimizer.algorithm += " (θ), in NLOPT_LN_BOBYQA over the residual variance (\(summary.evaluations) fits)"
-        result.optimizer = optimizer
+        result.optimizer.algorithm += " (θ), in NLOPT_LN_BOBYQA over the residual variance (\(summary.evaluations) fits)"
         let values: [Double]
         if case .groups = model { values = [1] + rho.map { exp($0) } } else { values = rho }
         var variance = ResidualVarianceFit(model: model, names: names, values: values, counts: counts)
-        let chiSquare = max(0, constant.objective - result.objective)
-        variance.constantTest = (chiSquare, dimension, ChiSquareDistribution.upperTail(chiSquare, df: Double(dimension)))
+        if let constant {
+            let chiSquare = max(0, constant.objective - result.objective)
+            variance.constantTest = (chiSquare, dimension, ChiSquareDistribution.upperTail(chiSquare, df: Double(dimension)))
+        }
         result.residualVariance = variance
         return result
     }

@@ -111,6 +111,30 @@ final class ResidualVarianceTests: ScratchDirectoryTestCase {
         XCTAssertTrue(mismatched.stderr.contains("give one --residual-variance per --formula"), mismatched.stderr)
     }
 
+    /// The varIdent bootstrap simulates each group's residuals with its own SD and re-estimates
+    /// the ratio: the replicates' ratios centre on δ̂ (Orthodont: 2.2; replicates with one σ for
+    /// both sexes would centre on 1) and their σ on σ̂; the table is the same on 1 and 2 threads.
+    func testBootstrapSimulatesEachGroupsVariance() throws {
+        var options = FitOptions()
+        options.residualVariance = .groups("Sex")
+        let fit = try LinearMixedModel.fit("distance ~ age + (1 | Subject)", data: try openTable(path: Fixtures.path("orthodont.csv"), table: nil),
+                                           options: options)
+        let delta = fit.residualVariance!.values[1]
+        let boot = try XCTUnwrap(ParametricBootstrap.run(fit, options: BootstrapOptions(replicates: 200, seed: 7, threads: 2)))
+        XCTAssertEqual(boot.failed, 0)
+        let ratios = boot.replicates.map { $0.varianceParameters[0] }, sigmas = boot.replicates.map(\.sigma)
+        XCTAssertEqual(ratios.reduce(0, +) / 200, delta, accuracy: 0.05 * delta)
+        XCTAssertEqual(sigmas.reduce(0, +) / 200, fit.sigma, accuracy: 0.05 * fit.sigma)
+        let interval = try XCTUnwrap(boot.intervals.first { $0.parameter.kind == .variance })
+        XCTAssertEqual(interval.parameter.label, "ratio(Male|Sex)")
+        XCTAssertLessThan(interval.lower, delta)
+        XCTAssertGreaterThan(interval.upper, delta)
+        XCTAssertGreaterThan(interval.lower, 1.2)
+        let one = try XCTUnwrap(ParametricBootstrap.run(fit, options: BootstrapOptions(replicates: 20, seed: 7, threads: 1)))
+        XCTAssertEqual(one.replicates, Array(boot.replicates.prefix(20)))
+        XCTAssertEqual(boot.tableColumns.last, "ratio(Male|Sex)")
+    }
+
     /// The command line: nlme's block in the summary, the JSON, and one-line refusals.
     func testCommandLine() throws {
         let run = try mlm(["fit", Fixtures.path("orthodont.csv"), "--formula", "distance ~ age + (1 | Subject)",
@@ -132,6 +156,7 @@ final class ResidualVarianceTests: ScratchDirectoryTestCase {
             (["--residual-variance", "~ 1 | Sex", "--ddf", "satterthwaite"], "--ddf is not available with --residual-variance"),
             (["--residual-variance", "varPower(~ age)", "--weights", "age"], "--residual-variance is not available with --weights"),
             (["--residual-variance", "1 | Sex"], "--residual-variance must be"),
+            (["--residual-variance", "varExp(~ age)", "--bootstrap", "10"], "it is available for \"~ 1 | g\""),
         ] {
             let bad = try mlm(["fit", Fixtures.path("orthodont.csv"), "--formula", "distance ~ age + (1 | Subject)"] + arguments)
             XCTAssertNotEqual(bad.status, 0, "\(arguments)")

@@ -23,12 +23,21 @@ public enum ParametricBootstrap {
         guard options.replicates > 0 else { throw InputError("--bootstrap needs a positive number of replicates") }
         guard options.level > 0 && options.level < 1 else { throw InputError("the confidence level must be between 0 and 1") }
         let communicator = options.communicator
-        let simulator: ReplicateSimulator = try fit.monteCarlo == nil
-            ? BootstrapSimulator(fit, threads: options.threads)
-            : IterativeBootstrapSimulator(fit, threads: options.threads)
+        let simulator: ReplicateSimulator
+        if fit.residualVarianceParts != nil {
+            simulator = HeteroscedasticBootstrapSimulator(fit, threads: options.threads)
+        } else if fit.residualVariance != nil {
+            throw InputError("--bootstrap with a residual-variance function of a covariate would re-read the rows for every "
+                + "evaluation of every replicate; it is available for \"~ 1 | g\"")
+        } else {
+            simulator = try fit.monteCarlo == nil
+                ? BootstrapSimulator(fit, threads: options.threads)
+                : IterativeBootstrapSimulator(fit, threads: options.threads)
+        }
         let seed = options.seed
         let results = try JobDistribution(communicator: communicator, threads: simulator.jobThreads).run(
-            count: options.replicates, kind: "bootstrap-\(seed)", checkpoint: options.checkpoint, fit: fit,
+            // "v2": a replicate's bytes end with its residual-variance parameters; older records are not read.
+            count: options.replicates, kind: "bootstrap-v2-\(seed)", checkpoint: options.checkpoint, fit: fit,
             progress: options.progress,
             work: { i, thread in simulator.replicate(i, seed: seed, thread: thread).encoded() })
         try communicator.agree { try simulator.checkRows() }
@@ -76,24 +85,28 @@ public struct BootstrapReplicate: Sendable, Equatable {
     public let beta: [Double]
     public let sigma: Double
     public let deviance: Double
+    /// The residual-variance parameters estimated (`--residual-variance`; empty without).
+    public let varianceParameters: [Double]
 
     func encoded() -> [UInt8] {
         var w = ByteWriter()
-        w.doubles(theta); w.doubles(beta); w.double(sigma); w.double(deviance)
+        w.doubles(theta); w.doubles(beta); w.double(sigma); w.double(deviance); w.doubles(varianceParameters)
         return w.bytes
     }
 
-    init(index: Int, theta: [Double], beta: [Double], sigma: Double, deviance: Double) {
+    init(index: Int, theta: [Double], beta: [Double], sigma: Double, deviance: Double, varianceParameters: [Double] = []) {
         self.index = index
         self.theta = theta
         self.beta = beta
         self.sigma = sigma
         self.deviance = deviance
+        self.varianceParameters = varianceParameters
     }
 
     init(decoding bytes: [UInt8], index: Int) {
         var r = ByteReader(bytes)
-        self.init(index: index, theta: r.doubles(), beta: r.doubles(), sigma: r.double(), deviance: r.double())
+        self.init(index: index, theta: r.doubles(), beta: r.doubles(), sigma: r.double(), deviance: r.double(),
+                  varianceParameters: r.doubles())
     }
 
     public var failed: Bool { !deviance.isFinite }
@@ -106,6 +119,8 @@ public struct BootstrapResult: Sendable {
     public let type: BootstrapOptions.IntervalType
     public let thetaNames: [String]
     public let fixedNames: [String]
+    /// The residual-variance parameters' names (`--residual-variance`), after σ and β.
+    public let varianceNames: [String]
     public let replicates: [BootstrapReplicate]
     /// Each parameter's interval (lme4's order: SDs and correlations, σ, β).
     public let intervals: [ParameterInterval]
@@ -120,12 +135,13 @@ public struct BootstrapResult: Sendable {
         type = options.type
         thetaNames = fit.thetaNames
         fixedNames = fit.fixedNames
+        varianceNames = (fit.residualVariance.map(ModelParameter.residualVarianceParameters) ?? []).map(\.label)
         self.replicates = replicates
         let parameters = ModelParameter.all(of: fit)
         let factor = RelativeCovarianceFactor(terms: fit.terms)
         let values = replicates.filter { !$0.failed }.map { r in
             ModelParameter.values(FitResult.varCorr(terms: fit.terms, factor: factor, theta: r.theta, sigma: r.sigma),
-                                  r.sigma, r.beta)
+                                  r.sigma, r.beta) + r.varianceParameters
         }
         parameterValues = values
         intervals = parameters.enumerated().map { j, parameter in
@@ -144,6 +160,7 @@ extension BootstrapResult {
         type = options.type
         thetaNames = fit.thetaNames
         fixedNames = fit.fixedNames
+        varianceNames = []
         self.replicates = replicates
         let factor = RelativeCovarianceFactor(terms: fit.terms)
         let parameters = ModelParameter.parameters(terms: fit.terms, fixedNames: fit.fixedNames,
@@ -277,7 +294,8 @@ extension BootstrapReplicate {
     /// A refit that failed: every value NaN.
     static func failed(_ index: Int, _ fit: FitResult) -> BootstrapReplicate {
         BootstrapReplicate(index: index, theta: fit.theta.map { _ in .nan }, beta: fit.beta.map { _ in .nan },
-                           sigma: .nan, deviance: .nan)
+                           sigma: .nan, deviance: .nan,
+                           varianceParameters: (0..<(fit.residualVariance?.estimatedCount ?? 0)).map { _ in .nan })
     }
 }
 

@@ -4,7 +4,9 @@ import Foundation
 /// correlation, the residual standard deviation, or a fixed effect (lme4's `.sig01`, …,
 /// `.sigma`, then the coefficients, in that order).
 public struct ModelParameter: Sendable, Equatable {
-    public enum Kind: String, Sendable { case sd, cor, sigma, beta }
+    /// `variance`: a residual-variance parameter (`--residual-variance`): a group's SD ratio to
+    /// the first group's, or varExp's / varPower's exponent.
+    public enum Kind: String, Sendable { case sd, cor, sigma, beta, variance }
     public let kind: Kind
     /// For sd and cor: the group and effects as in `varcorr`; for beta: the coefficient's name.
     public let group: String?
@@ -20,13 +22,27 @@ public struct ModelParameter: Sendable, Equatable {
         case .cor: return "cor(\(var1 ?? ""),\(var2 ?? "")|\(group ?? ""))"
         case .sigma: return "sigma"
         case .beta: return name ?? ""
+        case .variance: return group.map { "ratio(\(name ?? "")|\($0))" } ?? "\(name ?? "")(\(var1 ?? ""))"
         }
     }
 
     /// The parameters of a fit, in lme4's order: each term's SDs and correlations in the order
     /// of θ (the lower triangle of T_k by columns), σ, then β.
+    /// A fit with `--residual-variance` adds its estimated variance parameters last.
     static func all(of fit: FitResult) -> [ModelParameter] {
         parameters(terms: fit.terms, fixedNames: fit.fixedNames, values: values(fit.varcorr, fit.sigma, fit.beta))
+            + (fit.residualVariance.map(residualVarianceParameters) ?? [])
+    }
+
+    /// The estimated parameters of a residual-variance function: the SD ratio of every group
+    /// but the first (varIdent), or the exponent (varExp, varPower).
+    static func residualVarianceParameters(_ v: ResidualVarianceFit) -> [ModelParameter] {
+        if case .groups(let g) = v.model {
+            return zip(v.names, v.values).dropFirst().map {
+                ModelParameter(kind: .variance, group: g, var1: nil, var2: nil, name: $0, estimate: $1)
+            }
+        }
+        return [ModelParameter(kind: .variance, group: nil, var1: v.model.column, var2: nil, name: v.names[0], estimate: v.values[0])]
     }
 
     /// The names in `all(of:)` order with the values given.

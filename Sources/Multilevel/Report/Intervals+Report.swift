@@ -15,13 +15,14 @@ extension BootstrapResult {
                  ("intervals", intervalsJSON(intervals))])
     }
 
-    /// The columns of the replicate table: index, θ (lme4's names), β, σ, deviance.
-    public var tableColumns: [String] { ["index"] + thetaNames + fixedNames + ["sigma", "deviance"] }
+    /// The columns of the replicate table: index, θ (lme4's names), β, σ, deviance, and any
+    /// residual-variance parameters.
+    public var tableColumns: [String] { ["index"] + thetaNames + fixedNames + ["sigma", "deviance"] + varianceNames }
 
     /// Writes the replicates in index order, as CSV (`.csv`, doubles to 17 significant digits,
     /// so they read back bit for bit) or HDF5 (`.h5`, one dataset per column in group `bootstrap`).
     public func writeTable(to path: String) throws {
-        let rows = replicates.map { r in [Double(r.index)] + r.theta + r.beta + [r.sigma, r.deviance] }
+        let rows = replicates.map { r in [Double(r.index)] + r.theta + r.beta + [r.sigma, r.deviance] + r.varianceParameters }
         if path.hasSuffix(".csv") {
             var out = tableColumns.map { "\"\($0)\"" }.joined(separator: ",") + "\n"
             for row in rows {
