@@ -495,7 +495,9 @@ public struct ModelFrame {
         }
         if let w = formula.weights { result.weigh(chunk.numeric(.column(w), rows: keep)) }
         switch formula.residualVariance {
-        case .groups(let g): result.varianceGroups = factorLevels[.factor(g)]!.codes(chunk.categorical(g), rows: keep)
+        case .groups(let g):
+            // A frame bound for prediction has no levels of g: prediction reads its names itself.
+            if let index = factorLevels[.factor(g)] { result.varianceGroups = index.codes(chunk.categorical(g), rows: keep) }
         case .exponential(let x), .power(let x): result.varianceCovariate = chunk.numeric(.column(x), rows: keep)
         case nil: break
         }

@@ -20,7 +20,9 @@ public struct SavedModel {
 
     /// The model of a fit in memory.
     init(fit: FitResult) throws {
-        formula = try Formula.parse(fit.formula)
+        let parsed = try Formula.parse(fit.formula)
+        // The residual variance's column is read too (the report's plots by variance group).
+        formula = fit.residualVariance.map { parsed.withResidualVariance($0.model) } ?? parsed
         distribution = nil
         beta = Dictionary(uniqueKeysWithValues: zip(fit.fixedNames.map(ExactString.init), fit.beta))
         factorLevels = Dictionary(uniqueKeysWithValues: fit.factorLevels.map { ($0.variable, $0.levels) })
@@ -98,6 +100,9 @@ public enum Prediction {
         var population: [Double]
         var conditional: [Double]
         var response: [Double]
+        /// The residual variance's group name or covariate of each complete row (`--residual-variance`), else empty.
+        var varianceGroup: [String] = []
+        var varianceCovariate: [Double] = []
         /// Per random term of the formula: the index of its term in the saved model, and each
         /// complete row's `memberships` levels (indices into the saved term's levels, −1 for a
         /// level the fit did not see) and weights.
@@ -128,6 +133,20 @@ public enum Prediction {
             let chunk = try frame.modelChunk(raw)
             var out = PredictedChunk(complete: raw.complete, population: [], conditional: [], response: chunk.y,
                                      terms: chunk.terms.indices.map { (saved[$0], chunk.terms[$0].memberships, [], []) })
+            let kept = raw.complete.indices.filter { raw.complete[$0] }
+            switch formula.residualVariance {
+            case .groups(let g):
+                let values = raw.categorical(g)
+                out.varianceGroup = kept.map { r in
+                    switch values.value(r) {
+                    case .string(let s)?: return s
+                    case .number(let x)?: return rLevelName(x)
+                    case nil: return ""
+                    }
+                }
+            case .exponential(let x), .power(let x): out.varianceCovariate = raw.numeric(.column(x), rows: kept)
+            case nil: break
+            }
             for r in 0..<chunk.count {
                 var eta = chunk.offset.isEmpty ? 0 : chunk.offset[r]
                 for j in 0..<p { eta += chunk.x[r * p + j] * beta[j] }

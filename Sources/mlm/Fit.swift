@@ -95,8 +95,8 @@ struct Fit: ParsableCommand {
             }
             if model.residualVariance != nil {
                 try Job.stage {
-                    for (given, option) in [(profile, "--profile"), (report != nil, "--report")] where given {
-                        throw InputError("\(option) is not available with --residual-variance yet (the fit, --bootstrap, --json, --ranef and mlm compare are)")
+                    for (given, option) in [(profile, "--profile")] where given {
+                        throw InputError("\(option) is not available with --residual-variance yet (the fit, --bootstrap, --report, --json, --ranef and mlm compare are)")
                     }
                 }
             }

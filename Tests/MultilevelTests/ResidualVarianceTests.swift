@@ -151,6 +151,21 @@ final class ResidualVarianceTests: ScratchDirectoryTestCase {
         let test = try XCTUnwrap(v["constant_test"] as? [String: NSNumber])
         XCTAssertEqual(test["Df"]!.intValue, 1)
         XCTAssertGreaterThan(test["Chisq"]!.doubleValue, 10)
+        // The report: each variance group's residual plots, with that group's rows only.
+        let report = try mlm(["fit", Fixtures.path("orthodont.csv"), "--formula", "distance ~ age + (1 | Subject)",
+                              "--residual-variance", "~ 1 | Sex", "--report", temporary("report")])
+        XCTAssertEqual(report.status, 0, report.stderr)
+        for (group, rows) in [("Female", 44), ("Male", 64)] {
+            let svg = try String(contentsOfFile: temporary("report/residuals-fitted-Sex-\(group).svg"), encoding: .utf8)
+            XCTAssertEqual(svg.components(separatedBy: "<circle").count - 1, rows, group)
+            XCTAssertTrue(FileManager.default.fileExists(atPath: temporary("report/qq-residuals-Sex-\(group).svg")), group)
+        }
+        let html = try String(contentsOfFile: temporary("report/index.html"), encoding: .utf8)
+        XCTAssertTrue(html.contains("Residuals by the level-1 variance function (varIdent(~1 | Sex))"))
+        let exponential = try mlm(["fit", Fixtures.path("exam.csv"), "--formula", "normexam ~ standLRT + (1 | school)",
+                                   "--residual-variance", "varExp(~ standLRT)", "--report", temporary("report-exp")])
+        XCTAssertEqual(exponential.status, 0, exponential.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: temporary("report-exp/standardised-residuals-fitted.svg")))
         for (arguments, message) in [
             (["--residual-variance", "~ 1 | Nope"], "Nope"),
             (["--residual-variance", "~ 1 | Sex", "--ddf", "satterthwaite"], "--ddf is not available with --residual-variance"),

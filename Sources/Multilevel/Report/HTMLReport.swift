@@ -23,6 +23,9 @@ public enum HTMLReport {
                          try caterpillars(fit, variances: conditionalVariances ?? fit.conditionalVariances(), prefix: "")))
         let residuals = try residualPlots(fit, data: data)
         sections.append(("Residuals at level 1", residuals.level1))
+        if let v = fit.residualVariance {
+            sections.append(("Residuals by the level-1 variance function (\(v.model.nlmeName)(\(v.model.formulaText)))", residuals.variance))
+        }
         sections.append(("Residuals of each random term: conditional modes against fitted values, and normal QQ plots",
                          residuals.groups + modeQQPlots(fit, prefix: "")))
         if let profile { sections.append(("Profile likelihood", profilePlots(profile))) }
@@ -132,10 +135,14 @@ public enum HTMLReport {
     /// Level-1 residuals y − Xβ̂ − Zb̂ against fitted values, and their normal QQ plot (every
     /// k-th row); and per term and effect, each level's conditional mode against the mean of
     /// Xβ̂ over its rows (weighted by membership) — all from one pass over the data.
+    ///
+    /// With a residual-variance function: per variance group, its residuals against fitted
+    /// values and the normal QQ plot of its residuals; or, for `~ x`, the residuals against x
+    /// and the standardised residuals e/(σ̂ s(x)) against fitted values.
     static func residualPlots(_ fit: FitResult, data: TableSource) throws
-        -> (level1: [(String, SVGPlot)], groups: [(String, SVGPlot)]) {
+        -> (level1: [(String, SVGPlot)], groups: [(String, SVGPlot)], variance: [(String, SVGPlot)]) {
         let stride = max(1, data.rowCount / residualPoints)
-        var fitted: [Double] = [], residuals: [Double] = []
+        var fitted: [Double] = [], residuals: [Double] = [], groupNames: [String] = [], covariate: [Double] = []
         var weight = fit.terms.map { [Double](repeating: 0, count: $0.levels.count) }, total = weight
         var row = 0
         try Prediction.forEachChunk(SavedModel(fit: fit), data: data, chunkRows: 65_536) { chunk in
@@ -146,6 +153,8 @@ public enum HTMLReport {
                 if row % stride == 0 {
                     fitted.append(chunk.conditional[r])
                     residuals.append(chunk.response[r] - chunk.conditional[r])
+                    if !chunk.varianceGroup.isEmpty { groupNames.append(chunk.varianceGroup[r]) }
+                    if !chunk.varianceCovariate.isEmpty { covariate.append(chunk.varianceCovariate[r]) }
                 }
                 for t in chunk.terms {
                     for m in 0..<t.memberships {
@@ -177,7 +186,45 @@ public enum HTMLReport {
                 groups.append(("fitted-" + fileName("\(group)-\(effect)"), plot))
             }
         }
-        return ([("residuals-fitted", scatter), ("qq-residuals", qq)], groups)
+        return ([("residuals-fitted", scatter), ("qq-residuals", qq)], groups,
+                fit.residualVariance.map { varianceGroupPlots($0, sigma: fit.sigma, fitted: fitted, residuals: residuals,
+                                                               groups: groupNames, covariate: covariate, note: scatter.note) } ?? [])
+    }
+
+    /// The residual plots of a residual-variance function (see `residualPlots`).
+    static func varianceGroupPlots(_ v: ResidualVarianceFit, sigma: Double, fitted: [Double], residuals: [Double],
+                                   groups: [String], covariate: [Double], note: String?) -> [(String, SVGPlot)] {
+        var plots: [(String, SVGPlot)] = []
+        switch v.model {
+        case .groups(let g):
+            for (name, ratio) in zip(v.names, v.values) {
+                let rows = groups.indices.filter { ExactString(groups[$0]) == ExactString(name) }
+                var scatter = SVGPlot(title: "\(g) = \(name): residuals against fitted values (SD \(String(format: "%.4g", sigma * ratio)))",
+                                      xLabel: "fitted (conditional on the groups)", yLabel: "residual")
+                scatter.points = rows.map { (x: fitted[$0], y: residuals[$0]) }
+                scatter.horizontal = [0, 2 * sigma * ratio, -2 * sigma * ratio]
+                scatter.note = note
+                var qq = qqPlot(rows.map { residuals[$0] }, title: "\(g) = \(name): normal QQ plot of the residuals", yLabel: "residual")
+                qq.note = note
+                plots.append(("residuals-fitted-" + fileName("\(g)-\(name)"), scatter))
+                plots.append(("qq-residuals-" + fileName("\(g)-\(name)"), qq))
+            }
+        case .exponential(let x), .power(let x):
+            var against = SVGPlot(title: "Residuals against \(x)", xLabel: x, yLabel: "residual")
+            against.points = Array(zip(covariate, residuals)).map { (x: $0.0, y: $0.1) }
+            against.horizontal = [0]
+            against.note = note
+            var standardised = SVGPlot(title: "Standardised residuals e / (σ̂ s(\(x))) against fitted values",
+                                       xLabel: "fitted (conditional on the groups)", yLabel: "standardised residual")
+            standardised.points = residuals.indices.compactMap { i in
+                v.model.weight(covariate[i], parameter: v.values[0]).map { (x: fitted[i], y: residuals[i] * $0.squareRoot() / sigma) }
+            }
+            standardised.horizontal = [0, 2, -2]
+            standardised.note = note
+            plots.append(("residuals-" + fileName(x), against))
+            plots.append(("standardised-residuals-fitted", standardised))
+        }
+        return plots
     }
 
     static func qqPlot(_ values: [Double], title: String, yLabel: String) -> SVGPlot {
