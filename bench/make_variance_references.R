@@ -7,7 +7,7 @@
 # sleepstudy.csv, penicillin.csv and insteval.csv from the folder (as mlm reads them: quoted
 # columns are factors with levels in byte order, `read_data`), and writes into it:
 #   orthodont.csv            nlme::Orthodont: distance, age, Subject, Sex (108 rows)
-#   variance_reference.json  {"nlme": [...], "satterthwaite": [...], "kenward_roger": [...]}
+#   variance_reference.json  {"nlme": [...], "profile": {...}, "satterthwaite": [...], "kenward_roger": [...]}
 #
 # nlme: lme() with weights = varIdent(form = ~ 1 | g) by REML and ML on Orthodont (by Sex) and
 # Exam (by sex), and varPower / varExp of standLRT on Exam (REML). Each case: logLik, the
@@ -68,6 +68,25 @@ nlme_cases <- list(
   nlme_case("exam_varpower_reml", exam, "exam.csv", normexam ~ standLRT, ~ 1 | school,
             varPower(form = ~ standLRT), "varPower(~ standLRT)", NULL, "REML"))
 
+# profile: the 95% profile-likelihood limits (ML deviance + qnorm(0.975)^2, as lme4's profile)
+# of the varIdent ratio and of β_age on Orthodont, by root-finding on nlme fits with the ratio held
+# (varIdent(fixed =)) or with age's term moved into the response.
+profile_case <- function() {
+  ctl <- lmeControl(msMaxIter = 500, maxIter = 500, tolerance = 1e-10, msTol = 1e-12, niterEM = 100)
+  ml <- lme(distance ~ age, random = ~1 | Subject, weights = varIdent(form = ~1 | Sex), data = orth, method = "ML", control = ctl)
+  d0 <- -2 * as.numeric(logLik(ml)); crit <- qnorm(0.975)^2
+  ratio_dev <- function(v) -2 * as.numeric(logLik(lme(distance ~ age, random = ~1 | Subject, data = orth, method = "ML", control = ctl,
+                                                       weights = varIdent(form = ~1 | Sex, fixed = c(Male = v)))))
+  beta_dev <- function(b) { d <- orth; d$yb <- d$distance - b * d$age
+    -2 * as.numeric(logLik(lme(yb ~ 1, random = ~1 | Subject, weights = varIdent(form = ~1 | Sex), data = d, method = "ML", control = ctl))) }
+  limits <- function(f, est, lower, upper) c(uniroot(function(v) f(v) - d0 - crit, c(lower, est), tol = 1e-12)$root,
+                                             uniroot(function(v) f(v) - d0 - crit, c(est, upper), tol = 1e-12)$root)
+  r <- coef(ml$modelStruct$varStruct, unconstrained = FALSE)[["Male"]]
+  b <- fixef(ml)[["age"]]
+  list(file = "orthodont.csv", fixed = "distance ~ age", random = "~1 | Subject", weights = "~ 1 | Sex", level = 0.95,
+       ratio_Male = arr(limits(ratio_dev, r, r / 3, r * 3)), age = arr(limits(beta_dev, b, b - 0.3, b + 0.3)))
+}
+
 ddf_case <- function(name, file, formula, ddf, reml = TRUE) {
   data <- fixture(file)
   fit <- lmerTest::lmer(as.formula(formula), data = data, REML = reml,
@@ -92,7 +111,7 @@ kr <- list(
   ddf_case("sleepstudy", "sleepstudy.csv", "Reaction ~ Days + (Days | Subject)", "Kenward-Roger"),
   ddf_case("exam", "exam.csv", "normexam ~ standLRT * schavg + sex + schgend + (standLRT | school)", "Kenward-Roger"))
 
-writeLines(toJSON(list(nlme = nlme_cases, satterthwaite = satt, kenward_roger = kr), digits = NA, auto_unbox = TRUE,
+writeLines(toJSON(list(nlme = nlme_cases, profile = profile_case(), satterthwaite = satt, kenward_roger = kr), digits = NA, auto_unbox = TRUE,
                   pretty = TRUE, null = "null"),
            file.path(outdir, "variance_reference.json"))
 cat("wrote", file.path(outdir, "variance_reference.json"), "\n")

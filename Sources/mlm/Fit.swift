@@ -93,13 +93,6 @@ struct Fit: ParsableCommand {
                 try fitGeneralized(data, options)
                 return
             }
-            if model.residualVariance != nil {
-                try Job.stage {
-                    for (given, option) in [(profile, "--profile")] where given {
-                        throw InputError("\(option) is not available with --residual-variance yet (the fit, --bootstrap, --report, --json, --ranef and mlm compare are)")
-                    }
-                }
-            }
             let (result, data) = try model.fitWithData(trace: verbose && Job.isRoot ? traceLine(since: ContinuousClock.now) : nil,
                                                        ddf: denominator)
             if verbose && Job.isRoot {

@@ -78,7 +78,7 @@ final class ResidualVarianceTests: ScratchDirectoryTestCase {
     /// `mlm predict` from a varIdent fit: nlme's `fitted(level = 1)` and `fitted(level = 0)`, and
     /// `mlm compare` of the constant and varIdent models: nlme's ML log-likelihood, and the test.
     func testPredictAndCompare() throws {
-        for c in Self.cases where c["fitted"] != nil {
+        for c in Self.cases where c["fitted"] is [NSNumber] {
             let name = c["name"] as! String
             var arguments = ["fit", Fixtures.path(c["file"] as! String), "--formula", "distance ~ age + (1 | Subject)",
                              "--residual-variance", c["weights"] as! String, "--json", temporary("\(name).json")]
@@ -133,6 +133,31 @@ final class ResidualVarianceTests: ScratchDirectoryTestCase {
         let one = try XCTUnwrap(ParametricBootstrap.run(fit, options: BootstrapOptions(replicates: 20, seed: 7, threads: 1)))
         XCTAssertEqual(one.replicates, Array(boot.replicates.prefix(20)))
         XCTAssertEqual(boot.tableColumns.last, "ratio(Male|Sex)")
+    }
+
+    /// The profile of a varIdent fit minimises over the ratios at every point, and profiles them:
+    /// its limits for the ratio and β_age are nlme's (ML deviance, root-found on fits with the
+    /// ratio held or age's term in the response) within 1e-4 relative; refused for ~ x.
+    func testProfileMinimisesOverTheRatios() throws {
+        let reference = (try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: Fixtures.path("variance_reference.json"))))
+                         as! [String: Any])["profile"] as! [String: Any]
+        var options = FitOptions()
+        options.residualVariance = .groups("Sex")
+        let data = try openTable(path: Fixtures.path("orthodont.csv"), table: nil)
+        let fit = try LinearMixedModel.fit("distance ~ age + (1 | Subject)", data: data, options: options)
+        let profile = try XCTUnwrap(ProfileLikelihood.run(fit, options: ProfileOptions(level: 0.95, threads: 2)))
+        for (label, key) in [("ratio(Male|Sex)", "ratio_Male"), ("age", "age")] {
+            let interval = try XCTUnwrap(profile.intervals.first { $0.parameter.label == label }, label)
+            let expected = (reference[key] as! [NSNumber]).map(\.doubleValue)
+            XCTAssertEqual(interval.lower, expected[0], accuracy: 1e-4 * expected[0], "\(label) lower")
+            XCTAssertEqual(interval.upper, expected[1], accuracy: 1e-4 * expected[1], "\(label) upper")
+        }
+        var exponential = FitOptions()
+        exponential.residualVariance = .exponential("age")
+        let other = try LinearMixedModel.fit("distance ~ age + (1 | Subject)", data: data, options: exponential)
+        XCTAssertThrowsError(try ProfileLikelihood.run(other, options: ProfileOptions())) { error in
+            XCTAssertTrue((error as! InputError).message.contains("it is available for \"~ 1 | g\""))
+        }
     }
 
     /// The command line: nlme's block in the summary, the JSON, and one-line refusals.

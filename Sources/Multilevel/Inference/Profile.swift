@@ -22,6 +22,14 @@ import Foundation
 public enum ProfileLikelihood {
     public static func run(_ fit: FitResult, options: ProfileOptions) throws -> ProfileResult? {
         guard options.level > 0 && options.level < 1 else { throw InputError("the confidence level must be between 0 and 1") }
+        if fit.residualVarianceParts != nil {
+            return try run(fit, engine: ProfileEngine(heteroscedastic: fit, threads: options.threads), jobThreads: options.threads,
+                           options: options)
+        }
+        if fit.residualVariance != nil {
+            throw InputError("--profile with a residual-variance function of a covariate would re-read the rows for every "
+                + "evaluation; it is available for \"~ 1 | g\"")
+        }
         if fit.monteCarlo != nil {
             // One trace at a time per rank, its solves on every thread (as the iterative bootstrap).
             return try run(fit, engine: ProfileEngine(iterative: fit, threads: options.threads), jobThreads: 1, options: options)
@@ -176,12 +184,17 @@ final class ProfileEngine<Solver: ProfileSolver>: @unchecked Sendable {
     /// An ML problem on other cross-products of the same Z'Z (β_j moved into the response).
     private let solver: (CrossProducts) throws -> Solver
     private let optimizer: OptimizerChoice
+    /// A varIdent fit's groups' cross-products and the ML fit's ρ̂ = log δ̂ (all but the first
+    /// group): every profile point then minimises over ρ too, and the ratios are profiled.
+    var variance: (parts: [CrossProducts], rho: [Double])?
+    private let factorization: Factorization
 
     /// `ml` is the ML fit (the fit itself, or its ML refit) and its deviance on the workers' problem.
     init(_ fit: FitResult, ml: FitResult, minimum: Double, workers: [Solver], solver: @escaping (CrossProducts) throws -> Solver) {
-        cp = fit.crossProducts
+        cp = ml.crossProducts
         terms = fit.terms
         optimizer = fit.optimizerChoice
+        factorization = fit.factorization
         parameters = ModelParameter.all(of: fit)
         let values = ModelParameter.values(ml.varcorr, ml.sigma, ml.beta)
         omega = Array(values[..<(values.count - ml.beta.count)])
@@ -234,7 +247,7 @@ final class ProfileEngine<Solver: ProfileSolver>: @unchecked Sendable {
 
     /// The least ML deviance with β_j = value, over θ from `start`; and the θ reached. `summary`
     /// gets the optimiser's counts.
-    func profileFixed(_ j: Int, value: Double, start: [Double], pls: Solver,
+    func profileFixed(_ j: Int, value: Double, start: [Double], pls: Solver, on cp: CrossProducts,
                       summary: inout OptimizerSummary) -> (Double, [Double]) {
         pls.replaceCrossProducts(with: cp.fixingCoefficient(j, at: value))
         guard let (theta, d) = try? optimizer.refit(pls, from: start, mode: .profilePoint, summary: &summary) else {
@@ -249,42 +262,80 @@ final class ProfileEngine<Solver: ProfileSolver>: @unchecked Sendable {
     /// |ζ| passes both z and 3, or a bound; the limit is where ζ = direction·z.
     func trace(_ m: Int, direction: Double, z: Double, thread: Int) -> ProfileTrace {
         let cutoff = max(3, z + 0.5)
-        let isFixed = m >= omega.count
-        let centre = isFixed ? beta[m - omega.count] : omega[m]
+        // A residual-variance ratio (after ω and β), a β, or a component of ω.
+        let ratio = variance != nil && m >= omega.count + beta.count ? m - omega.count - beta.count : nil
+        let isFixed = ratio == nil && m >= omega.count
+        let centre = ratio.map { exp(variance!.rho[$0]) } ?? (isFixed ? beta[m - omega.count] : omega[m])
         // ζ at a value, carrying the optimum along as the next start; each point's counts go to `effort`.
         var effort = ProfileEffort()
         var state: [Double]
-        var evaluate: (Double, [Double]) -> (Double, [Double])
+        // The least deviance at a value from a start, on given cross-products, and where it is.
+        var deviance: (Double, [Double], CrossProducts) -> (Double, [Double])
         // The optimiser's bounds on the state (θ, or ω), which a start moved along the trace must keep.
         var bounds: (lower: [Double], upper: [Double])
-        if isFixed {
+        if let ratio {
+            state = []
+            bounds = ([], [])
+            var options = FitOptions(reml: false, threads: 1)
+            options.factorization = factorization
+            options.optimizer = optimizer
+            deviance = { _, _, cp in
+                guard let refit = try? LinearMixedModel.fit(cp, options: options) else { return (.infinity, []) }
+                effort.add(refit.optimizer)
+                return (refit.objective, [])
+            }
+        } else if isFixed {
             let j = m - omega.count
             guard let pls = try? solver(cp.fixingCoefficient(j, at: beta[j])) else {
                 return ProfileTrace(points: [(centre, 0)], limit: .nan, effort: effort)
             }
             state = theta
             bounds = (pls.lowerBounds, pls.upperBounds)
-            evaluate = { value, start in
+            deviance = { value, start, cp in
                 var summary = OptimizerSummary()
-                let (d, t) = self.profileFixed(j, value: value, start: start, pls: pls, summary: &summary)
+                let (d, t) = self.profileFixed(j, value: value, start: start, pls: pls, on: cp, summary: &summary)
                 effort.add(summary)
-                return (self.zeta(value, centre, d), t)
+                return (d, t)
             }
         } else {
             state = omega
             bounds = (isCorrelation.map { $0 ? -1 : 0 }, isCorrelation.map { $0 ? 1 : .infinity })
-            evaluate = { value, start in
+            deviance = { value, start, cp in
+                if self.variance != nil { self.workers[thread].replaceCrossProducts(with: cp) }
                 var summary = OptimizerSummary()
                 let (d, w) = self.profileVariance(m, value: value, start: start, thread: thread, summary: &summary)
                 effort.add(summary)
-                return (self.zeta(value, centre, d), w)
+                return (d, w)
+            }
+        }
+        var evaluate: (Double, [Double]) -> (Double, [Double])
+        if let variance {
+            // The state carries ρ after the point's own; each point minimises over ρ (all but a
+            // profiled ratio's) by BOBYQA, each evaluation a point on Σ_g δ_g⁻² (group g's).
+            let k = state.count
+            state += variance.rho
+            bounds = (bounds.lower + variance.rho.map { _ in -20 }, bounds.upper + variance.rho.map { _ in 20 })
+            evaluate = { value, start in
+                let inner = Array(start[..<k])
+                let d = self.minimizeOverVariance(fixing: ratio.map { ($0, log(value)) }, rhoStart: Array(start[k...])) { rho in
+                    let cp = CrossProducts.combining(variance.parts, weights: [1] + rho.map { exp(-2 * $0) })
+                    return deviance(value, inner, cp)
+                }
+                return (self.zeta(value, centre, d.deviance), d.state + d.rho)
+            }
+        } else {
+            evaluate = { value, start in
+                let (d, optimum) = deviance(value, start, self.cp)
+                return (self.zeta(value, centre, d), optimum)
             }
         }
         let bound: Double = isFixed ? direction * .infinity
-            : (isCorrelation[m] ? direction : (direction < 0 ? 0 : .infinity))
+            : (ratio == nil && isCorrelation[m] ? direction : (direction < 0 ? 0 : .infinity))
         var step: Double
         if isFixed {
             step = standardErrors[m - omega.count] * cutoff / 8
+        } else if ratio != nil {
+            step = centre * 0.1
         } else {
             step = isCorrelation[m] ? 0.05 : max(abs(centre), 1e-3 * omega[omega.count - 1]) * 0.1
         }
@@ -295,8 +346,9 @@ final class ProfileEngine<Solver: ProfileSolver>: @unchecked Sendable {
             var next = points.last!.value + direction * step
             var atBound = false
             if direction * (next - bound) >= 0 {
-                // The bound itself for correlations and SDs at 0 (σ's deviance is infinite at 0: approach it).
-                if !isFixed && !isCorrelation[m] && m == omega.count - 1 {
+                // The bound itself for correlations and SDs at 0 (σ's and a ratio's deviance is
+                // infinite at 0: approach it).
+                if ratio != nil || (!isFixed && !isCorrelation[m] && m == omega.count - 1) {
                     next = (points.last!.value + bound) / 2
                 } else {
                     next = bound
@@ -324,6 +376,34 @@ final class ProfileEngine<Solver: ProfileSolver>: @unchecked Sendable {
             if slope.isFinite && slope > 0 { step = min(max((cutoff / 8) / slope, step / 2), step * 4) } else { step *= 2 }
         }
         return ProfileTrace(points: points, limit: limit, effort: effort)
+    }
+
+    /// The least of `deviance(ρ)` over ρ (BOBYQA from `rhoStart`), with component `fixing.0` held
+    /// at `fixing.1`; the best point's deviance, state and ρ.
+    private func minimizeOverVariance(fixing: (Int, Double)?, rhoStart: [Double],
+                                      deviance: @escaping ([Double]) -> (Double, [Double])) -> (deviance: Double, state: [Double], rho: [Double]) {
+        var rho0 = rhoStart
+        if let (r, value) = fixing { rho0[r] = value }
+        let free = rho0.indices.filter { $0 != fixing?.0 }
+        var best = (deviance: Double.infinity, state: [Double](), rho: rho0)
+        let f = { (x: [Double]) -> Double in
+            var rho = rho0
+            for (a, c) in free.enumerated() { rho[c] = x[a] }
+            let (d, state) = deviance(rho)
+            if d < best.deviance { best = (d, state, rho) }
+            return d
+        }
+        if free.isEmpty {
+            _ = f([])
+            return best
+        }
+        var summary = OptimizerSummary()
+        summary.xtolRel = 0
+        summary.xtolAbs = 1e-7
+        summary.ftolAbs = 1e-12
+        _ = try? Optimizer.minimize(f, start: free.map { rho0[$0] }, lower: free.map { _ in -20 }, upper: free.map { _ in 20 },
+                                    initialStep: free.map { _ in 0.05 }, summary: &summary)
+        return best
     }
 
     /// The value where ζ = target, between the last two of the trace's points `known` (which
@@ -394,6 +474,26 @@ extension ProfileEngine where Solver == PenalizedLeastSquares {
         let make = { (cp: CrossProducts) in try PenalizedLeastSquares(cp, reml: false, factorization: fit.factorization) }
         self.init(fit, ml: ml, minimum: ml.objective, workers: try (0..<max(1, threads)).map { _ in try make(fit.crossProducts) },
                   solver: make)
+    }
+}
+
+extension ProfileEngine where Solver == PenalizedLeastSquares {
+    /// A varIdent fit's: its ML fit (ρ̂ re-estimated), problems on that fit's cross-products.
+    convenience init(heteroscedastic fit: FitResult, threads: Int) throws {
+        guard let parts = fit.residualVarianceParts, let variance = fit.residualVariance else {
+            preconditionFailure("a varIdent fit carries its groups' cross-products")
+        }
+        var options = FitOptions(reml: false, ordering: fit.ordering, threads: threads)
+        options.optimizer = fit.optimizerChoice
+        options.factorization = fit.factorization
+        let ml = fit.reml
+            ? try HeteroscedasticModel.fitGroups(parts, model: variance.model, names: variance.names, options: options,
+                                                 start: variance.values.dropFirst().map { log($0) }, testConstant: false)
+            : fit
+        let make = { (cp: CrossProducts) in try PenalizedLeastSquares(cp, reml: false, factorization: fit.factorization) }
+        self.init(fit, ml: ml, minimum: ml.objective, workers: try (0..<max(1, threads)).map { _ in try make(ml.crossProducts) },
+                  solver: make)
+        self.variance = (parts, ml.residualVariance!.values.dropFirst().map { log($0) })
     }
 }
 
