@@ -26,6 +26,27 @@ final class MPITests: ScratchDirectoryTestCase {
                    stderr: String(decoding: e, as: UTF8.self), signalled: process.terminationReason == .uncaughtSignal)
     }
 
+    /// A residual SD per group (its groups' cross-products reduced over the ranks; the bootstrap
+    /// and profile on them) and varPower (the rows re-read on every rank per evaluation): 2 ranks
+    /// write what one process writes, byte for byte.
+    func testResidualVarianceFitsAreTheSameOnAnyNumberOfRanks() throws {
+        let cases: [(String, [String])] = [
+            ("ident", ["fit", Fixtures.path("orthodont.csv"), "--formula", "distance ~ age + (1 | Subject)", "--segment-rows", "2",
+                       "--residual-variance", "~ 1 | Sex", "--bootstrap", "20", "--seed", "3", "--profile"]),
+            ("power", ["fit", Fixtures.path("exam.csv"), "--formula", "normexam ~ standLRT + (1 | school)", "--segment-rows", "50",
+                       "--residual-variance", "varPower(~ standLRT)"]),
+        ]
+        for (tag, arguments) in cases {
+            let single = try mlm(arguments + ["--json", temporary("\(tag)-single.json")])
+            XCTAssertEqual(single.status, 0, single.stderr)
+            let run = try mpirun(2, arguments + ["--json", temporary("\(tag)-2.json")])
+            XCTAssertEqual(run.status, 0, run.stderr)
+            XCTAssertEqual(run.stdout, single.stdout, tag)
+            XCTAssertEqual(try String(contentsOfFile: temporary("\(tag)-2.json"), encoding: .utf8),
+                           try String(contentsOfFile: temporary("\(tag)-single.json"), encoding: .utf8), tag)
+        }
+    }
+
     /// 4,000 rows in segments of 50 rows make five groups of 800, so 2 and 3 ranks each read
     /// their own rows (3 ranks: 800, 1,600 and 1,600). One process, and 1, 2 and 3 ranks, print
     /// the same summary and intervals and write byte-identical replicate tables, profile traces and JSON.

@@ -15,6 +15,10 @@ import Foundation
 /// - β_j: x_jβ_j moves into the response — the cross-products change without the rows — and
 ///   the ML deviance is minimised over θ with the other β and σ profiled out.
 ///
+/// - With a residual SD per group (`--residual-variance "~ 1 | g"`), every point also minimises
+///   over ρ = log δ (BOBYQA around the point's own optimiser, on Σ_g δ_g⁻² (group g's
+///   cross-products)), and each δ_g is profiled with the other ρ and θ refitted.
+///
 /// Each (parameter, direction) is one job for `JobDistribution`. Where ζ is found by a trace
 /// point, the limit is then refined on the profile itself (inverse interpolation of the trace's
 /// last points), not read off an interpolating spline; where a bound (an SD of 0, a correlation
