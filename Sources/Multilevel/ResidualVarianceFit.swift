@@ -25,18 +25,24 @@ public struct ResidualVarianceFit: Sendable {
 ///   ρ the model's are Σ_g δ_g⁻² (group g's), so no evaluation touches the rows.
 /// - `~ x`: the weights w_i = s(x_i; t)⁻² differ in every row, so each evaluation re-reads the rows.
 enum HeteroscedasticModel {
+    /// The most levels of a varIdent factor.
+    static let maxGroups = 20
+
     static func fit(_ frame: ModelFrame, options: FitOptions) throws -> FitResult {
         guard let model = frame.formula.residualVariance else { preconditionFailure("no residual-variance model") }
         switch model {
         case .groups(let g):
-            let parts = try frame.groupCrossProducts(threads: options.threads)
+            // Levels come from the complete rows, so every group has some.
             let names = frame.residualVarianceLevels!
-            if let empty = parts.firstIndex(where: { $0.rows == 0 }) {
-                throw InputError("--residual-variance: level '\(names[empty])' of \(g) has no complete rows")
-            }
-            guard parts.count >= 2 else {
+            guard names.count >= 2 else {
                 throw InputError("--residual-variance \"~ 1 | \(g)\": \(g) has one level in the complete rows; a variance per level needs two")
             }
+            // Each level holds a copy of the cross-products and is a parameter of BOBYQA's.
+            guard names.count <= maxGroups else {
+                throw InputError("--residual-variance \"~ 1 | \(g)\": \(g) has \(names.count) levels; a residual variance per level is "
+                    + "for a handful of them (at most \(maxGroups)): a grouping with many levels is a random effect")
+            }
+            let parts = try frame.groupCrossProducts(threads: options.threads)
             return try fitGroups(parts, model: model, names: names, options: options, testConstant: true)
         case .exponential, .power:
             let names: [String]

@@ -193,6 +193,7 @@ final class ResidualVarianceTests: ScratchDirectoryTestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: temporary("report-exp/standardised-residuals-fitted.svg")))
         for (arguments, message) in [
             (["--residual-variance", "~ 1 | Nope"], "Nope"),
+            (["--residual-variance", "~ 1 | Subject"], "Subject has 27 levels; a residual variance per level is for a handful of them"),
             (["--residual-variance", "~ 1 | Sex", "--ddf", "satterthwaite"], "--ddf is not available with --residual-variance"),
             (["--residual-variance", "varPower(~ age)", "--weights", "age"], "--residual-variance is not available with --weights"),
             (["--residual-variance", "1 | Sex"], "--residual-variance must be"),
