@@ -130,7 +130,8 @@ public enum LinearMixedModel {
             guard options.reml else {
                 throw InputError("--ddf kenward-roger needs a REML fit (pbkrtest's method is defined for REML): drop --ml, or use --ddf satterthwaite")
             }
-            try KenwardRoger.requireSize(cp.randomEffectsCount)
+            try KenwardRoger.requireSize(cp.randomEffectsCount,
+                                         limit: MemoryLimit.forFit(maxMemory: options.maxMemory, communicator: options.communicator))
         }
         let pls: PenalizedLeastSquares
         if let chosen = options.factorization {

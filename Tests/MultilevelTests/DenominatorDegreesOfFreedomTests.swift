@@ -130,7 +130,12 @@ final class DenominatorDegreesOfFreedomTests: ScratchDirectoryTestCase {
         XCTAssertNotEqual(large.status, 0)
         XCTAssertTrue(large.stderr.contains("this model has 4100 random effects, and Kenward-Roger's dense algebra in them is done for at most 3000"),
                       large.stderr)
-        for refused in [glmm, survey, large] {
+        let memory = try mlm(["fit", Fixtures.path("exam.csv"), "--formula", "normexam ~ standLRT + (standLRT | school)",
+                              "--ddf", "kenward-roger", "--max-memory", "1M"])
+        XCTAssertNotEqual(memory.status, 0)
+        XCTAssertTrue(memory.stderr.contains("its dense algebra in the 130 random effects needs about 1.29 MB, more than the 1.00 MB of --max-memory"),
+                      memory.stderr)
+        for refused in [glmm, survey, large, memory] {
             XCTAssertEqual(refused.stderr.split(separator: "\n").filter { $0.contains("error") }.count, 1, refused.stderr)
         }
     }

@@ -26,18 +26,27 @@ enum KenwardRoger {
     /// Above this many random effects the dense q × q algebra (several q³ products) is not done.
     static let maxRandomEffects = 3000
 
-    /// Refuses, before the fit, a model with more random effects than that.
-    static func requireSize(_ q: Int) throws {
+    /// The bytes its dense algebra takes: about ten q × q matrices (q = 3000: 0.68 GB measured
+    /// peak, 10 s).
+    static func predictedBytes(_ q: Int) -> Double { 10 * 8 * Double(q) * Double(q) }
+
+    /// Refuses, before the fit, a model with more random effects than that, or whose dense
+    /// algebra is predicted not to fit in `limit`.
+    static func requireSize(_ q: Int, limit: MemoryLimit) throws {
         guard q <= maxRandomEffects else {
             throw InputError("--ddf kenward-roger: this model has \(q) random effects, and Kenward-Roger's dense algebra in them "
                 + "is done for at most \(maxRandomEffects); use --ddf satterthwaite")
+        }
+        guard predictedBytes(q) <= limit.bytes else {
+            throw InputError("--ddf kenward-roger: its dense algebra in the \(q) random effects needs about "
+                + "\(FactorizationChoice.formatBytes(predictedBytes(q))), more than the \(FactorizationChoice.formatBytes(limit.bytes)) "
+                + "of \(limit.source); use --ddf satterthwaite")
         }
     }
 
     static func tests(_ cp: CrossProducts, factor: RelativeCovarianceFactor, theta: [Double], sigma: Double,
                       covariance phi: [Double]) throws -> KenwardRogerTests {
         let q = cp.randomEffectsCount, p = cp.fixedCount, n = Double(cp.rows)
-        try requireSize(q)
         let sigma2 = sigma * sigma
         let zz = cp.denseZtZ()
         var zx = [Double](repeating: 0, count: q * p)
