@@ -88,11 +88,14 @@ enum HeteroscedasticModel {
         summary.xtolAbs = 1e-7
         summary.ftolAbs = 1e-12
         var failure: Error?
+        var evaluations = 0
         let (rho, _) = try Optimizer.minimize({ rho in
             do {
-                let objective = try evaluate(rho).objective
-                options.trace?(0, rho, objective)
-                return objective
+                let fit = try evaluate(rho)
+                evaluations += 1
+                // --verbose: each fit's θ̂ followed by ρ.
+                options.trace?(evaluations, fit.theta + rho, fit.objective)
+                return fit.objective
             } catch {
                 failure = failure ?? error
                 return .infinity
