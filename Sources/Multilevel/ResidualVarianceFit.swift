@@ -91,7 +91,8 @@ enum HeteroscedasticModel {
         var evaluations = 0
         let (rho, _) = try Optimizer.minimize({ rho in
             do {
-                let fit = try evaluate(rho)
+                // BOBYQA's first point is often the constant fit's ρ = 0, already made.
+                let fit = try constant.flatMap { rho.allSatisfy { $0 == 0 } ? $0 : nil } ?? evaluate(rho)
                 evaluations += 1
                 // --verbose: each fit's θ̂ followed by ρ.
                 options.trace?(evaluations, fit.theta + rho, fit.objective)
