@@ -2,7 +2,7 @@
 # anova(type = 3) with ddf = "Satterthwaite" (its Hessian and Jacobian are computed in the fit,
 # lmerTest::lmer; the time of lme4::lmer alone is taken too).
 # Usage: Rscript bench/lmertest_ddf.R FILE.(csv|h5) "FORMULA" [REPEATS]
-# Prints one line of JSON: lme4's and lmerTest's median fit times, the tests' time, and each β's df.
+# Prints one line of JSON: lme4's and lmerTest's median fit times, the tests' time, each β's df, θ̂.
 suppressMessages({ library(lme4); library(lmerTest); library(jsonlite) })
 args <- commandArgs(TRUE)
 file <- args[1]; text <- args[2]
@@ -24,4 +24,5 @@ for (r in seq_len(repeats)) {
   tests[r] <- proc.time()[["elapsed"]] - t1
 }
 cat(toJSON(list(lmer = median(plain), lmertest_fit = median(tested), lmertest_tests = median(tests),
-                df = unname(co[, "df"]), names = rownames(co)), digits = NA, auto_unbox = TRUE), "\n")
+                df = unname(co[, "df"]), names = rownames(co), theta = unname(getME(m, "theta"))),
+           digits = NA, auto_unbox = TRUE), "\n")
