@@ -3,17 +3,6 @@ import XCTest
 
 /// End-to-end: the real `mlm` binary, its output files, and its answers to bad input.
 final class CommandLineTests: ScratchDirectoryTestCase {
-    /// Bad input: exit status 1, exactly one line on stderr containing `expected`, no trap.
-    func assertFails(_ arguments: [String], mentioning expected: String, file: StaticString = #filePath, line: UInt = #line) throws {
-        let run = try mlm(arguments)
-        XCTAssertFalse(run.signalled, "crashed: \(run.stderr)", file: file, line: line)
-        XCTAssertEqual(run.status, 1, run.stderr, file: file, line: line)
-        let lines = run.stderr.split(separator: "\n")
-        XCTAssertEqual(lines.count, 1, "expected one line, got: \(run.stderr)", file: file, line: line)
-        XCTAssertTrue(run.stderr.hasPrefix("mlm: error: "), run.stderr, file: file, line: line)
-        XCTAssertTrue(run.stderr.contains(expected), "'\(run.stderr)' should mention '\(expected)'", file: file, line: line)
-    }
-
     func testFitPrintsSummaryAndWritesJSON() throws {
         let json = temporary("sleep.json"), ranef = temporary("sleep-ranef.csv")
         let run = try mlm(["fit", Fixtures.path("sleepstudy.h5"), "--formula", "Reaction ~ Days + (Days | Subject)",

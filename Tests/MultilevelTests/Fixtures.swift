@@ -65,6 +65,19 @@ class ScratchDirectoryTestCase: XCTestCase {
         return dir.appendingPathComponent("mlm").path
     }()
 
+    /// Bad input: exit `status` (1: an input error; 2: an option the parser refuses), exactly one
+    /// line on stderr containing `expected`, no trap.
+    func assertFails(_ arguments: [String], mentioning expected: String, status: Int32 = 1,
+                     file: StaticString = #filePath, line: UInt = #line) throws {
+        let run = try mlm(arguments)
+        XCTAssertFalse(run.signalled, "crashed: \(run.stderr)", file: file, line: line)
+        XCTAssertEqual(run.status, status, run.stderr, file: file, line: line)
+        let lines = run.stderr.split(separator: "\n")
+        XCTAssertEqual(lines.count, 1, "expected one line, got: \(run.stderr)", file: file, line: line)
+        XCTAssertTrue(run.stderr.hasPrefix("mlm: error: "), run.stderr, file: file, line: line)
+        XCTAssertTrue(run.stderr.contains(expected), "'\(run.stderr)' should mention '\(expected)'", file: file, line: line)
+    }
+
     /// Runs the `mlm` binary with `arguments`.
     func mlm(_ arguments: [String]) throws -> Run {
         let process = Process()
