@@ -133,19 +133,18 @@ public enum Prediction {
             let chunk = try frame.modelChunk(raw)
             var out = PredictedChunk(complete: raw.complete, population: [], conditional: [], response: chunk.y,
                                      terms: chunk.terms.indices.map { (saved[$0], chunk.terms[$0].memberships, [], []) })
-            let kept = raw.complete.indices.filter { raw.complete[$0] }
-            switch formula.residualVariance {
-            case .groups(let g):
+            // The covariate is the model rows' own; a group's name is read here (the bound frame
+            // codes no levels of g).
+            out.varianceCovariate = chunk.varianceCovariate
+            if case .groups(let g) = formula.residualVariance {
                 let values = raw.categorical(g)
-                out.varianceGroup = kept.map { r in
+                out.varianceGroup = raw.complete.indices.filter { raw.complete[$0] }.map { r in
                     switch values.value(r) {
                     case .string(let s)?: return s
                     case .number(let x)?: return rLevelName(x)
                     case nil: return ""
                     }
                 }
-            case .exponential(let x), .power(let x): out.varianceCovariate = raw.numeric(.column(x), rows: kept)
-            case nil: break
             }
             for r in 0..<chunk.count {
                 var eta = chunk.offset.isEmpty ? 0 : chunk.offset[r]

@@ -27,6 +27,22 @@ public struct ResidualVarianceFit: Sendable {
 enum HeteroscedasticModel {
     /// The most levels of a varIdent factor.
     static let maxGroups = 20
+    /// The box ρ is searched in: a ratio δ = e^ρ within e^±20, an exponent t within ±20.
+    static let rhoBound = 20.0
+
+    /// BOBYQA over ρ from `start` with first steps `step`, tight enough that the criterion's
+    /// optimum is found to its rounding (xtol 1e-7 on ρ, ftol 1e-12): the fit's search and each
+    /// profile point's.
+    static func searchRho(_ f: @escaping ([Double]) -> Double, start: [Double], step: Double,
+                          summary: inout OptimizerSummary) throws -> (rho: [Double], value: Double) {
+        summary.xtolRel = 0
+        summary.xtolAbs = 1e-7
+        summary.ftolAbs = 1e-12
+        let (rho, value) = try Optimizer.minimize(f, start: start, lower: start.map { _ in -rhoBound },
+                                                  upper: start.map { _ in rhoBound }, initialStep: start.map { _ in step },
+                                                  summary: &summary)
+        return (rho, value)
+    }
 
     static func fit(_ frame: ModelFrame, options: FitOptions) throws -> FitResult {
         guard let model = frame.formula.residualVariance else { preconditionFailure("no residual-variance model") }
@@ -84,12 +100,9 @@ enum HeteroscedasticModel {
             if testConstant { constant = first }
         }
         var summary = OptimizerSummary()
-        summary.xtolRel = 0
-        summary.xtolAbs = 1e-7
-        summary.ftolAbs = 1e-12
         var failure: Error?
         var evaluations = 0
-        let (rho, _) = try Optimizer.minimize({ rho in
+        let (rho, _) = try searchRho({ rho in
             do {
                 // BOBYQA's first point is often the constant fit's ρ = 0, already made.
                 let fit = try constant.flatMap { rho.allSatisfy { $0 == 0 } ? $0 : nil } ?? evaluate(rho)
@@ -101,8 +114,7 @@ enum HeteroscedasticModel {
                 failure = failure ?? error
                 return .infinity
             }
-        }, start: start, lower: Array(repeating: -20, count: dimension), upper: Array(repeating: 20, count: dimension),
-           initialStep: Array(repeating: 0.1, count: dimension), summary: &summary)
+        }, start: start, step: 0.1, summary: &summary)
         var result: FitResult
         do {
             result = try evaluate(rho)

@@ -186,11 +186,16 @@ struct KenwardRogerTests: ContrastTests {
     let pMatrices: [[Double]]
     let w: [Double]
 
+    /// The rows of L as an r × p column-major matrix.
+    private func matrix(_ rows: [[Double]]) -> [Double] {
+        (0..<(rows.count * p)).map { rows[$0 % rows.count][$0 / rows.count] }
+    }
+
     /// Denominator df of Lβ (q rows) and the F scaling: A1, A2 from Θ = L'(LΦL')⁻¹L and
     /// u_r = ΘΦP_rΦ, then Kenward and Roger's moment matching.
     private func adjustment(_ rows: [[Double]], q: Int) -> (ddf: Double, scaling: Double)? {
         let r = rows.count
-        let l = (0..<(r * p)).map { rows[$0 % r][$0 / r] }   // r × p column-major
+        let l = matrix(rows)
         let lPhiLt = Dense.product(l, Dense.product(phi, l, p, p, r, transposeB: true), r, p, r)
         guard let inverse = GeneralizedLinearMixedModel.inverse(lPhiLt, order: r) else { return nil }
         let theta = Dense.product(l, Dense.product(inverse, l, r, r, p), p, r, p, transposeA: true)
@@ -236,7 +241,7 @@ struct KenwardRogerTests: ContrastTests {
         let r = rows.count
         guard r > 0, let (ddf, scaling) = adjustment(rows, q: r) else { return nil }
         let lb = rows.map { zip($0, beta).reduce(0.0) { $0 + $1.0 * $1.1 } }
-        let l = (0..<(r * p)).map { rows[$0 % r][$0 / r] }
+        let l = matrix(rows)
         let lAdjLt = Dense.product(l, Dense.product(adjusted, l, p, p, r, transposeB: true), r, p, r)
         guard let inverse = GeneralizedLinearMixedModel.inverse(lAdjLt, order: r) else { return nil }
         var wald = 0.0

@@ -318,7 +318,8 @@ final class ProfileEngine<Solver: ProfileSolver>: @unchecked Sendable {
             // profiled ratio's) by BOBYQA, each evaluation a point on Σ_g δ_g⁻² (group g's).
             let k = state.count
             state += variance.rho
-            bounds = (bounds.lower + variance.rho.map { _ in -20 }, bounds.upper + variance.rho.map { _ in 20 })
+            let rhoBound = HeteroscedasticModel.rhoBound
+            bounds = (bounds.lower + variance.rho.map { _ in -rhoBound }, bounds.upper + variance.rho.map { _ in rhoBound })
             evaluate = { value, start in
                 let inner = Array(start[..<k])
                 let d = self.minimizeOverVariance(fixing: ratio.map { ($0, log(value)) }, rhoStart: Array(start[k...])) { rho in
@@ -402,11 +403,7 @@ final class ProfileEngine<Solver: ProfileSolver>: @unchecked Sendable {
             return best
         }
         var summary = OptimizerSummary()
-        summary.xtolRel = 0
-        summary.xtolAbs = 1e-7
-        summary.ftolAbs = 1e-12
-        _ = try? Optimizer.minimize(f, start: free.map { rho0[$0] }, lower: free.map { _ in -20 }, upper: free.map { _ in 20 },
-                                    initialStep: free.map { _ in 0.05 }, summary: &summary)
+        _ = try? HeteroscedasticModel.searchRho(f, start: free.map { rho0[$0] }, step: 0.05, summary: &summary)
         return best
     }
 

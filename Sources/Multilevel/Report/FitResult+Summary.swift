@@ -27,9 +27,7 @@ extension FitResult {
         }
 
         out += "\nFixed effects:\n"
-        let t = zip(beta, standardErrors).map { $0 / $1 }
-        let est = columnFormat(beta, digits: 4), se = columnFormat(standardErrors, digits: 4)
-        let tv = t.map { String(format: "%.3f", $0) }
+        let est = columnFormat(beta, digits: 4)
         if let tests = fixedEffectTests {
             // lmerTest's layout: df and Pr(>|t|), and (Kenward–Roger) the adjusted standard errors.
             let se = columnFormat(tests.standardErrors, digits: 4)
@@ -42,6 +40,8 @@ extension FitResult {
             out += significanceLegend
             out += "Degrees of freedom: \(tests.method.title)'s, as lmerTest\(tests.method == .kenwardRoger ? " (pbkrtest; standard errors adjusted)" : "")\n"
         } else {
+            let se = columnFormat(standardErrors, digits: 4)
+            let tv = zip(beta, standardErrors).map { String(format: "%.3f", $0 / $1) }
             out += table(header: ["", "Estimate", "Std. Error", "t value"],
                          rows: fixedNames.indices.map { [fixedNames[$0], est[$0], se[$0], tv[$0]] }, leftColumns: 1, indent: "")
         }
