@@ -159,7 +159,8 @@ struct SatterthwaiteTests: ContrastTests {
 /// Each difference is one factorisation and one selected inverse; the cross-products are all
 /// it reads.
 enum Satterthwaite {
-    /// V, ∂V/∂φ and A at θ̂.
+    /// V, ∂V/∂φ and A at θ̂. `pls` is left at the last point differenced: the fit reads nothing
+    /// more from it.
     static func tests(_ pls: PenalizedLeastSquares, theta: [Double]) throws -> SatterthwaiteTests {
         let cp = pls.crossProducts, p = cp.fixedCount, m = theta.count
         let nu = cp.residualDegreesOfFreedom(reml: pls.reml)
@@ -189,7 +190,6 @@ enum Satterthwaite {
             jacobian.append(zip(a.unscaled, b.unscaled).map { sigma2 * ($0 - $1) / (2 * step) })
         }
         jacobian.append(center.unscaled.map { 2 * sigma * $0 })
-        _ = pls.evaluate(theta)   // the factor back at θ̂ for whatever follows
         for i in 0..<m {
             for k in 0..<i {
                 let mean = (h[k + i * (m + 1)] + h[i + k * (m + 1)]) / 2
