@@ -101,12 +101,13 @@ enum HeteroscedasticModel {
         }
         var summary = OptimizerSummary()
         var failure: Error?
-        var evaluations = 0
+        var evaluations = 0, movedAway = false
         let (rho, _) = try searchRho({ rho in
             do {
                 // BOBYQA's first point is often the constant fit's ρ = 0, already made.
                 let fit = try constant.flatMap { rho.allSatisfy { $0 == 0 } ? $0 : nil } ?? evaluate(rho)
                 evaluations += 1
+                if rho != start { movedAway = true }
                 // --verbose: each fit's θ̂ followed by ρ.
                 options.trace?(evaluations, fit.theta + rho, fit.objective)
                 return fit.objective
@@ -115,6 +116,8 @@ enum HeteroscedasticModel {
                 return .infinity
             }
         }, start: start, step: 0.1, summary: &summary)
+        // Every point but the start failed: the start is no optimum, and the failure is the answer.
+        if let failure, !movedAway { throw failure }
         var result: FitResult
         do {
             result = try evaluate(rho)

@@ -191,6 +191,21 @@ final class ResidualVarianceTests: ScratchDirectoryTestCase {
                                    "--residual-variance", "varExp(~ standLRT)", "--report", temporary("report-exp")])
         XCTAssertEqual(exponential.status, 0, exponential.stderr)
         XCTAssertTrue(FileManager.default.fileExists(atPath: temporary("report-exp/standardised-residuals-fitted.svg")))
+        // varPower of a covariate that is 0 in a row (|x|^t is 0 or infinite for t ≠ 0): refused,
+        // naming the line, rather than fitted at t = 0, where every other t failed.
+        let lines = try String(contentsOfFile: Fixtures.path("orthodont.csv"), encoding: .utf8).split(separator: "\n")
+        let shifted = try write(([lines[0] + ",\"age8\""] + lines.dropFirst().map { line in
+            let age = Double(line.split(separator: ",")[1])!
+            return line + "," + String(age - 8)
+        }).joined(separator: "\n") + "\n", to: "orthodont-age8.csv")
+        try assertFails(["fit", shifted, "--formula", "distance ~ age + (1 | Subject)", "--residual-variance", "varPower(~ age8)"],
+                        mentioning: "line 2: 'age8' is 0, and varPower(~age8) needs age8 ≠ 0")
+        try assertFails(["fit", Fixtures.path("cbpp.csv"), "--formula", "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+                         "--family", "binomial", "--residual-variance", "~ 1 | period"],
+                        mentioning: "--residual-variance is for linear mixed models")
+        try assertFails(["fit", Fixtures.path("apiclus2.csv"), "--formula", "api00 ~ ell + meals + (1 | dnum)",
+                         "--survey-weights", "w_school, w_district", "--residual-variance", "~ 1 | stype"],
+                        mentioning: "--residual-variance is not available with --survey-weights")
         for (arguments, message) in [
             (["--residual-variance", "~ 1 | Nope"], "Nope"),
             (["--residual-variance", "~ 1 | Subject"], "Subject has 27 levels; a residual variance per level is for a handful of them"),
