@@ -23,9 +23,11 @@ extension PenalizedLeastSquares {
         gradient(e, modes(theta, e))
     }
 
-    /// The same from `modes(theta, e)`, which the AI matrix can share.
+    /// The same from `modes(theta, e)`, which the AI matrix can share. Its parts stay with the
+    /// evaluation (`gradientParts(theta, e)`).
     func gradient(_ e: Evaluation, _ modes: Modes) -> [Double] {
         let (logDeterminant, residual) = gradientParts(e, modes)
+        keep((logDeterminant, residual))
         let scale = crossProducts.residualDegreesOfFreedom(reml: reml) / e.penalizedRSS
         return zip(logDeterminant, residual).map { $0 + scale * $1 }
     }
@@ -33,7 +35,7 @@ extension PenalizedLeastSquares {
     /// The two parts of the gradient, given `evaluate(theta)` and its modes: ∂log|C|/∂θ_i = 2 tr(C⁻¹Λ̃̇_i'MΛ̃)
     /// (ML: ∂log|A|/∂θ_i) and ∂r²/∂θ_i = −2 û'Λ̇_i'z_r. The profiled deviance's gradient is
     /// their sum with the second scaled by ν/r²; the deviance with σ explicit (profiles) scales it by 1/σ².
-    func gradientParts(_ e: Evaluation, _ modes: Modes) -> (logDeterminant: [Double], residual: [Double]) {
+    func gradientParts(_ e: Evaluation, _ modes: Modes) -> GradientParts {
         let cp = crossProducts
         let q = cp.randomEffectsCount, p = cp.fixedCount, p1 = p + 1
         let (templates, u, zr) = modes

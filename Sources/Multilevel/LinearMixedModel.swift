@@ -92,7 +92,9 @@ public enum LinearMixedModel {
             let crossProducts = try frame.crossProducts(threads: options.threads)
             let t2 = clock.now
             result = try fit(crossProducts, options: options)
-            result.timings = [("levels", t1 - t0), ("cross-products", t2 - t1), ("optimisation", clock.now - t2)]
+            let after = result.timings   // stages the fit timed itself (the degrees of freedom)
+            let optimisation = clock.now - t2 - after.reduce(Duration.zero) { $0 + $1.duration }
+            result.timings = [("levels", t1 - t0), ("cross-products", t2 - t1), ("optimisation", optimisation)] + after
         }
         result.formula = parsed.text
         result.weights = options.weights
@@ -184,6 +186,7 @@ public enum LinearMixedModel {
         result.factorization = pls.factorization
         result.optimizerChoice = options.optimizer
         let tests: (any ContrastTests)?
+        let clock = ContinuousClock(), t0 = clock.now
         switch options.ddf {
         case .none: tests = nil
         case .satterthwaite: tests = try Satterthwaite.tests(pls, theta: theta)
@@ -191,6 +194,7 @@ public enum LinearMixedModel {
             tests = try KenwardRoger.tests(cp, factor: factor, theta: theta, sigma: result.sigma, covariance: result.fixedCovariance)
         }
         if let tests {
+            result.timings = [("degrees of freedom", clock.now - t0)]
             result.contrastTests = tests
             result.fixedEffectTests = FixedEffectTests(method: options.ddf, beta: result.beta, tests: tests)
         }

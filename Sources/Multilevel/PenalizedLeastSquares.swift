@@ -91,16 +91,31 @@ final class PenalizedLeastSquares {
         evaluate(theta)?.deviance ?? .infinity
     }
 
-    /// The last θ evaluated and its result: the factor holds that θ, so asking again (a fit's
-    /// result at the optimum, a refit's β and σ at its θ) costs nothing.
-    private var last: (theta: [Double], evaluation: Evaluation?)?
+    /// The last θ evaluated, its result and, once computed, its gradient's parts: the factor holds
+    /// that θ, so asking again (a fit's result at the optimum, a refit's β and σ at its θ,
+    /// Satterthwaite's differences from θ̂) costs nothing.
+    private var last: (theta: [Double], evaluation: Evaluation?, gradientParts: GradientParts?)?
+    typealias GradientParts = (logDeterminant: [Double], residual: [Double])
 
     /// Solves the PLS problem at θ; nil if a factorisation fails.
     func evaluate(_ theta: [Double]) -> Evaluation? {
         if let last, last.theta == theta { return last.evaluation }
         let e = solve(theta)
-        last = (theta, e)
+        last = (theta, e, nil)
         return e
+    }
+
+    /// The gradient's parts at θ (`gradientParts(e, modes(θ, e))`), kept with the evaluation.
+    func gradientParts(_ theta: [Double], _ e: Evaluation) -> GradientParts {
+        if let last, last.theta == theta, let parts = last.gradientParts { return parts }
+        let parts = gradientParts(e, modes(theta, e))
+        keep(parts)
+        return parts
+    }
+
+    /// Keeps `parts`, computed from the evaluation in the factor and its `modes`, with it.
+    func keep(_ parts: GradientParts) {
+        last?.gradientParts = parts
     }
 
     private func solve(_ theta: [Double]) -> Evaluation? {

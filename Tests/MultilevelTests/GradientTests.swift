@@ -101,6 +101,30 @@ final class GradientTests: XCTestCase {
         }
     }
 
+    /// The gradient's parts kept with an evaluation (Satterthwaite's differences start from the
+    /// fit's) are those of that θ: the same as computed afresh, and never another θ's once the
+    /// factor has moved, nor another response's once the cross-products are replaced.
+    func testKeptGradientPartsBelongToTheirTheta() throws {
+        let cp = try crossProducts("sleepstudy.csv", "Reaction ~ Days + (Days | Subject)")
+        let pls = try PenalizedLeastSquares(cp, reml: true, ordering: .natural)
+        func fresh(_ theta: [Double]) throws -> PenalizedLeastSquares.GradientParts {
+            let other = try PenalizedLeastSquares(cp, reml: true, ordering: .natural)
+            let e = try XCTUnwrap(other.evaluate(theta))
+            return other.gradientParts(e, other.modes(theta, e))
+        }
+        let a = [0.9, 0.03, 0.2], b = [0.8, 0.05, 0.25]
+        _ = pls.gradient(a, try XCTUnwrap(pls.evaluate(a)))
+        let kept = pls.gradientParts(a, try XCTUnwrap(pls.evaluate(a)))
+        XCTAssertEqual(kept.logDeterminant, try fresh(a).logDeterminant)
+        XCTAssertEqual(kept.residual, try fresh(a).residual)
+        let atB = pls.gradientParts(b, try XCTUnwrap(pls.evaluate(b)))
+        XCTAssertEqual(atB.logDeterminant, try fresh(b).logDeterminant)
+        XCTAssertNotEqual(atB.logDeterminant, kept.logDeterminant)
+        pls.replaceCrossProducts(with: try crossProducts("sleepstudy.csv", "log(Reaction) ~ Days + (Days | Subject)"))
+        let again = pls.gradientParts(b, try XCTUnwrap(pls.evaluate(b)))
+        XCTAssertNotEqual(again.residual, atB.residual)
+    }
+
     /// CHOLMOD's selected inverse by Takahashi's recurrences and by LAPACK on the dense factor
     /// (the choice is by predicted cost) agree, on a nested, a crossed and a multiple-membership
     /// design; the gradient tests above run whichever the cost picks.
