@@ -135,7 +135,7 @@ public enum GeneralizedLinearMixedModel {
             let h = try centralHessian({ irls.restore(mode); return try deviance($0).0 }, at: optimum.parameters, value: value, step: 1e-4)
             hessian = h
             irls.restore(mode)
-            if let inverse = inverse(h, order: nPar) {
+            if let inverse = Dense.inverse(h, order: nPar) {
                 var v = [Double](repeating: 0, count: p * p)
                 for i in 0..<p { for j in 0..<p { v[i + j * p] = inverse[(nTheta + i) + (nTheta + j) * nPar] + inverse[(nTheta + j) + (nTheta + i) * nPar] } }
                 if DenseCholesky.upper(v, order: p) != nil {
@@ -278,31 +278,6 @@ public enum GeneralizedLinearMixedModel {
     static func rxStandardErrors(_ irls: PenalizedIRLS, _ mode: PenalizedIRLS.Mode) -> [Double] {
         let v = rxCovariance(irls, mode), p = mode.beta.count
         return (0..<p).map { v[$0 + $0 * p].squareRoot() }
-    }
-
-    /// A⁻¹ by Gauss–Jordan elimination with partial pivoting (R's `solve`), nil if A is singular.
-    static func inverse(_ a: [Double], order n: Int) -> [Double]? {
-        var m = a, inv = [Double](repeating: 0, count: n * n)
-        for i in 0..<n { inv[i + i * n] = 1 }
-        let scale = a.map(abs).max() ?? 0
-        for c in 0..<n {
-            guard let pivot = (c..<n).max(by: { abs(m[$0 + c * n]) < abs(m[$1 + c * n]) }),
-                  abs(m[pivot + c * n]) > 1e-14 * scale else { return nil }
-            if pivot != c {
-                for k in 0..<n {
-                    m.swapAt(c + k * n, pivot + k * n)
-                    inv.swapAt(c + k * n, pivot + k * n)
-                }
-            }
-            let d = m[c + c * n]
-            for k in 0..<n { m[c + k * n] /= d; inv[c + k * n] /= d }
-            for r in 0..<n where r != c {
-                let f = m[r + c * n]
-                if f == 0 { continue }
-                for k in 0..<n { m[r + k * n] -= f * m[c + k * n]; inv[r + k * n] -= f * inv[c + k * n] }
-            }
-        }
-        return inv
     }
 
     /// lme4's `deriv12` Hessian: central differences with step h, the diagonal from f(x ± h e_j)

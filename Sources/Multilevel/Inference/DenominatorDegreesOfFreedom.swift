@@ -88,19 +88,11 @@ struct SatterthwaiteTests: ContrastTests {
     let jacobian: [[Double]]
     let parameterCovariance: [Double]
 
-    private func quadratic(_ m: [Double], _ l: [Double]) -> Double {
-        var sum = 0.0
-        for a in 0..<p where l[a] != 0 { for b in 0..<p { sum += l[a] * m[a + b * p] * l[b] } }
-        return sum
-    }
-
     /// ν = 2 (l'Vl)² / (g'Ag), g_i = l'(∂V/∂φ_i)l.
     func tTest(_ l: [Double]) -> (standardError: Double, df: Double) {
-        let variance = quadratic(covariance, l)
-        let g = jacobian.map { quadratic($0, l) }
-        let k = g.count
-        var denominator = 0.0
-        for a in 0..<k { for b in 0..<k { denominator += g[a] * parameterCovariance[a + b * k] * g[b] } }
+        let variance = Dense.bilinear(l, covariance, l, p)
+        let g = jacobian.map { Dense.bilinear(l, $0, l, p) }
+        let denominator = Dense.bilinear(g, parameterCovariance, g, g.count)
         return (variance.squareRoot(), 2 * variance * variance / denominator)
     }
 
@@ -110,11 +102,7 @@ struct SatterthwaiteTests: ContrastTests {
     func fTest(_ rows: [[Double]], beta: [Double]) -> (numeratorDF: Int, denominatorDF: Double, f: Double, unscaledF: Double)? {
         let r = rows.count
         var vl = [Double](repeating: 0, count: r * r)
-        for a in 0..<r { for b in 0..<r {
-            var sum = 0.0
-            for i in 0..<p where rows[a][i] != 0 { for j in 0..<p { sum += rows[a][i] * covariance[i + j * p] * rows[b][j] } }
-            vl[a + b * r] = sum
-        } }
+        for a in 0..<r { for b in 0..<r { vl[a + b * r] = Dense.bilinear(rows[a], covariance, rows[b], p) } }
         guard let (d, vectors) = Dense.symmetricEigen(vl, r), let first = d.first else { return nil }
         let tolerance = max(Double.ulpOfOne.squareRoot() * first, 0)
         let q = d.filter { $0 > tolerance }.count
@@ -209,7 +197,7 @@ enum Satterthwaite {
             h[m + i * (m + 1)] = cross
         }
         h[m + m * (m + 1)] = 6 * center.rss / (sigma2 * sigma2) - 2 * nu / sigma2
-        guard let hInverse = GeneralizedLinearMixedModel.inverse(h, order: m + 1) else {
+        guard let hInverse = Dense.inverse(h, order: m + 1) else {
             throw InputError("Satterthwaite's degrees of freedom: the Hessian of the deviance in (θ, σ) is singular at θ̂ (a boundary fit?)")
         }
         return SatterthwaiteTests(p: p, covariance: center.unscaled.map { sigma2 * $0 }, jacobian: jacobian,

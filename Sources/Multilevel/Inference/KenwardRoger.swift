@@ -86,11 +86,7 @@ enum KenwardRoger {
         let xv2x = (0..<(p * p)).map { (xx[$0] - 2 * xzmzx[$0] + mzxZZmzx[$0]) / (sigma2 * sigma2) }
         let umu = Dense.product(u, Dense.product(m, u, q, q, p), p, q, p, transposeA: true)
         let xv3x = (0..<(p * p)).map { (xv2x[$0] - umu[$0]) / sigma2 }
-        var traceN = 0.0, traceN2 = 0.0
-        for i in 0..<q {
-            traceN += nz[i + i * q]
-            for j in 0..<q { traceN2 += nz[i + j * q] * nz[j + i * q] }
-        }
+        let traceN = (0..<q).reduce(0.0) { $0 + nz[$1 + $1 * q] }, traceN2 = Dense.traceOfProduct(nz, nz, q)
         let traceV2 = (n - 2 * traceN + traceN2) / (sigma2 * sigma2)
 
         // The parameters' D_r as lists of (row, column) entries; σ² last (nil).
@@ -140,11 +136,6 @@ enum KenwardRoger {
             default: return traceV2
             }
         }
-        func trace(_ a: [Double], _ b: [Double]) -> Double {   // tr(AB) for p × p
-            var sum = 0.0
-            for i in 0..<p { for j in 0..<p { sum += a[i + j * p] * b[j + i * p] } }
-            return sum
-        }
         var qMatrices = [[Double]](repeating: [], count: count * count)
         var information = [Double](repeating: 0, count: count * count)
         let phiP = pMatrices.map { Dense.product(phi, $0, p, p, p) }
@@ -152,7 +143,7 @@ enum KenwardRoger {
             for s in r..<count {
                 let qrs = qMatrix(r, s)
                 qMatrices[r + s * count] = qrs
-                let value = kTrace(r, s) - 2 * trace(phi, qrs) + trace(phiP[r], phiP[s])
+                let value = kTrace(r, s) - 2 * Dense.traceOfProduct(phi, qrs, p) + Dense.traceOfProduct(phiP[r], phiP[s], p)
                 information[r + s * count] = value
                 information[s + r * count] = value
             }
@@ -197,7 +188,7 @@ struct KenwardRogerTests: ContrastTests {
         let r = rows.count
         let l = matrix(rows)
         let lPhiLt = Dense.product(l, Dense.product(phi, l, p, p, r, transposeB: true), r, p, r)
-        guard let inverse = GeneralizedLinearMixedModel.inverse(lPhiLt, order: r) else { return nil }
+        guard let inverse = Dense.inverse(lPhiLt, order: r) else { return nil }
         let theta = Dense.product(l, Dense.product(inverse, l, r, r, p), p, r, p, transposeA: true)
         let thetaPhi = Dense.product(theta, phi, p, p, p)
         let us = pMatrices.map { Dense.product(thetaPhi, Dense.product($0, phi, p, p, p), p, p, p) }
@@ -208,9 +199,7 @@ struct KenwardRogerTests: ContrastTests {
             for j in i..<count {
                 let e = i == j ? 1.0 : 2.0
                 a1 += e * w[i + j * count] * traces[i] * traces[j]
-                var product = 0.0
-                for a in 0..<p { for b in 0..<p { product += us[i][a + b * p] * us[j][b + a * p] } }
-                a2 += e * w[i + j * count] * product
+                a2 += e * w[i + j * count] * Dense.traceOfProduct(us[i], us[j], p)
             }
         }
         let qd = Double(q)
@@ -231,8 +220,7 @@ struct KenwardRogerTests: ContrastTests {
 
     /// SE from Φ_A; df from `Lb_ddf` with q = 1.
     func tTest(_ l: [Double]) -> (standardError: Double, df: Double) {
-        var variance = 0.0
-        for a in 0..<p { for b in 0..<p { variance += l[a] * adjusted[a + b * p] * l[b] } }
+        let variance = Dense.bilinear(l, adjusted, l, p)
         return (variance.squareRoot(), adjustment([l], q: 1)?.ddf ?? .nan)
     }
 
@@ -243,9 +231,8 @@ struct KenwardRogerTests: ContrastTests {
         let lb = rows.map { zip($0, beta).reduce(0.0) { $0 + $1.0 * $1.1 } }
         let l = matrix(rows)
         let lAdjLt = Dense.product(l, Dense.product(adjusted, l, p, p, r, transposeB: true), r, p, r)
-        guard let inverse = GeneralizedLinearMixedModel.inverse(lAdjLt, order: r) else { return nil }
-        var wald = 0.0
-        for a in 0..<r { for b in 0..<r { wald += lb[a] * inverse[a + b * r] * lb[b] } }
+        guard let inverse = Dense.inverse(lAdjLt, order: r) else { return nil }
+        let wald = Dense.bilinear(lb, inverse, lb, r)
         return (r, ddf, scaling * wald / Double(r), wald / Double(r))
     }
 }

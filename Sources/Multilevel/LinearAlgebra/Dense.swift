@@ -1,7 +1,7 @@
 import CCHOLMOD
 
-/// Small dense matrices, column-major: the survey variance's per-cluster d × d blocks, the
-/// F-tests' Var(Lβ̂), Kenward–Roger's (q + p)-square algebra.
+/// Small dense matrices, column-major: the survey variance's per-cluster d × d blocks, the GLMM's
+/// and Satterthwaite's Hessians, the F-tests' Var(Lβ̂), Kenward–Roger's (q + p)-square algebra.
 enum Dense {
     /// op(A) op(B) by BLAS dgemm, op(X) = X or X' (`transposeA`/`B`); op(A) is m × k, op(B) k × n.
     static func product(_ a: [Double], _ b: [Double], _ m: Int, _ k: Int, _ n: Int,
@@ -15,6 +15,45 @@ enum Dense {
             dgemm_(&ta, &tb, &mm, &nn, &kk, &one, pa.baseAddress, &lda, pb.baseAddress, &ldb, &zero, pc.baseAddress, &ldc)
         } } }
         return out
+    }
+
+    /// A⁻¹ by Gauss–Jordan elimination with partial pivoting (R's `solve`), nil if A is singular.
+    static func inverse(_ a: [Double], order n: Int) -> [Double]? {
+        var m = a, inv = [Double](repeating: 0, count: n * n)
+        for i in 0..<n { inv[i + i * n] = 1 }
+        let scale = a.map(abs).max() ?? 0
+        for c in 0..<n {
+            guard let pivot = (c..<n).max(by: { abs(m[$0 + c * n]) < abs(m[$1 + c * n]) }),
+                  abs(m[pivot + c * n]) > 1e-14 * scale else { return nil }
+            if pivot != c {
+                for k in 0..<n {
+                    m.swapAt(c + k * n, pivot + k * n)
+                    inv.swapAt(c + k * n, pivot + k * n)
+                }
+            }
+            let d = m[c + c * n]
+            for k in 0..<n { m[c + k * n] /= d; inv[c + k * n] /= d }
+            for r in 0..<n where r != c {
+                let f = m[r + c * n]
+                if f == 0 { continue }
+                for k in 0..<n { m[r + k * n] -= f * m[c + k * n]; inv[r + k * n] -= f * inv[c + k * n] }
+            }
+        }
+        return inv
+    }
+
+    /// x'My for n × n M: Σ_a Σ_b x_a M_ab y_b, a outer (a with x_a = 0 skipped), b inner.
+    static func bilinear(_ x: [Double], _ m: [Double], _ y: [Double], _ n: Int) -> Double {
+        var sum = 0.0
+        for a in 0..<n where x[a] != 0 { for b in 0..<n { sum += x[a] * m[a + b * n] * y[b] } }
+        return sum
+    }
+
+    /// tr(AB) for n × n A and B: Σ_i Σ_j A_ij B_ji, i outer.
+    static func traceOfProduct(_ a: [Double], _ b: [Double], _ n: Int) -> Double {
+        var sum = 0.0
+        for i in 0..<n { for j in 0..<n { sum += a[i + j * n] * b[j + i * n] } }
+        return sum
     }
 
     /// A⁻¹ for symmetric positive definite A (LAPACK dpotrf, dpotri); nil if A is not.
