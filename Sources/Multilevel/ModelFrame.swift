@@ -522,11 +522,7 @@ public struct ModelFrame {
                 let c = index.codes(values, rows: keep)
                 if let r = c.firstIndex(of: -1) {
                     // Only new data can hold a level the fit did not see (lme4: "factor x has new level").
-                    let value: String
-                    switch values.value(keep[r])! {
-                    case .string(let s): value = s
-                    case .number(let x): value = rLevelName(x)
-                    }
+                    let value = values.value(keep[r])!.name
                     let shown = index.names.prefix(10).map { "'\($0)'" }.joined(separator: ", ")
                         + (index.names.count > 10 ? ", …" : "")
                     throw InputError("\(source.name) \(source.rowDescription(chunk.start + keep[r])): \(v.name) has the level '\(value)', which the fitted model did not see (its levels: \(shown))")

@@ -138,13 +138,7 @@ public enum Prediction {
             out.varianceCovariate = chunk.varianceCovariate
             if case .groups(let g) = formula.residualVariance {
                 let values = raw.categorical(g)
-                out.varianceGroup = raw.complete.indices.filter { raw.complete[$0] }.map { r in
-                    switch values.value(r) {
-                    case .string(let s)?: return s
-                    case .number(let x)?: return rLevelName(x)
-                    case nil: return ""
-                    }
-                }
+                out.varianceGroup = raw.complete.indices.filter { raw.complete[$0] }.map { values.value($0)?.name ?? "" }
             }
             for r in 0..<chunk.count {
                 var eta = chunk.offset.isEmpty ? 0 : chunk.offset[r]

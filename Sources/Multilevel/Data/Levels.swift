@@ -21,6 +21,14 @@ enum LevelValue: Hashable {
         case .number(let x): hasher.combine(x)
         }
     }
+
+    /// The level's name: the string, or the number as R's `as.character` writes it.
+    var name: String {
+        switch self {
+        case .string(let s): return s
+        case .number(let x): return rLevelName(x)
+        }
+    }
 }
 
 /// The levels of one categorical variable or grouping factor, collected from the data.
@@ -61,12 +69,7 @@ struct LevelIndex {
     init(_ set: LevelSet) { self.init(values: set.sorted()) }
 
     init(values: [LevelValue]) {
-        names = values.map {
-            switch $0 {
-            case .string(let s): return s
-            case .number(let x): return rLevelName(x)
-            }
-        }
+        names = values.map(\.name)
         for (i, v) in values.enumerated() {
             switch v {
             case .string(let s): stringCodes[ExactString(s)] = Int32(i)

@@ -229,12 +229,6 @@ extension ClusterCrossProducts {
             }
             return value
         }
-        func label(_ value: LevelValue) -> String {
-            switch value {
-            case .string(let s): return s
-            case .number(let x): return rLevelName(x)
-            }
-        }
         for r in 0..<model.count {
             let row = raw.start + keep[r]
             for (level, w) in zip(columns.weights, weights) {
@@ -263,8 +257,8 @@ extension ClusterCrossProducts {
                 let sv = try strata.map { try value($0, columns.strata!, r) } ?? .string("")
                 part.psuValues.append(pv)
                 part.stratumValues.append(sv)
-                part.psu.append(label(pv))
-                part.stratum.append(label(sv))
+                part.psu.append(pv.name)
+                part.stratum.append(sv.name)
                 part.firstRow.append(row)
             }
             if let k = columns.parentTerm, Int(model.terms[k].levels[r]) != part.parent[s] {
@@ -288,8 +282,8 @@ extension ClusterCrossProducts {
                 guard let values, let column else { return }
                 let v = try value(values, column, r)
                 guard v != first else { return }
-                throw InputError("column '\(column)' varies within \(group) '\(clusterLabel(code))' ('\(label(first))' at "
-                    + "\(frame.source.rowDescription(part.firstRow[s])), '\(label(v))' at \(frame.source.rowDescription(row))): "
+                throw InputError("column '\(column)' varies within \(group) '\(clusterLabel(code))' ('\(first.name)' at "
+                    + "\(frame.source.rowDescription(part.firstRow[s])), '\(v.name)' at \(frame.source.rowDescription(row))): "
                     + "the clusters must be nested in the \(column == columns.psu ? "PSUs" : "strata")")
             }
             if let fpcValues, let column = columns.fpc {
