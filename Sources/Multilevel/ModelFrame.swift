@@ -498,12 +498,10 @@ public struct ModelFrame {
         case .groups(let g):
             // A frame bound for prediction has no levels of g: prediction reads its names itself.
             if let index = factorLevels[.factor(g)] { result.varianceGroups = index.codes(chunk.categorical(g), rows: keep) }
-        case .exponential(let x):
+        case .exponential(let x), .power(let x):
             result.varianceCovariate = chunk.numeric(.column(x), rows: keep)
-        case .power(let x):
-            result.varianceCovariate = chunk.numeric(.column(x), rows: keep)
-            // |x|^t is 0 or infinite at x = 0 for every t but 0: the model is not defined there.
-            if let r = result.varianceCovariate.firstIndex(of: 0) {
+            // varPower: |x|^t is 0 or infinite at x = 0 for every t but 0, so the model is not defined there.
+            if case .power = formula.residualVariance, let r = result.varianceCovariate.firstIndex(of: 0) {
                 throw InputError("\(source.name) \(source.rowDescription(chunk.start + keep[r])): '\(x)' is 0, and varPower(~\(rName(x))) "
                     + "needs \(rName(x)) ≠ 0 (the residual SD is σ·|\(rName(x))|^t)")
             }

@@ -9,6 +9,8 @@ public struct ResidualVarianceFit: Sendable {
     public let values: [Double]
     /// How many of them were estimated (δ of all but the first group; t).
     public var estimatedCount: Int { if case .groups = model { return values.count - 1 }; return 1 }
+    /// varIdent's ρ̂ = log δ̂ of every group but the first: where a refit's search starts.
+    var logRatios: [Double] { values.dropFirst().map { log($0) } }
     /// Rows per group (varIdent).
     public let counts: [Int]
     /// The likelihood-ratio test of a constant residual variance (nlme's `anova(constant, this)`):
@@ -33,6 +35,12 @@ enum HeteroscedasticModel {
     /// BOBYQA over ρ from `start` with first steps `step`, tight enough that the criterion's
     /// optimum is found to its rounding (xtol 1e-7 on ρ, ftol 1e-12): the fit's search and each
     /// profile point's.
+    /// A varIdent model's cross-products at ρ = log δ (the first group's δ is 1): Σ_g δ_g⁻²
+    /// (group g's `parts`).
+    static func combined(_ parts: [CrossProducts], rho: [Double]) -> CrossProducts {
+        CrossProducts.combining(parts, weights: [1] + rho.map { exp(-2 * $0) })
+    }
+
     static func searchRho(_ f: @escaping ([Double]) -> Double, start: [Double], step: Double,
                           summary: inout OptimizerSummary) throws -> (rho: [Double], value: Double) {
         summary.xtolRel = 0
@@ -73,9 +81,7 @@ enum HeteroscedasticModel {
     static func fitGroups(_ parts: [CrossProducts], model: ResidualVarianceModel, names: [String], options: FitOptions,
                           start: [Double]? = nil, testConstant: Bool) throws -> FitResult {
         var result = try profiled(model, names: names, counts: parts.map(\.rows), start: start ?? Array(repeating: 0, count: parts.count - 1),
-                                  options: options, testConstant: testConstant) { rho in
-            CrossProducts.combining(parts, weights: [1] + rho.map { exp(-2 * $0) })
-        }
+                                  options: options, testConstant: testConstant) { rho in combined(parts, rho: rho) }
         let kept = result.fixedNames.compactMap { parts[0].fixedNames.firstIndex(of: $0) }
         result.residualVarianceParts = kept.count == parts[0].fixedCount ? parts : parts.map { $0.selectingFixed(kept) }
         return result
@@ -102,12 +108,15 @@ enum HeteroscedasticModel {
         var summary = OptimizerSummary()
         var failure: Error?
         var evaluations = 0, movedAway = false
+        // The least criterion's fit, which BOBYQA returns the ρ of (`~ x`: not one more pass over the rows).
+        var best: (rho: [Double], fit: FitResult)?
         let (rho, _) = try searchRho({ rho in
             do {
                 // BOBYQA's first point is often the constant fit's ρ = 0, already made.
                 let fit = try constant.flatMap { rho.allSatisfy { $0 == 0 } ? $0 : nil } ?? evaluate(rho)
                 evaluations += 1
                 if rho != start { movedAway = true }
+                if fit.objective < best?.fit.objective ?? .infinity { best = (rho, fit) }
                 // --verbose: each fit's θ̂ followed by ρ.
                 options.trace?(evaluations, fit.theta + rho, fit.objective)
                 return fit.objective
@@ -119,10 +128,14 @@ enum HeteroscedasticModel {
         // Every point but the start failed: the start is no optimum, and the failure is the answer.
         if let failure, !movedAway { throw failure }
         var result: FitResult
-        do {
-            result = try evaluate(rho)
-        } catch {
-            throw failure ?? error
+        if let best, best.rho == rho {
+            result = best.fit
+        } else {
+            do {
+                result = try evaluate(rho)
+            } catch {
+                throw failure ?? error
+            }
         }
         result.optimizer.algorithm += " (θ), in NLOPT_LN_BOBYQA over the residual variance (\(summary.evaluations) fits)"
         let values: [Double]

@@ -46,9 +46,8 @@ final class HeteroscedasticBootstrapSimulator: ReplicateSimulator, @unchecked Se
         var options = FitOptions(reml: fit.reml, threads: 1)
         options.factorization = fit.factorization
         options.optimizer = fit.optimizerChoice
-        let start = variance.values.dropFirst().map { log($0) }
         guard let refit = try? HeteroscedasticModel.fitGroups(groupCrossProducts(replicate: index, seed: seed), model: variance.model,
-                                                              names: variance.names, options: options, start: start,
+                                                              names: variance.names, options: options, start: variance.logRatios,
                                                               testConstant: false),
               let ratios = refit.residualVariance?.values else { return .failed(index, fit) }
         return BootstrapReplicate(index: index, theta: refit.theta, beta: refit.beta, sigma: refit.sigma, deviance: refit.objective,

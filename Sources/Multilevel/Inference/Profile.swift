@@ -323,8 +323,7 @@ final class ProfileEngine<Solver: ProfileSolver>: @unchecked Sendable {
             evaluate = { value, start in
                 let inner = Array(start[..<k])
                 let d = self.minimizeOverVariance(fixing: ratio.map { ($0, log(value)) }, rhoStart: Array(start[k...])) { rho in
-                    let cp = CrossProducts.combining(variance.parts, weights: [1] + rho.map { exp(-2 * $0) })
-                    return deviance(value, inner, cp)
+                    deviance(value, inner, HeteroscedasticModel.combined(variance.parts, rho: rho))
                 }
                 return (self.zeta(value, centre, d.deviance), d.state + d.rho)
             }
@@ -489,12 +488,12 @@ extension ProfileEngine where Solver == PenalizedLeastSquares {
         options.factorization = fit.factorization
         let ml = fit.reml
             ? try HeteroscedasticModel.fitGroups(parts, model: variance.model, names: variance.names, options: options,
-                                                 start: variance.values.dropFirst().map { log($0) }, testConstant: false)
+                                                 start: variance.logRatios, testConstant: false)
             : fit
         let make = { (cp: CrossProducts) in try PenalizedLeastSquares(cp, reml: false, factorization: fit.factorization) }
         self.init(fit, ml: ml, minimum: ml.objective, workers: try (0..<max(1, threads)).map { _ in try make(ml.crossProducts) },
                   solver: make)
-        self.variance = (parts, ml.residualVariance!.values.dropFirst().map { log($0) })
+        self.variance = (parts, ml.residualVariance!.logRatios)
     }
 }
 
